@@ -1,0 +1,9 @@
+//! passt and pasta: user-mode networking that translates between a guest's
+//! (or a network namespace's) Layer-2 frames and the host's Layer-4 sockets.
+//!
+//! See DESIGN.md in the project's shared documents for the map; every module
+//! opens with its own theory of operation.
+
+pub mod conf;
+pub mod host;
+pub mod wire;
