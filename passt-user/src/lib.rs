@@ -7,3 +7,5 @@
 pub mod conf;
 pub mod host;
 pub mod wire;
+pub mod epoll;
+pub mod flow;

@@ -1,0 +1,112 @@
+//! # Theory of operation
+//!
+//! One table holds every flow of every protocol. A flow has two sides,
+//! [`INI`] (the side that initiated it) and [`TGT`] (the side we opened
+//! towards). Each side is a [`FlowSide`] on a [`Pif`] (tap, host or splice):
+//! our address and port on that interface (`oaddr`/`oport`) and the
+//! endpoint's (`eaddr`/`eport`). Forwarding ([`crate::fwd`]) maps the
+//! initiating side to the target side; protocol modules never invent
+//! addresses.
+//!
+//! Flows are looked up from tap packets through the hash table in
+//! [`table`], keyed by (pif, protocol, flowside) with SipHash-1-3 and a
+//! random key. Packets from sockets need no lookup: their epoll reference
+//! carries the flow side index ([`Sidx`]).
+//!
+//! Lifecycle: a slot is `Free`, becomes `Active` once both sides and the
+//! protocol state are set, and `Closing` when the protocol wants it gone.
+//! Closing flows are freed in the deferred pass after each epoll cycle
+//! ([`table::FlowTable::defer_free`]), so that a flow never disappears while
+//! an event for it is still being handled in the same cycle.
+
+pub mod inany;
+pub mod table;
+
+pub use inany::Inany;
+
+/// Index of the initiating side.
+pub const INI: usize = 0;
+/// Index of the target side.
+pub const TGT: usize = 1;
+
+/// The interface a flow side lives on (upstream's "pif").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Pif {
+    /// Not set.
+    None = 0,
+    /// The guest or namespace, through the tap.
+    Tap = 1,
+    /// Host sockets in the init namespace.
+    Host = 2,
+    /// Sockets in the target namespace (pasta's splice path).
+    Splice = 3,
+}
+
+/// One side of a flow: addresses and ports as seen on that side's interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowSide {
+    /// Endpoint (remote peer on this interface) address.
+    pub eaddr: Inany,
+    /// Our address on this interface.
+    pub oaddr: Inany,
+    /// Endpoint port (echo identifier for ping flows), host order.
+    pub eport: u16,
+    /// Our port (echo identifier for ping flows), host order.
+    pub oport: u16,
+}
+
+impl FlowSide {
+    /// An all-zero side.
+    pub const UNSPEC: FlowSide =
+        FlowSide { eaddr: Inany::UNSPEC4, oaddr: Inany::UNSPEC4, eport: 0, oport: 0 };
+}
+
+/// A flow and side: bits 0..31 flow index, bit 31 the side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sidx(u32);
+
+impl Sidx {
+    /// Flow `flow`, side `side` (`INI` or `TGT`).
+    pub fn new(flow: u32, side: usize) -> Self {
+        debug_assert!(flow < 1 << 31 && side < 2);
+        Sidx(flow | ((side as u32) << 31))
+    }
+    /// The flow index.
+    pub fn flow(self) -> usize {
+        (self.0 & 0x7fff_ffff) as usize
+    }
+    /// The side.
+    pub fn side(self) -> usize {
+        (self.0 >> 31) as usize
+    }
+    /// The packed value (for epoll references).
+    pub fn raw(self) -> u32 {
+        self.0
+    }
+    /// Unpack a value made by [`Sidx::raw`].
+    pub fn from_raw(v: u32) -> Self {
+        Sidx(v)
+    }
+}
+
+/// Where a flow is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowState {
+    /// Unused slot.
+    Free,
+    /// In use.
+    Active,
+    /// Waiting for the deferred pass to free it.
+    Closing,
+}
+
+/// Protocol of a flow (IP protocol numbers, RFC 790 / IANA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Proto {
+    /// ICMP echo (1) or ICMPv6 echo (58), by address family.
+    Ping = 1,
+    /// UDP (17).
+    Udp = 17,
+}
