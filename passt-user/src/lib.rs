@@ -9,3 +9,4 @@ pub mod host;
 pub mod wire;
 pub mod epoll;
 pub mod flow;
+pub mod tap;

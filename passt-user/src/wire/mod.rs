@@ -4,6 +4,7 @@
 //! the "malformed" error, and the Internet checksum (RFC 1071).
 
 pub mod csum;
+pub mod frame;
 
 /// A frame or message from untrusted input is malformed. The caller drops it
 /// and counts the drop; nothing else happens.

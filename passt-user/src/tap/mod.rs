@@ -1,0 +1,156 @@
+//! # Theory of operation
+//!
+//! The guest side of every flow. A [`Tap`] back-end moves whole Ethernet
+//! frames: [`Tap::recv_batch`] reads as many frames as are ready (up to the
+//! batch size) in one wakeup, [`Tap::send_batch`] writes every frame queued
+//! in a [`TxBatch`]. Protocol code never knows which back-end it talks to.
+//!
+//! Back-ends: [`tun::TunTap`] (pasta: /dev/net/tun, IFF_TAP | IFF_NO_PI).
+//!
+//! Buffers are allocated once at start-up: [`RxBatch`] is one contiguous
+//! buffer holding up to [`BATCH`] frames back to back; [`TxBatch`] has
+//! [`BATCH`] fixed slots of [`SLOT`] bytes so that replies can be built in
+//! place, headers written in front of data received straight into the slot.
+
+pub mod tun;
+
+use std::ops::Range;
+use std::os::fd::RawFd;
+
+/// Frames per batch in either direction.
+pub const BATCH: usize = 64;
+/// Largest frame we handle: 14 bytes of Ethernet header plus a 65535-byte
+/// IP packet.
+pub const MAX_FRAME: usize = 14 + 65535;
+/// Size of one transmit slot, with room for any frame.
+pub const SLOT: usize = MAX_FRAME + 1;
+
+/// Frames read in one wakeup.
+#[derive(Debug)]
+pub struct RxBatch {
+    /// Backing storage; frames are `buf[r]` for `r` in `frames`.
+    pub buf: Vec<u8>,
+    /// Ranges of the frames read, in order.
+    pub frames: Vec<Range<usize>>,
+}
+
+impl RxBatch {
+    /// Room for [`BATCH`] frames of [`MAX_FRAME`] bytes.
+    pub fn new() -> Self {
+        RxBatch { buf: vec![0; BATCH * SLOT], frames: Vec::with_capacity(BATCH) }
+    }
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        RxBatch { buf: Vec::new(), frames: Vec::new() }
+    }
+}
+
+/// Frames queued for the tap, built in place.
+#[derive(Debug)]
+pub struct TxBatch {
+    buf: Vec<u8>,
+    frames: Vec<Range<usize>>,
+}
+
+impl TxBatch {
+    /// [`BATCH`] slots of [`SLOT`] bytes.
+    pub fn new() -> Self {
+        TxBatch { buf: vec![0; BATCH * SLOT], frames: Vec::with_capacity(BATCH) }
+    }
+
+    /// True when no slot is free: flush before building another frame.
+    pub fn is_full(&self) -> bool {
+        self.frames.len() >= BATCH
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// True if nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Free slots left.
+    pub fn room(&self) -> usize {
+        BATCH - self.frames.len()
+    }
+
+    /// The `i`-th free slot from now (0: the next one), [`SLOT`] bytes, or
+    /// `None` past the last one.
+    pub fn slot(&mut self, i: usize) -> Option<&mut [u8]> {
+        let n = self.frames.len() + i;
+        if n >= BATCH {
+            return None;
+        }
+        self.buf.get_mut(n * SLOT..(n + 1) * SLOT)
+    }
+
+    /// Queue the frame at `range` (relative to the start) of the next free slot.
+    pub fn commit(&mut self, range: Range<usize>) {
+        let n = self.frames.len();
+        debug_assert!(n < BATCH && range.end <= SLOT);
+        self.frames.push(n * SLOT + range.start..n * SLOT + range.end);
+    }
+
+    /// The queued frames, in order.
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+        self.frames.iter().map(|r| &self.buf[r.clone()])
+    }
+
+    /// Forget every queued frame.
+    pub fn clear(&mut self) {
+        self.frames.clear();
+    }
+}
+
+impl Default for TxBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What went wrong on the tap.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    /// The device or peer is gone (EOF, ENXIO, EBADFD...): nothing more can
+    /// be read or written.
+    #[error("tap device gone: {0}")]
+    Gone(#[source] std::io::Error),
+    /// Any other I/O error.
+    #[error("tap I/O error: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// Result of writing a batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxResult {
+    /// Frames written.
+    pub sent: usize,
+    /// Frames dropped because the device queue was full.
+    pub dropped: usize,
+}
+
+/// A tap back-end.
+pub trait Tap {
+    /// The fd to poll for input.
+    fn fd(&self) -> RawFd;
+
+    /// Read every frame ready, at most [`BATCH`], into `rx` (cleared first).
+    /// Returns the number of frames read; 0 when none was ready.
+    ///
+    /// # Errors
+    /// [`TapError::Gone`] when the device is gone, [`TapError::Io`] otherwise.
+    fn recv_batch(&mut self, rx: &mut RxBatch) -> Result<usize, TapError>;
+
+    /// Write every frame of `tx`; frames the device cannot take now are
+    /// dropped and counted in the result.
+    ///
+    /// # Errors
+    /// [`TapError::Gone`] when the device is gone, [`TapError::Io`] otherwise.
+    fn send_batch(&mut self, tx: &TxBatch) -> Result<TxResult, TapError>;
+}
