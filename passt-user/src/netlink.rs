@@ -38,8 +38,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
-    NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR,
+    NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
@@ -295,7 +295,9 @@ pub struct Netlink {
 
 impl fmt::Debug for Netlink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Netlink").field("seq", &self.seq).finish_non_exhaustive()
+        f.debug_struct("Netlink")
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
     }
 }
 
@@ -319,11 +321,21 @@ fn status_code(payload: &[u8]) -> Option<i32> {
     Some(i32::from_ne_bytes(bytes))
 }
 
+/// Where an exchange stands after one reply datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// More datagrams are to come.
+    More,
+    /// NLMSG_DONE or the ack arrived: the exchange is over.
+    Done,
+}
+
 /// Process one reply datagram for the request `op` with sequence number
 /// `seq`, appending decoded messages to `out`.
 ///
-/// Returns `Ok(true)` once the exchange is over (NLMSG_DONE, or NLMSG_ERROR
-/// with error 0), `Ok(false)` if more datagrams are to come.
+/// Returns [`Progress::Done`] once the exchange is over (NLMSG_DONE, or
+/// NLMSG_ERROR with error 0), [`Progress::More`] if more datagrams are to
+/// come.
 ///
 /// # Errors
 /// [`NetlinkError::Kernel`] for a negative status, [`NetlinkError::Malformed`]
@@ -333,7 +345,7 @@ fn parse_datagram(
     buf: &[u8],
     seq: u32,
     out: &mut Vec<RouteNetlinkMessage>,
-) -> Result<bool, NetlinkError> {
+) -> Result<Progress, NetlinkError> {
     let mut rest = buf;
     while !rest.is_empty() {
         let nl = NetlinkBuffer::new_checked(rest).map_err(|e| {
@@ -359,16 +371,22 @@ fn parse_datagram(
                 // Kernels always send the status; treat a missing one as 0.
                 let code = status_code(payload).unwrap_or(0);
                 if code < 0 {
-                    return Err(NetlinkError::Kernel { op, errno: code.saturating_neg() });
+                    return Err(NetlinkError::Kernel {
+                        op,
+                        errno: code.saturating_neg(),
+                    });
                 }
-                return Ok(true);
+                return Ok(Progress::Done);
             }
             NLMSG_ERROR => {
                 let code = status_code(payload).ok_or(NetlinkError::Malformed)?;
                 if code == 0 {
-                    return Ok(true);
+                    return Ok(Progress::Done);
                 }
-                return Err(NetlinkError::Kernel { op, errno: code.saturating_abs() });
+                return Err(NetlinkError::Kernel {
+                    op,
+                    errno: code.saturating_abs(),
+                });
             }
             NLMSG_OVERRUN => {
                 log::debug!("netlink {op}: NLMSG_OVERRUN");
@@ -386,7 +404,7 @@ fn parse_datagram(
             },
         }
     }
-    Ok(false)
+    Ok(Progress::More)
 }
 
 /// RTM_NEWLINK contents → [`Link`].
@@ -443,7 +461,11 @@ fn nexthop_from_attrs<A: IpFamily>(
     weight: u16,
     attrs: &[RouteAttribute],
 ) -> Option<NextHop<A>> {
-    let mut nh = NextHop { index, gw: None, weight };
+    let mut nh = NextHop {
+        index,
+        gw: None,
+        weight,
+    };
     for attr in attrs {
         match attr {
             RouteAttribute::Gateway(a) => nh.gw = Some(route_addr::<A>(a)?),
@@ -480,7 +502,11 @@ fn route_from_msg<A: IpFamily>(m: &RouteMessage) -> Option<RouteEntry<A>> {
             RouteAttribute::MultiPath(hops) => {
                 for hop in hops {
                     let weight = u16::from(hop.hops).saturating_add(1);
-                    r.nexthops.push(nexthop_from_attrs(hop.interface_index, weight, &hop.attributes)?);
+                    r.nexthops.push(nexthop_from_attrs(
+                        hop.interface_index,
+                        weight,
+                        &hop.attributes,
+                    )?);
                 }
             }
             _ => {}
@@ -490,7 +516,8 @@ fn route_from_msg<A: IpFamily>(m: &RouteMessage) -> Option<RouteEntry<A>> {
         return None;
     }
     if let Some(index) = oif {
-        r.nexthops.push(nexthop_from_attrs(index, 1, &m.attributes)?);
+        r.nexthops
+            .push(nexthop_from_attrs(index, 1, &m.attributes)?);
     }
     Some(r)
 }
@@ -519,7 +546,8 @@ fn addr_msg(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {
         IpAddr::V6(_) => {
             m.header.family = AddressFamily::Inet6;
             m.header.flags = AddressHeaderFlags::Nodad;
-            m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
     }
     m
@@ -533,7 +561,11 @@ fn route_header<A: IpFamily>(prefix_len: u8, on_link: bool) -> RouteHeader {
         destination_prefix_length: prefix_len,
         table: RouteHeader::RT_TABLE_MAIN,
         protocol: RouteProtocol::Boot,
-        scope: if on_link { RouteScope::Link } else { RouteScope::Universe },
+        scope: if on_link {
+            RouteScope::Link
+        } else {
+            RouteScope::Universe
+        },
         kind: RouteType::Unicast,
         ..RouteHeader::default()
     }
@@ -546,11 +578,13 @@ fn route_msg<A: IpFamily>(index: u32, r: &Route<A>) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header = route_header::<A>(r.prefix_len, r.gw.is_none());
     if r.prefix_len > 0 {
-        m.attributes.push(RouteAttribute::Destination(r.dst.to_ip().into()));
+        m.attributes
+            .push(RouteAttribute::Destination(r.dst.to_ip().into()));
     }
     m.attributes.push(RouteAttribute::Oif(index));
     if let Some(gw) = r.gw {
-        m.attributes.push(RouteAttribute::Gateway(gw.to_ip().into()));
+        m.attributes
+            .push(RouteAttribute::Gateway(gw.to_ip().into()));
     }
     if let Some(metric) = r.metric {
         m.attributes.push(RouteAttribute::Priority(metric));
@@ -569,7 +603,8 @@ fn multipath_msg<A: IpFamily>(
     let mut m = RouteMessage::default();
     m.header = route_header::<A>(prefix_len, false);
     if prefix_len > 0 {
-        m.attributes.push(RouteAttribute::Destination(dst.to_ip().into()));
+        m.attributes
+            .push(RouteAttribute::Destination(dst.to_ip().into()));
     }
     if let Some(metric) = metric {
         m.attributes.push(RouteAttribute::Priority(metric));
@@ -581,7 +616,8 @@ fn multipath_msg<A: IpFamily>(
             hop.interface_index = nh.index;
             hop.hops = u8::try_from(nh.weight.saturating_sub(1)).unwrap_or(u8::MAX);
             if let Some(gw) = nh.gw {
-                hop.attributes.push(RouteAttribute::Gateway(gw.to_ip().into()));
+                hop.attributes
+                    .push(RouteAttribute::Gateway(gw.to_ip().into()));
             }
             hop
         })
@@ -611,7 +647,12 @@ impl Netlink {
         if let Err(e) = sock.set_netlink_get_strict_chk(true) {
             log::debug!("netlink: no NETLINK_GET_STRICT_CHK: {e}");
         }
-        Ok(Netlink { sock, seq: 0, tx: Vec::new(), rx: Vec::with_capacity(RX_BUF_LEN) })
+        Ok(Netlink {
+            sock,
+            seq: 0,
+            tx: Vec::new(),
+            rx: Vec::with_capacity(RX_BUF_LEN),
+        })
     }
 
     /// Send `msg` with NLM_F_REQUEST | NLM_F_ACK | `flags`, and collect the
@@ -651,7 +692,7 @@ impl Netlink {
                 log::debug!("netlink {op}: datagram of {n} bytes truncated");
                 return Err(NetlinkError::Malformed);
             }
-            if parse_datagram(op, &self.rx, seq, &mut out)? {
+            if parse_datagram(op, &self.rx, seq, &mut out)? == Progress::Done {
                 return Ok(out);
             }
         }
@@ -664,8 +705,11 @@ impl Netlink {
     ///
     /// Syscalls: sendto, recvfrom.
     pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
-        let replies =
-            self.transact("RTM_GETLINK", RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)?;
+        let replies = self.transact(
+            "RTM_GETLINK",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
         Ok(replies
             .iter()
             .filter_map(|m| match m {
@@ -689,7 +733,9 @@ impl Netlink {
         replies
             .iter()
             .find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) if l.header.index == index => Some(link_from_msg(l)),
+                RouteNetlinkMessage::NewLink(l) if l.header.index == index => {
+                    Some(link_from_msg(l))
+                }
                 _ => None,
             })
             .ok_or_else(|| NetlinkError::NotFound(format!("interface index {index}")))
@@ -745,7 +791,8 @@ impl Netlink {
         req.header.flags = set;
         req.header.change_mask = change;
         req.attributes = attrs;
-        self.transact("RTM_SETLINK", RouteNetlinkMessage::SetLink(req), 0).map(drop)
+        self.transact("RTM_SETLINK", RouteNetlinkMessage::SetLink(req), 0)
+            .map(drop)
     }
 
     /// Set the MAC address of interface `index` (IFLA_ADDRESS).
@@ -756,7 +803,12 @@ impl Netlink {
     ///
     /// Syscalls: sendto, recvfrom.
     pub fn link_set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
-        self.link_set(index, vec![LinkAttribute::Address(mac.to_vec())], LinkFlags::empty(), LinkFlags::empty())
+        self.link_set(
+            index,
+            vec![LinkAttribute::Address(mac.to_vec())],
+            LinkFlags::empty(),
+            LinkFlags::empty(),
+        )
     }
 
     /// Bring interface `index` up (IFF_UP).
@@ -776,7 +828,12 @@ impl Netlink {
     ///
     /// Syscalls: sendto, recvfrom.
     pub fn link_set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
-        self.link_set(index, vec![LinkAttribute::Mtu(mtu)], LinkFlags::empty(), LinkFlags::empty())
+        self.link_set(
+            index,
+            vec![LinkAttribute::Mtu(mtu)],
+            LinkFlags::empty(),
+            LinkFlags::empty(),
+        )
     }
 
     /// Create a veth pair `a` <-> `b` in this namespace (RTM_NEWLINK,
@@ -796,8 +853,12 @@ impl Netlink {
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
-        self.transact("RTM_NEWLINK", RouteNetlinkMessage::NewLink(req), NLM_F_CREATE | NLM_F_EXCL)
-            .map(drop)
+        self.transact(
+            "RTM_NEWLINK",
+            RouteNetlinkMessage::NewLink(req),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
     }
 
     /// Addresses of family `A` on interface `index` (RTM_GETADDR dump), in
@@ -811,7 +872,11 @@ impl Netlink {
         let mut req = AddressMessage::default();
         req.header.family = family::<A>();
         req.header.index = index;
-        let replies = self.transact("RTM_GETADDR", RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP)?;
+        let replies = self.transact(
+            "RTM_GETADDR",
+            RouteNetlinkMessage::GetAddress(req),
+            NLM_F_DUMP,
+        )?;
         Ok(replies
             .iter()
             .filter_map(|m| match m {
@@ -842,7 +907,11 @@ impl Netlink {
     /// exclusive); an address already present (EEXIST) is success.
     fn addr_add(&mut self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
         let req = addr_msg(index, addr, prefix_len);
-        match self.transact("RTM_NEWADDR", RouteNetlinkMessage::NewAddress(req), NLM_F_CREATE | NLM_F_EXCL) {
+        match self.transact(
+            "RTM_NEWADDR",
+            RouteNetlinkMessage::NewAddress(req),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
             Err(e) if is_eexist(&e) => Ok(()),
             r => r.map(drop),
         }
@@ -855,7 +924,12 @@ impl Netlink {
     /// [`NetlinkError::Kernel`], e.g. EINVAL for `prefix_len` > 32, ENODEV.
     ///
     /// Syscalls: sendto, recvfrom.
-    pub fn addr_add4(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> Result<(), NetlinkError> {
+    pub fn addr_add4(
+        &mut self,
+        index: u32,
+        addr: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
         self.addr_add(index, IpAddr::V4(addr), prefix_len)
     }
 
@@ -867,22 +941,36 @@ impl Netlink {
     /// [`NetlinkError::Kernel`], e.g. EINVAL for `prefix_len` > 128, ENODEV.
     ///
     /// Syscalls: sendto, recvfrom.
-    pub fn addr_add6(&mut self, index: u32, addr: Ipv6Addr, prefix_len: u8) -> Result<(), NetlinkError> {
+    pub fn addr_add6(
+        &mut self,
+        index: u32,
+        addr: Ipv6Addr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
         self.addr_add(index, IpAddr::V6(addr), prefix_len)
     }
 
     /// Unicast routes of family `A` in the main table (RTM_GETROUTE dump),
-    /// in kernel order.
+    /// in kernel order. A main table that does not exist yet is empty.
     ///
     /// # Errors
-    /// [`NetlinkError`] from the exchange.
+    /// [`NetlinkError`] from the exchange, other than ENOENT.
     ///
     /// Syscalls: sendto, recvfrom.
     pub fn routes<A: IpFamily>(&mut self) -> Result<Vec<RouteEntry<A>>, NetlinkError> {
         let mut req = RouteMessage::default();
         req.header.address_family = family::<A>();
         req.header.table = RouteHeader::RT_TABLE_MAIN;
-        let replies = self.transact("RTM_GETROUTE", RouteNetlinkMessage::GetRoute(req), NLM_F_DUMP)?;
+        let replies = match self.transact(
+            "RTM_GETROUTE",
+            RouteNetlinkMessage::GetRoute(req),
+            NLM_F_DUMP,
+        ) {
+            // With strict checking, filtering on a table that was never
+            // created (no route of that family yet) fails with ENOENT.
+            Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(Vec::new()),
+            r => r?,
+        };
         Ok(replies
             .iter()
             .filter_map(|m| match m {
@@ -919,7 +1007,11 @@ impl Netlink {
     /// Syscalls: sendto, recvfrom.
     pub fn route_add<A: IpFamily>(&mut self, index: u32, r: &Route<A>) -> Result<(), NetlinkError> {
         let req = route_msg(index, r);
-        match self.transact("RTM_NEWROUTE", RouteNetlinkMessage::NewRoute(req), NLM_F_CREATE | NLM_F_EXCL) {
+        match self.transact(
+            "RTM_NEWROUTE",
+            RouteNetlinkMessage::NewRoute(req),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
             Err(e) if is_eexist(&e) => Ok(()),
             r => r.map(drop),
         }
@@ -958,7 +1050,11 @@ impl Netlink {
         nexthops: &[NextHop<A>],
     ) -> Result<(), NetlinkError> {
         let req = multipath_msg(dst, prefix_len, metric, nexthops);
-        match self.transact("RTM_NEWROUTE", RouteNetlinkMessage::NewRoute(req), NLM_F_CREATE | NLM_F_EXCL) {
+        match self.transact(
+            "RTM_NEWROUTE",
+            RouteNetlinkMessage::NewRoute(req),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
             Err(e) if is_eexist(&e) => Ok(()),
             r => r.map(drop),
         }
@@ -1014,8 +1110,14 @@ pub(crate) mod test_ns {
     /// their indices.
     pub(crate) fn veth_up(nl: &mut Netlink, a: &str, b: &str, mtu: u32) -> (u32, u32) {
         nl.veth_add(a, b).expect("veth_add");
-        let ia = nl.link_index(a).expect("link_index").expect("first veth end");
-        let ib = nl.link_index(b).expect("link_index").expect("second veth end");
+        let ia = nl
+            .link_index(a)
+            .expect("link_index")
+            .expect("first veth end");
+        let ib = nl
+            .link_index(b)
+            .expect("link_index")
+            .expect("second veth end");
         nl.link_set_mtu(ia, mtu).expect("link_set_mtu");
         nl.link_set_up(ia).expect("link_set_up");
         nl.link_set_up(ib).expect("link_set_up");
@@ -1076,16 +1178,25 @@ mod tests {
     #[test]
     fn ack_ends_exchange_without_messages() {
         let mut out = Vec::new();
-        assert_eq!(parse_datagram("RTM_NEWADDR", &error_msg(SEQ, 0), SEQ, &mut out).unwrap(), true);
+        assert_eq!(
+            parse_datagram("RTM_NEWADDR", &error_msg(SEQ, 0), SEQ, &mut out).unwrap(),
+            Progress::Done
+        );
         assert!(out.is_empty());
     }
 
     #[test]
     fn nlmsg_error_gives_kernel_error_with_positive_errno() {
         let mut out = Vec::new();
-        let e = parse_datagram("RTM_NEWADDR", &error_msg(SEQ, -libc::EEXIST), SEQ, &mut out).unwrap_err();
-        assert!(matches!(e, NetlinkError::Kernel { op: "RTM_NEWADDR", errno } if errno == libc::EEXIST));
-        assert_eq!(e.to_string(), format!("netlink RTM_NEWADDR: {}", strerror(libc::EEXIST)));
+        let e = parse_datagram("RTM_NEWADDR", &error_msg(SEQ, -libc::EEXIST), SEQ, &mut out)
+            .unwrap_err();
+        assert!(
+            matches!(e, NetlinkError::Kernel { op: "RTM_NEWADDR", errno } if errno == libc::EEXIST)
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("netlink RTM_NEWADDR: {}", strerror(libc::EEXIST))
+        );
         assert!(e.to_string().contains("File exists"));
     }
 
@@ -1102,15 +1213,30 @@ mod tests {
         let mut d = newlink_lo(SEQ);
         d.extend_from_slice(&newlink_lo(SEQ));
         let mut out = Vec::new();
-        assert_eq!(parse_datagram("RTM_GETLINK", &d, SEQ, &mut out).unwrap(), false);
+        assert_eq!(
+            parse_datagram("RTM_GETLINK", &d, SEQ, &mut out).unwrap(),
+            Progress::More
+        );
         assert_eq!(out.len(), 2);
         d = nlmsg(NLMSG_DONE, 2, SEQ, &0i32.to_ne_bytes());
-        assert_eq!(parse_datagram("RTM_GETLINK", &d, SEQ, &mut out).unwrap(), true);
+        assert_eq!(
+            parse_datagram("RTM_GETLINK", &d, SEQ, &mut out).unwrap(),
+            Progress::Done
+        );
         assert_eq!(out.len(), 2);
-        let RouteNetlinkMessage::NewLink(l) = &out[0] else { panic!("not a link: {:?}", out[0]) };
+        let RouteNetlinkMessage::NewLink(l) = &out[0] else {
+            panic!("not a link: {:?}", out[0])
+        };
         assert_eq!(
             link_from_msg(l),
-            Link { index: 1, name: "lo".into(), mtu: 65536, mac: None, up: true, loopback: true }
+            Link {
+                index: 1,
+                name: "lo".into(),
+                mtu: 65536,
+                mac: None,
+                up: true,
+                loopback: true
+            }
         );
     }
 
@@ -1119,10 +1245,16 @@ mod tests {
         let mut d = newlink_lo(SEQ - 1);
         d.extend_from_slice(&error_msg(SEQ - 1, -libc::EPERM));
         let mut out = Vec::new();
-        assert_eq!(parse_datagram("RTM_GETLINK", &d, SEQ, &mut out).unwrap(), false);
+        assert_eq!(
+            parse_datagram("RTM_GETLINK", &d, SEQ, &mut out).unwrap(),
+            Progress::More
+        );
         assert!(out.is_empty());
         d.extend_from_slice(&error_msg(SEQ, 0));
-        assert_eq!(parse_datagram("RTM_GETLINK", &d, SEQ, &mut out).unwrap(), true);
+        assert_eq!(
+            parse_datagram("RTM_GETLINK", &d, SEQ, &mut out).unwrap(),
+            Progress::Done
+        );
         assert!(out.is_empty());
     }
 
@@ -1130,7 +1262,10 @@ mod tests {
     fn noop_is_ignored() {
         let mut d = nlmsg(NLMSG_NOOP, 0, SEQ, &[]);
         d.extend_from_slice(&error_msg(SEQ, 0));
-        assert_eq!(parse_datagram("x", &d, SEQ, &mut Vec::new()).unwrap(), true);
+        assert_eq!(
+            parse_datagram("x", &d, SEQ, &mut Vec::new()).unwrap(),
+            Progress::Done
+        );
     }
 
     #[test]
@@ -1142,7 +1277,10 @@ mod tests {
         d.push(0); // alignment padding
         d.extend_from_slice(&newlink_lo(SEQ));
         let mut out = Vec::new();
-        assert_eq!(parse_datagram("RTM_GETROUTE", &d, SEQ, &mut out).unwrap(), false);
+        assert_eq!(
+            parse_datagram("RTM_GETROUTE", &d, SEQ, &mut out).unwrap(),
+            Progress::More
+        );
         assert_eq!(out.len(), 1);
     }
 
@@ -1151,18 +1289,33 @@ mod tests {
         let full = newlink_lo(SEQ);
         for cut in [1, 15, 16, 20, full.len() - 1] {
             let r = parse_datagram("RTM_GETLINK", &full[..cut], SEQ, &mut Vec::new());
-            assert!(matches!(r, Err(NetlinkError::Malformed)), "cut at {cut}: {r:?}");
+            assert!(
+                matches!(r, Err(NetlinkError::Malformed)),
+                "cut at {cut}: {r:?}"
+            );
         }
         // nlmsg_len below the header size.
         let mut bad = full.clone();
         bad[..4].copy_from_slice(&8u32.to_ne_bytes());
-        assert!(matches!(parse_datagram("x", &bad, SEQ, &mut Vec::new()), Err(NetlinkError::Malformed)));
+        assert!(matches!(
+            parse_datagram("x", &bad, SEQ, &mut Vec::new()),
+            Err(NetlinkError::Malformed)
+        ));
         // NLMSG_ERROR without room for the error code.
         let short = nlmsg(NLMSG_ERROR, 0, SEQ, &[0, 0]);
-        assert!(matches!(parse_datagram("x", &short, SEQ, &mut Vec::new()), Err(NetlinkError::Malformed)));
+        assert!(matches!(
+            parse_datagram("x", &short, SEQ, &mut Vec::new()),
+            Err(NetlinkError::Malformed)
+        ));
         let overrun = nlmsg(NLMSG_OVERRUN, 0, SEQ, &[]);
-        assert!(matches!(parse_datagram("x", &overrun, SEQ, &mut Vec::new()), Err(NetlinkError::Malformed)));
-        assert_eq!(parse_datagram("x", &[], SEQ, &mut Vec::new()).unwrap(), false);
+        assert!(matches!(
+            parse_datagram("x", &overrun, SEQ, &mut Vec::new()),
+            Err(NetlinkError::Malformed)
+        ));
+        assert_eq!(
+            parse_datagram("x", &[], SEQ, &mut Vec::new()).unwrap(),
+            Progress::More
+        );
     }
 
     fn encoded(msg: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
@@ -1240,20 +1393,31 @@ mod tests {
             8, 0, 5, 0, 10, 0, 0, 2,                // RTA_GATEWAY
             8, 0, 6, 0, 100, 0, 0, 0,               // RTA_PRIORITY
         ];
-        assert_eq!(encoded(RouteNetlinkMessage::NewRoute(route_msg(5, &r)), NEW), want);
+        assert_eq!(
+            encoded(RouteNetlinkMessage::NewRoute(route_msg(5, &r)), NEW),
+            want
+        );
     }
 
     #[test]
     #[cfg(target_endian = "little")]
     fn route_add6_on_link_default_golden_bytes() {
-        let r = Route { dst: Ipv6Addr::UNSPECIFIED, prefix_len: 0, gw: None, metric: None };
+        let r = Route {
+            dst: Ipv6Addr::UNSPECIFIED,
+            prefix_len: 0,
+            gw: None,
+            metric: None,
+        };
         #[rustfmt::skip]
         let want: Vec<u8> = vec![
             36, 0, 0, 0, 24, 0, 0x05, 0x06, 7, 0, 0, 0, 0, 0, 0, 0,
             10, 0, 0, 0, 254, 3, 253, 1, 0, 0, 0, 0, // scope link, no RTA_DST
             8, 0, 4, 0, 5, 0, 0, 0,                  // RTA_OIF
         ];
-        assert_eq!(encoded(RouteNetlinkMessage::NewRoute(route_msg(5, &r)), NEW), want);
+        assert_eq!(
+            encoded(RouteNetlinkMessage::NewRoute(route_msg(5, &r)), NEW),
+            want
+        );
     }
 
     #[rustfmt::skip]
@@ -1268,8 +1432,16 @@ mod tests {
 
     fn multipath4_hops() -> [NextHop<Ipv4Addr>; 2] {
         [
-            NextHop { index: 2, gw: Some(Ipv4Addr::new(10, 0, 0, 2)), weight: 1 },
-            NextHop { index: 3, gw: Some(Ipv4Addr::new(10, 1, 0, 2)), weight: 3 },
+            NextHop {
+                index: 2,
+                gw: Some(Ipv4Addr::new(10, 0, 0, 2)),
+                weight: 1,
+            },
+            NextHop {
+                index: 3,
+                gw: Some(Ipv4Addr::new(10, 1, 0, 2)),
+                weight: 3,
+            },
         ]
     }
 
@@ -1292,7 +1464,9 @@ mod tests {
     #[test]
     #[cfg(target_endian = "little")]
     fn multipath_route_decodes_with_weights_in_kernel_order() {
-        let RouteNetlinkMessage::NewRoute(r) = decode(&MULTIPATH4) else { panic!() };
+        let RouteNetlinkMessage::NewRoute(r) = decode(&MULTIPATH4) else {
+            panic!()
+        };
         let e = route_from_msg::<Ipv4Addr>(&r).unwrap();
         assert_eq!(
             e,
@@ -1325,22 +1499,35 @@ mod tests {
         p.extend_from_slice(&[8, 0, 4, 0, 4, 0, 0, 0]);
         p.extend_from_slice(&[20, 0, 5, 0]);
         p.extend_from_slice(&gw.octets());
-        let RouteNetlinkMessage::NewRoute(r) = decode(&nlmsg(24, 2, 1, &p)) else { panic!() };
+        let RouteNetlinkMessage::NewRoute(r) = decode(&nlmsg(24, 2, 1, &p)) else {
+            panic!()
+        };
         let e = route_from_msg::<Ipv6Addr>(&r).unwrap();
         assert_eq!(e.dst, a);
         assert_eq!(e.prefix_len, 48);
         assert_eq!(e.protocol, 9);
         assert_eq!(e.metric, Some(1024));
-        assert_eq!(e.nexthops, vec![NextHop { index: 4, gw: Some(gw), weight: 1 }]);
+        assert_eq!(
+            e.nexthops,
+            vec![NextHop {
+                index: 4,
+                gw: Some(gw),
+                weight: 1
+            }]
+        );
 
         // Same route in the local table (255, via RTA_TABLE): not reported.
         p[12 + 4] = 255;
-        let RouteNetlinkMessage::NewRoute(r) = decode(&nlmsg(24, 2, 1, &p)) else { panic!() };
+        let RouteNetlinkMessage::NewRoute(r) = decode(&nlmsg(24, 2, 1, &p)) else {
+            panic!()
+        };
         assert_eq!(route_from_msg::<Ipv6Addr>(&r), None);
         // Type local (2) in the main table: not unicast, not reported.
         p[12 + 4] = 254;
         p[7] = 2;
-        let RouteNetlinkMessage::NewRoute(r) = decode(&nlmsg(24, 2, 1, &p)) else { panic!() };
+        let RouteNetlinkMessage::NewRoute(r) = decode(&nlmsg(24, 2, 1, &p)) else {
+            panic!()
+        };
         assert_eq!(route_from_msg::<Ipv6Addr>(&r), None);
     }
 
@@ -1352,11 +1539,19 @@ mod tests {
         p.extend_from_slice(&[8, 0, 1, 0, 10, 0, 0, 9]);
         p.extend_from_slice(&[8, 0, 2, 0, 10, 0, 0, 1]);
         p.extend_from_slice(&[8, 0, 8, 0, 0xa0, 0, 0, 0]); // PERMANENT|DEPRECATED
-        let RouteNetlinkMessage::NewAddress(m) = decode(&nlmsg(20, 2, 1, &p)) else { panic!() };
+        let RouteNetlinkMessage::NewAddress(m) = decode(&nlmsg(20, 2, 1, &p)) else {
+            panic!()
+        };
         let a = addr_from_msg::<Ipv4Addr>(&m).unwrap();
         assert_eq!(
             a,
-            IfAddr { index: 9, addr: Ipv4Addr::new(10, 0, 0, 1), prefix_len: 32, scope: 0, flags: 0xa0 }
+            IfAddr {
+                index: 9,
+                addr: Ipv4Addr::new(10, 0, 0, 1),
+                prefix_len: 32,
+                scope: 0,
+                flags: 0xa0
+            }
         );
         assert_eq!(addr_from_msg::<Ipv6Addr>(&m), None);
     }
@@ -1388,7 +1583,9 @@ mod tests {
             names.sort();
             assert_eq!(names, ["lo", "pt0a", "pt0b"].map(String::from).to_vec());
             let e = nl.veth_add("pt0a", "pt0c").unwrap_err();
-            assert!(matches!(e, NetlinkError::Kernel { op: "RTM_NEWLINK", errno } if errno == libc::EEXIST));
+            assert!(
+                matches!(e, NetlinkError::Kernel { op: "RTM_NEWLINK", errno } if errno == libc::EEXIST)
+            );
         });
     }
 
@@ -1403,13 +1600,22 @@ mod tests {
             assert!(!nl.link(i).unwrap().up);
             nl.link_set_up(i).unwrap();
             let l = nl.link(i).unwrap();
-            assert_eq!((l.name.as_str(), l.mtu, l.mac, l.up, l.loopback), ("pt0a", 1400, Some(mac), true, false));
+            assert_eq!(
+                (l.name.as_str(), l.mtu, l.mac, l.up, l.loopback),
+                ("pt0a", 1400, Some(mac), true, false)
+            );
             assert_eq!(nl.link_get_mac(i).unwrap(), mac);
 
             let missing = 9999;
             assert_eq!(nl.link(missing).unwrap_err().errno(), Some(libc::ENODEV));
-            assert_eq!(nl.link_set_mtu(missing, 1400).unwrap_err().errno(), Some(libc::ENODEV));
-            assert_eq!(nl.link_set_up(missing).unwrap_err().errno(), Some(libc::ENODEV));
+            assert_eq!(
+                nl.link_set_mtu(missing, 1400).unwrap_err().errno(),
+                Some(libc::ENODEV)
+            );
+            assert_eq!(
+                nl.link_set_up(missing).unwrap_err().errno(),
+                Some(libc::ENODEV)
+            );
             // Below the IPv4 minimum of 68 bytes is fine for veth, 0 is not.
             assert!(nl.link_set_mtu(i, 0).unwrap_err().errno().is_some());
         });
@@ -1423,14 +1629,32 @@ mod tests {
             nl.addr_add4(i, a, 24).unwrap();
             nl.addr_add4(i, a, 24).unwrap();
             nl.addr_add4(i, Ipv4Addr::new(10, 0, 1, 1), 32).unwrap();
-            let got: Vec<_> = nl.addrs4(i).unwrap().into_iter().map(|x| (x.addr, x.prefix_len, x.scope)).collect();
-            assert_eq!(got, vec![(a, 24, RT_SCOPE_UNIVERSE), (Ipv4Addr::new(10, 0, 1, 1), 32, RT_SCOPE_UNIVERSE)]);
-            assert!(nl.addrs4(1).unwrap().is_empty(), "lo is down, has no address");
+            let got: Vec<_> = nl
+                .addrs4(i)
+                .unwrap()
+                .into_iter()
+                .map(|x| (x.addr, x.prefix_len, x.scope))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (a, 24, RT_SCOPE_UNIVERSE),
+                    (Ipv4Addr::new(10, 0, 1, 1), 32, RT_SCOPE_UNIVERSE)
+                ]
+            );
+            assert!(
+                nl.addrs4(1).unwrap().is_empty(),
+                "lo is down, has no address"
+            );
 
             let mut req = AddressMessage::default();
             req.header.family = AddressFamily::Inet;
             let brd: Vec<Ipv4Addr> = nl
-                .transact("RTM_GETADDR", RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP)
+                .transact(
+                    "RTM_GETADDR",
+                    RouteNetlinkMessage::GetAddress(req),
+                    NLM_F_DUMP,
+                )
                 .unwrap()
                 .iter()
                 .flat_map(|m| match m {
@@ -1444,8 +1668,14 @@ mod tests {
                 .collect();
             assert_eq!(brd, vec![Ipv4Addr::new(10, 0, 0, 255)]);
 
-            assert_eq!(nl.addr_add4(i, a, 33).unwrap_err().errno(), Some(libc::EINVAL));
-            assert_eq!(nl.addr_add4(9999, a, 24).unwrap_err().errno(), Some(libc::ENODEV));
+            assert_eq!(
+                nl.addr_add4(i, a, 33).unwrap_err().errno(),
+                Some(libc::EINVAL)
+            );
+            assert_eq!(
+                nl.addr_add4(9999, a, 24).unwrap_err().errno(),
+                Some(libc::ENODEV)
+            );
         });
     }
 
@@ -1456,14 +1686,22 @@ mod tests {
             let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
             nl.addr_add6(i, a, 64).unwrap();
             nl.addr_add6(i, a, 64).unwrap();
-            let got: Vec<_> = nl.addrs6(i).unwrap().into_iter().filter(|x| x.addr == a).collect();
+            let got: Vec<_> = nl
+                .addrs6(i)
+                .unwrap()
+                .into_iter()
+                .filter(|x| x.addr == a)
+                .collect();
             assert_eq!(got.len(), 1, "{got:?}");
             assert_eq!(got[0].prefix_len, 64);
             assert_eq!(got[0].scope, RT_SCOPE_UNIVERSE);
             assert_ne!(got[0].flags & IFA_F_NODAD, 0);
             assert_eq!(got[0].flags & IFA_F_TENTATIVE, 0);
             let b: Ipv6Addr = "2001:db8::2".parse().unwrap();
-            assert_eq!(nl.addr_add6(i, b, 129).unwrap_err().errno(), Some(libc::EINVAL));
+            assert_eq!(
+                nl.addr_add6(i, b, 129).unwrap_err().errno(),
+                Some(libc::EINVAL)
+            );
         });
     }
 
@@ -1472,7 +1710,12 @@ mod tests {
         in_netns(|nl| {
             let (i, _) = veth_up(nl, "pt0a", "pt0b", 1500);
             nl.addr_add4(i, Ipv4Addr::new(10, 0, 0, 1), 24).unwrap();
-            let on_link = Route { dst: Ipv4Addr::new(10, 9, 0, 0), prefix_len: 16, gw: None, metric: None };
+            let on_link = Route {
+                dst: Ipv4Addr::new(10, 9, 0, 0),
+                prefix_len: 16,
+                gw: None,
+                metric: None,
+            };
             let dflt = Route {
                 dst: Ipv4Addr::UNSPECIFIED,
                 prefix_len: 0,
@@ -1484,7 +1727,12 @@ mod tests {
                 nl.route_add4(i, &dflt).unwrap();
             }
             let routes = nl.routes4().unwrap();
-            let find = |dst, len| routes.iter().find(|r| r.dst == dst && r.prefix_len == len).cloned();
+            let find = |dst, len| {
+                routes
+                    .iter()
+                    .find(|r| r.dst == dst && r.prefix_len == len)
+                    .cloned()
+            };
             assert_eq!(
                 find(Ipv4Addr::new(10, 9, 0, 0), 16),
                 Some(RouteEntry {
@@ -1494,7 +1742,11 @@ mod tests {
                     protocol: RTPROT_BOOT,
                     scope: RT_SCOPE_LINK,
                     metric: None,
-                    nexthops: vec![NextHop { index: i, gw: None, weight: 1 }],
+                    nexthops: vec![NextHop {
+                        index: i,
+                        gw: None,
+                        weight: 1
+                    }],
                 })
             );
             assert_eq!(
@@ -1506,7 +1758,11 @@ mod tests {
                     protocol: RTPROT_BOOT,
                     scope: RT_SCOPE_UNIVERSE,
                     metric: Some(50),
-                    nexthops: vec![NextHop { index: i, gw: Some(Ipv4Addr::new(10, 0, 0, 2)), weight: 1 }],
+                    nexthops: vec![NextHop {
+                        index: i,
+                        gw: Some(Ipv4Addr::new(10, 0, 0, 2)),
+                        weight: 1
+                    }],
                 })
             );
             // The prefix route the kernel made for the address.
@@ -1516,9 +1772,23 @@ mod tests {
             assert!(routes.iter().all(|r| r.table == RT_TABLE_MAIN));
             assert_eq!(routes.len(), 3, "{routes:?}");
 
-            let far = Route { gw: Some(Ipv4Addr::new(192, 0, 2, 1)), ..on_link };
-            let e = nl.route_add4(i, &Route { dst: Ipv4Addr::new(10, 8, 0, 0), ..far }).unwrap_err();
-            assert!(matches!(e, NetlinkError::Kernel { op: "RTM_NEWROUTE", errno } if errno == libc::ENETUNREACH), "{e:?}");
+            let far = Route {
+                gw: Some(Ipv4Addr::new(192, 0, 2, 1)),
+                ..on_link
+            };
+            let e = nl
+                .route_add4(
+                    i,
+                    &Route {
+                        dst: Ipv4Addr::new(10, 8, 0, 0),
+                        ..far
+                    },
+                )
+                .unwrap_err();
+            assert!(
+                matches!(e, NetlinkError::Kernel { op: "RTM_NEWROUTE", errno } if errno == libc::ENETUNREACH),
+                "{e:?}"
+            );
         });
     }
 
@@ -1528,9 +1798,24 @@ mod tests {
             let (i, _) = veth_up(nl, "pt0a", "pt0b", 1500);
             nl.addr_add6(i, "2001:db8::1".parse().unwrap(), 64).unwrap();
             let ll_gw: Ipv6Addr = "fe80::1".parse().unwrap();
-            let r1 = Route { dst: "2001:db8:5::".parse().unwrap(), prefix_len: 48, gw: Some(ll_gw), metric: Some(7) };
-            let r2 = Route { dst: Ipv6Addr::UNSPECIFIED, prefix_len: 0, gw: Some("2001:db8::2".parse().unwrap()), metric: None };
-            let r3 = Route { dst: "2001:db8:6::".parse().unwrap(), prefix_len: 64, gw: None, metric: None };
+            let r1 = Route {
+                dst: "2001:db8:5::".parse().unwrap(),
+                prefix_len: 48,
+                gw: Some(ll_gw),
+                metric: Some(7),
+            };
+            let r2 = Route {
+                dst: Ipv6Addr::UNSPECIFIED,
+                prefix_len: 0,
+                gw: Some("2001:db8::2".parse().unwrap()),
+                metric: None,
+            };
+            let r3 = Route {
+                dst: "2001:db8:6::".parse().unwrap(),
+                prefix_len: 64,
+                gw: None,
+                metric: None,
+            };
             for _ in 0..2 {
                 for r in [&r1, &r2, &r3] {
                     nl.route_add6(i, r).unwrap();
@@ -1542,7 +1827,14 @@ mod tests {
                     .iter()
                     .find(|e| e.dst == r.dst && e.prefix_len == r.prefix_len)
                     .unwrap_or_else(|| panic!("{r:?} missing from {routes:?}"));
-                assert_eq!(e.nexthops, vec![NextHop { index: i, gw: r.gw, weight: 1 }]);
+                assert_eq!(
+                    e.nexthops,
+                    vec![NextHop {
+                        index: i,
+                        gw: r.gw,
+                        weight: 1
+                    }]
+                );
                 assert_eq!(e.protocol, RTPROT_BOOT);
                 // IPv6 has no route scopes: the default metric is 1024.
                 assert_eq!(e.metric, Some(r.metric.unwrap_or(1024)));
@@ -1558,22 +1850,51 @@ mod tests {
             nl.addr_add4(a, Ipv4Addr::new(10, 0, 0, 1), 24).unwrap();
             nl.addr_add4(b, Ipv4Addr::new(10, 1, 0, 1), 24).unwrap();
             let hops = [
-                NextHop { index: a, gw: Some(Ipv4Addr::new(10, 0, 0, 2)), weight: 1 },
-                NextHop { index: b, gw: Some(Ipv4Addr::new(10, 1, 0, 2)), weight: 3 },
+                NextHop {
+                    index: a,
+                    gw: Some(Ipv4Addr::new(10, 0, 0, 2)),
+                    weight: 1,
+                },
+                NextHop {
+                    index: b,
+                    gw: Some(Ipv4Addr::new(10, 1, 0, 2)),
+                    weight: 3,
+                },
             ];
-            nl.route_add_multipath(Ipv4Addr::UNSPECIFIED, 0, None, &hops).unwrap();
-            let dflt: Vec<_> = nl.routes4().unwrap().into_iter().filter(|r| r.prefix_len == 0).collect();
+            nl.route_add_multipath(Ipv4Addr::UNSPECIFIED, 0, None, &hops)
+                .unwrap();
+            let dflt: Vec<_> = nl
+                .routes4()
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.prefix_len == 0)
+                .collect();
             assert_eq!(dflt.len(), 1);
             assert_eq!(dflt[0].nexthops, hops.to_vec());
 
             nl.addr_add6(a, "2001:db8::1".parse().unwrap(), 64).unwrap();
-            nl.addr_add6(b, "2001:db8:1::1".parse().unwrap(), 64).unwrap();
+            nl.addr_add6(b, "2001:db8:1::1".parse().unwrap(), 64)
+                .unwrap();
             let hops6 = [
-                NextHop { index: a, gw: Some("2001:db8::2".parse().unwrap()), weight: 2 },
-                NextHop { index: b, gw: Some("2001:db8:1::2".parse().unwrap()), weight: 256 },
+                NextHop {
+                    index: a,
+                    gw: Some("2001:db8::2".parse().unwrap()),
+                    weight: 2,
+                },
+                NextHop {
+                    index: b,
+                    gw: Some("2001:db8:1::2".parse().unwrap()),
+                    weight: 256,
+                },
             ];
-            nl.route_add_multipath(Ipv6Addr::UNSPECIFIED, 0, None, &hops6).unwrap();
-            let dflt: Vec<_> = nl.routes6().unwrap().into_iter().filter(|r| r.prefix_len == 0).collect();
+            nl.route_add_multipath(Ipv6Addr::UNSPECIFIED, 0, None, &hops6)
+                .unwrap();
+            let dflt: Vec<_> = nl
+                .routes6()
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.prefix_len == 0)
+                .collect();
             assert_eq!(dflt.len(), 1, "{dflt:?}");
             assert_eq!(dflt[0].nexthops, hops6.to_vec());
         });
@@ -1585,11 +1906,33 @@ mod tests {
             let (i, _) = veth_up(nl, "pt0a", "pt0b", 1500);
             for n in 0..1500u32 {
                 let dst = Ipv4Addr::from(0x0a40_0000 | (n << 8));
-                nl.route_add4(i, &Route { dst, prefix_len: 24, gw: None, metric: None }).unwrap();
+                nl.route_add4(
+                    i,
+                    &Route {
+                        dst,
+                        prefix_len: 24,
+                        gw: None,
+                        metric: None,
+                    },
+                )
+                .unwrap();
             }
             let routes = nl.routes4().unwrap();
             assert_eq!(routes.len(), 1500);
-            assert!(routes.iter().all(|r| r.nexthops == [NextHop { index: i, gw: None, weight: 1 }]));
+            assert!(routes.iter().all(|r| r.nexthops
+                == [NextHop {
+                    index: i,
+                    gw: None,
+                    weight: 1
+                }]));
+        });
+    }
+
+    #[test]
+    fn routes_of_a_namespace_without_main_table_are_empty() {
+        in_netns(|nl| {
+            assert_eq!(nl.routes4().unwrap(), Vec::new());
+            assert_eq!(nl.routes6().unwrap(), Vec::new());
         });
     }
 
