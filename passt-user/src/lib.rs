@@ -6,6 +6,7 @@
 
 pub mod conf;
 pub mod host;
+pub mod netlink;
 pub mod wire;
 pub mod epoll;
 pub mod flow;
