@@ -59,7 +59,7 @@ use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
 use crate::host::{HostIf, HostNet, Resolv, Route};
 
-/// Which program we are, chosen by argv[0] (basename starting with "pasta").
+/// Which program we are, chosen by `argv[0]` (basename starting with "pasta").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// passt: a guest on a UNIX stream socket (or vhost-user).
@@ -88,7 +88,8 @@ pub enum DnsOpt {
     Host,
     /// `-D none`: advertise no resolver.
     None,
-    /// `-D addr` (repeatable): advertise exactly these, unmapped.
+    /// `-D addr` (repeatable): advertise these, unmapped. An IP version with
+    /// no address here still takes the host's resolvers, as upstream.
     List(Vec<IpAddr>),
 }
 
@@ -109,7 +110,7 @@ pub enum SearchOpt {
 /// Field names follow upstream's options; `None` means "not given".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conf {
-    /// passt or pasta (argv[0]).
+    /// passt or pasta (`argv[0]`).
     pub mode: Mode,
     /// `-f/--foreground` (implied for pasta's spawn form, as upstream's
     /// `pasta_start_ns()` does).
@@ -1401,7 +1402,7 @@ fn apply_all(b: &mut Builder, events: &[Event<'_>]) -> Result<(), ConfError> {
 impl Conf {
     /// Parse a command line with upstream's options and semantics (passt(1)).
     ///
-    /// `args` excludes argv[0]; `mode` comes from argv[0]. See the module
+    /// `args` excludes `argv[0]`; `mode` comes from `argv[0]`. See the module
     /// documentation for how `getopt_long()` is reproduced.
     ///
     /// # Errors
@@ -2486,6 +2487,78 @@ mod tests {
             invalid(pasta(&["-m", "x", "--bogus"])),
             "pasta: Invalid MTU: x"
         );
+    }
+
+    #[test]
+    fn help_after_a_bad_value_is_not_reached() {
+        assert_eq!(invalid(pasta(&["-m", "x", "-h"])), "pasta: Invalid MTU: x");
+    }
+
+    #[test]
+    fn arbitrary_words_never_panic_and_errors_name_the_program() {
+        let words: Vec<OsString> = [
+            "-",
+            "--",
+            "-m",
+            "--mtu",
+            "--mtu=",
+            "1500",
+            "-fdm",
+            "--net",
+            "--netns",
+            "x",
+            "--version",
+            "-h",
+            "--bogus",
+            "-x",
+            "none",
+            "-t",
+            "=",
+            "--=",
+            "---",
+            "-=",
+            "-a",
+            "10.0.0.1/8",
+            "-n",
+            "--dns-f",
+            "::1",
+            "42",
+            "-46",
+            "--no-dhcp-",
+            "-I",
+            "--userns",
+            "-D",
+        ]
+        .iter()
+        .map(OsString::from)
+        .chain([
+            OsString::from_vec(vec![0xff]),
+            OsString::from_vec(vec![b'-', 0xfe]),
+            OsString::from_vec(vec![b'-', b'-', 0x80, b'=']),
+        ])
+        .collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for _ in 0..500 {
+            let len = next() % 7;
+            let line: Vec<OsString> = (0..len)
+                .filter_map(|_| words.get(next() % words.len()).cloned())
+                .collect();
+            for mode in [Mode::Passt, Mode::Pasta] {
+                if let Err(ConfError::Invalid(msg)) = Conf::parse(mode, &line) {
+                    assert!(
+                        msg.starts_with(&format!("{}: ", prog(mode))),
+                        "{line:?}: {msg}"
+                    );
+                    assert!(!msg.contains('\n'), "{line:?}: {msg}");
+                }
+            }
+        }
     }
 
     #[test]
