@@ -6,4 +6,5 @@
 
 pub mod conf;
 pub mod host;
+pub mod svc;
 pub mod wire;
