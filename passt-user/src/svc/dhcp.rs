@@ -457,7 +457,7 @@ fn put_opt(
     let mark = w.len();
     w.put(&[code, 0])?;
     data(w)?;
-    let n = w.len() - mark - 2;
+    let n = w.len().saturating_sub(mark + 2);
     if n == 0 && code != opt::RAPID_COMMIT {
         w.truncate(mark);
         return Ok(());

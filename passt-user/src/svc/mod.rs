@@ -13,16 +13,15 @@
 //! - `Err(wire::Error)`: malformed; the caller drops it and counts the drop.
 //!
 //! Requests are parsed with etherparse's length-checked slices for Ethernet,
-//! IP, UDP and ICMPv6, and with small option walkers of our own for ARP
-//! bodies, DHCP, NDP and DHCPv6 options: they borrow from the frame and never
-//! allocate. dhcproto is not used on this path: its decoders allocate per
+//! ARP, IP, UDP and ICMPv6, and with small walkers of our own for DHCP, NDP
+//! and DHCPv6 options: they borrow from the frame and never allocate. dhcproto is not used on this path: its decoders allocate per
 //! option and reach `debug_assert!`s and unchecked subtractions on crafted
 //! option lengths (v4 Rapid Commit and Client FQDN, v6 Status Code and
 //! Authentication), and its DHCPv6 domain list encoder compresses names,
 //! which RFC 8415 §10 forbids. The unit tests use dhcproto as an independent
 //! decoder of our replies.
 //!
-//! Replies are written straight into `out` through [`Writer`], which never
+//! Replies are written straight into `out` through `Writer`, which never
 //! grows past the slice it was given. Every reply has a mandatory part
 //! (headers, message type, identifiers, the lease) and optional options (DNS,
 //! search list, MTU, names); an optional option that does not fit in `out` or
@@ -39,6 +38,7 @@
 
 pub mod arp;
 pub mod dhcp;
+pub mod ndp;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
