@@ -38,6 +38,7 @@
 
 pub mod arp;
 pub mod dhcp;
+pub mod dhcpv6;
 pub mod ndp;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
