@@ -104,10 +104,7 @@ pub fn handle(conf: &SvcConf, frame: &[u8], out: &mut [u8]) -> Result<Option<usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::svc::test_util::{conf, hex, no_panic, OUR_MAC};
-
-    /// Guest's MAC in the fixtures.
-    const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    use crate::svc::test_util::{answer_with, conf, hex, no_panic, GUEST_MAC, OUR_MAC};
 
     /// A Linux ARP request from the guest (192.0.2.10, 52:54:00:12:34:56)
     /// for `target`, broadcast, padded to the 60-byte Ethernet minimum as
@@ -121,8 +118,7 @@ mod tests {
     }
 
     fn answer(frame: &[u8]) -> Result<Option<Vec<u8>>, wire::Error> {
-        let mut out = [0u8; 1500];
-        Ok(handle(&conf(), frame, &mut out)?.map(|n| out[..n].to_vec()))
+        answer_with(handle, &conf(), frame)
     }
 
     #[test]

@@ -486,7 +486,7 @@ fn put_opt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::svc::test_util::{conf, hex, no_panic, OUR_MAC};
+    use crate::svc::test_util::{self, conf, hex, no_panic, GUEST_MAC, OUR_MAC};
     use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
     use dhcproto::Decodable;
     use etherparse::{Ethernet2Slice, Ipv4Slice, UdpSlice};
@@ -587,8 +587,7 @@ mod tests {
     const BOOTP_AT: usize = 14 + 20 + 8;
 
     fn answer_with(c: &SvcConf, frame: &[u8]) -> Result<Option<Vec<u8>>, wire::Error> {
-        let mut out = vec![0u8; 65550];
-        Ok(handle(c, frame, &mut out)?.map(|n| out[..n].to_vec()))
+        test_util::answer_with(handle, c, frame)
     }
 
     fn answer(frame: &[u8]) -> Result<Option<Vec<u8>>, wire::Error> {
@@ -610,12 +609,17 @@ mod tests {
         f.extend_from_slice(m);
         let ip_len = (f.len() - 14) as u16;
         f[16..18].copy_from_slice(&ip_len.to_be_bytes());
-        f[24..26].fill(0);
-        let c = crate::wire::csum::fold(crate::wire::csum::sum(0, &f[14..34]));
-        f[24..26].copy_from_slice(&c.to_be_bytes());
+        fix_ip_checksum(&mut f);
         f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
         f[40..42].fill(0); // UDP checksum: not verified on input
         f
+    }
+
+    /// Recompute the IPv4 header checksum of a frame (20-byte header).
+    fn fix_ip_checksum(f: &mut [u8]) {
+        f[24..26].fill(0);
+        let c = crate::wire::csum::fold(crate::wire::csum::sum(0, &f[14..34]));
+        f[24..26].copy_from_slice(&c.to_be_bytes());
     }
 
     /// Check Ethernet, IPv4 and UDP headers and checksums of a reply with
@@ -623,7 +627,7 @@ mod tests {
     fn decode(reply: &[u8], dst_ip: Ipv4Addr) -> Message {
         let eth = Ethernet2Slice::from_slice_without_fcs(reply).unwrap();
         assert_eq!(eth.source(), OUR_MAC);
-        assert_eq!(eth.destination(), [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
+        assert_eq!(eth.destination(), GUEST_MAC);
         let ip = Ipv4Slice::from_slice(eth.payload_slice()).unwrap();
         let hdr = ip.header().to_header();
         assert_eq!(hdr.header_checksum, hdr.calc_header_checksum());
@@ -664,7 +668,7 @@ mod tests {
         assert_eq!(m.yiaddr(), Ipv4Addr::new(192, 0, 2, 10));
         assert_eq!(m.ciaddr(), Ipv4Addr::UNSPECIFIED);
         assert_eq!(m.siaddr(), Ipv4Addr::UNSPECIFIED);
-        assert_eq!(&m.chaddr()[..6], &[0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
+        assert_eq!(&m.chaddr()[..6], &GUEST_MAC);
         let o = m.opts();
         assert_eq!(o.msg_type(), Some(MessageType::Offer));
         let gw = Ipv4Addr::new(192, 0, 2, 1);
@@ -944,9 +948,7 @@ mod tests {
             let mut g = f.clone();
             g[at] ^= v;
             if fix {
-                g[24..26].fill(0);
-                let c = crate::wire::csum::fold(crate::wire::csum::sum(0, &g[14..34]));
-                g[24..26].copy_from_slice(&c.to_be_bytes());
+                fix_ip_checksum(&mut g);
             }
             assert_eq!(answer(&g), Err(wire::Error), "byte {at} ^ {v:#x}");
         }

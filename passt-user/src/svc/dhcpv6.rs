@@ -369,7 +369,7 @@ fn put_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::svc::test_util::{conf, hex, no_panic, OUR_MAC};
+    use crate::svc::test_util::{self, conf, hex, no_panic, GUEST_LL, GUEST_MAC, OUR_MAC};
     use dhcproto::v6::{DhcpOption, IAAddr, Message, MessageType, OptionCode, IANA};
     use dhcproto::Decodable;
     use etherparse::{Ethernet2Slice, Ipv6Slice, PacketBuilder, UdpSlice};
@@ -446,10 +446,6 @@ mod tests {
     6f726700 00270014 00056775 65737407 6578616d 706c6503 636f6d00 \
 ";
 
-    /// The guest's MAC.
-    const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
-    /// The guest's link-local address.
-    const GUEST_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe12, 0x3456);
     /// Offset of the DHCPv6 message in a frame.
     const MSG_AT: usize = 14 + 40 + 8;
     /// dhclient's client DUID.
@@ -457,8 +453,7 @@ mod tests {
         [0, 1, 0, 1, 0x2f, 0x1e, 0x3c, 0x4a, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
     fn answer_with(c: &SvcConf, frame: &[u8]) -> Result<Option<Vec<u8>>, wire::Error> {
-        let mut out = vec![0u8; 1600];
-        Ok(handle(c, frame, &mut out)?.map(|n| out[..n].to_vec()))
+        test_util::answer_with(handle, c, frame)
     }
 
     fn answer(frame: &[u8]) -> Result<Option<Vec<u8>>, wire::Error> {

@@ -502,6 +502,10 @@ mod test_util {
 
     /// Our MAC in every fixture.
     pub const OUR_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
+    /// The guest's MAC in every fixture.
+    pub const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    /// The guest's IPv6 link-local address (EUI-64 of [`GUEST_MAC`]).
+    pub const GUEST_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe12, 0x3456);
 
     /// A configuration like passt's default on a host at 192.0.2.10/24 with
     /// gateway 192.0.2.1 and 2001:db8::10/64, resolvers, a search list, MTU,
@@ -552,6 +556,16 @@ mod test_util {
 
     /// Responder signature shared by the four services.
     pub type Handle = fn(&SvcConf, &[u8], &mut [u8]) -> Result<Option<usize>, wire::Error>;
+
+    /// Run `handle` on `frame` with a 64 KiB `out`; the reply as a vector.
+    pub fn answer_with(
+        handle: Handle,
+        c: &SvcConf,
+        frame: &[u8],
+    ) -> Result<Option<Vec<u8>>, wire::Error> {
+        let mut out = vec![0u8; 65536 + 14];
+        Ok(handle(c, frame, &mut out)?.map(|n| out[..n].to_vec()))
+    }
 
     /// Feed `handle` every truncation of `valid`, random mutations of it
     /// (passed through `fixup`, which may repair a checksum so that the

@@ -273,7 +273,7 @@ fn put_ra(w: &mut Writer<'_>, conf: &SvcConf, v6: &SvcV6) -> Result<(), super::F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::svc::test_util::{conf, hex, no_panic, OUR_MAC};
+    use crate::svc::test_util::{self, conf, hex, no_panic, GUEST_LL, GUEST_MAC, OUR_MAC};
     use etherparse::{Ethernet2Slice, Icmpv6Slice, Ipv6Slice, PacketBuilder};
 
     // Requests as Linux sends them from 52:54:00:12:34:56, link-local
@@ -321,14 +321,8 @@ mod tests {
     00000000 00000000 00000000 00010201 9a559a55 9a55 \
 ";
 
-    /// The guest's MAC.
-    const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
-    /// The guest's link-local address.
-    const GUEST_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe12, 0x3456);
-
     fn answer_with(c: &SvcConf, frame: &[u8]) -> Result<Option<Vec<u8>>, wire::Error> {
-        let mut out = vec![0u8; 1600];
-        Ok(handle(c, frame, &mut out)?.map(|n| out[..n].to_vec()))
+        test_util::answer_with(handle, c, frame)
     }
 
     fn answer(frame: &[u8]) -> Result<Option<Vec<u8>>, wire::Error> {
