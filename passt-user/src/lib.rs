@@ -7,6 +7,7 @@
 pub mod conf;
 pub mod host;
 pub mod netlink;
+pub mod svc;
 pub mod wire;
 pub mod epoll;
 pub mod flow;
