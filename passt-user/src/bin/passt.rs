@@ -1,1 +1,4 @@
-fn main(){}
+//! passt: user-mode networking for virtual machines (passt(1)).
+fn main() {
+    passt::entry::main()
+}

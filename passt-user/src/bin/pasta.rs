@@ -1,1 +1,4 @@
-fn main(){}
+//! pasta: user-mode networking for network namespaces (passt(1)).
+fn main() {
+    passt::entry::main()
+}

@@ -110,3 +110,45 @@ pub enum Proto {
     /// UDP (17).
     Udp = 17,
 }
+
+/// Protocol state of a flow that owns one host socket (UDP, ping).
+#[derive(Debug)]
+pub struct SockFlow {
+    /// The host-side socket, registered in epoll with this flow's target
+    /// side index.
+    pub sock: std::os::fd::OwnedFd,
+    /// Last time a packet went either way.
+    pub last: std::time::Instant,
+    /// IPv6 flow label for frames to the tap (20 bits, non-zero).
+    pub flow_label: u32,
+}
+
+/// Per-protocol data of a flow in the table.
+#[derive(Debug, Default)]
+pub enum FlowData {
+    /// Free slot.
+    #[default]
+    None,
+    /// A UDP flow ([`crate::udp`]).
+    Udp(SockFlow),
+    /// An ICMP/ICMPv6 echo flow ([`crate::icmp`]).
+    Ping(SockFlow),
+}
+
+impl FlowData {
+    /// The socket flow, for either protocol.
+    pub fn sock_flow(&self) -> Option<&SockFlow> {
+        match self {
+            FlowData::Udp(s) | FlowData::Ping(s) => Some(s),
+            FlowData::None => None,
+        }
+    }
+
+    /// The socket flow, mutably.
+    pub fn sock_flow_mut(&mut self) -> Option<&mut SockFlow> {
+        match self {
+            FlowData::Udp(s) | FlowData::Ping(s) => Some(s),
+            FlowData::None => None,
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! [`BATCH`] fixed slots of [`SLOT`] bytes so that replies can be built in
 //! place, headers written in front of data received straight into the slot.
 
+pub mod mem;
 pub mod tun;
 
 use std::ops::Range;
@@ -52,17 +53,19 @@ impl Default for RxBatch {
 pub struct TxBatch {
     buf: Vec<u8>,
     frames: Vec<Range<usize>>,
+    /// Slots consumed (queued frames, plus slots skipped by `advance`).
+    used: usize,
 }
 
 impl TxBatch {
     /// [`BATCH`] slots of [`SLOT`] bytes.
     pub fn new() -> Self {
-        TxBatch { buf: vec![0; BATCH * SLOT], frames: Vec::with_capacity(BATCH) }
+        TxBatch { buf: vec![0; BATCH * SLOT], frames: Vec::with_capacity(BATCH), used: 0 }
     }
 
     /// True when no slot is free: flush before building another frame.
     pub fn is_full(&self) -> bool {
-        self.frames.len() >= BATCH
+        self.used >= BATCH
     }
 
     /// Frames queued.
@@ -77,24 +80,44 @@ impl TxBatch {
 
     /// Free slots left.
     pub fn room(&self) -> usize {
-        BATCH - self.frames.len()
+        BATCH - self.used
     }
 
     /// The `i`-th free slot from now (0: the next one), [`SLOT`] bytes, or
     /// `None` past the last one.
     pub fn slot(&mut self, i: usize) -> Option<&mut [u8]> {
-        let n = self.frames.len() + i;
+        let n = self.used + i;
         if n >= BATCH {
             return None;
         }
         self.buf.get_mut(n * SLOT..(n + 1) * SLOT)
     }
 
-    /// Queue the frame at `range` (relative to the start) of the next free slot.
+    /// Every free slot, in the order [`TxBatch::slot`] numbers them.
+    pub fn free_slots(&mut self) -> impl Iterator<Item = &mut [u8]> {
+        let start = (self.used * SLOT).min(self.buf.len());
+        self.buf[start..].chunks_exact_mut(SLOT)
+    }
+
+    /// Queue the frame at `range` (relative to the slot's start) of the
+    /// next free slot, and consume that slot.
     pub fn commit(&mut self, range: Range<usize>) {
-        let n = self.frames.len();
+        self.commit_in(0, range);
+        self.used += 1;
+    }
+
+    /// Queue the frame at `range` of free slot `i` (see [`TxBatch::slot`])
+    /// without consuming slots: after filling several slots in one go,
+    /// [`TxBatch::advance`] consumes them (those not queued stay unused).
+    pub fn commit_in(&mut self, i: usize, range: Range<usize>) {
+        let n = self.used + i;
         debug_assert!(n < BATCH && range.end <= SLOT);
         self.frames.push(n * SLOT + range.start..n * SLOT + range.end);
+    }
+
+    /// Consume `k` slots filled through [`TxBatch::commit_in`].
+    pub fn advance(&mut self, k: usize) {
+        self.used = (self.used + k).min(BATCH);
     }
 
     /// The queued frames, in order.
@@ -105,6 +128,7 @@ impl TxBatch {
     /// Forget every queued frame.
     pub fn clear(&mut self) {
         self.frames.clear();
+        self.used = 0;
     }
 }
 

@@ -1,0 +1,104 @@
+//! # Theory of operation
+//!
+//! Event and drop counters, one plain `u64` per reason, bumped on the data
+//! path without atomics (single thread). Every frame or packet we do not
+//! forward is counted under exactly one `drop_*` reason. They are printed as
+//! one line, `counters: name=value ...` (only non-zero ones), when the
+//! daemon exits and with `--debug` on each timer tick where they changed.
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Per-reason counters; see the module documentation.
+        #[derive(Debug, Default, Clone, PartialEq, Eq)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            /// `(name, value)` for every counter, in declaration order.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$((stringify!($name), self.$name)),*].into_iter()
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames read from the tap.
+    tap_rx_frames,
+    /// Frames written to the tap.
+    tap_tx_frames,
+    /// ARP/DHCP/NDP/DHCPv6 replies sent.
+    svc_replies,
+    /// UDP flows created.
+    udp_flows,
+    /// Ping flows created.
+    ping_flows,
+    /// Frame shorter than an Ethernet header.
+    drop_eth_malformed,
+    /// Control frames needing no answer (RA/NA/MLD from the guest, DHCP
+    /// messages we do not answer): not forwarded, but not errors either.
+    ignored_ctrl,
+    /// Ethertype we do not handle (not ARP, IPv4 or IPv6).
+    drop_ethertype,
+    /// Malformed IPv4/IPv6 header or length.
+    drop_ip_malformed,
+    /// IPv4 fragments or IPv6 fragment headers (not supported).
+    drop_ip_fragment,
+    /// Malformed UDP/ICMP/TCP header.
+    drop_l4_malformed,
+    /// Malformed ARP/DHCP/NDP/DHCPv6 message.
+    drop_svc_malformed,
+    /// IP protocol we do not forward.
+    drop_ip_proto,
+    /// TCP segment: TCP is not handled by this version.
+    drop_tcp,
+    /// ICMP other than echo request (or echo disabled).
+    drop_icmp_type,
+    /// UDP disabled (--no-udp), or to a service that is disabled.
+    drop_udp_disabled,
+    /// Source or destination address we do not forward (multicast,
+    /// loopback, unspecified, wrong family for this configuration).
+    drop_addr,
+    /// Flow table full.
+    drop_flow_table_full,
+    /// Socket creation failed for a new flow.
+    drop_socket,
+    /// send()/sendto() towards the host failed.
+    drop_host_send,
+    /// Datagram from the host larger than a frame.
+    drop_host_oversize,
+    /// Reply from a ping socket that is not an echo reply.
+    drop_ping_reply,
+    /// Frame dropped because the tap queue was full.
+    drop_tap_full,
+}
+
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "counters:")?;
+        for (n, v) in self.iter().filter(|&(_, v)| v != 0) {
+            write!(f, " {n}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Counters {
+    /// Sum of every `drop_*` counter.
+    pub fn drops(&self) -> u64 {
+        self.iter().filter(|(n, _)| n.starts_with("drop_")).map(|(_, v)| v).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_lists_only_nonzero_counters() {
+        let c = Counters { tap_rx_frames: 3, drop_tcp: 2, ..Default::default() };
+        assert_eq!(c.to_string(), "counters: tap_rx_frames=3 drop_tcp=2");
+        assert_eq!(c.drops(), 2);
+    }
+}

@@ -1,0 +1,166 @@
+//! # Theory of operation
+//!
+//! The program: argv[0] picks passt or pasta, the command line is parsed
+//! ([`crate::conf`]), the host is looked at ([`crate::host`]), the target
+//! namespace joined or created and its tap configured ([`crate::pasta`]),
+//! then, once everything is ready, the PID file is written and we go to
+//! the background (parent exits 0), and the data plane runs
+//! ([`crate::daemon`]). Start-up errors print one line and exit 1.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use crate::conf::{resolve, Conf, ConfError, Mode, NetConf, PastaTarget};
+use crate::daemon::{Ctx, CtxInit};
+use crate::fwd::{Fwd, FwdFamily};
+use crate::svc::{SvcConf, SvcV4, SvcV6};
+
+/// Entry point of both binaries; never returns.
+pub fn main() -> ! {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let name = args.first().map(|a| Path::new(a).file_name().unwrap_or(a).to_string_lossy().into_owned()).unwrap_or_default();
+    let mode = if name.starts_with("pasta") { Mode::Pasta } else { Mode::Passt };
+    let prog = if mode == Mode::Pasta { "pasta" } else { "passt" };
+    let conf = match Conf::parse(mode, args.get(1..).unwrap_or(&[])) {
+        Ok(c) => c,
+        Err(ConfError::Help(s)) | Err(ConfError::Version(s)) => {
+            print!("{s}");
+            std::process::exit(0);
+        }
+        Err(ConfError::Invalid(s)) => {
+            eprintln!("{s}");
+            std::process::exit(1);
+        }
+    };
+    crate::log::init(prog, conf.quiet, conf.debug, conf.trace);
+    if let Some(p) = &conf.log_file {
+        if let Err(e) = crate::log::to_file(p) {
+            eprintln!("{prog}: can't open log file {}: {e}", p.display());
+            std::process::exit(1);
+        }
+    }
+    let r = match mode {
+        Mode::Pasta => run_pasta(&conf),
+        Mode::Passt => Err(anyhow::anyhow!(
+            "passt mode (qemu socket and vhost-user back-ends) is not supported yet in this version; use pasta"
+        )),
+    };
+    match r {
+        Ok(st) => std::process::exit(st),
+        Err(e) => {
+            log::error!("{e:#}");
+            if conf.log_file.is_some() {
+                eprintln!("{prog}: {e:#}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+fn svc_conf(conf: &Conf, net: &NetConf) -> SvcConf {
+    SvcConf {
+        our_mac: net.our_mac,
+        mtu: net.advertise_mtu,
+        v4: net.ip4.as_ref().map(|c| SvcV4 { addr: c.addr, prefix_len: c.prefix_len, gw: c.gw, dns: c.dns.clone() }),
+        v6: net.ip6.as_ref().map(|c| SvcV6 { addr: c.addr, prefix_len: c.prefix_len, our_ll: c.our_ll, dns: c.dns.clone() }),
+        search: net.search.clone(),
+        hostname: net.hostname.clone(),
+        fqdn: net.fqdn.clone(),
+        // No IPv4 gateway: nothing to offer as router, no DHCP (upstream).
+        no_dhcp: conf.no_dhcp || net.ip4.as_ref().is_none_or(|c| c.gw.is_unspecified()),
+        no_ndp: conf.no_ndp || conf.no_icmp,
+        // With --config-net the namespace is configured already (upstream
+        // does the same): no router advertisements.
+        no_ra: conf.no_ra || conf.config_net,
+        no_dhcpv6: conf.no_dhcpv6,
+    }
+}
+
+fn fwd_conf(net: &NetConf) -> Fwd {
+    let mut f = Fwd::default();
+    if let Some(c) = &net.ip4 {
+        f.v4 = FwdFamily { map_host_loopback: c.map_host_loopback, dns_match: c.dns_match, dns_host: c.dns_host, outbound: c.outbound };
+    }
+    if let Some(c) = &net.ip6 {
+        f.v6 = FwdFamily { map_host_loopback: c.map_host_loopback, dns_match: c.dns_match, dns_host: c.dns_host, outbound: c.outbound };
+    }
+    f
+}
+
+fn mac_str(m: &[u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn print_info(net: &NetConf, ifname: &str) {
+    let outer = if !net.ifname4.is_empty() { &net.ifname4 } else { &net.ifname6 };
+    log::info!("Outbound interface: {}, namespace interface: {ifname}", if outer.is_empty() { "(none)" } else { outer });
+    log::info!("ARP:\n    address: {}", mac_str(&net.our_mac));
+    if let Some(c) = &net.ip4 {
+        let mask = std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(c.prefix_len)).unwrap_or(0));
+        log::info!("DHCP:\n    assign: {}\n    mask: {mask}\n    router: {}", c.addr, c.gw);
+        for d in &c.dns {
+            log::info!("    DNS: {d}");
+        }
+    }
+    if let Some(c) = &net.ip6 {
+        if !c.addr.is_unspecified() {
+            log::info!("NDP/DHCPv6:\n    assign: {}\n    router: {}\n    our link-local: {}", c.addr, c.gw, c.our_ll);
+        } else {
+            log::info!("NDP:\n    router: {}\n    our link-local: {}", c.gw, c.our_ll);
+        }
+        for d in &c.dns {
+            log::info!("    DNS: {d}");
+        }
+    }
+}
+
+fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
+    let mut nl = crate::netlink::Netlink::open().context("netlink socket")?;
+    let host = crate::host::discover(&mut nl, conf.interface.as_deref(), !conf.ipv6_only, !conf.ipv4_only)
+        .context("can't read the host's interfaces and routes")?;
+    drop(nl);
+    let resolv = crate::host::read_resolv_conf(Path::new("/etc/resolv.conf"));
+    let net = resolve(conf, &host, &resolv).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if net.ip4.is_none() && net.ip6.is_none() {
+        bail!("no IPv4 or IPv6 to give to the namespace");
+    }
+
+    let mut ns = crate::pasta::enter(conf)?;
+    let ifname = conf.ns_ifname.clone().unwrap_or_else(|| {
+        let n = if !net.ifname4.is_empty() { &net.ifname4 } else { &net.ifname6 };
+        if n.is_empty() { "tap0".to_string() } else { n.clone() }
+    });
+    let t = crate::pasta::setup_tap(&ns, conf, &net, &ifname)?;
+    let interactive = matches!(conf.target, PastaTarget::Spawn { .. });
+    let sigfd = crate::signals::setup(interactive).context("signals")?;
+    let timer = crate::signals::periodic_timer(1000).context("timer")?;
+    let svc = svc_conf(conf, &net);
+    let mut ctx = Ctx::new(CtxInit {
+        tap: Box::new(t.tap),
+        fwd: fwd_conf(&net),
+        svc,
+        guest_mac: Some(t.mac),
+        no_udp: conf.no_udp,
+        no_icmp: conf.no_icmp,
+        v4: net.ip4.is_some(),
+        v6: net.ip6.is_some(),
+    })
+    .context("data plane set-up")?;
+    print_info(&net, &ifname);
+
+    if conf.foreground {
+        if let Some(p) = &conf.pid_file {
+            crate::pasta::write_pid_file(p, std::process::id()).with_context(|| format!("can't write PID file {}", p.display()))?;
+        }
+    } else {
+        crate::pasta::daemonize(conf.pid_file.as_deref()).context("can't go to background")?;
+        if conf.log_file.is_none() {
+            crate::log::to_background();
+        }
+    }
+    ns.release();
+    let st = crate::daemon::run(&mut ctx, &timer, &sigfd, &mut ns.watch).context("event loop")?;
+    Ok(st)
+}

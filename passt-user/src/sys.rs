@@ -1,0 +1,238 @@
+//! # Theory of operation
+//!
+//! The thin, `unsafe`-holding wrappers over the socket syscalls the data
+//! plane uses, taking and returning [`Inany`] addresses and host-order
+//! ports. Everything else in the crate stays safe code.
+//!
+//! Syscalls: socket, bind, connect, getsockname, sendto, recvfrom, recvmmsg,
+//! setsockopt.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use crate::flow::Inany;
+
+/// A socket address built from an [`Inany`] and a port.
+pub struct SockAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl SockAddr {
+    /// IPv4 addresses give `sockaddr_in`, IPv6 ones `sockaddr_in6`.
+    pub fn new(a: Inany, port: u16) -> Self {
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+        let len = if let Some(v4) = a.v4() {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = port.to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
+            size_of::<libc::sockaddr_in>()
+        } else {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = port.to_be();
+            sin6.sin6_addr.s6_addr = a.0;
+            size_of::<libc::sockaddr_in6>()
+        };
+        SockAddr { storage, len: len as libc::socklen_t }
+    }
+
+    fn ptr(&self) -> *const libc::sockaddr {
+        &self.storage as *const _ as *const libc::sockaddr
+    }
+}
+
+/// Address and port from a `sockaddr_storage` filled by the kernel.
+pub fn from_storage(s: &libc::sockaddr_storage) -> Option<(Inany, u16)> {
+    match i32::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: family says sockaddr_in.
+            let sin = unsafe { &*(s as *const _ as *const libc::sockaddr_in) };
+            let a = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some((a.into(), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: family says sockaddr_in6.
+            let sin6 = unsafe { &*(s as *const _ as *const libc::sockaddr_in6) };
+            Some((Inany(sin6.sin6_addr.s6_addr), u16::from_be(sin6.sin6_port)))
+        }
+        _ => None,
+    }
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A non-blocking, close-on-exec socket of family v4/v6, `ty` and `proto`.
+///
+/// # Errors
+/// The OS error of socket(2).
+pub fn socket(v4: bool, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
+    let af = if v4 { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: plain syscall.
+    let fd = cvt(unsafe { libc::socket(af, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) })?;
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// bind(2) to `a`:`port`.
+///
+/// # Errors
+/// The OS error.
+pub fn bind(fd: RawFd, a: Inany, port: u16) -> io::Result<()> {
+    let sa = SockAddr::new(a, port);
+    // SAFETY: sa is a valid sockaddr of sa.len bytes.
+    cvt(unsafe { libc::bind(fd, sa.ptr(), sa.len) }).map(drop)
+}
+
+/// connect(2) to `a`:`port` (immediate for datagram sockets).
+///
+/// # Errors
+/// The OS error.
+pub fn connect(fd: RawFd, a: Inany, port: u16) -> io::Result<()> {
+    let sa = SockAddr::new(a, port);
+    // SAFETY: as for bind.
+    cvt(unsafe { libc::connect(fd, sa.ptr(), sa.len) }).map(drop)
+}
+
+/// Our bound address and port (getsockname(2)).
+///
+/// # Errors
+/// The OS error, or `InvalidData` for a family that is not IP.
+pub fn local_addr(fd: RawFd) -> io::Result<(Inany, u16)> {
+    // SAFETY: zeroed storage is valid; len tells the kernel its size.
+    let mut s: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: s is writable for len bytes.
+    cvt(unsafe { libc::getsockname(fd, &mut s as *mut _ as *mut libc::sockaddr, &mut len) })?;
+    from_storage(&s).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+/// send(2) on a connected socket, or sendto(2) when `to` is given.
+///
+/// # Errors
+/// The OS error (EAGAIN included).
+pub fn send(fd: RawFd, buf: &[u8], to: Option<(Inany, u16)>) -> io::Result<usize> {
+    let r = match to {
+        None => {
+            // SAFETY: buf is valid for its length.
+            unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) }
+        }
+        Some((a, p)) => {
+            let sa = SockAddr::new(a, p);
+            // SAFETY: buf and sa are valid.
+            unsafe { libc::sendto(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL, sa.ptr(), sa.len) }
+        }
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// One datagram received by [`recv_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram {
+    /// Bytes received (the datagram's length when not truncated).
+    pub len: usize,
+    /// The datagram did not fit its buffer (MSG_TRUNC).
+    pub truncated: bool,
+    /// Sender, when the kernel reported one.
+    pub from: Option<(Inany, u16)>,
+}
+
+/// Receive up to as many datagrams as `bufs` yields (at most 64) in one recvmmsg(2),
+/// each into its own buffer. Returns how many arrived (0 when none is
+/// queued).
+///
+/// # Errors
+/// The OS error other than EAGAIN (ECONNREFUSED for a connected UDP socket
+/// after an ICMP error, for instance).
+pub fn recv_batch<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>, out: &mut [Datagram; 64]) -> io::Result<usize> {
+    // SAFETY: zeroed iovec/mmsghdr/sockaddr arrays are valid.
+    let mut iov: [libc::iovec; 64] = unsafe { zeroed() };
+    let mut names: [libc::sockaddr_storage; 64] = unsafe { zeroed() };
+    let mut hdrs: [libc::mmsghdr; 64] = unsafe { zeroed() };
+    let mut n = 0;
+    for b in bufs.take(64) {
+        iov[n] = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    for i in 0..n {
+        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+        hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+        hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    }
+    // SAFETY: hdrs[..n] point at live buffers for the duration of the call.
+    let r = unsafe {
+        libc::recvmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EAGAIN) {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    let r = r as usize;
+    for i in 0..r {
+        let h = &hdrs[i];
+        out[i] = Datagram {
+            len: (h.msg_len as usize).min(iov[i].iov_len),
+            truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            from: if h.msg_hdr.msg_namelen > 0 { from_storage(&names[i]) } else { None },
+        };
+    }
+    Ok(r)
+}
+
+/// Read and clear the pending error of a socket (SO_ERROR).
+pub fn take_error(fd: RawFd) -> i32 {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v is writable for len bytes.
+    unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut v as *mut libc::c_int).cast(), &mut len) };
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn udp_loopback_round_trip_through_batch_receive() {
+        let a = socket(true, libc::SOCK_DGRAM, 0).unwrap();
+        bind(a.as_raw_fd(), Inany::LOOPBACK4, 0).unwrap();
+        let (_, pa) = local_addr(a.as_raw_fd()).unwrap();
+        let b = socket(true, libc::SOCK_DGRAM, 0).unwrap();
+        connect(b.as_raw_fd(), Inany::LOOPBACK4, pa).unwrap();
+        let (_, pb) = local_addr(b.as_raw_fd()).unwrap();
+        send(b.as_raw_fd(), b"one", None).unwrap();
+        send(b.as_raw_fd(), b"two!", None).unwrap();
+        let mut x = [0u8; 16];
+        let mut y = [0u8; 2];
+        let mut out = [Datagram { len: 0, truncated: false, from: None }; 64];
+        let bufs: [&mut [u8]; 2] = [&mut x, &mut y];
+        let n = recv_batch(a.as_raw_fd(), bufs.into_iter(), &mut out).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(&x[..out[0].len], b"one");
+        assert!(out[1].truncated && out[1].len == 2);
+        assert_eq!(out[0].from, Some((Inany::LOOPBACK4, pb)));
+    }
+}
