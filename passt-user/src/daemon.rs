@@ -44,6 +44,9 @@ pub trait Watch {
     fn check(&mut self) -> Option<i32>;
 }
 
+/// A local service: frame in, reply written to the slot (see [`crate::svc`]).
+type Responder = fn(&SvcConf, &[u8], &mut [u8]) -> Result<Option<usize>, crate::wire::Error>;
+
 /// The execution context of the data plane.
 pub struct Ctx {
     /// Time at the start of the current cycle.
@@ -185,7 +188,7 @@ impl Ctx {
     }
 
     /// Run a responder into the next transmit slot.
-    fn answer(&mut self, f: fn(&SvcConf, &[u8], &mut [u8]) -> Result<Option<usize>, crate::wire::Error>, frame: &[u8]) {
+    fn answer(&mut self, f: Responder, frame: &[u8]) {
         if self.tx.is_full() {
             self.flush_tx();
         }
@@ -495,5 +498,221 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
             return Ok(st);
         }
         let _ = Duration::ZERO;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+    use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
+
+    const GUEST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const OUR_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
+
+    fn udp4(dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(GUEST_MAC, OUR_MAC).ipv4([192, 0, 2, 2], dst.octets(), 64).udp(sport, dport);
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn udp6(dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let src: Ipv6Addr = "2001:db8::2".parse().unwrap();
+        let b = PacketBuilder::ethernet2(GUEST_MAC, OUR_MAC).ipv6(src.octets(), dst.octets(), 64).udp(sport, dport);
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn frames(ctx: &Ctx) -> Vec<Vec<u8>> {
+        ctx.tx.frames().map(|f| f.to_vec()).collect()
+    }
+
+    /// Wait (bounded) until `sock` has a datagram.
+    fn recv_within(sock: &UdpSocket, buf: &mut [u8]) -> (usize, std::net::SocketAddr) {
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.recv_from(buf).expect("datagram within 2 s")
+    }
+
+    /// Poll the flow's socket until a reply frame is queued (bounded).
+    fn pump_reply(ctx: &mut Ctx, sidx: Sidx) {
+        for _ in 0..200 {
+            udp::sock_ready(ctx, sidx, libc::EPOLLIN as u32);
+            if !ctx.tx.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no reply frame within 2 s");
+    }
+
+    fn check_udp_reply(frame: &[u8], src: std::net::IpAddr, sport: u16, dport: u16, payload: &[u8]) {
+        let p = SlicedPacket::from_ethernet(frame).unwrap();
+        let Some(TransportSlice::Udp(u)) = p.transport else { panic!("not UDP") };
+        assert_eq!(u.source_port(), sport);
+        assert_eq!(u.destination_port(), dport);
+        assert_eq!(u.payload(), payload);
+        let (s, d) = match p.net {
+            Some(etherparse::NetSlice::Ipv4(ip)) => {
+                (std::net::IpAddr::V4(ip.header().source_addr()), Inany::from(ip.header().destination_addr()))
+            }
+            Some(etherparse::NetSlice::Ipv6(ip)) => {
+                (std::net::IpAddr::V6(ip.header().source_addr()), Inany::from(ip.header().destination_addr()))
+            }
+            _ => panic!("no IP"),
+        };
+        assert_eq!(s, src);
+        let l4 = u.slice();
+        let acc = crate::wire::frame::pseudo(Inany::from(s), d, 17, l4.len());
+        assert_eq!(crate::wire::csum::fold(crate::wire::csum::sum(acc, l4)), 0, "UDP checksum");
+        assert_eq!(&frame[0..6], &GUEST_MAC);
+        assert_eq!(&frame[6..12], &OUR_MAC);
+    }
+
+    #[test]
+    fn udp_to_ipv4_gateway_reaches_host_loopback_and_reply_comes_from_gateway() {
+        let mut ctx = test_ctx().unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40000, port, b"ping"));
+        assert_eq!(ctx.counters.udp_flows, 1);
+        let mut buf = [0u8; 64];
+        let (n, from) = recv_within(&server, &mut buf);
+        assert_eq!(&buf[..n], b"ping");
+        assert!(from.ip().is_loopback());
+        server.send_to(b"pong!", from).unwrap();
+        let side = FlowSide {
+            eaddr: Ipv4Addr::new(192, 0, 2, 2).into(),
+            eport: 40000,
+            oaddr: Ipv4Addr::new(192, 0, 2, 1).into(),
+            oport: port,
+        };
+        let ini = ctx.flows.lookup(Pif::Tap, Proto::Udp, &side).expect("flow hashed by its tap side");
+        pump_reply(&mut ctx, Sidx::new(ini.flow() as u32, TGT));
+        let f = frames(&ctx);
+        assert_eq!(f.len(), 1);
+        check_udp_reply(&f[0], Ipv4Addr::new(192, 0, 2, 1).into(), port, 40000, b"pong!");
+        // A second datagram of the same flow reuses it.
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40000, port, b"again"));
+        assert_eq!(ctx.counters.udp_flows, 1);
+        let (n, _) = recv_within(&server, &mut buf);
+        assert_eq!(&buf[..n], b"again");
+    }
+
+    #[test]
+    fn udp_to_ipv6_link_local_gateway_reaches_loopback_and_replies_with_flow_label() {
+        let mut ctx = test_ctx().unwrap();
+        let Ok(server) = UdpSocket::bind("[::1]:0") else { panic!("IPv6 loopback needed") };
+        let port = server.local_addr().unwrap().port();
+        let gw: Ipv6Addr = "fe80::1".parse().unwrap();
+        dispatch_frame(&mut ctx, &udp6(gw, 40001, port, b"v6"));
+        let mut buf = [0u8; 64];
+        let (n, from) = recv_within(&server, &mut buf);
+        assert_eq!(&buf[..n], b"v6");
+        server.send_to(b"v6 back", from).unwrap();
+        let side =
+            FlowSide { eaddr: "2001:db8::2".parse::<Ipv6Addr>().unwrap().into(), eport: 40001, oaddr: gw.into(), oport: port };
+        let ini = ctx.flows.lookup(Pif::Tap, Proto::Udp, &side).unwrap();
+        pump_reply(&mut ctx, Sidx::new(ini.flow() as u32, TGT));
+        let f = frames(&ctx);
+        check_udp_reply(&f[0], gw.into(), port, 40001, b"v6 back");
+        let Some(etherparse::NetSlice::Ipv6(ip)) = SlicedPacket::from_ethernet(&f[0]).unwrap().net else { panic!() };
+        assert_ne!(ip.header().flow_label().value(), 0);
+    }
+
+    #[test]
+    fn idle_udp_flow_is_closed_by_the_timer_and_freed_after_the_cycle() {
+        let mut ctx = test_ctx().unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40002, port, b"x"));
+        assert_eq!(ctx.flows.len(), 1);
+        ctx.now += udp::UDP_TIMEOUT - Duration::from_secs(1);
+        ctx.timer();
+        ctx.flows.defer_free(|_| {});
+        assert_eq!(ctx.flows.len(), 1, "not idle long enough yet");
+        ctx.now += Duration::from_secs(2);
+        ctx.timer();
+        ctx.flows.defer_free(|f| f.data = FlowData::None);
+        assert_eq!(ctx.flows.len(), 0);
+    }
+
+    #[test]
+    fn arp_request_for_the_gateway_is_answered_through_the_dispatcher() {
+        let mut ctx = test_ctx().unwrap();
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&GUEST_MAC);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&GUEST_MAC);
+        f.extend_from_slice(&[192, 0, 2, 2, 0, 0, 0, 0, 0, 0, 192, 0, 2, 1]);
+        dispatch_frame(&mut ctx, &f);
+        let out = frames(&ctx);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0][0..6], &GUEST_MAC);
+        assert_eq!(&out[0][20..22], &[0, 2], "ARP reply opcode");
+        assert_eq!(&out[0][22..28], &OUR_MAC, "sender hardware address is ours");
+        assert_eq!(ctx.counters.svc_replies, 1);
+    }
+
+    #[test]
+    fn tcp_and_martian_traffic_is_counted_not_forwarded() {
+        let mut ctx = test_ctx().unwrap();
+        let b = PacketBuilder::ethernet2(GUEST_MAC, OUR_MAC).ipv4([192, 0, 2, 2], [198, 51, 100, 1], 64).tcp(1, 2, 3, 4);
+        let mut v = Vec::new();
+        b.write(&mut v, b"").unwrap();
+        dispatch_frame(&mut ctx, &v);
+        assert_eq!(ctx.counters.drop_tcp, 1);
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(127, 0, 0, 1), 1, 7, b"x"));
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(224, 0, 0, 251), 5353, 5353, b"x"));
+        assert_eq!(ctx.counters.drop_addr, 2);
+        assert_eq!(ctx.flows.len(), 0);
+        assert!(ctx.tx.is_empty());
+    }
+
+    #[test]
+    fn truncated_and_random_frames_are_counted_and_never_panic() {
+        let mut ctx = test_ctx().unwrap();
+        // No sockets from random input: parsing and services only.
+        ctx.no_udp = true;
+        ctx.no_icmp = true;
+        let valid = [udp4(Ipv4Addr::new(198, 51, 100, 1), 1000, 53, b"query"), udp6("2001:db8::1".parse().unwrap(), 1, 547, b"dhcpv6")];
+        for v in &valid {
+            for cut in 0..v.len() {
+                dispatch_frame(&mut ctx, &v[..cut]);
+                ctx.tx.clear();
+            }
+        }
+        let before = ctx.counters.drops();
+        assert!(before > 0);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut buf = [0u8; 400];
+        for i in 0..20_000 {
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            // Make many of them look like IPv4/IPv6/ARP so deeper parsers run.
+            let et: [u8; 2] = match i % 4 {
+                0 => [0x08, 0x00],
+                1 => [0x86, 0xdd],
+                2 => [0x08, 0x06],
+                _ => [buf[12], buf[13]],
+            };
+            buf[12..14].copy_from_slice(&et);
+            if i % 4 == 0 {
+                buf[14] = 0x45;
+            }
+            if i % 4 == 1 {
+                buf[14] = 0x60;
+            }
+            let len = (x as usize >> 8) % buf.len();
+            dispatch_frame(&mut ctx, &buf[..len]);
+            ctx.tx.clear();
+        }
+        assert!(ctx.counters.drops() > before);
+        assert_eq!(ctx.flows.len(), 0);
     }
 }

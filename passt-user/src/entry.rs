@@ -1,6 +1,6 @@
 //! # Theory of operation
 //!
-//! The program: argv[0] picks passt or pasta, the command line is parsed
+//! The program: `argv[0]` picks passt or pasta, the command line is parsed
 //! ([`crate::conf`]), the host is looked at ([`crate::host`]), the target
 //! namespace joined or created and its tap configured ([`crate::pasta`]),
 //! then, once everything is ready, the PID file is written and we go to

@@ -26,8 +26,9 @@ pub const MAX_FRAME: usize = 14 + 65535;
 /// Size of one transmit slot, with room for any frame.
 pub const SLOT: usize = MAX_FRAME + 1;
 
-/// Frames read in one wakeup.
-#[derive(Debug)]
+/// Frames read in one wakeup. The default value is empty, with no storage
+/// (a placeholder while the real batch is lent out).
+#[derive(Debug, Default)]
 pub struct RxBatch {
     /// Backing storage; frames are `buf[r]` for `r` in `frames`.
     pub buf: Vec<u8>,
@@ -42,11 +43,6 @@ impl RxBatch {
     }
 }
 
-impl Default for RxBatch {
-    fn default() -> Self {
-        RxBatch { buf: Vec::new(), frames: Vec::new() }
-    }
-}
 
 /// Frames queued for the tap, built in place.
 #[derive(Debug)]

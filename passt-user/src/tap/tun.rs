@@ -42,7 +42,7 @@ impl TunTap {
         if name.len() >= libc::IFNAMSIZ || name.contains('\0') {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name '{name}'")));
         }
-        let path = CStr::from_bytes_with_nul(b"/dev/net/tun\0").map_err(|_| io::ErrorKind::InvalidInput)?;
+        let path: &CStr = c"/dev/net/tun";
         // SAFETY: path is NUL-terminated; result checked.
         let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
         if fd < 0 {
