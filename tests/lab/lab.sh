@@ -22,7 +22,8 @@
 # can use ICMP echo sockets.
 #
 # Helpers for cases: log, ok, fail, expect_eq, expect_match, wait_until, PASTA,
-# pasta_is_ours, skip_unless_ours, ns_ifname_cmd. Every external command a case runs
+# pasta_spawn, pasta_is_ours, skip_unless_ours, ns_ifname_cmd, alive, kv,
+# capture_start/capture_stop. Every external command a case runs
 # must be bounded by `timeout`; wait_until is bounded by count and time.
 
 # ---- addresses (read-only for cases) ---------------------------------------
@@ -146,6 +147,28 @@ alive() {
 	[[ -n $st && $st != Z ]]
 }
 
+# capture_start NAME FILTER...: tcpdump on the host side of the veth ($LAB_IF)
+# into $LAB_WORK/NAME.pcap; returns once tcpdump is listening (at most 5 s).
+capture_start() {
+	local name=$1; shift
+	timeout 60 tcpdump -i $LAB_IF -n -U --immediate-mode -Z root -w "$LAB_WORK/$name.pcap" "$@" \
+		>"$LAB_WORK/$name.tcpdump.log" 2>&1 &
+	eval "CAPTURE_PID_$name=$!"
+	wait_until 5 grep -q "listening on" "$LAB_WORK/$name.tcpdump.log" ||
+		fail "tcpdump did not start: $(cat "$LAB_WORK/$name.tcpdump.log")"
+}
+
+# capture_stop NAME: stop the capture and print it as text to $LAB_WORK/NAME.txt.
+capture_stop() {
+	local name=$1 pid
+	eval "pid=\$CAPTURE_PID_$name"
+	sleep 0.2
+	kill -INT "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	timeout 10 tcpdump -n -r "$LAB_WORK/$name.pcap" >"$LAB_WORK/$name.txt" 2>/dev/null
+	dump_file "$LAB_WORK/$name.txt"
+}
+
 # kv FILE KEY: value of the first "KEY=value" line in FILE.
 kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n 1; }
 
@@ -190,14 +213,14 @@ lab_setup() {
 		--listen-address=$GW4,$GW6,$R4,$R6 --log-queries --log-facility=- \
 		--pid-file="$LAB_WORK/dnsmasq-upstream.pid" \
 		--address=/$DNS_NAME/$DNS_A --address=/$DNS_NAME/$DNS_AAAA
-	lab_bg echo-remote4 $UP socat -T 5 UDP4-RECVFROM:$ECHO_PORT,bind=$R4,reuseaddr,fork \
+	lab_bg echo-remote4 $UP socat -T 5 -b 65536 UDP4-RECVFROM:$ECHO_PORT,bind=$R4,reuseaddr,fork \
 		SYSTEM:'read l; echo "remote:$l"'
-	lab_bg echo-remote6 $UP socat -T 5 "UDP6-RECVFROM:$ECHO_PORT,bind=[$R6],reuseaddr,fork" \
+	lab_bg echo-remote6 $UP socat -T 5 -b 65536 "UDP6-RECVFROM:$ECHO_PORT,bind=[$R6],reuseaddr,fork" \
 		SYSTEM:'read l; echo "remote:$l"'
 	# host loopback servers (what the gateway address is mapped to)
-	lab_bg echo-lo4 socat -T 5 UDP4-RECVFROM:$ECHO_PORT,bind=127.0.0.1,reuseaddr,fork \
+	lab_bg echo-lo4 socat -T 5 -b 65536 UDP4-RECVFROM:$ECHO_PORT,bind=127.0.0.1,reuseaddr,fork \
 		SYSTEM:'read l; echo "lo:$l"'
-	lab_bg echo-lo6 socat -T 5 "UDP6-RECVFROM:$ECHO_PORT,bind=[::1],reuseaddr,fork" \
+	lab_bg echo-lo6 socat -T 5 -b 65536 "UDP6-RECVFROM:$ECHO_PORT,bind=[::1],reuseaddr,fork" \
 		SYSTEM:'read l; echo "lo:$l"'
 	lab_bg dnsmasq-decoy dnsmasq --keep-in-foreground --conf-file=/dev/null \
 		--no-resolv --no-hosts --user=root --bind-interfaces --port=53 \
