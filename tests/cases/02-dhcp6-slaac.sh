@@ -52,7 +52,7 @@ out=$LAB_WORK/dhcp6.out
 
 slaac=$(kv "$out" slaac)
 router=$(kv "$out" router)
-in_prefix=$(python3 -c 'import ipaddress, sys
+in_prefix=$("$PYTHON" -c 'import ipaddress, sys
 a = ipaddress.ip_interface(sys.argv[1])
 print(a.network == ipaddress.ip_network(sys.argv[2], strict=False) and a.ip != ipaddress.ip_address(sys.argv[3]))' \
 	"$slaac" "$H6/$PLEN6" "$H6" 2>&1)

@@ -16,7 +16,7 @@ rc=$?
 dump_file "$LAB_WORK/addr.json" "$LAB_WORK/route4.json" "$LAB_WORK/route6.json"
 
 # one "name: verdict" line per check; the case fails on any "FAIL"
-python3 - "$LAB_WORK" >"$LAB_WORK/checks.txt" 2>&1 <<'PY'
+"$PYTHON" - "$LAB_WORK" >"$LAB_WORK/checks.txt" 2>&1 <<'PY'
 import json, os, sys
 w = sys.argv[1]
 e = os.environ

@@ -38,7 +38,8 @@ SEARCH=lab.test
 ECHO_PORT=7
 DEFAULT_MTU=65520
 UP="ip netns exec up"
-export LAB_IF LAB_PEER_IF H4 GW4 PLEN4 MASK4 H6 GW6 PLEN6 R4 R6 DNS_NAME DNS_A DNS_AAAA \
+PYTHON=$(command -v /usr/bin/python3 || command -v python3)   # the system one if present
+export PYTHON LAB_IF LAB_PEER_IF H4 GW4 PLEN4 MASK4 H6 GW6 PLEN6 R4 R6 DNS_NAME DNS_A DNS_AAAA \
 	DECOY_A DECOY_AAAA SEARCH ECHO_PORT DEFAULT_MTU
 
 # ---- reporting --------------------------------------------------------------
