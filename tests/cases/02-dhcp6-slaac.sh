@@ -52,6 +52,8 @@ out=$LAB_WORK/dhcp6.out
 
 slaac=$(kv "$out" slaac)
 router=$(kv "$out" router)
+[[ -n $slaac ]] || fail "no SLAAC address (global, dynamic) on the tap within 15 s of link up (no usable RA?)"
+[[ -n $router ]] || fail "no default route via a link-local router within 15 s of link up (no usable RA?)"
 in_prefix=$("$PYTHON" -c 'import ipaddress, sys
 a = ipaddress.ip_interface(sys.argv[1])
 print(a.network == ipaddress.ip_network(sys.argv[2], strict=False) and a.ip != ipaddress.ip_address(sys.argv[3]))' \

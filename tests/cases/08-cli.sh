@@ -5,8 +5,8 @@
 # - --version and --quiet --version exit 0 and print a version line;
 # - passt-rs only: the version line starts with "pasta " and names passt-rs,
 #   and `-t auto` (TCP port forwarding, not supported yet) is rejected with exit
-#   status 1 and a message naming the option, before any namespace or command
-#   is started.
+#   status 1 and a message naming the option, before the command is started
+#   (while the same spawn without -t auto does run it).
 
 run() {  # name args...: stdout -> NAME.stdout, stderr -> NAME.stderr, returns status
 	local name=$1; shift
@@ -35,8 +35,17 @@ done
 
 if skip_unless_ours "version names passt-rs, -t auto rejected"; then
 	expect_match "passt-rs version line" "$(head -n 1 "$LAB_WORK/version.stdout")" "^pasta .*passt-rs"
-	run tauto -t auto --config-net -- sh -c "touch '$LAB_WORK/tauto.ran'"
+	# control: the same spawn without -t auto runs the command
+	timeout 20 "${PASTA[@]}" --config-net -- sh -c "touch '$LAB_WORK/control.ran'" \
+		>"$LAB_WORK/control.out" 2>&1
 	rc=$?
+	dump_file "$LAB_WORK/control.out"
+	expect_eq "exit status without -t auto (control)" "$rc" 0
+	[[ -e $LAB_WORK/control.ran ]] || fail "control: the command did not run without -t auto"
+	timeout 20 "${PASTA[@]}" -t auto --config-net -- sh -c "touch '$LAB_WORK/tauto.ran'" \
+		>"$LAB_WORK/tauto.stdout" 2>"$LAB_WORK/tauto.stderr"
+	rc=$?
+	dump_file "$LAB_WORK/tauto.stdout" "$LAB_WORK/tauto.stderr"
 	expect_eq "exit status for -t auto" "$rc" 1
 	[[ ! -e $LAB_WORK/tauto.ran ]] || fail "-t auto: the command was started although the option is rejected"
 	grep -q -e "-t" -e "--tcp-ports" "$LAB_WORK/tauto.stderr" ||
