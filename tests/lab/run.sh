@@ -7,6 +7,8 @@
 #   PASTA_BIN        binary under test (default <workspace>/target/release/pasta)
 #   LAB_TIMEOUT      hard limit for the whole case in seconds (default 120)
 #   LAB_KEEP=1       keep the work directory even when the case passes
+#   LAB_INTERACTIVE=1  keep the terminal (timeout --foreground), for
+#                    `cargo xtask run --lab` (CASE = tests/lab/pasta-shell.sh)
 #
 # Needs root (for unshare --net --mount --pid) and the tools listed in REQUIRED.
 # Exit status: the case's (0 pass, 1 fail), 2 lab/set-up problem, 3 missing
@@ -35,7 +37,9 @@ for t in $REQUIRED; do command -v "$t" >/dev/null || missing+=" $t"; done
 LAB_WORK=$(mktemp -d "${TMPDIR:-/tmp}/passt-lab.$LAB_CASE.XXXXXX") || exit 2
 chmod 1777 "$LAB_WORK"   # spawned commands may run unmapped (nobody)
 export LAB_DIR LAB_CASE LAB_CASE_FILE LAB_WORK PASTA_BIN
-timeout -k 5 "${LAB_TIMEOUT:-120}" \
+fg=()
+[[ -n ${LAB_INTERACTIVE:-} ]] && fg=(--foreground)
+timeout "${fg[@]}" -k 5 "${LAB_TIMEOUT:-120}" \
 	unshare --net --mount --pid --fork --kill-child --mount-proc bash "$LAB_DIR/inner.sh" 2>&1
 rc=$?
 if ((rc == 124 || rc == 137)); then echo "run.sh: case $LAB_CASE killed after ${LAB_TIMEOUT:-120}s"; fi
