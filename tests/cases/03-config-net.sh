@@ -14,6 +14,9 @@ NS
 rc=$?
 ((rc == 0)) || fail "pasta/ip exited with status $rc"
 dump_file "$LAB_WORK/addr.json" "$LAB_WORK/route4.json" "$LAB_WORK/route6.json"
+for f in addr link route4 route6; do
+	[[ -s $LAB_WORK/$f.json ]] || fail "no ip -j output $f.json from the namespace"
+done
 
 # one "name: verdict" line per check; the case fails on any "FAIL"
 "$PYTHON" - "$LAB_WORK" >"$LAB_WORK/checks.txt" 2>&1 <<'PY'

@@ -28,13 +28,12 @@ has_addr() { tap_addrs "$@" | grep -q " inet $H4/$PLEN4 "; }
 # pasta_gone PID SECONDS: PID ends within SECONDS (polled every 0.1 s)
 pasta_gone() { wait_until "$2" eval "! alive $1"; }
 
-daemon_pid() {  # pidfile: print the pid it holds, fail unless it is a live process
-	local f=$1 p
+daemon_pid() {  # pidfile: DPID = the pid it holds; fail unless it is a live process
+	local f=$1
 	[[ -s $f ]] || fail "pid file $f missing or empty right after pasta returned"
-	p=$(tr -d ' \n' <"$f")
-	[[ $p =~ ^[0-9]+$ ]] || fail "pid file $f holds '$p', not a PID"
-	alive "$p" || fail "pid file $f holds $p, which is not a live process"
-	echo "$p"
+	DPID=$(tr -d ' \n' <"$f")
+	[[ $DPID =~ ^[0-9]+$ ]] || fail "pid file $f holds '$DPID', not a PID"
+	alive "$DPID" || fail "pid file $f holds $DPID, which is not a live process"
 }
 
 # ---- A. PID form -------------------------------------------------------------
@@ -54,7 +53,8 @@ rc=$?
 snap=$(tap_addrs -t "$SPID" -n)
 sed 's/^/    pasta| /' "$LAB_WORK/pid.out"
 ((rc == 0)) || fail "pasta PID form exited with status $rc"
-PPID_A=$(daemon_pid "$LAB_WORK/pid.pid")
+daemon_pid "$LAB_WORK/pid.pid"
+PPID_A=$DPID
 ok "A: pasta returned 0, pid file holds live pid $PPID_A"
 [[ $snap == *" inet $H4/$PLEN4 "* ]] || fail "A: tap in target lacks $H4/$PLEN4 when pasta returned: $snap"
 ok "A: tap in the target had $H4/$PLEN4 when pasta returned"
@@ -83,7 +83,8 @@ rc=$?
 snap=$(tap_addrs --net="$LAB_WORK/ns/b")
 sed 's/^/    pasta| /' "$LAB_WORK/netns.out"
 ((rc == 0)) || fail "B: pasta --netns exited with status $rc"
-PPID_B=$(daemon_pid "$LAB_WORK/netns.pid")
+daemon_pid "$LAB_WORK/netns.pid"
+PPID_B=$DPID
 [[ $snap == *" inet $H4/$PLEN4 "* ]] || fail "B: tap in ns/b lacks $H4/$PLEN4 when pasta returned: $snap"
 ok "B: pasta returned 0 with live pid $PPID_B and the tap configured"
 rmns b
@@ -98,7 +99,8 @@ timeout 20 "$PASTA_BIN" --config-net --no-netns-quit -l "$LAB_WORK/noquit.pasta.
 rc=$?
 sed 's/^/    pasta| /' "$LAB_WORK/noquit.out"
 ((rc == 0)) || fail "C: pasta --no-netns-quit exited with status $rc"
-PPID_C=$(daemon_pid "$LAB_WORK/noquit.pid")
+daemon_pid "$LAB_WORK/noquit.pid"
+PPID_C=$DPID
 rmns c
 sleep 3
 alive "$PPID_C" || fail "C: pasta --no-netns-quit ($PPID_C) exited after its netns file was removed"

@@ -15,6 +15,7 @@ FRAMES=${FUZZ_FRAMES:-2000}
 SEED=${FUZZ_SEED:-$((RANDOM * 32768 + RANDOM))}
 log "fuzz seed $SEED ($FRAMES frames; rerun with FUZZ_SEED=$SEED)"
 cat >"$LAB_WORK/fuzz.sh" <<NS
+echo started >"$LAB_WORK/fuzz.started"
 IF=\$(eval "\$ns_ifname_cmd")
 ip neigh flush dev "\$IF" 2>/dev/null
 timeout 5 ping -c1 -W2 $GW4 >/dev/null 2>&1
@@ -43,7 +44,11 @@ P=$!
 fuzz_done() { [[ -e $LAB_WORK/fuzz.done ]] || ! alive $P; }
 wait_until 90 fuzz_done
 sed 's/^/    fuzz| /' "$LAB_WORK/fuzz.out" | grep -v '^    fuzz| by generator'
-alive $P || fail "pasta died while the frames were written (see log above)"
+if ! alive $P; then
+	wait $P; rc=$?
+	[[ -e $LAB_WORK/fuzz.started ]] || fail "pasta exited with status $rc without starting the command in a namespace"
+	fail "pasta died (status $rc) while the frames were written or before the checks finished"
+fi
 [[ -e $LAB_WORK/fuzz.done ]] || fail "the namespace script did not finish within 90 s"
 
 line=$(grep '^sent=' "$LAB_WORK/fuzz.out")

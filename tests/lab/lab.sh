@@ -127,10 +127,11 @@ export ns_ifname_cmd
 # Save stdin as $LAB_WORK/NAME.sh and run it with sh in the namespace pasta
 # spawns (spawn form: pasta OPTIONS -- sh NAME.sh), pasta logging to
 # $LAB_WORK/NAME.pasta.log. The script's output goes to $LAB_WORK/NAME.out and
-# is echoed with a "NAME|" prefix. Returns pasta's exit status (the script's).
+# is echoed with a "NAME|" prefix. Returns pasta's exit status (the script's);
+# fails the case if the script never started.
 pasta_spawn() {
 	local name=$1 secs=$2 rc; shift 2
-	cat >"$LAB_WORK/$name.sh"
+	{ echo "echo started >\"$LAB_WORK/$name.started\""; cat; } >"$LAB_WORK/$name.sh"
 	dump_file "$LAB_WORK/$name.pasta.log"
 	log "spawn: pasta -l $name.pasta.log $* -- sh $name.sh"
 	timeout -k 2 "$secs" "${PASTA[@]}" -l "$LAB_WORK/$name.pasta.log" "$@" -- sh "$LAB_WORK/$name.sh" \
@@ -138,6 +139,8 @@ pasta_spawn() {
 	rc=$?
 	sed "s/^/    $name| /" "$LAB_WORK/$name.out"
 	((rc == 124 || rc == 137)) && log "pasta_spawn $name: killed after ${secs}s"
+	[[ -e $LAB_WORK/$name.started ]] ||
+		fail "pasta exited with status $rc without starting the command in a namespace"
 	return $rc
 }
 
