@@ -134,7 +134,11 @@ pub fn run_case(case: &str) -> Result<String, CaseError> {
     match effective_uid() {
         Some(0) => {}
         Some(uid) => return Err(CaseError::NotRoot(uid)),
-        None => return Err(CaseError::Spawn("cannot read the effective uid from /proc/self/status".into())),
+        None => {
+            return Err(CaseError::Spawn(
+                "cannot read the effective uid from /proc/self/status".into(),
+            ))
+        }
     }
     let root = workspace_root();
     let out = Command::new("bash")
@@ -150,7 +154,11 @@ pub fn run_case(case: &str) -> Result<String, CaseError> {
     if out.status.success() {
         Ok(output)
     } else {
-        Err(CaseError::Failed { case: case.to_string(), status: out.status.code(), output })
+        Err(CaseError::Failed {
+            case: case.to_string(),
+            status: out.status.code(),
+            output,
+        })
     }
 }
 
@@ -179,21 +187,33 @@ mod tests {
         let src = std::fs::read_to_string(workspace_root().join("tests/tests/integration.rs"))
             .expect("tests/tests/integration.rs readable");
         for case in CASES {
-            assert!(src.contains(&format!("case(\"{case}\")")), "no #[test] runs case {case}");
+            assert!(
+                src.contains(&format!("case(\"{case}\")")),
+                "no #[test] runs case {case}"
+            );
         }
     }
 
     #[test]
     fn display_names_missing_prerequisites() {
-        let e = CaseError::Failed { case: "01-dhcp4".into(), status: Some(3), output: "run.sh: missing tools: dig\n".into() };
+        let e = CaseError::Failed {
+            case: "01-dhcp4".into(),
+            status: Some(3),
+            output: "run.sh: missing tools: dig\n".into(),
+        };
         let s = e.to_string();
-        assert!(s.starts_with("case 01-dhcp4 failed (missing prerequisite)"), "{s}");
+        assert!(
+            s.starts_with("case 01-dhcp4 failed (missing prerequisite)"),
+            "{s}"
+        );
         assert!(s.ends_with("missing tools: dig\n"), "{s}");
     }
 
     #[test]
     fn not_root_message_mentions_the_skip_switch() {
-        assert!(CaseError::NotRoot(1000).to_string().contains("PASST_SKIP_PRIV_TESTS=1"));
+        assert!(CaseError::NotRoot(1000)
+            .to_string()
+            .contains("PASST_SKIP_PRIV_TESTS=1"));
     }
 
     #[test]

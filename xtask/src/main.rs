@@ -112,7 +112,9 @@ fn cargo() -> Command {
 /// Run `cmd`, echoing it first; error if it cannot start or exits non-zero.
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", show(cmd));
-    let status = cmd.status().with_context(|| format!("cannot start {}", show(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", show(cmd)))?;
     if !status.success() {
         bail!("{} failed ({status})", show(cmd));
     }
@@ -141,7 +143,9 @@ fn cmd_test(args: &[OsString]) -> Result<()> {
             "--no-fuzz" => fuzz = false,
             "--fuzz-secs" => {
                 let v = it.next().context("--fuzz-secs needs a number of seconds")?;
-                fuzz_secs = v.parse().with_context(|| format!("--fuzz-secs: '{v}' is not a number"))?;
+                fuzz_secs = v
+                    .parse()
+                    .with_context(|| format!("--fuzz-secs: '{v}' is not a number"))?;
             }
             other => bail!("test: unknown option '{other}'\n{USAGE}"),
         }
@@ -174,7 +178,9 @@ fn package_installed(pkg: &str) -> Result<bool> {
         .output()
         .context("cannot run dpkg (is this a Debian system?)")?;
     Ok(out.status.success()
-        && String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "Status: install ok installed"))
+        && String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == "Status: install ok installed"))
 }
 
 /// Install the packages `dpkg -s` does not report as installed; runs
@@ -190,7 +196,10 @@ fn ensure_packages(pkgs: &[&str]) -> Result<()> {
         eprintln!("xtask: host packages present: {}", pkgs.join(" "));
         return Ok(());
     }
-    eprintln!("xtask: installing missing host packages: {}", missing.join(" "));
+    eprintln!(
+        "xtask: installing missing host packages: {}",
+        missing.join(" ")
+    );
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
@@ -229,7 +238,13 @@ fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !nightly {
-        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     let out = Command::new("cargo")
         .args(["+nightly", "fuzz", "list"])
@@ -237,7 +252,10 @@ fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
         .output()
         .context("cannot run cargo fuzz list")?;
     if !out.status.success() {
-        bail!("cargo fuzz list failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo fuzz list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let targets: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -271,7 +289,10 @@ fn cmd_run(args: &[OsString]) -> Result<ExitCode> {
                 pasta_args.extend(it.by_ref().cloned());
                 break;
             }
-            _ => bail!("run: unknown option '{}' (pasta options go after --)\n{USAGE}", a.to_string_lossy()),
+            _ => bail!(
+                "run: unknown option '{}' (pasta options go after --)\n{USAGE}",
+                a.to_string_lossy()
+            ),
         }
     }
     build_release()?;
@@ -282,20 +303,25 @@ fn cmd_run(args: &[OsString]) -> Result<ExitCode> {
     let status = if lab {
         // tests/lab/run.sh with the pasta-shell "case": private namespaces, a
         // private upstream, an interactive terminal (timeout --foreground)
-        let args_file = std::env::temp_dir().join(format!("xtask-pasta-args.{}", std::process::id()));
+        let args_file =
+            std::env::temp_dir().join(format!("xtask-pasta-args.{}", std::process::id()));
         let mut buf = Vec::new();
         for a in &pasta_args {
             buf.extend_from_slice(a.as_encoded_bytes());
             buf.push(0);
         }
-        std::fs::write(&args_file, &buf).with_context(|| format!("cannot write {}", args_file.display()))?;
+        std::fs::write(&args_file, &buf)
+            .with_context(|| format!("cannot write {}", args_file.display()))?;
         let mut c = Command::new("bash");
         c.arg(root.join("tests/lab/run.sh"))
             .arg(root.join("tests/lab/pasta-shell.sh"))
             .env("PASTA_BIN", &pasta)
             .env("LAB_ARGS_FILE", &args_file)
             .env("LAB_INTERACTIVE", "1")
-            .env("LAB_TIMEOUT", std::env::var("LAB_TIMEOUT").unwrap_or_else(|_| "3600".into()));
+            .env(
+                "LAB_TIMEOUT",
+                std::env::var("LAB_TIMEOUT").unwrap_or_else(|_| "3600".into()),
+            );
         eprintln!("xtask: $ {}", show(&c));
         let st = c.status().context("cannot start tests/lab/run.sh");
         let _ = std::fs::remove_file(&args_file);
@@ -304,7 +330,8 @@ fn cmd_run(args: &[OsString]) -> Result<ExitCode> {
         let mut c = Command::new(&pasta);
         c.arg("--config-net").args(&pasta_args);
         eprintln!("xtask: $ {}", show(&c));
-        c.status().with_context(|| format!("cannot start {}", pasta.display()))?
+        c.status()
+            .with_context(|| format!("cannot start {}", pasta.display()))?
     };
     Ok(match status.code() {
         Some(0) => ExitCode::SUCCESS,
