@@ -1,1 +1,385 @@
-fn main(){}
+//! # Theory of operation
+//!
+//! `cargo xtask <command>` (alias in `.cargo/config.toml`): developer and CI
+//! entry points that need more than cargo alone. Each command is a plain
+//! sequence of child processes; the first failure stops it with a non-zero exit.
+//!
+//! - `test [--no-install] [--no-fuzz] [--fuzz-secs N]`: install the Debian
+//!   packages the integration lab needs (only those missing, checked with
+//!   `dpkg -s`; `apt-get update` only if something is missing), build
+//!   `pasta`/`passt` in release mode, run `cargo test --workspace --release`
+//!   (unit tests and the netns integration cases in `tests/`), then, if
+//!   `passt-user/fuzz` exists, every fuzz target for N seconds ([`run_fuzz`]).
+//! - `run [--lab] [-- PASTA_ARGS...]`: build release and run
+//!   `pasta --config-net PASTA_ARGS...`; with `--lab` inside the same private
+//!   namespaces as the integration tests (`tests/lab`), so nothing reaches a
+//!   real network. Without `--lab` it runs on this machine's real network.
+//!   `PASTA_BIN` overrides the binary (e.g. to compare with Debian's pasta).
+//! - `build-ebpf`, `bench`: not available yet (later issues); exit 1.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+/// Debian packages the integration lab and the guest/bench tooling use.
+const HOST_PACKAGES: &[&str] = &[
+    "busybox",
+    "isc-dhcp-client",
+    "dnsmasq-base",
+    "socat",
+    "iputils-ping",
+    "dnsutils",
+    "tcpdump",
+    "iproute2",
+    "python3",
+    "passt",
+    "iperf3",
+    "util-linux",
+];
+
+/// Default run time of each fuzz target in seconds (`--fuzz-secs`).
+const FUZZ_SECS_DEFAULT: u64 = 60;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  test [--no-install] [--no-fuzz] [--fuzz-secs N]
+        install missing host packages, build release, cargo test --workspace
+        --release (unit + netns integration tests, needs root), then fuzz each
+        target N seconds (default 60) if passt-user/fuzz exists
+  run [--lab] [-- PASTA_ARGS...]
+        build release and run pasta --config-net PASTA_ARGS...; --lab: inside
+        the private test lab (nothing reaches a real network); PASTA_BIN=path
+        runs another pasta instead
+  build-ebpf    not available yet (eBPF arrives with a later issue)
+  bench         not available yet (benchmarks arrive with a later issue)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match dispatch(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &[OsString]) -> Result<ExitCode> {
+    let Some(cmd) = args.first().and_then(|a| a.to_str()) else {
+        eprint!("{USAGE}");
+        return Ok(ExitCode::FAILURE);
+    };
+    let rest = &args[1..];
+    match cmd {
+        "test" => cmd_test(rest).map(|()| ExitCode::SUCCESS),
+        "run" => cmd_run(rest),
+        "build-ebpf" => {
+            eprintln!("xtask: build-ebpf is not available yet: the eBPF fast path arrives with a later issue");
+            Ok(ExitCode::FAILURE)
+        }
+        "bench" => {
+            eprintln!("xtask: bench is not available yet: benchmarks arrive with a later issue");
+            Ok(ExitCode::FAILURE)
+        }
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            eprint!("xtask: unknown command '{other}'\n{USAGE}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// The cargo that started us (`$CARGO`), else `cargo` from `PATH`.
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// Run `cmd`, echoing it first; error if it cannot start or exits non-zero.
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", show(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", show(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", show(cmd));
+    }
+    Ok(())
+}
+
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+// ---- test -----------------------------------------------------------------
+
+fn cmd_test(args: &[OsString]) -> Result<()> {
+    let mut install = true;
+    let mut fuzz = true;
+    let mut fuzz_secs = FUZZ_SECS_DEFAULT;
+    let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--no-install" => install = false,
+            "--no-fuzz" => fuzz = false,
+            "--fuzz-secs" => {
+                let v = it.next().context("--fuzz-secs needs a number of seconds")?;
+                fuzz_secs = v
+                    .parse()
+                    .with_context(|| format!("--fuzz-secs: '{v}' is not a number"))?;
+            }
+            other => bail!("test: unknown option '{other}'\n{USAGE}"),
+        }
+    }
+    if install {
+        ensure_packages(HOST_PACKAGES)?;
+    }
+    build_release()?;
+    let root = workspace_root();
+    let mut t = cargo();
+    t.args(["test", "--workspace", "--release"]);
+    if std::env::var_os("PASTA_BIN").is_none() {
+        t.env("PASTA_BIN", root.join("target/release/pasta"));
+    }
+    run(&mut t)?;
+    let fuzz_dir = root.join("passt-user/fuzz");
+    if fuzz && fuzz_dir.is_dir() {
+        run_fuzz(&fuzz_dir, fuzz_secs)?;
+    } else if fuzz {
+        eprintln!("xtask: no {} yet: fuzzing skipped", fuzz_dir.display());
+    }
+    eprintln!("xtask: test: all steps passed");
+    Ok(())
+}
+
+/// True if `dpkg -s PKG` reports "Status: install ok installed".
+fn package_installed(pkg: &str) -> Result<bool> {
+    let out = Command::new("dpkg")
+        .args(["-s", pkg])
+        .output()
+        .context("cannot run dpkg (is this a Debian system?)")?;
+    Ok(out.status.success()
+        && String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == "Status: install ok installed"))
+}
+
+/// Install the packages `dpkg -s` does not report as installed; runs
+/// `apt-get update` first, only when something is missing. Idempotent.
+fn ensure_packages(pkgs: &[&str]) -> Result<()> {
+    let mut missing = Vec::new();
+    for p in pkgs {
+        if !package_installed(p)? {
+            missing.push(*p);
+        }
+    }
+    if missing.is_empty() {
+        eprintln!("xtask: host packages present: {}", pkgs.join(" "));
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing missing host packages: {}",
+        missing.join(" ")
+    );
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing))?;
+    for p in &missing {
+        if !package_installed(p)? {
+            bail!("package {p} still not installed after apt-get install");
+        }
+    }
+    Ok(())
+}
+
+fn build_release() -> Result<()> {
+    run(cargo().args(["build", "--release", "-p", "passt-user"]))
+}
+
+// ---- fuzz -------------------------------------------------------------------
+
+/// FUZZ STEP: run every cargo-fuzz target of `fuzz_dir` (passt-user/fuzz) for
+/// `secs` seconds each: `cargo +nightly fuzz run <target> -- -max_total_time=<secs>`,
+/// targets from `cargo fuzz list`. Installs cargo-fuzz
+/// (`cargo install cargo-fuzz --locked`) and the nightly toolchain (rustup) if
+/// missing. A crash makes `cargo fuzz run` fail, and with it this step.
+fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
+    let crate_dir = fuzz_dir.parent().context("fuzz directory has no parent")?;
+    let has_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nightly {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let out = Command::new("cargo")
+        .args(["+nightly", "fuzz", "list"])
+        .current_dir(crate_dir)
+        .output()
+        .context("cannot run cargo fuzz list")?;
+    if !out.status.success() {
+        bail!(
+            "cargo fuzz list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let targets: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if targets.is_empty() {
+        bail!("cargo fuzz list found no targets in {}", fuzz_dir.display());
+    }
+    for t in &targets {
+        run(Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", t, "--"])
+            .arg(format!("-max_total_time={secs}"))
+            .current_dir(crate_dir))?;
+    }
+    eprintln!("xtask: fuzzed {} targets for {secs} s each", targets.len());
+    Ok(())
+}
+
+// ---- run --------------------------------------------------------------------
+
+fn cmd_run(args: &[OsString]) -> Result<ExitCode> {
+    let mut lab = false;
+    let mut pasta_args: Vec<OsString> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("--lab") => lab = true,
+            Some("--") => {
+                pasta_args.extend(it.by_ref().cloned());
+                break;
+            }
+            _ => bail!(
+                "run: unknown option '{}' (pasta options go after --)\n{USAGE}",
+                a.to_string_lossy()
+            ),
+        }
+    }
+    build_release()?;
+    let root = workspace_root();
+    let pasta = std::env::var_os("PASTA_BIN")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| root.join("target/release/pasta"), PathBuf::from);
+    let status = if lab {
+        // tests/lab/run.sh with the pasta-shell "case": private namespaces, a
+        // private upstream, an interactive terminal (timeout --foreground)
+        let args_file =
+            std::env::temp_dir().join(format!("xtask-pasta-args.{}", std::process::id()));
+        let mut buf = Vec::new();
+        for a in &pasta_args {
+            buf.extend_from_slice(a.as_encoded_bytes());
+            buf.push(0);
+        }
+        std::fs::write(&args_file, &buf)
+            .with_context(|| format!("cannot write {}", args_file.display()))?;
+        let mut c = Command::new("bash");
+        c.arg(root.join("tests/lab/run.sh"))
+            .arg(root.join("tests/lab/pasta-shell.sh"))
+            .env("PASTA_BIN", &pasta)
+            .env("LAB_ARGS_FILE", &args_file)
+            .env("LAB_INTERACTIVE", "1")
+            .env(
+                "LAB_TIMEOUT",
+                std::env::var("LAB_TIMEOUT").unwrap_or_else(|_| "3600".into()),
+            );
+        eprintln!("xtask: $ {}", show(&c));
+        let st = c.status().context("cannot start tests/lab/run.sh");
+        let _ = std::fs::remove_file(&args_file);
+        st?
+    } else {
+        let mut c = Command::new(&pasta);
+        c.arg("--config-net").args(&pasta_args);
+        eprintln!("xtask: $ {}", show(&c));
+        c.status()
+            .with_context(|| format!("cannot start {}", pasta.display()))?
+    };
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn unknown_command_fails() {
+        assert_eq!(dispatch(&os(&["frobnicate"])).unwrap(), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn later_issue_commands_exit_1() {
+        assert_eq!(dispatch(&os(&["bench"])).unwrap(), ExitCode::FAILURE);
+        assert_eq!(dispatch(&os(&["build-ebpf"])).unwrap(), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn test_rejects_unknown_option_before_doing_anything() {
+        let e = cmd_test(&os(&["--bogus"])).unwrap_err();
+        assert!(e.to_string().contains("unknown option '--bogus'"), "{e}");
+    }
+
+    #[test]
+    fn fuzz_secs_must_be_a_number() {
+        let e = cmd_test(&os(&["--fuzz-secs", "soon"])).unwrap_err();
+        assert!(e.to_string().contains("'soon' is not a number"), "{e}");
+    }
+
+    #[test]
+    fn run_rejects_options_before_double_dash() {
+        let e = cmd_run(&os(&["--config-net"])).unwrap_err();
+        assert!(e.to_string().contains("pasta options go after --"), "{e}");
+    }
+
+    #[test]
+    fn workspace_root_holds_the_workspace_manifest() {
+        let m = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+        assert!(m.contains("[workspace]"));
+    }
+}

@@ -1,0 +1,244 @@
+# lab.sh - the private network lab shared by every integration case.
+#
+# Sourced (never executed) by tests/lab/inner.sh, which runs as PID 1 of a fresh
+# `unshare --net --mount --pid --fork --mount-proc`. Nothing here can reach a real
+# network: the only interfaces are lo and a veth pair whose far end lives in a
+# second private namespace ("upstream") created below.
+#
+# Topology
+#
+#   host netns (this one, PID 1 = runner)          upstream netns ("up")
+#   lo        127.0.0.1 ::1                        lo   198.51.100.1/32 2001:db8:100::1/128
+#             UDP echo :7  ("lo:<line>")                UDP echo :7 ("remote:<line>")
+#             decoy dnsmasq :53 (answers 203.0.113.66)
+#   lab0      192.0.2.2/24 2001:db8:2::2/64  <-veth->  lab1 192.0.2.1/24 2001:db8:2::1/64
+#             default via 192.0.2.1 / 2001:db8:2::1     dnsmasq :53 on all four addresses
+#                                                      (www.lab.test -> 203.0.113.7,
+#                                                       2001:db8:7::7)
+#
+# /etc/resolv.conf is bind-mounted (private mount namespace) to name 192.0.2.1 and
+# 2001:db8:2::1 with "search lab.test". /run is a private tmpfs (for `ip netns`).
+# net.ipv4.ping_group_range is opened so pasta (root of its own user namespace)
+# can use ICMP echo sockets.
+#
+# Helpers for cases: log, ok, fail, expect_eq, expect_match, wait_until, PASTA,
+# pasta_spawn, pasta_is_ours, skip_unless_ours, ns_ifname_cmd, alive, kv,
+# capture_start/capture_stop. Every external command a case runs
+# must be bounded by `timeout`; wait_until is bounded by count and time.
+
+# ---- addresses (read-only for cases) ---------------------------------------
+LAB_IF=lab0          # host-side veth: pasta's outbound interface and template
+LAB_PEER_IF=lab1     # upstream side
+H4=192.0.2.2 GW4=192.0.2.1 PLEN4=24 MASK4=255.255.255.0
+H6=2001:db8:2::2 GW6=2001:db8:2::1 PLEN6=64
+R4=198.51.100.1 R6=2001:db8:100::1                 # "remote test host" in upstream
+DNS_NAME=www.lab.test DNS_A=203.0.113.7 DNS_AAAA=2001:db8:7::7
+DECOY_A=203.0.113.66 DECOY_AAAA=2001:db8:66::66     # what host loopback :53 answers
+SEARCH=lab.test
+ECHO_PORT=7
+DEFAULT_MTU=65520
+UP="ip netns exec up"
+PYTHON=$(command -v /usr/bin/python3 || command -v python3)   # the system one if present
+export PYTHON LAB_IF LAB_PEER_IF H4 GW4 PLEN4 MASK4 H6 GW6 PLEN6 R4 R6 DNS_NAME DNS_A DNS_AAAA \
+	DECOY_A DECOY_AAAA SEARCH ECHO_PORT DEFAULT_MTU
+
+# ---- reporting --------------------------------------------------------------
+export LAB_T0=${LAB_T0:-${EPOCHREALTIME/./}}
+log() {
+	local now=${EPOCHREALTIME/./} d
+	d=$(((now - LAB_T0) / 1000))
+	printf '[%3d.%03d] %s\n' $((d / 1000)) $((d % 1000)) "$*"
+}
+ok() { log "ok: $*"; }
+
+# Files whose content is printed when a case fails (cases append their own).
+LAB_DUMP=()
+dump_file() { LAB_DUMP+=("$@"); }
+
+lab_dump() {
+	local f
+	for f in "${LAB_DUMP[@]}"; do
+		[[ -e $f ]] || { echo "----- $f: (missing)"; continue; }
+		echo "----- $f (last 60 lines)"
+		tail -n 60 "$f"
+	done
+	echo "----- lab state"
+	ip -br addr 2>&1; ip route 2>&1; ip -6 route 2>&1
+	echo "----- processes"
+	ps -eo pid,ppid,stat,args 2>&1 | head -n 40
+}
+
+# fail MESSAGE: print MESSAGE plus the collected logs, end the case with status 1.
+fail() {
+	log "FAIL: $*"
+	lab_dump
+	exit 1
+}
+
+# expect_eq WHAT GOT WANT
+expect_eq() {
+	if [[ $2 == "$3" ]]; then ok "$1 = '$3'"; else fail "$1: got '$2', want '$3'"; fi
+}
+
+# expect_match WHAT GOT ERE
+expect_match() {
+	if [[ $2 =~ $3 ]]; then ok "$1 matches /$3/"; else fail "$1: got '$2', want a match for /$3/"; fi
+}
+
+# wait_until SECONDS CMD... : poll CMD every 0.1 s, at most SECONDS*10 times.
+# Returns CMD's last status.
+wait_until() {
+	local limit=$1 i; shift
+	for ((i = 0; i < limit * 10; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	"$@"
+}
+
+# ---- pasta -----------------------------------------------------------------
+# "${PASTA[@]}" ARGS... : run $PASTA_BIN the way Podman does, as root of its own
+# user namespace (the lab's network namespace stays the "host" side). An array,
+# not a function, so that `timeout 20 "${PASTA[@]}" ...` works.
+PASTA=(unshare --user --map-root-user "$PASTA_BIN")
+
+# True if PASTA_BIN is passt-rs (its version line starts with "pasta " and
+# contains "passt-rs"), false for upstream/Debian builds.
+pasta_is_ours() {
+	local v
+	v=$(timeout 5 "$PASTA_BIN" --version 2>/dev/null | head -n 1)
+	[[ $v == "pasta "* && $v == *passt-rs* ]]
+}
+
+# skip_unless_ours WHAT: log that an assertion is skipped for a foreign binary.
+# Returns 0 when the assertion should run.
+skip_unless_ours() {
+	pasta_is_ours && return 0
+	log "skip: $1 (only checked for passt-rs; $PASTA_BIN is not)"
+	return 1
+}
+
+# Shell snippet that prints the first non-lo interface name (ip -o link form
+# "2: lab0@if3: ..." or "2: lab0: ..."). Used inside the pasta namespace.
+ns_ifname_cmd="ip -o link show | awk -F': ' '{ split(\$2, a, \"@\"); if (a[1] != \"lo\") { print a[1]; exit } }'"
+export ns_ifname_cmd
+
+# pasta_spawn NAME SECONDS [PASTA_OPTION...] <<'EOF' script EOF
+# Save stdin as $LAB_WORK/NAME.sh and run it with sh in the namespace pasta
+# spawns (spawn form: pasta OPTIONS -- sh NAME.sh), pasta logging to
+# $LAB_WORK/NAME.pasta.log. The script's output goes to $LAB_WORK/NAME.out and
+# is echoed with a "NAME|" prefix. Returns pasta's exit status (the script's);
+# fails the case if the script never started.
+pasta_spawn() {
+	local name=$1 secs=$2 rc; shift 2
+	{ echo "echo started >\"$LAB_WORK/$name.started\""; cat; } >"$LAB_WORK/$name.sh"
+	dump_file "$LAB_WORK/$name.pasta.log"
+	log "spawn: pasta -l $name.pasta.log $* -- sh $name.sh"
+	timeout -k 2 "$secs" "${PASTA[@]}" -l "$LAB_WORK/$name.pasta.log" "$@" -- sh "$LAB_WORK/$name.sh" \
+		>"$LAB_WORK/$name.out" 2>&1
+	rc=$?
+	sed "s/^/    $name| /" "$LAB_WORK/$name.out"
+	((rc == 124 || rc == 137)) && log "pasta_spawn $name: killed after ${secs}s"
+	[[ -e $LAB_WORK/$name.started ]] ||
+		fail "pasta exited with status $rc without starting the command in a namespace"
+	return $rc
+}
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+	local st
+	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $st && $st != Z ]]
+}
+
+# capture_start NAME FILTER...: tcpdump on the host side of the veth ($LAB_IF)
+# into $LAB_WORK/NAME.pcap; returns once tcpdump is listening (at most 5 s).
+capture_start() {
+	local name=$1; shift
+	timeout 60 tcpdump -i $LAB_IF -n -U --immediate-mode -Z root -w "$LAB_WORK/$name.pcap" "$@" \
+		>"$LAB_WORK/$name.tcpdump.log" 2>&1 &
+	eval "CAPTURE_PID_$name=$!"
+	wait_until 5 grep -q "listening on" "$LAB_WORK/$name.tcpdump.log" ||
+		fail "tcpdump did not start: $(cat "$LAB_WORK/$name.tcpdump.log")"
+}
+
+# capture_stop NAME: stop the capture and print it as text to $LAB_WORK/NAME.txt.
+capture_stop() {
+	local name=$1 pid
+	eval "pid=\$CAPTURE_PID_$name"
+	sleep 0.2
+	kill -INT "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	timeout 10 tcpdump -n -r "$LAB_WORK/$name.pcap" >"$LAB_WORK/$name.txt" 2>/dev/null
+	dump_file "$LAB_WORK/$name.txt"
+}
+
+# kv FILE KEY: value of the first "KEY=value" line in FILE.
+kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n 1; }
+
+# ---- lab set-up ------------------------------------------------------------
+lab_bg() {  # name cmd... : start a background server, log to $LAB_WORK/name.log
+	local name=$1; shift
+	"$@" >"$LAB_WORK/$name.log" 2>&1 &
+	echo "$name $!" >>"$LAB_WORK/servers"
+}
+
+lab_setup() {
+	set -u
+	cd "$LAB_WORK" || return 2
+	mount -t tmpfs -o mode=755 lab-run /run || return 2
+	printf 'nameserver %s\nnameserver %s\nsearch %s\n' $GW4 $GW6 $SEARCH >"$LAB_WORK/resolv.conf"
+	mount --bind "$LAB_WORK/resolv.conf" /etc/resolv.conf || return 2
+
+	sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	sysctl -qw net.ipv4.ping_group_range="0 2147483647"
+	ip link set lo up
+	ip netns add up || return 2
+	$UP sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	$UP ip link set lo up
+	ip link add name $LAB_IF type veth peer name $LAB_PEER_IF netns up || return 2
+	ip link set $LAB_IF address 02:00:00:00:02:02
+	$UP ip link set $LAB_PEER_IF address 02:00:00:00:02:01
+
+	ip addr add $H4/$PLEN4 dev $LAB_IF
+	ip -6 addr add $H6/$PLEN6 dev $LAB_IF nodad
+	$UP ip addr add $GW4/$PLEN4 dev $LAB_PEER_IF
+	$UP ip -6 addr add $GW6/$PLEN6 dev $LAB_PEER_IF nodad
+	$UP ip addr add $R4/32 dev lo
+	$UP ip -6 addr add $R6/128 dev lo nodad
+	$UP ip link set $LAB_PEER_IF up
+	ip link set $LAB_IF up
+	ip route add default via $GW4 dev $LAB_IF || return 2
+	ip -6 route add default via $GW6 dev $LAB_IF || return 2
+
+	# upstream servers
+	lab_bg dnsmasq-upstream $UP dnsmasq --keep-in-foreground --conf-file=/dev/null \
+		--no-resolv --no-hosts --user=root --bind-interfaces --port=53 \
+		--listen-address=$GW4,$GW6,$R4,$R6 --log-queries --log-facility=- \
+		--pid-file="$LAB_WORK/dnsmasq-upstream.pid" \
+		--address=/$DNS_NAME/$DNS_A --address=/$DNS_NAME/$DNS_AAAA
+	lab_bg echo-remote4 $UP socat -T 5 -b 65536 UDP4-RECVFROM:$ECHO_PORT,bind=$R4,reuseaddr,fork \
+		SYSTEM:'read l; echo "remote:$l"'
+	lab_bg echo-remote6 $UP socat -T 5 -b 65536 "UDP6-RECVFROM:$ECHO_PORT,bind=[$R6],reuseaddr,fork" \
+		SYSTEM:'read l; echo "remote:$l"'
+	# host loopback servers (what the gateway address is mapped to)
+	lab_bg echo-lo4 socat -T 5 -b 65536 UDP4-RECVFROM:$ECHO_PORT,bind=127.0.0.1,reuseaddr,fork \
+		SYSTEM:'read l; echo "lo:$l"'
+	lab_bg echo-lo6 socat -T 5 -b 65536 "UDP6-RECVFROM:$ECHO_PORT,bind=[::1],reuseaddr,fork" \
+		SYSTEM:'read l; echo "lo:$l"'
+	lab_bg dnsmasq-decoy dnsmasq --keep-in-foreground --conf-file=/dev/null \
+		--no-resolv --no-hosts --user=root --bind-interfaces --port=53 \
+		--listen-address=127.0.0.1,::1 --log-queries --log-facility=- \
+		--pid-file="$LAB_WORK/dnsmasq-decoy.pid" \
+		--address=/$DNS_NAME/$DECOY_A --address=/$DNS_NAME/$DECOY_AAAA
+	dump_file "$LAB_WORK/dnsmasq-upstream.log" "$LAB_WORK/dnsmasq-decoy.log"
+
+	# the lab is usable once the upstream resolver answers over the veth
+	local a
+	a=$(wait_until 5 lab_dig_ok) || { lab_dump; echo "lab: upstream dnsmasq not answering"; return 2; }
+	log "lab up: $LAB_IF $H4/$PLEN4 $H6/$PLEN6 via $GW4/$GW6; pasta=$PASTA_BIN"
+}
+
+lab_dig_ok() {
+	[[ $(timeout 2 dig +short +time=1 +tries=1 @$GW4 $DNS_NAME A 2>/dev/null) == "$DNS_A" ]]
+}

@@ -1,0 +1,80 @@
+//! # Theory of operation
+//!
+//! One `#[test]` per script in `tests/cases/` (see `passt_tests::CASES`). Each
+//! runs its case in a private lab through `tests/lab/run.sh` and fails with the
+//! case's full output (what it saw, and the logs it collected) when the script
+//! exits non-zero. Not root: fail with a clear message, or skip when
+//! `PASST_SKIP_PRIV_TESTS=1`. The binary under test is `$PASTA_BIN`, default
+//! `<workspace>/target/release/pasta` (build it first: `cargo xtask test` does).
+
+fn case(name: &str) {
+    if passt_tests::skip_privileged() {
+        eprintln!("skipped {name}: PASST_SKIP_PRIV_TESTS=1");
+        return;
+    }
+    match passt_tests::run_case(name) {
+        // printed output is shown by the test harness with --nocapture only
+        Ok(output) => print!("{output}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The lab itself (veth, upstream echo) works without pasta.
+#[test]
+fn lab_fixture() {
+    case("00-lab")
+}
+
+/// busybox udhcpc gets address, mask, router, DNS, search domain, MTU.
+#[test]
+fn dhcp4() {
+    case("01-dhcp4")
+}
+
+/// SLAAC address and link-local default route from RA; dhclient -6 IA_NA, DNS, search.
+#[test]
+fn dhcp6_slaac() {
+    case("02-dhcp6-slaac")
+}
+
+/// --config-net: name, addresses, default routes, MTU 65520, lo up.
+#[test]
+fn config_net() {
+    case("03-config-net")
+}
+
+/// ICMP/ICMPv6 echo to the gateway (host loopback) and to a remote host.
+#[test]
+fn ping() {
+    case("04-ping")
+}
+
+/// DNS to the gateway resolver (A, AAAA) and through --dns-forward 169.254.1.1.
+#[test]
+fn dns() {
+    case("05-dns")
+}
+
+/// UDP echo to a remote host and to the gateway (host loopback), IPv4 and IPv6.
+#[test]
+fn udp() {
+    case("06-udp")
+}
+
+/// PID form with -P, --netns (Podman's options), --no-netns-quit, SIGTERM.
+#[test]
+fn daemon() {
+    case("07-daemon")
+}
+
+/// Unknown option, --version, rejected -t auto.
+#[test]
+fn cli() {
+    case("08-cli")
+}
+
+/// 2000 malformed frames on the tap, then ping/UDP still work; drop counters.
+#[test]
+fn robustness() {
+    case("09-robustness")
+}
