@@ -1449,7 +1449,7 @@ impl Conf {
 /// `--version` text, like upstream's: name and version first.
 fn version(mode: Mode) -> String {
     format!(
-        "{} {}\n\
+        "{} {} (passt-rs)\n\
          A Rust reimplementation of passt and pasta (https://passt.top)\n\
          License GPL-2.0-or-later <https://www.gnu.org/licenses/old-licenses/gpl-2.0.html>\n\
          This is free software: you are free to change and redistribute it.\n\
@@ -2441,12 +2441,12 @@ mod tests {
     fn version_names_program_and_crate_version() {
         let v = version_text(pasta(&["--version"]));
         assert!(
-            v.starts_with(&format!("pasta {}\n", env!("CARGO_PKG_VERSION"))),
+            v.starts_with(&format!("pasta {} (passt-rs)\n", env!("CARGO_PKG_VERSION"))),
             "{v}"
         );
         let v = version_text(passt(&["--vers"]));
         assert!(
-            v.starts_with(&format!("passt {}\n", env!("CARGO_PKG_VERSION"))),
+            v.starts_with(&format!("passt {} (passt-rs)\n", env!("CARGO_PKG_VERSION"))),
             "{v}"
         );
     }
