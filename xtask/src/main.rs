@@ -160,7 +160,7 @@ fn cmd_test(args: &[OsString]) -> Result<()> {
     if std::env::var_os("PASTA_BIN").is_none() {
         t.env("PASTA_BIN", root.join("target/release/pasta"));
     }
-    run(&mut t)?;
+    let (passed, failed) = run_counting_tests(&mut t)?;
     let fuzz_dir = root.join("passt-user/fuzz");
     if fuzz && fuzz_dir.is_dir() {
         run_fuzz(&fuzz_dir, fuzz_secs)?;
@@ -168,7 +168,51 @@ fn cmd_test(args: &[OsString]) -> Result<()> {
         eprintln!("xtask: no {} yet: fuzzing skipped", fuzz_dir.display());
     }
     eprintln!("xtask: test: all steps passed");
+    // One closing line for the whole run (cargo's last lines are per test
+    // binary, often doc-tests with nothing to run).
+    println!("tests: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Run `cmd` (a `cargo test`), passing its output through, and add up the
+/// `test result:` lines. Fails like [`run`] when the command fails.
+fn run_counting_tests(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader, Write};
+    eprintln!("xtask: $ {}", show(cmd));
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", show(cmd)))?;
+    let out = child.stdout.take().context("no stdout pipe")?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = std::io::stdout();
+    for line in BufReader::new(out).lines() {
+        let line = line.context("reading test output")?;
+        let _ = writeln!(stdout.lock(), "{line}");
+        if let Some((p, f)) = parse_test_result(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() {
+        println!("tests: {passed} passed, {failed} failed");
+        bail!("{} failed ({status})", show(cmd));
+    }
+    Ok((passed, failed))
+}
+
+/// `(passed, failed)` from a libtest line such as
+/// `test result: ok. 5 passed; 0 failed; 0 ignored; ...`.
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let num = |word: &str| -> Option<u64> {
+        rest.split(';').find_map(|part| {
+            let part = part.trim().trim_start_matches("ok.").trim_start_matches("FAILED.").trim();
+            part.strip_suffix(word).and_then(|n| n.trim().parse().ok())
+        })
+    };
+    Some((num(" passed")?, num(" failed")?))
 }
 
 /// True if `dpkg -s PKG` reports "Status: install ok installed".
@@ -269,10 +313,16 @@ fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
     for t in &targets {
         // In a network namespace of its own with only a (down) loopback:
         // flows the fuzzer opens from random frames can reach nothing.
-        run(Command::new("unshare")
-            .args(["--net", "--", "cargo", "+nightly", "fuzz", "run", t, "--"])
-            .arg(format!("-max_total_time={secs}"))
-            .current_dir(crate_dir))?;
+        // New inputs go to the (ignored) corpus; committed seeds are read too.
+        let corpus = fuzz_dir.join("corpus").join(t);
+        std::fs::create_dir_all(&corpus).with_context(|| format!("mkdir {}", corpus.display()))?;
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--net", "--", "cargo", "+nightly", "fuzz", "run", t]).arg(&corpus);
+        let seeds = fuzz_dir.join("seeds").join(t);
+        if seeds.is_dir() {
+            cmd.arg(&seeds);
+        }
+        run(cmd.arg("--").arg(format!("-max_total_time={secs}")).current_dir(crate_dir))?;
     }
     eprintln!("xtask: fuzzed {} targets for {secs} s each", targets.len());
     Ok(())
@@ -345,6 +395,19 @@ fn cmd_run(args: &[OsString]) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_result_lines_are_summed_and_others_ignored() {
+        assert_eq!(
+            parse_test_result("test result: ok. 244 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.14s"),
+            Some((244, 0))
+        );
+        assert_eq!(
+            parse_test_result("test result: FAILED. 9 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out"),
+            Some((9, 1))
+        );
+        assert_eq!(parse_test_result("running 10 tests"), None);
+    }
 
     fn os(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
