@@ -22,3 +22,4 @@ pub mod pasta;
 pub mod signals;
 pub mod sys;
 pub mod udp;
+pub mod tcp;
