@@ -34,6 +34,20 @@ counters! {
     udp_flows,
     /// Ping flows created.
     ping_flows,
+    /// TCP flows created.
+    tcp_flows,
+    /// TCP segments sent to the tap with host data.
+    tcp_segs_to_tap,
+    /// TCP connections to the host refused or failed (RST to the guest).
+    tcp_refused,
+    /// RSTs sent for segments of no known connection.
+    tcp_rst_no_flow,
+    /// Host socket took only part of the guest's data.
+    tcp_short_writes,
+    /// Retransmissions to the tap on duplicate ACKs.
+    tcp_fast_retransmits,
+    /// Retransmissions to the tap on timeout.
+    tcp_timeout_retransmits,
     /// Frame shorter than an Ethernet header.
     drop_eth_malformed,
     /// Control frames needing no answer (RA/NA/MLD from the guest, DHCP
@@ -51,7 +65,7 @@ counters! {
     drop_svc_malformed,
     /// IP protocol we do not forward.
     drop_ip_proto,
-    /// TCP segment: TCP is not handled by this version.
+    /// TCP segment with TCP disabled (--no-tcp).
     drop_tcp,
     /// ICMP other than echo request (or echo disabled).
     drop_icmp_type,

@@ -32,11 +32,11 @@ use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, SockFlow, INI, TG
 use crate::fwd::Fwd;
 use crate::svc::{self, SvcConf};
 use crate::tap::{RxBatch, Tap, TapError, TxBatch};
-use crate::{icmp, udp};
+use crate::{icmp, tcp, udp};
 
 /// Flows in the table (UDP and ping share it); upstream's default order of
 /// magnitude.
-pub const FLOW_CAPACITY: usize = 16384;
+pub const FLOW_CAPACITY: usize = 32768;
 
 /// What tells the loop to stop, checked on SIGCHLD and every timer tick.
 pub trait Watch {
@@ -75,6 +75,16 @@ pub struct Ctx {
     pub no_udp: bool,
     /// `--no-icmp`.
     pub no_icmp: bool,
+    /// `--no-tcp`.
+    pub no_tcp: bool,
+    /// Tap MTU in bytes (bounds the MSS we announce).
+    pub mtu: u16,
+    /// When the context was made (clock base for TCP initial sequence numbers).
+    pub start: Instant,
+    /// SipHash key for TCP initial sequence numbers (RFC 6528).
+    pub isn_key: (u64, u64),
+    /// TCP flows owed an ACK at the end of the current tap batch.
+    pub tcp_ack_pending: Vec<u32>,
     /// IPv4 enabled (not `-6`).
     pub v4: bool,
     /// IPv6 enabled (not `-4`).
@@ -100,6 +110,10 @@ pub struct CtxInit {
     pub no_udp: bool,
     /// `--no-icmp`.
     pub no_icmp: bool,
+    /// `--no-tcp`.
+    pub no_tcp: bool,
+    /// Tap MTU in bytes.
+    pub mtu: u16,
     /// IPv4 enabled.
     pub v4: bool,
     /// IPv6 enabled.
@@ -113,6 +127,7 @@ impl Ctx {
     /// Errors of epoll_create1 and getrandom.
     pub fn new(i: CtxInit) -> std::io::Result<Ctx> {
         let key = crate::flow::table::random_key()?;
+        let isn_key = crate::flow::table::random_key()?;
         Ok(Ctx {
             now: Instant::now(),
             epoll: Epoll::new()?,
@@ -127,6 +142,11 @@ impl Ctx {
             guest_mac: i.guest_mac.unwrap_or([0xff; 6]),
             no_udp: i.no_udp,
             no_icmp: i.no_icmp,
+            no_tcp: i.no_tcp,
+            mtu: i.mtu,
+            start: Instant::now(),
+            isn_key,
+            tcp_ack_pending: Vec::with_capacity(crate::tap::BATCH * 4),
             v4: i.v4,
             v6: i.v6,
             ping_warned: false,
@@ -152,7 +172,7 @@ impl Ctx {
             self.counters.drop_flow_table_full += 1;
             return None;
         };
-        let flow_label = ((self.label_seed ^ (idx as u32).wrapping_mul(0x9e37_79b1)) & 0xf_ffff).max(1);
+        let flow_label = self.flow_label(idx);
         let kind = if proto == Proto::Udp { EpollType::UdpFlow } else { EpollType::PingFlow };
         let sidx = Sidx::new(idx as u32, TGT);
         if self.epoll.add(fd, libc::EPOLLIN as u32, EpollRef::new(kind, fd, sidx.raw())).is_err() {
@@ -165,6 +185,12 @@ impl Ctx {
         }
         self.flows.hash_insert(idx, INI);
         Some(Sidx::new(idx as u32, INI))
+    }
+
+    /// The IPv6 flow label of flow `idx` (RFC 6437: 20 bits, non-zero,
+    /// unpredictable).
+    pub fn flow_label(&self, idx: usize) -> u32 {
+        ((self.label_seed ^ (idx as u32).wrapping_mul(0x9e37_79b1)) & 0xf_ffff).max(1)
     }
 
     /// Write the queued frames to the tap.
@@ -213,7 +239,7 @@ impl Ctx {
             let timeout = match &f.data {
                 FlowData::Udp(_) => udp::UDP_TIMEOUT,
                 FlowData::Ping(_) => icmp::PING_TIMEOUT,
-                FlowData::None => continue,
+                FlowData::None | FlowData::Tcp(_) => continue,
             };
             if let Some(sf) = f.data.sock_flow() {
                 if now.duration_since(sf.last) >= timeout && n < expired.len() {
@@ -226,6 +252,7 @@ impl Ctx {
             log::debug!("flow {idx}: idle timeout");
             self.flows.close(idx as usize);
         }
+        tcp::io::timer(self);
         if log::log_enabled!(log::Level::Debug) && self.counters != self.counters_logged {
             log::debug!("{}", self.counters);
             self.counters_logged = self.counters.clone();
@@ -271,6 +298,8 @@ pub fn test_ctx() -> std::io::Result<Ctx> {
         guest_mac: Some([2, 0, 0, 0, 0, 2]),
         no_udp: false,
         no_icmp: false,
+        no_tcp: false,
+        mtu: 65520,
         v4: true,
         v6: true,
     })
@@ -347,7 +376,11 @@ fn ipv4(ctx: &mut Ctx, frame: &[u8], l3: &[u8]) {
                 icmp::from_tap(ctx, src, dst, u16::from_be_bytes([l4[4], l4[5]]), l4);
             }
         }
-        IpNumber::TCP => ctx.counters.drop_tcp += 1,
+        IpNumber::TCP if ctx.no_tcp => ctx.counters.drop_tcp += 1,
+        IpNumber::TCP if src.is_unspecified() || src.is_multicast_or_broadcast() || dst.is_multicast_or_broadcast() => {
+            ctx.counters.drop_addr += 1
+        }
+        IpNumber::TCP => tcp::io::from_tap(ctx, src, dst, l4),
         _ => ctx.counters.drop_ip_proto += 1,
     }
 }
@@ -399,7 +432,11 @@ fn ipv6(ctx: &mut Ctx, frame: &[u8], l3: &[u8]) {
                 _ => ctx.counters.ignored_ctrl += 1,
             }
         }
-        IpNumber::TCP => ctx.counters.drop_tcp += 1,
+        IpNumber::TCP if ctx.no_tcp => ctx.counters.drop_tcp += 1,
+        IpNumber::TCP if src.is_unspecified() || src.is_multicast_or_broadcast() || dst.is_multicast_or_broadcast() => {
+            ctx.counters.drop_addr += 1
+        }
+        IpNumber::TCP => tcp::io::from_tap(ctx, src, dst, l4),
         _ => ctx.counters.drop_ip_proto += 1,
     }
 }
@@ -428,6 +465,7 @@ fn tap_ready(ctx: &mut Ctx) {
             dispatch_frame(ctx, &rx.buf[r.clone()]);
         }
         ctx.rx = rx;
+        tcp::io::flush_acks(ctx);
         ctx.flush_tx();
         if n < crate::tap::BATCH {
             break;
@@ -467,6 +505,7 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
                 Some(EpollType::Tap) => tap_ready(ctx),
                 Some(EpollType::UdpFlow) => udp::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::PingFlow) => icmp::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
+                Some(EpollType::TcpSock) => tcp::io::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::Timer) => {
                     drain_fd(t);
                     ctx.timer();
@@ -487,8 +526,8 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
         ctx.flush_tx();
         let epoll = &ctx.epoll;
         ctx.flows.defer_free(|f| {
-            if let Some(sf) = f.data.sock_flow() {
-                epoll.del(sf.sock.as_raw_fd());
+            if let Some(fd) = f.data.sock_fd() {
+                epoll.del(fd);
             }
             // Dropping the data closes the socket.
             f.data = FlowData::None;
@@ -656,8 +695,9 @@ mod tests {
     }
 
     #[test]
-    fn tcp_and_martian_traffic_is_counted_not_forwarded() {
+    fn tcp_with_no_tcp_and_martian_traffic_is_counted_not_forwarded() {
         let mut ctx = test_ctx().unwrap();
+        ctx.no_tcp = true;
         let b = PacketBuilder::ethernet2(GUEST_MAC, OUR_MAC).ipv4([192, 0, 2, 2], [198, 51, 100, 1], 64).tcp(1, 2, 3, 4);
         let mut v = Vec::new();
         b.write(&mut v, b"").unwrap();
@@ -675,6 +715,7 @@ mod tests {
         let mut ctx = test_ctx().unwrap();
         // No sockets from random input: parsing and services only.
         ctx.no_udp = true;
+        ctx.no_tcp = true;
         ctx.no_icmp = true;
         let valid = [udp4(Ipv4Addr::new(198, 51, 100, 1), 1000, 53, b"query"), udp6("2001:db8::1".parse().unwrap(), 1, 547, b"dhcpv6")];
         for v in &valid {

@@ -116,7 +116,21 @@ fn print_info(net: &NetConf, ifname: &str) {
     }
 }
 
+/// Raise the soft limit of open files to the hard one: every TCP
+/// connection holds a socket.
+fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
+    raise_nofile();
     let mut nl = crate::netlink::Netlink::open().context("netlink socket")?;
     let host = crate::host::discover(&mut nl, conf.interface.as_deref(), !conf.ipv6_only, !conf.ipv4_only)
         .context("can't read the host's interfaces and routes")?;
@@ -144,6 +158,8 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
         guest_mac: Some(t.mac),
         no_udp: conf.no_udp,
         no_icmp: conf.no_icmp,
+        no_tcp: conf.no_tcp,
+        mtu: if net.mtu == 0 { 65520 } else { net.mtu },
         v4: net.ip4.is_some(),
         v6: net.ip6.is_some(),
     })

@@ -29,6 +29,8 @@ pub enum EpollType {
     Timer = 4,
     /// The signalfd.
     Signal = 5,
+    /// A TCP socket of one flow; data is a flow side index.
+    TcpSock = 6,
 }
 
 impl EpollType {
@@ -39,6 +41,7 @@ impl EpollType {
             3 => Self::PingFlow,
             4 => Self::Timer,
             5 => Self::Signal,
+            6 => Self::TcpSock,
             _ => return None,
         })
     }

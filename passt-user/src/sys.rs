@@ -201,6 +201,101 @@ pub fn recv_batch<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>, out: 
     Ok(r)
 }
 
+/// Set an integer socket option.
+///
+/// # Errors
+/// The OS error of setsockopt.
+pub fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: v is a valid int for the option's length.
+    cvt(unsafe {
+        libc::setsockopt(fd, level, name, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t)
+    })
+    .map(drop)
+}
+
+/// Read an integer socket option.
+///
+/// # Errors
+/// The OS error of getsockopt.
+pub fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v is writable for len bytes.
+    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len) })?;
+    Ok(v)
+}
+
+/// Bytes queued in a TCP socket's send buffer, sent or not (SIOCOUTQ).
+///
+/// # Errors
+/// The OS error of ioctl.
+pub fn outq(fd: RawFd) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut v) })?;
+    Ok(v.max(0) as u32)
+}
+
+/// Peek up to the total length of `bufs` bytes at the socket's peek
+/// offset (SO_PEEK_OFF advances by what was read), scattered over `bufs`
+/// (recvmsg(2) with MSG_PEEK). Ok(0) is end of file; EAGAIN is Ok(None).
+///
+/// # Errors
+/// Any other OS error.
+pub fn peek_into<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>) -> io::Result<Option<usize>> {
+    // SAFETY: a zeroed iovec array is valid.
+    let mut iov: [libc::iovec; 64] = unsafe { zeroed() };
+    let mut n = 0;
+    for b in bufs.take(64) {
+        iov[n] = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
+        n += 1;
+    }
+    // SAFETY: zeroed msghdr is valid; iov[..n] point at live buffers.
+    let mut mh: libc::msghdr = unsafe { zeroed() };
+    mh.msg_iov = iov.as_mut_ptr();
+    mh.msg_iovlen = n;
+    // SAFETY: as above.
+    let r = unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EAGAIN) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(r as usize))
+}
+
+/// Remove `n` bytes from the front of a TCP socket's receive queue without
+/// copying them (recv(2) with MSG_TRUNC). Returns how many were removed.
+///
+/// # Errors
+/// The OS error of recv (EAGAIN included).
+pub fn discard(fd: RawFd, n: usize) -> io::Result<usize> {
+    // SAFETY: with MSG_TRUNC, TCP does not write to the buffer.
+    let r = unsafe { libc::recv(fd, std::ptr::null_mut(), n, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// shutdown(2) for writing.
+pub fn shutdown_write(fd: RawFd) {
+    // SAFETY: plain syscall; an error only means the socket is gone.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+}
+
+/// Make close(2) abort the connection with a RST (SO_LINGER with a zero
+/// timeout, tcp(7)).
+pub fn set_linger_zero(fd: RawFd) {
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: l is a valid struct linger.
+    unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, (&l as *const libc::linger).cast(), size_of::<libc::linger>() as libc::socklen_t)
+    };
+}
+
 /// Read and clear the pending error of a socket (SO_ERROR).
 pub fn take_error(fd: RawFd) -> i32 {
     let mut v: libc::c_int = 0;

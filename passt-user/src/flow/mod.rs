@@ -107,6 +107,8 @@ pub enum FlowState {
 pub enum Proto {
     /// ICMP echo (1) or ICMPv6 echo (58), by address family.
     Ping = 1,
+    /// TCP (6).
+    Tcp = 6,
     /// UDP (17).
     Udp = 17,
 }
@@ -133,6 +135,8 @@ pub enum FlowData {
     Udp(SockFlow),
     /// An ICMP/ICMPv6 echo flow ([`crate::icmp`]).
     Ping(SockFlow),
+    /// A TCP connection ([`crate::tcp::io`]).
+    Tcp(crate::tcp::io::TcpFlow),
 }
 
 impl FlowData {
@@ -140,7 +144,7 @@ impl FlowData {
     pub fn sock_flow(&self) -> Option<&SockFlow> {
         match self {
             FlowData::Udp(s) | FlowData::Ping(s) => Some(s),
-            FlowData::None => None,
+            FlowData::None | FlowData::Tcp(_) => None,
         }
     }
 
@@ -148,6 +152,16 @@ impl FlowData {
     pub fn sock_flow_mut(&mut self) -> Option<&mut SockFlow> {
         match self {
             FlowData::Udp(s) | FlowData::Ping(s) => Some(s),
+            FlowData::None | FlowData::Tcp(_) => None,
+        }
+    }
+
+    /// The host socket's fd, for every protocol.
+    pub fn sock_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            FlowData::Udp(s) | FlowData::Ping(s) => Some(s.sock.as_raw_fd()),
+            FlowData::Tcp(t) => Some(t.sock.as_raw_fd()),
             FlowData::None => None,
         }
     }

@@ -492,6 +492,11 @@ impl TcpConn {
         self.seq_from_tap != self.seq_ack_to_tap || grown
     }
 
+    /// True if the window to advertise is larger than the one advertised.
+    pub fn wnd_grown(&self) -> bool {
+        self.wnd_to_tap > self.wnd_adv
+    }
+
     /// A pure ACK with the current state; records what was acknowledged.
     pub fn ack_segment(&mut self) -> SegOut {
         self.header(self.seq_to_tap, ACK)

@@ -17,4 +17,5 @@
 //! headers in front of data received directly into the slot).
 
 pub mod conn;
+pub mod io;
 

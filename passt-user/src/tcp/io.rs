@@ -1,0 +1,623 @@
+//! # Theory of operation
+//!
+//! Binds [`TcpConn`] to a host socket and to the tap.
+//!
+//! - **Guest to host.** A SYN from the tap opens a non-blocking socket and
+//!   connect()s it to the endpoint [`crate::fwd`] chose; the SYN-ACK goes to
+//!   the guest only when connect() completes, a RST if it fails. Data from
+//!   the tap is written with send(2); only what the socket took is
+//!   acknowledged. The window advertised to the guest is the room left in
+//!   the socket's send buffer (SO_SNDBUF less SIOCOUTQ), so that a guest
+//!   that respects it is never refused; after a short write anyway, the
+//!   socket is polled for EPOLLOUT and the guest gets a window update and
+//!   three duplicate ACKs, which make it retransmit at once.
+//! - **Host to guest.** Data is peeked (MSG_PEEK at SO_PEEK_OFF, so the
+//!   offset is the number of bytes in flight) straight into transmit slots,
+//!   one guest-MSS segment per slot, up to the guest's window; bytes leave
+//!   the socket (recv with MSG_TRUNC) only when the guest acknowledges
+//!   them. A retransmission resets SO_PEEK_OFF to 0 and peeks again.
+//! - **ACK coalescing.** Data from the tap is acknowledged once per tap
+//!   batch ([`flush_acks`]), not per segment; duplicate ACKs for holes go
+//!   out at once.
+//! - **Epoll interest** follows what can be done: EPOLLOUT while
+//!   connecting or after a short write, EPOLLIN | EPOLLRDHUP only while
+//!   the guest's window has room and our FIN is not sent, so a closed
+//!   window or a finished stream never spins the loop.
+//! - **Timers** (RTO, window probes, handshake, FIN and idle timeouts) are
+//!   run from the periodic tick ([`timer`]), one second apart.
+//!
+//! Syscalls: socket, connect, setsockopt (SO_PEEK_OFF, SO_LINGER),
+//! getsockopt (SO_ERROR, SO_SNDBUF, TCP_MAXSEG), ioctl (SIOCOUTQ), send,
+//! recvmsg (MSG_PEEK), recv (MSG_TRUNC), shutdown, close, epoll_ctl.
+
+use std::hash::Hasher;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+
+use etherparse::{TcpOptionElement, TcpSlice};
+use siphasher::sip::SipHasher13;
+
+use super::conn::{SegIn, SegOut, State, TcpConn, TimeoutAction, ACK, FIN, PSH, RST, SYN};
+use crate::daemon::Ctx;
+use crate::epoll::{EpollRef, EpollType};
+use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, INI, TGT};
+use crate::fwd::L4;
+use crate::sys;
+use crate::wire::{csum, frame};
+
+const IPPROTO_TCP: u8 = 6;
+/// TCP header without options.
+const TCP_HDR: usize = 20;
+/// TCP header with the MSS and window scale options of a SYN.
+const TCP_HDR_SYN: usize = 28;
+
+/// A TCP flow: the host socket and the tap-side state.
+#[derive(Debug)]
+pub struct TcpFlow {
+    /// The host socket.
+    pub sock: OwnedFd,
+    /// Tap-side state machine.
+    pub conn: TcpConn,
+    /// IPv6 flow label for frames to the tap.
+    pub flow_label: u32,
+    /// Epoll events registered now (0: not registered).
+    events: u32,
+    /// Waiting for connect() to complete.
+    connecting: bool,
+    /// Queued for an ACK at the end of the tap batch.
+    ack_queued: bool,
+    /// We advertised a window well below what the socket can hold: poll
+    /// for EPOLLOUT to tell the guest when room comes back.
+    wnd_wait: bool,
+}
+
+/// Largest payload per segment a tap of `mtu` bytes takes for this family:
+/// the MSS we announce (RFC 9293 §3.7.1).
+fn mss_max(mtu: u16, v4: bool) -> u16 {
+    let l3 = if v4 { 20 } else { 40 };
+    (usize::from(mtu).saturating_sub(l3 + TCP_HDR)).clamp(536, 65535 - 40 - TCP_HDR) as u16
+}
+
+/// Initial sequence number (RFC 6528 §3): a keyed hash of the connection's
+/// addresses and ports, plus a timer ticking every 4 µs.
+fn isn(ctx: &Ctx, s: &FlowSide) -> u32 {
+    let mut h = SipHasher13::new_with_keys(ctx.isn_key.0, ctx.isn_key.1);
+    h.write(&s.eaddr.0);
+    h.write(&s.oaddr.0);
+    h.write_u16(s.eport);
+    h.write_u16(s.oport);
+    let ticks = (ctx.now.duration_since(ctx.start).as_nanos() / 4000) as u32;
+    (h.finish() as u32).wrapping_add(ticks)
+}
+
+/// Parse the TCP header of a segment from the tap.
+fn seg_in(t: &TcpSlice) -> SegIn {
+    let mut s = SegIn {
+        seq: t.sequence_number(),
+        ack: t.acknowledgment_number(),
+        flags: (u8::from(t.fin()))
+            | (u8::from(t.syn()) << 1)
+            | (u8::from(t.rst()) << 2)
+            | (u8::from(t.psh()) << 3)
+            | (u8::from(t.ack()) << 4),
+        wnd: t.window_size(),
+        dlen: t.payload().len(),
+        mss: None,
+        ws: None,
+    };
+    if t.syn() {
+        for o in t.options_iterator() {
+            match o {
+                Ok(TcpOptionElement::MaximumSegmentSize(m)) => s.mss = Some(m),
+                Ok(TcpOptionElement::WindowScale(w)) => s.ws = Some(w),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    s
+}
+
+/// Handle a TCP segment from the tap: `src` (the guest) to `dst`, with
+/// `l4` the TCP header and payload (length checked by the IP layer).
+pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
+    let Ok(t) = TcpSlice::from_slice(l4) else {
+        ctx.counters.drop_l4_malformed += 1;
+        return;
+    };
+    let seg = seg_in(&t);
+    let ini = FlowSide { eaddr: src, eport: t.source_port(), oaddr: dst, oport: t.destination_port() };
+    let Some(sidx) = ctx.flows.lookup(Pif::Tap, Proto::Tcp, &ini) else {
+        if seg.flags & (SYN | ACK | RST) == SYN {
+            open_flow(ctx, ini, &seg);
+        } else if seg.flags & RST == 0 {
+            // Nothing known about it (RFC 9293 §3.10.7.1): reset.
+            ctx.counters.tcp_rst_no_flow += 1;
+            let seq = if seg.flags & ACK != 0 { seg.ack } else { 0 };
+            let mut ack = seg.seq.wrapping_add(seg.dlen as u32);
+            if seg.flags & (SYN | FIN) != 0 {
+                ack = ack.wrapping_add(1);
+            }
+            let out = SegOut { seq, ack, flags: RST | ACK, wnd: 0, mss: None, ws: None };
+            emit(ctx, &ini, 0, &out, &[]);
+        }
+        return;
+    };
+    let idx = sidx.flow();
+    let mss = mss_max(ctx.mtu, src.is_v4());
+    let now = ctx.now;
+    let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    let act = tf.conn.handle_tap_segment(now, &seg, mss);
+    log::trace!(
+        "TCP flow {idx}: from tap {} seq {} ack {} wnd {} len {} -> {act:?}",
+        flags_str(seg.flags),
+        seg.seq,
+        seg.ack,
+        seg.wnd,
+        seg.dlen
+    );
+    let fd = tf.sock.as_raw_fd();
+    if act.reset {
+        sys::set_linger_zero(fd);
+        ctx.flows.close(idx);
+        return;
+    }
+    if act.acked > 0 {
+        let mut left = act.acked as usize;
+        // Bounded: a discard removes what is queued, at most what was sent.
+        for _ in 0..4 {
+            match sys::discard(fd, left) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if n >= left => break,
+                Ok(n) => left -= n,
+            }
+        }
+    }
+    if act.rewind {
+        let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+        ctx.counters.tcp_fast_retransmits += 1;
+    }
+    let payload = t.payload();
+    if !act.write.is_empty() || act.fin {
+        let want = &payload[act.write.clone()];
+        let written = if want.is_empty() {
+            0
+        } else {
+            match sys::send(fd, want, None) {
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => 0,
+                Err(e) => {
+                    log::debug!("TCP flow {idx}: send: {e}");
+                    reset_both(ctx, idx);
+                    return;
+                }
+            }
+        };
+        let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+        let all = written == want.len();
+        if act.fin && all {
+            sys::shutdown_write(fd);
+        }
+        tf.conn.handle_written(written, want.len(), act.fin);
+        if !all {
+            ctx.counters.tcp_short_writes += 1;
+        }
+        queue_ack(ctx, idx);
+    }
+    if let Some(r) = act.reply {
+        send_seg(ctx, idx, &r, &[]);
+    }
+    if act.ack_now {
+        send_ack(ctx, idx);
+    }
+    if act.established || act.can_send || act.rewind {
+        sock_to_tap(ctx, idx);
+    }
+    update(ctx, idx);
+}
+
+fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
+    let Some(eaddr) = ctx.fwd.from_tap(L4::Tcp, ini.oaddr, ini.oport) else {
+        ctx.counters.drop_addr += 1;
+        return;
+    };
+    let v4 = eaddr.is_v4();
+    let sock = match sys::socket(v4, libc::SOCK_STREAM, 0) {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.counters.drop_socket += 1;
+            log::debug!("TCP: socket: {e}");
+            return;
+        }
+    };
+    let fd = sock.as_raw_fd();
+    let mss = mss_max(ctx.mtu, v4);
+    let isn = isn(ctx, &ini);
+    let conn = TcpConn::from_tap_syn(ctx.now, seg, isn, mss);
+    if let Some(o) = ctx.fwd.outbound(v4).filter(|_| !eaddr.is_loopback()) {
+        let _ = sys::bind(fd, o, 0);
+    }
+    let connected = match sys::connect(fd, eaddr, ini.oport) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => false,
+        Err(e) => {
+            log::debug!("TCP: connect to {eaddr}:{}: {e}", ini.oport);
+            let mut c = conn;
+            let rst = c.rst_segment();
+            ctx.counters.tcp_refused += 1;
+            emit(ctx, &ini, 0, &rst, &[]);
+            return;
+        }
+    };
+    let tgt = FlowSide { eaddr, eport: ini.oport, oaddr: Inany::UNSPEC4, oport: 0 };
+    let Some(idx) = ctx.flows.alloc(Proto::Tcp, [Pif::Tap, Pif::Host], [ini, tgt], FlowData::None) else {
+        ctx.counters.drop_flow_table_full += 1;
+        return;
+    };
+    let flow_label = ctx.flow_label(idx);
+    if let Some(f) = ctx.flows.get_mut(idx) {
+        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: true, ack_queued: false, wnd_wait: false });
+    }
+    ctx.flows.hash_insert(idx, INI);
+    ctx.counters.tcp_flows += 1;
+    log::debug!("TCP flow {idx}: {}:{} -> {}:{} via {eaddr}", ini.eaddr, ini.eport, ini.oaddr, ini.oport);
+    if connected {
+        connect_done(ctx, idx);
+    } else {
+        update(ctx, idx);
+    }
+}
+
+/// connect() finished: check the result, then SYN-ACK or RST to the guest.
+fn connect_done(ctx: &mut Ctx, idx: usize) {
+    let now = ctx.now;
+    let mtu = ctx.mtu;
+    let Some(f) = ctx.flows.get_mut(idx) else { return };
+    let v4 = f.side[INI].eaddr.is_v4();
+    let FlowData::Tcp(tf) = &mut f.data else { return };
+    let fd = tf.sock.as_raw_fd();
+    let err = sys::take_error(fd);
+    if err != 0 {
+        log::debug!("TCP flow {idx}: connect: {}", std::io::Error::from_raw_os_error(err));
+        ctx.counters.tcp_refused += 1;
+        reset_both(ctx, idx);
+        return;
+    }
+    tf.connecting = false;
+    if let Ok((a, p)) = sys::local_addr(fd) {
+        f.side[TGT].oaddr = a;
+        f.side[TGT].oport = p;
+    }
+    let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+    let FlowData::Tcp(tf) = &mut f.data else { return };
+    tf.conn.set_wnd_to_tap(sock_room(fd).0);
+    let synack = tf.conn.handle_connected(now, mss_max(mtu, v4));
+    send_seg(ctx, idx, &synack, &[]);
+    update(ctx, idx);
+}
+
+/// Room in the socket's send buffer, in bytes (what we let the guest
+/// send), and what the buffer holds when empty.
+fn sock_room(fd: RawFd) -> (u32, u32) {
+    let sndbuf = sys::get_int_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0).max(0) as u32;
+    let queued = sys::outq(fd).unwrap_or(u32::MAX);
+    // SO_SNDBUF counts bookkeeping too (socket(7): the kernel doubles the
+    // value set); three quarters is what data can really use.
+    let cap = sndbuf / 4 * 3;
+    (cap.saturating_sub(queued), cap)
+}
+
+/// Update the window to advertise from the socket; note when it is low
+/// enough that a window update will be owed once the socket drains.
+fn refresh_wnd(tf: &mut TcpFlow) {
+    let (room, cap) = sock_room(tf.sock.as_raw_fd());
+    tf.conn.set_wnd_to_tap(room);
+    if room < cap / 2 {
+        tf.wnd_wait = true;
+    }
+}
+
+fn queue_ack(ctx: &mut Ctx, idx: usize) {
+    let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    if !tf.ack_queued && ctx.tcp_ack_pending.len() < ctx.tcp_ack_pending.capacity() {
+        tf.ack_queued = true;
+        ctx.tcp_ack_pending.push(idx as u32);
+    } else if !tf.ack_queued {
+        send_ack(ctx, idx);
+    }
+}
+
+/// Send the ACKs owed for data of this tap batch (one per flow).
+pub fn flush_acks(ctx: &mut Ctx) {
+    let mut i = 0;
+    while i < ctx.tcp_ack_pending.len() {
+        let idx = ctx.tcp_ack_pending[i] as usize;
+        i += 1;
+        if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+            tf.ack_queued = false;
+            refresh_wnd(tf);
+            if tf.conn.ack_needed() {
+                send_ack(ctx, idx);
+            }
+            // Closes the flow if done; polls for room if the window is low.
+            update(ctx, idx);
+        }
+    }
+    ctx.tcp_ack_pending.clear();
+}
+
+fn send_ack(ctx: &mut Ctx, idx: usize) {
+    let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    refresh_wnd(tf);
+    let s = tf.conn.ack_segment();
+    log::trace!("TCP flow {idx}: ACK to tap seq {} ack {} wnd {}", s.seq, s.ack, s.wnd);
+    send_seg(ctx, idx, &s, &[]);
+}
+
+/// Send a segment of flow `idx` without payload.
+fn send_seg(ctx: &mut Ctx, idx: usize, s: &SegOut, payload: &[u8]) {
+    let Some(f) = ctx.flows.get(idx) else { return };
+    let tap = f.side[INI];
+    let label = match &f.data {
+        FlowData::Tcp(tf) => tf.flow_label,
+        _ => 0,
+    };
+    emit(ctx, &tap, label, s, payload);
+}
+
+/// Write the TCP header for `s` at `slot[L4_OFF..]` (payload of `dlen`
+/// bytes already after it), checksum, IP and Ethernet headers; returns the
+/// frame's range in the slot.
+fn build(
+    slot: &mut [u8],
+    tap: &FlowSide,
+    s: &SegOut,
+    dlen: usize,
+    hlen: usize,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    label: u32,
+) -> std::ops::Range<usize> {
+    let o = frame::L4_OFF;
+    let h = &mut slot[o..o + hlen];
+    h[0..2].copy_from_slice(&tap.oport.to_be_bytes());
+    h[2..4].copy_from_slice(&tap.eport.to_be_bytes());
+    h[4..8].copy_from_slice(&s.seq.to_be_bytes());
+    h[8..12].copy_from_slice(&s.ack.to_be_bytes());
+    h[12] = ((hlen / 4) as u8) << 4;
+    h[13] = s.flags;
+    h[14..16].copy_from_slice(&s.wnd.to_be_bytes());
+    h[16..20].copy_from_slice(&[0, 0, 0, 0]);
+    if hlen == TCP_HDR_SYN {
+        let mss = s.mss.unwrap_or(536).to_be_bytes();
+        h[20..24].copy_from_slice(&[2, 4, mss[0], mss[1]]);
+        match s.ws {
+            Some(ws) => h[24..28].copy_from_slice(&[1, 3, 3, ws]),
+            None => h[24..28].copy_from_slice(&[1, 1, 1, 1]),
+        }
+    }
+    let l4len = hlen + dlen;
+    let acc = frame::pseudo(tap.oaddr, tap.eaddr, IPPROTO_TCP, l4len);
+    let c = csum::fold(csum::sum(acc, &slot[o..o + l4len]));
+    slot[o + 16..o + 18].copy_from_slice(&c.to_be_bytes());
+    let addrs = frame::FrameAddrs { src_mac, dst_mac, src: tap.oaddr, dst: tap.eaddr };
+    frame::push_ip_eth(slot, l4len, &addrs, IPPROTO_TCP, label)
+}
+
+/// Queue one segment (with a copy of a small `payload`) to the tap.
+fn emit(ctx: &mut Ctx, tap: &FlowSide, label: u32, s: &SegOut, payload: &[u8]) {
+    if ctx.tx.is_full() {
+        ctx.flush_tx();
+    }
+    let (src_mac, dst_mac) = (ctx.our_mac, ctx.guest_mac);
+    let Some(slot) = ctx.tx.slot(0) else { return };
+    let hlen = if s.flags & SYN != 0 { TCP_HDR_SYN } else { TCP_HDR };
+    let o = frame::L4_OFF + hlen;
+    let Some(dst) = slot.get_mut(o..o + payload.len()) else { return };
+    dst.copy_from_slice(payload);
+    let r = build(slot, tap, s, payload.len(), hlen, src_mac, dst_mac, label);
+    ctx.tx.commit(r);
+}
+
+/// Move host data to the guest, as much as its window and our transmit
+/// slots allow; our FIN once the socket is drained and closed.
+pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
+    // Bounded: a few rounds of full batches per call, then back to epoll.
+    for _ in 0..8 {
+        let now = ctx.now;
+        let (src_mac, dst_mac) = (ctx.our_mac, ctx.guest_mac);
+        if ctx.tx.is_full() {
+            ctx.flush_tx();
+        }
+        let room = ctx.tx.room();
+        let Some(f) = ctx.flows.get_mut(idx) else { return };
+        let tap = f.side[INI];
+        let FlowData::Tcp(tf) = &mut f.data else { return };
+        if tf.connecting || tf.conn.state != State::Established || tf.conn.tap_fin_sent {
+            return;
+        }
+        let mss = usize::from(tf.conn.mss_to_tap);
+        let budget = tf.conn.send_budget(room * mss);
+        if budget == 0 {
+            if tf.conn.wnd_from_tap == 0 {
+                tf.conn.arm_persist(now);
+            }
+            return;
+        }
+        let fd = tf.sock.as_raw_fd();
+        let nseg = budget.div_ceil(mss);
+        let mut left = budget;
+        let bufs = ctx.tx.free_slots().take(nseg).map(|s| {
+            let n = left.min(mss);
+            left -= n;
+            &mut s[frame::L4_OFF + TCP_HDR..frame::L4_OFF + TCP_HDR + n]
+        });
+        let got = match sys::peek_into(fd, bufs) {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            Err(e) => {
+                log::debug!("TCP flow {idx}: recv: {e}");
+                reset_both(ctx, idx);
+                return;
+            }
+        };
+        let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+        if got == 0 {
+            // End of file, and every byte was sent: our FIN.
+            if let Some(fin) = tf.conn.fin_segment(now) {
+                let label = tf.flow_label;
+                emit(ctx, &tap, label, &fin, &[]);
+            }
+            return;
+        }
+        refresh_wnd(tf);
+        let label = tf.flow_label;
+        let segs = got.div_ceil(mss);
+        for i in 0..segs {
+            let dlen = (got - i * mss).min(mss);
+            let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+            let s = tf.conn.data_segment(now, dlen, i + 1 == segs);
+            let Some(slot) = ctx.tx.slot(i) else { break };
+            let r = build(slot, &tap, &s, dlen, TCP_HDR, src_mac, dst_mac, label);
+            ctx.tx.commit_in(i, r);
+        }
+        ctx.tx.advance(segs);
+        ctx.counters.tcp_segs_to_tap += segs as u64;
+        if got < budget {
+            return;
+        }
+    }
+}
+
+/// The host socket of flow side `sidx` has events.
+pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
+    let idx = sidx.flow();
+    let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    if tf.connecting {
+        if events & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+            connect_done(ctx, idx);
+        }
+        return;
+    }
+    if events & libc::EPOLLERR as u32 != 0 {
+        let e = sys::take_error(tf.sock.as_raw_fd());
+        log::debug!("TCP flow {idx}: socket error {}", std::io::Error::from_raw_os_error(e));
+        reset_both(ctx, idx);
+        return;
+    }
+    if events & libc::EPOLLOUT as u32 != 0 {
+        let mut n = tf.conn.handle_sock_writable();
+        if std::mem::take(&mut tf.wnd_wait) {
+            tf.conn.set_wnd_to_tap(sock_room(tf.sock.as_raw_fd()).0);
+            if n == 0 && tf.conn.wnd_grown() {
+                n = 1;
+            }
+        }
+        for _ in 0..n {
+            send_ack(ctx, idx);
+        }
+        // send_ack may have noted a low window again; EPOLLOUT fired because
+        // the socket drained, so wait for the next short window instead.
+        if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+            tf.wnd_wait = false;
+        }
+    }
+    if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 {
+        sock_to_tap(ctx, idx);
+    }
+    update(ctx, idx);
+}
+
+/// Reset the guest's side and abort the host socket.
+fn reset_both(ctx: &mut Ctx, idx: usize) {
+    let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    let rst = tf.conn.rst_segment();
+    tf.conn.close();
+    sys::set_linger_zero(tf.sock.as_raw_fd());
+    send_seg(ctx, idx, &rst, &[]);
+    ctx.flows.close(idx);
+}
+
+/// Bring epoll interest in line with the flow's state; close it when done.
+fn update(ctx: &mut Ctx, idx: usize) {
+    let Some(f) = ctx.flows.get_mut(idx) else { return };
+    let FlowData::Tcp(tf) = &mut f.data else { return };
+    if tf.conn.is_done() {
+        log::debug!("TCP flow {idx}: closed");
+        ctx.flows.close(idx);
+        return;
+    }
+    let c = &tf.conn;
+    let mut ev = 0u32;
+    if tf.connecting || c.sock_full || (tf.wnd_wait && c.state == State::Established && !c.tap_fin_rcvd) {
+        ev |= libc::EPOLLOUT as u32;
+    }
+    if !tf.connecting && c.state == State::Established && !c.tap_fin_sent && c.send_budget(1) > 0 {
+        ev |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+    }
+    if ev == tf.events {
+        return;
+    }
+    let fd = tf.sock.as_raw_fd();
+    let r = EpollRef::new(EpollType::TcpSock, fd, Sidx::new(idx as u32, TGT).raw());
+    let res = match (tf.events, ev) {
+        (0, _) => ctx.epoll.add(fd, ev, r),
+        (_, 0) => {
+            ctx.epoll.del(fd);
+            Ok(())
+        }
+        _ => ctx.epoll.modify(fd, ev, r),
+    };
+    if let Err(e) = res {
+        log::debug!("TCP flow {idx}: epoll: {e}");
+    }
+    tf.events = ev;
+}
+
+/// Run the timers of every TCP flow (from the periodic tick).
+pub fn timer(ctx: &mut Ctx) {
+    let now = ctx.now;
+    let mut due = [0u32; 256];
+    let mut n = 0;
+    for idx in ctx.flows.active_indices() {
+        if let Some(FlowData::Tcp(tf)) = ctx.flows.get(idx).map(|f| &f.data) {
+            if tf.conn.poll_timeout() <= now && n < due.len() {
+                due[n] = idx as u32;
+                n += 1;
+            }
+        }
+    }
+    let mtu = ctx.mtu;
+    for &idx in &due[..n] {
+        let idx = idx as usize;
+        let Some(f) = ctx.flows.get_mut(idx) else { continue };
+        let mss = mss_max(mtu, f.side[INI].eaddr.is_v4());
+        let FlowData::Tcp(tf) = &mut f.data else { continue };
+        match tf.conn.handle_timeout(now, mss) {
+            TimeoutAction::None => {}
+            TimeoutAction::Resend(s) | TimeoutAction::Probe(s) => send_seg(ctx, idx, &s, &[]),
+            TimeoutAction::Rewind => {
+                let _ = sys::set_int_opt(tf.sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+                ctx.counters.tcp_timeout_retransmits += 1;
+                sock_to_tap(ctx, idx);
+            }
+            TimeoutAction::Reset => {
+                log::debug!("TCP flow {idx}: timeout, resetting");
+                reset_both(ctx, idx);
+                continue;
+            }
+        }
+        update(ctx, idx);
+    }
+}
+
+/// Flags as a short string, for trace logs.
+pub fn flags_str(f: u8) -> String {
+    let mut s = String::new();
+    for (b, c) in [(SYN, 'S'), (ACK, '.'), (FIN, 'F'), (RST, 'R'), (PSH, 'P')] {
+        if f & b != 0 {
+            s.push(c);
+        }
+    }
+    s
+}
