@@ -487,8 +487,11 @@ impl TcpConn {
         if self.state != State::Established {
             return false;
         }
-        let grown = self.wnd_to_tap > self.wnd_adv
-            && (self.wnd_adv == 0 || self.wnd_to_tap - self.wnd_adv >= u32::from(self.mss_to_tap) * 2);
+        // Compare what the window field would carry, in our scale: growth
+        // that rounds down to the same field is no update at all.
+        let wnd = u32::from(scaled(self.wnd_to_tap, self.ws_to_tap)) << self.ws_to_tap;
+        let grown =
+            wnd > self.wnd_adv && (self.wnd_adv == 0 || wnd - self.wnd_adv >= u32::from(self.mss_to_tap) * 2);
         self.seq_from_tap != self.seq_ack_to_tap || grown
     }
 
@@ -1444,6 +1447,23 @@ mod tests {
         // Shrinking never needs an ACK.
         c.ack_segment();
         c.set_wnd_to_tap(50 << 8);
+        assert!(!c.ack_needed());
+    }
+
+    #[test]
+    fn ack_needed_is_false_while_scaled_window_stays_zero() {
+        let (mut c, _) = conn_established();
+        c.set_wnd_to_tap(0);
+        c.ack_segment();
+        // 255 bytes are 0 in units of 256: the ACK would repeat the last one
+        // (a duplicate ACK for a guest with data in flight, RFC 5681 §2).
+        c.set_wnd_to_tap(255);
+        assert!(!c.ack_needed());
+        assert_eq!(c.ack_segment().wnd, 0);
+        assert!(!c.ack_needed());
+        c.set_wnd_to_tap(256);
+        assert!(c.ack_needed());
+        assert_eq!(c.ack_segment().wnd, 1);
         assert!(!c.ack_needed());
     }
 
