@@ -62,7 +62,8 @@ pub const MSS_DEFAULT: u16 = 536;
 pub const RTO_INIT: Duration = Duration::from_secs(1);
 /// Longest retransmission timeout after backoff.
 pub const RTO_MAX: Duration = Duration::from_secs(60);
-/// Retransmissions before giving up and resetting.
+/// Retransmissions before giving up and resetting (window probes do not
+/// count: RFC 9293 §3.8.6.1).
 pub const MAX_RETRIES: u8 = 8;
 /// Time allowed for the handshake (upstream: 10 s).
 pub const SYN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -586,10 +587,20 @@ impl TcpConn {
         if now < at {
             return TimeoutAction::None;
         }
-        self.retries += 1;
+        // Window probes are answered with the guest's current window, not
+        // by acknowledging anything: they never count towards giving up
+        // (RFC 9293 §3.8.6.1: the connection MUST stay open while the guest
+        // answers). A silent guest is caught by the idle timeout.
+        let probing = self.state == State::Established
+            && self.seq_ack_from_tap == self.seq_to_tap
+            && self.wnd_from_tap == 0;
+        self.retries = self.retries.saturating_add(1);
         if self.retries > MAX_RETRIES {
-            self.state = State::Closed;
-            return TimeoutAction::Reset;
+            if !probing {
+                self.state = State::Closed;
+                return TimeoutAction::Reset;
+            }
+            self.retries = MAX_RETRIES;
         }
         let backoff = RTO_INIT.saturating_mul(1 << self.retries.min(6)).min(RTO_MAX);
         self.rto_at = Some(now + backoff);
@@ -1198,6 +1209,44 @@ mod tests {
         let a = c.handle_tap_segment(after(t0, 300), &ack(G_ISN + 1, ISN + 1, 4), MSS_MAX);
         assert_eq!(a, TapAction { can_send: true, ..TapAction::default() });
         assert_eq!(c.send_budget(usize::MAX), 512);
+    }
+
+    #[test]
+    fn answered_window_probes_keep_the_connection_open() {
+        let (mut c, t0) = conn_established();
+        c.handle_tap_segment(t0, &ack(G_ISN + 1, ISN + 1, 0), MSS_MAX);
+        c.arm_persist(t0);
+        let mut now = t0;
+        // RFC 9293 §3.8.6.1: as long as the guest answers, the connection
+        // MUST stay open, however long the window stays closed.
+        for _ in 0..3 * usize::from(MAX_RETRIES) {
+            now = c.poll_timeout();
+            assert!(matches!(c.handle_timeout(now, MSS_MAX), TimeoutAction::Probe(_)));
+            let a = c.handle_tap_segment(now, &ack(G_ISN + 1, ISN + 1, 0), MSS_MAX);
+            assert_eq!(a, TapAction::default());
+        }
+        assert_eq!(c.state, State::Established);
+        // Probe intervals back off up to RTO_MAX.
+        assert_eq!(c.poll_timeout(), now + RTO_MAX);
+    }
+
+    #[test]
+    fn unanswered_window_probes_end_at_the_idle_timeout() {
+        let (mut c, t0) = conn_established();
+        c.handle_tap_segment(t0, &ack(G_ISN + 1, ISN + 1, 0), MSS_MAX);
+        c.arm_persist(t0);
+        let mut probes = 0;
+        let end = loop {
+            let now = c.poll_timeout();
+            match c.handle_timeout(now, MSS_MAX) {
+                TimeoutAction::Probe(_) => probes += 1,
+                TimeoutAction::Reset => break now,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(end, t0 + IDLE_TIMEOUT);
+        // 1, 3, 7, 15, 31, 63 s, then one every 60 s up to 7143 s.
+        assert_eq!(probes, 6 + 118);
     }
 
     #[test]
