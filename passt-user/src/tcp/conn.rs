@@ -426,6 +426,13 @@ impl TcpConn {
         self.wnd_from_tap = wnd;
         if wnd > old_wnd {
             a.can_send = true;
+            if old_wnd == 0 && self.seq_ack_from_tap == self.seq_to_tap {
+                // The window opened with nothing in flight: the timer was
+                // the persist timer. Stop it, so that the next data segment
+                // starts a fresh retransmission timer (RFC 6298 §5.1).
+                self.rto_at = None;
+                self.retries = 0;
+            }
         }
     }
 
@@ -1247,6 +1254,30 @@ mod tests {
         assert_eq!(end, t0 + IDLE_TIMEOUT);
         // 1, 3, 7, 15, 31, 63 s, then one every 60 s up to 7143 s.
         assert_eq!(probes, 6 + 118);
+    }
+
+    #[test]
+    fn data_sent_after_window_reopens_gets_a_fresh_rto() {
+        let (mut c, t0) = conn_established();
+        c.handle_tap_segment(t0, &ack(G_ISN + 1, ISN + 1, 0), MSS_MAX);
+        c.arm_persist(t0);
+        // Probes at 1, 3, 7, 15, 31, 63, 123 and 183 s; the next is due at 243 s.
+        for at in [1, 3, 7, 15, 31, 63, 123, 183] {
+            let now = t0 + Duration::from_secs(at);
+            assert_eq!(c.poll_timeout(), now);
+            assert!(matches!(c.handle_timeout(now, MSS_MAX), TimeoutAction::Probe(_)));
+        }
+        let now = t0 + Duration::from_millis(183_500);
+        let a = c.handle_tap_segment(now, &ack(G_ISN + 1, ISN + 1, G_WND), MSS_MAX);
+        assert_eq!(a, TapAction { can_send: true, ..TapAction::default() });
+        // The window opened: the persist timer is over.
+        assert_eq!(c.poll_timeout(), now + IDLE_TIMEOUT);
+        c.data_segment(now, 1460, true);
+        // RFC 6298 §5.1: a new timer with the initial RTO, and a lost
+        // segment is retransmitted, not the connection reset.
+        assert_eq!(c.poll_timeout(), now + RTO_INIT);
+        assert_eq!(c.handle_timeout(now + RTO_INIT, MSS_MAX), TimeoutAction::Rewind);
+        assert_eq!(c.poll_timeout(), now + RTO_INIT * 3);
     }
 
     #[test]
