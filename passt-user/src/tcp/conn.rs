@@ -11,7 +11,10 @@
 //!   (`SND.UNA`). Bytes in between are still in the host socket's receive
 //!   queue: [`TcpConn::handle_tap_segment`] reports newly acknowledged
 //!   bytes in [`TapAction::acked`] so that the caller discards exactly those,
-//!   and a retransmission is a re-read of the socket from offset 0.
+//!   and a retransmission is a re-read of the socket from offset 0. The
+//!   guest may still acknowledge data sent before such a rewind: that ACK
+//!   moves `seq_to_tap` forward again, and the peek offset stays
+//!   [`TcpConn::in_flight`].
 //! - from the tap: `seq_from_tap` is the next byte we expect (`RCV.NXT`):
 //!   it moves only by what the host socket accepted
 //!   ([`TcpConn::handle_written`]), so we never acknowledge data we could
@@ -208,7 +211,12 @@ pub struct TcpConn {
     pub sock_eof: bool,
     /// Our FIN went to the guest (at `fin_seq`).
     pub tap_fin_sent: bool,
-    fin_seq: u32,
+    /// Sequence number of our FIN, once sent (kept across rewinds).
+    fin_seq: Option<u32>,
+    /// Highest sequence number sent so far, plus one (SND.NXT before any
+    /// rewind): the guest may acknowledge up to here even after
+    /// `seq_to_tap` went back to resend.
+    seq_max_to_tap: u32,
     /// The guest acknowledged our FIN.
     pub tap_fin_acked: bool,
     dup_acks: u8,
@@ -242,7 +250,8 @@ impl TcpConn {
             tap_fin_rcvd: false,
             sock_eof: false,
             tap_fin_sent: false,
-            fin_seq: 0,
+            fin_seq: None,
+            seq_max_to_tap: isn,
             tap_fin_acked: false,
             dup_acks: 0,
             retries: 0,
@@ -275,6 +284,7 @@ impl TcpConn {
     pub fn handle_connected(&mut self, now: Instant, mss_max: u16) -> SegOut {
         self.state = State::SynAckSent;
         self.seq_to_tap = self.isn.wrapping_add(1);
+        self.seq_max_to_tap = self.seq_to_tap;
         self.seq_ack_from_tap = self.isn;
         self.rto_at = Some(now + RTO_INIT);
         self.syn_ack(mss_max)
@@ -298,6 +308,7 @@ impl TcpConn {
     pub fn to_tap_syn(now: Instant, isn: u32, mss_max: u16, wnd: u32) -> (Self, SegOut) {
         let mut c = TcpConn::base(now, isn, State::SynToTap, SYN_TIMEOUT);
         c.seq_to_tap = isn.wrapping_add(1);
+        c.seq_max_to_tap = c.seq_to_tap;
         c.wnd_to_tap = wnd;
         c.mss_to_tap = mss_max;
         c.rto_at = Some(now + RTO_INIT);
@@ -392,7 +403,7 @@ impl TcpConn {
 
     fn process_ack(&mut self, now: Instant, seg: &SegIn, a: &mut TapAction) {
         let wnd = u32::from(seg.wnd) << self.ws_from_tap;
-        if seq_lt(self.seq_to_tap, seg.ack) {
+        if seq_lt(self.seq_max_to_tap, seg.ack) {
             // Acknowledges something we never sent.
             a.ack_now = true;
             return;
@@ -400,8 +411,16 @@ impl TcpConn {
         let old_wnd = self.wnd_from_tap;
         if seq_lt(self.seq_ack_from_tap, seg.ack) {
             let mut acked = seg.ack.wrapping_sub(self.seq_ack_from_tap);
-            if self.tap_fin_sent && seq_lt(self.fin_seq, seg.ack) {
-                // The FIN takes one sequence number but no byte of the socket.
+            if seq_lt(self.seq_to_tap, seg.ack) {
+                // Data sent before a rewind reached the guest after all:
+                // no need to send it again.
+                self.seq_to_tap = seg.ack;
+            }
+            let una = self.seq_ack_from_tap;
+            if self.fin_seq.is_some_and(|f| seq_le(una, f) && seq_lt(f, seg.ack)) {
+                // The FIN takes one sequence number but no byte of the
+                // socket (possibly acknowledged after a rewind).
+                self.tap_fin_sent = true;
                 self.tap_fin_acked = true;
                 acked -= 1;
             }
@@ -536,6 +555,7 @@ impl TcpConn {
     pub fn data_segment(&mut self, now: Instant, dlen: usize, push: bool) -> SegOut {
         let seq = self.seq_to_tap;
         self.seq_to_tap = self.seq_to_tap.wrapping_add(dlen as u32);
+        self.sent();
         if self.rto_at.is_none() {
             self.rto_at = Some(now + RTO_INIT);
         }
@@ -558,12 +578,19 @@ impl TcpConn {
         }
         self.sock_eof = true;
         self.tap_fin_sent = true;
-        self.fin_seq = self.seq_to_tap;
+        self.fin_seq = Some(self.seq_to_tap);
         let s = self.header(self.seq_to_tap, FIN | ACK);
         self.seq_to_tap = self.seq_to_tap.wrapping_add(1);
+        self.sent();
         self.rto_at = Some(now + RTO_INIT);
         self.expire_at = now + FIN_TIMEOUT;
         Some(s)
+    }
+
+    fn sent(&mut self) {
+        if seq_lt(self.seq_max_to_tap, self.seq_to_tap) {
+            self.seq_max_to_tap = self.seq_to_tap;
+        }
     }
 
     fn rewind(&mut self) {
@@ -1407,6 +1434,71 @@ mod tests {
         assert_eq!(c.poll_timeout(), after(t0, 4100));
         assert_eq!(c.handle_timeout(after(t0, 4100), MSS_MAX), TimeoutAction::Rewind);
         assert_eq!(c.poll_timeout(), after(t0, 6100));
+    }
+
+    #[test]
+    fn ack_for_data_sent_before_an_rto_rewind_is_accepted() {
+        let (mut c, t0) = conn_established();
+        send_segments(&mut c, t0, 3);
+        assert_eq!(c.handle_timeout(after(t0, 1000), MSS_MAX), TimeoutAction::Rewind);
+        // The caller could resend one segment only before the guest's
+        // (delayed, not lost) ACK for all three arrives.
+        c.data_segment(after(t0, 1000), 1460, false);
+        let a = c.handle_tap_segment(after(t0, 1010), &ack(G_ISN + 1, ISN + 4381, G_WND), MSS_MAX);
+        assert_eq!(a, TapAction { acked: 4380, can_send: true, ..TapAction::default() });
+        assert_eq!(c.seq_ack_from_tap, ISN + 4381);
+        assert_eq!(c.seq_to_tap, ISN + 4381);
+        assert_eq!(c.in_flight(), 0);
+        assert_eq!(c.send_budget(usize::MAX), 65_536);
+        assert_eq!(c.poll_timeout(), after(t0, 1010) + IDLE_TIMEOUT);
+    }
+
+    #[test]
+    fn ack_for_data_sent_before_fast_retransmit_is_accepted() {
+        let (mut c, t0) = conn_established();
+        send_segments(&mut c, t0, 4);
+        for _ in 0..3 {
+            c.handle_tap_segment(t0, &ack(G_ISN + 1, ISN + 1, G_WND), MSS_MAX);
+        }
+        assert_eq!(c.seq_to_tap, ISN + 1);
+        // The resent first segment fills the guest's hole: it acknowledges
+        // everything it holds, more than was resent so far.
+        c.data_segment(t0, 1460, false);
+        let a = c.handle_tap_segment(after(t0, 1), &ack(G_ISN + 1, ISN + 2921, G_WND), MSS_MAX);
+        assert_eq!(a, TapAction { acked: 2920, can_send: true, ..TapAction::default() });
+        assert_eq!(c.seq_to_tap, ISN + 2921);
+        assert_eq!(c.in_flight(), 0);
+        // What was sent before the rewind can still be acknowledged later.
+        let a = c.handle_tap_segment(after(t0, 2), &ack(G_ISN + 1, ISN + 5841, G_WND), MSS_MAX);
+        assert_eq!(a.acked, 2920);
+        assert_eq!(c.seq_to_tap, ISN + 5841);
+    }
+
+    #[test]
+    fn ack_of_fin_sent_before_a_rewind_is_accepted() {
+        let (mut c, t0) = conn_established();
+        c.data_segment(t0, 1000, true);
+        c.fin_segment(t0);
+        assert_eq!(c.handle_timeout(after(t0, 1000), MSS_MAX), TimeoutAction::Rewind);
+        assert!(!c.tap_fin_sent);
+        let a = c.handle_tap_segment(after(t0, 1001), &ack(G_ISN + 1, ISN + 1002, G_WND), MSS_MAX);
+        // The FIN's sequence number is no byte of the socket.
+        assert_eq!(a.acked, 1000);
+        assert!(!a.ack_now);
+        assert!(c.tap_fin_sent && c.tap_fin_acked);
+        assert_eq!(c.seq_to_tap, ISN + 1002);
+        assert_eq!(c.fin_segment(after(t0, 1001)), None);
+        assert_eq!(c.send_budget(usize::MAX), 0);
+    }
+
+    #[test]
+    fn ack_beyond_anything_sent_is_challenged_after_a_rewind() {
+        let (mut c, t0) = conn_established();
+        send_segments(&mut c, t0, 2);
+        assert_eq!(c.handle_timeout(after(t0, 1000), MSS_MAX), TimeoutAction::Rewind);
+        let a = c.handle_tap_segment(after(t0, 1001), &ack(G_ISN + 1, ISN + 2922, G_WND), MSS_MAX);
+        assert_eq!(a, TapAction { ack_now: true, ..TapAction::default() });
+        assert_eq!((c.seq_ack_from_tap, c.seq_to_tap), (ISN + 1, ISN + 1));
     }
 
     // --- Data from the guest: order, overlap, short writes ---
