@@ -392,8 +392,8 @@ impl TcpConn {
         } else {
             self.expire_at = now + IDLE_TIMEOUT;
         }
-        if seg.flags & ACK != 0 {
-            self.process_ack(now, seg, &mut a);
+        if seg.flags & ACK != 0 && !self.process_ack(now, seg, &mut a) {
+            return a;
         }
         if seg.dlen > 0 || seg.flags & FIN != 0 {
             self.process_data(seg, &mut a);
@@ -401,12 +401,14 @@ impl TcpConn {
         a
     }
 
-    fn process_ack(&mut self, now: Instant, seg: &SegIn, a: &mut TapAction) {
+    /// False if the whole segment is to be dropped.
+    fn process_ack(&mut self, now: Instant, seg: &SegIn, a: &mut TapAction) -> bool {
         let wnd = u32::from(seg.wnd) << self.ws_from_tap;
         if seq_lt(self.seq_max_to_tap, seg.ack) {
-            // Acknowledges something we never sent.
+            // Acknowledges something we never sent: ACK, drop the segment
+            // with its data and FIN (RFC 9293 §3.10.7.4).
             a.ack_now = true;
-            return;
+            return false;
         }
         let old_wnd = self.wnd_from_tap;
         if seq_lt(self.seq_ack_from_tap, seg.ack) {
@@ -453,6 +455,7 @@ impl TcpConn {
                 self.retries = 0;
             }
         }
+        true
     }
 
     fn process_data(&mut self, seg: &SegIn, a: &mut TapAction) {
@@ -1658,6 +1661,19 @@ mod tests {
         assert_eq!(a, TapAction { ack_now: true, ..TapAction::default() });
         assert_eq!(c.seq_ack_from_tap, ISN + 1);
         assert_eq!(c.wnd_from_tap, G_WND_BYTES);
+    }
+
+    #[test]
+    fn segment_acking_unsent_data_is_dropped_with_its_payload_and_fin() {
+        let (mut c, t0) = conn_established();
+        // RFC 9293 §3.10.7.4: send an ACK, drop the segment, and return.
+        let seg = SegIn { flags: ACK | PSH | FIN, ..data(G_ISN + 1, ISN + 2, G_WND, 100) };
+        let a = c.handle_tap_segment(t0, &seg, MSS_MAX);
+        assert_eq!(a, TapAction { ack_now: true, ..TapAction::default() });
+        assert_eq!(c.seq_from_tap, G_ISN + 1);
+        // The same data with a valid ACK goes through.
+        let a = c.handle_tap_segment(t0, &SegIn { ack: ISN + 1, ..seg }, MSS_MAX);
+        assert_eq!(a, TapAction { write: 0..100, fin: true, ..TapAction::default() });
     }
 
     // --- FIN ---
