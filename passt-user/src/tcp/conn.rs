@@ -574,7 +574,8 @@ impl TcpConn {
     }
 
     /// Our FIN, once every byte of the host socket was sent (the caller
-    /// checks that a peek at the current offset finds end of file).
+    /// checks that a peek at the current offset finds end of file). Arms
+    /// the retransmission timer unless it is running.
     pub fn fin_segment(&mut self, now: Instant) -> Option<SegOut> {
         if self.state != State::Established || self.tap_fin_sent {
             return None;
@@ -585,7 +586,10 @@ impl TcpConn {
         let s = self.header(self.seq_to_tap, FIN | ACK);
         self.seq_to_tap = self.seq_to_tap.wrapping_add(1);
         self.sent();
-        self.rto_at = Some(now + RTO_INIT);
+        // Like data (RFC 6298 §5.1): a resent FIN keeps the backoff.
+        if self.rto_at.is_none() {
+            self.rto_at = Some(now + RTO_INIT);
+        }
         self.expire_at = now + FIN_TIMEOUT;
         Some(s)
     }
@@ -1790,12 +1794,47 @@ mod tests {
     }
 
     #[test]
-    fn fin_timeout_resets_a_connection_whose_fin_is_never_acknowledged_then_idle() {
+    fn lost_fin_is_resent_with_backoff() {
+        let (mut c, t0) = conn_established();
+        c.data_segment(t0, 500, false);
+        c.fin_segment(t0);
+        for (at, next) in [(1, 3), (3, 7), (7, 15), (15, 31)] {
+            let now = t0 + Duration::from_secs(at);
+            assert_eq!(c.poll_timeout(), now);
+            assert_eq!(c.handle_timeout(now, MSS_MAX), TimeoutAction::Rewind);
+            // The caller resends the data, finds end of file, resends the
+            // FIN: the timer keeps its backoff (RFC 6298 §5.5).
+            c.data_segment(now, 500, false);
+            assert_eq!(c.fin_segment(now).map(|s| s.seq), Some(ISN + 501));
+            assert_eq!(c.poll_timeout(), t0 + Duration::from_secs(next));
+        }
+    }
+
+    #[test]
+    fn unacknowledged_fin_is_given_up_after_fin_timeout() {
         let (mut c, t0) = conn_established();
         c.fin_segment(t0);
-        c.handle_tap_segment(after(t0, 1), &ack(G_ISN + 1, ISN + 2, G_WND), MSS_MAX);
-        assert_eq!(c.poll_timeout(), after(t0, 1) + FIN_TIMEOUT);
-        assert_eq!(c.handle_timeout(after(t0, 1) + FIN_TIMEOUT, MSS_MAX), TimeoutAction::Reset);
+        // The guest talks, but never acknowledges our FIN (which the
+        // caller resends on each timeout).
+        let (mut now, mut seq) = (t0, G_ISN + 1);
+        let end = loop {
+            let next = c.poll_timeout();
+            // Any guest segment between timeouts keeps the FIN deadline.
+            let a = c.handle_tap_segment(now, &data(seq, ISN + 1, G_WND, 1), MSS_MAX);
+            assert_eq!(a.write, 0..1);
+            c.handle_written(1, 1, false);
+            seq += 1;
+            assert!(c.poll_timeout() <= now + FIN_TIMEOUT);
+            now = next;
+            match c.handle_timeout(now, MSS_MAX) {
+                TimeoutAction::Rewind => assert!(c.fin_segment(now).is_some()),
+                TimeoutAction::Reset => break now,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        // FIN at 0, resent at 1, 3, 7, 15, 31 and 63 s; the next RTO would
+        // be at 123 s, like the FIN deadline: 63 s + 60 s.
+        assert_eq!(end, t0 + Duration::from_secs(123));
     }
 
     #[test]
