@@ -387,12 +387,16 @@ impl TcpConn {
             a.ack_now = true;
             return a;
         }
-        if self.tap_fin_sent || self.tap_fin_rcvd {
+        let acceptable = seg.flags & ACK == 0 || self.process_ack(now, seg, &mut a);
+        // FIN_TIMEOUT bounds the wait for the ACK of our FIN only: either
+        // direction may stay open and quiet after the other closed, like a
+        // connection open both ways (RFC 9293 §3.6).
+        if self.tap_fin_sent && !self.tap_fin_acked {
             self.expire_at = now + FIN_TIMEOUT;
         } else {
             self.expire_at = now + IDLE_TIMEOUT;
         }
-        if seg.flags & ACK != 0 && !self.process_ack(now, seg, &mut a) {
+        if !acceptable {
             return a;
         }
         if seg.dlen > 0 || seg.flags & FIN != 0 {
@@ -1750,7 +1754,7 @@ mod tests {
         let a = c.handle_tap_segment(after(t0, 5), &ack(G_ISN + 1, ISN + 1002, G_WND), MSS_MAX);
         assert_eq!(a.acked, 1000);
         assert!(c.tap_fin_acked);
-        assert_eq!(c.poll_timeout(), after(t0, 5) + FIN_TIMEOUT);
+        assert_eq!(c.poll_timeout(), after(t0, 5) + IDLE_TIMEOUT);
         assert!(!c.is_done());
         // The guest may still send before closing its side.
         let a = c.handle_tap_segment(after(t0, 6), &data(G_ISN + 1, ISN + 1002, G_WND, 10), MSS_MAX);
@@ -1791,6 +1795,42 @@ mod tests {
         let a = c.handle_tap_segment(after(t0, 1001), &ack(G_ISN + 1, ISN + 2, G_WND), MSS_MAX);
         assert_eq!(a.acked, 0);
         assert!(c.tap_fin_acked);
+    }
+
+    #[test]
+    fn connection_half_closed_by_guest_stays_open_while_host_is_quiet() {
+        let (mut c, t0) = conn_established();
+        c.handle_tap_segment(t0, &flags(G_ISN + 1, ISN + 1, FIN | ACK, G_WND), MSS_MAX);
+        c.handle_written(0, 0, true);
+        c.ack_segment();
+        c.data_segment(after(t0, 1000), 100, true);
+        c.handle_tap_segment(after(t0, 1001), &ack(G_ISN + 2, ISN + 101, G_WND), MSS_MAX);
+        // RFC 9293 §3.6: the host may go on sending after the guest's FIN,
+        // after any pause: only the idle timeout applies.
+        assert_eq!(c.poll_timeout(), after(t0, 1001) + IDLE_TIMEOUT);
+        let now = t0 + Duration::from_secs(600);
+        assert_eq!(c.handle_timeout(now, MSS_MAX), TimeoutAction::None);
+        c.data_segment(now, 100, true);
+        let a = c.handle_tap_segment(now, &ack(G_ISN + 2, ISN + 201, G_WND), MSS_MAX);
+        assert_eq!(a.acked, 100);
+        assert_eq!(c.state, State::Established);
+    }
+
+    #[test]
+    fn connection_half_closed_by_host_stays_open_while_guest_is_quiet() {
+        let (mut c, t0) = conn_established();
+        c.fin_segment(t0);
+        // While our FIN is not acknowledged, the FIN timeout applies.
+        c.handle_tap_segment(after(t0, 1), &ack(G_ISN + 1, ISN + 1, G_WND), MSS_MAX);
+        assert_eq!(c.poll_timeout(), after(t0, 1000));
+        c.handle_tap_segment(after(t0, 2), &ack(G_ISN + 1, ISN + 2, G_WND), MSS_MAX);
+        assert!(c.tap_fin_acked);
+        assert_eq!(c.poll_timeout(), after(t0, 2) + IDLE_TIMEOUT);
+        let now = t0 + Duration::from_secs(600);
+        assert_eq!(c.handle_timeout(now, MSS_MAX), TimeoutAction::None);
+        let a = c.handle_tap_segment(now, &data(G_ISN + 1, ISN + 2, G_WND, 10), MSS_MAX);
+        assert_eq!(a.write, 0..10);
+        assert_eq!(c.poll_timeout(), now + IDLE_TIMEOUT);
     }
 
     #[test]
