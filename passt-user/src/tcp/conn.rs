@@ -154,7 +154,8 @@ pub struct TapAction {
     pub acked: u32,
     /// Resend from the first unacknowledged byte (fast retransmit).
     pub rewind: bool,
-    /// Send an ACK now (duplicate ACK, challenge ACK, handshake).
+    /// Send an ACK now (duplicate ACK, challenge ACK, handshake, answer to
+    /// a keep-alive or window probe).
     pub ack_now: bool,
     /// The handshake completed with this segment.
     pub established: bool,
@@ -401,6 +402,11 @@ impl TcpConn {
         }
         if seg.dlen > 0 || seg.flags & FIN != 0 {
             self.process_data(seg, &mut a);
+        } else if seq_lt(seg.seq, self.seq_from_tap) {
+            // Empty, before RCV.NXT: a keep-alive (RFC 9293 §3.8.4) or a
+            // window probe (§3.8.6.1). Not acceptable, so answered with an
+            // ACK (§3.10.7.4), which carries our current window.
+            a.ack_now = true;
         }
         a
     }
@@ -1561,6 +1567,48 @@ mod tests {
             assert_eq!(a, TapAction { ack_now: true, ..TapAction::default() });
         }
         assert_eq!(c.seq_from_tap, G_ISN + 1001);
+    }
+
+    #[test]
+    fn guest_keepalive_is_answered_with_an_ack() {
+        let (mut c, t0) = conn_established();
+        c.handle_tap_segment(t0, &data(G_ISN + 1, ISN + 1, G_WND, 100), MSS_MAX);
+        c.handle_written(100, 100, false);
+        c.ack_segment();
+        // RFC 9293 §3.8.4: SEG.SEQ = SND.NXT - 1, with no data (Linux) or
+        // one garbage byte; not acceptable, so it gets an ACK (§3.10.7.4).
+        let now = t0 + Duration::from_secs(7200);
+        for dlen in [0, 1] {
+            let a = c.handle_tap_segment(now, &data(G_ISN + 100, ISN + 1, G_WND, dlen), MSS_MAX);
+            assert_eq!(a, TapAction { ack_now: true, ..TapAction::default() }, "dlen {dlen}");
+        }
+        assert_eq!(c.seq_from_tap, G_ISN + 101);
+        assert_eq!(c.poll_timeout(), now + IDLE_TIMEOUT);
+    }
+
+    #[test]
+    fn guest_window_probe_is_answered_with_our_window() {
+        let (mut c, t0) = conn_established();
+        c.set_wnd_to_tap(0);
+        assert_eq!(c.ack_segment().wnd, 0);
+        // Our window update was lost; the guest probes the zero window.
+        c.set_wnd_to_tap(64 << 8);
+        let a = c.handle_tap_segment(t0, &ack(G_ISN, ISN + 1, G_WND), MSS_MAX);
+        assert_eq!(a, TapAction { ack_now: true, ..TapAction::default() });
+        assert_eq!(c.ack_segment().wnd, 64);
+    }
+
+    #[test]
+    fn pure_ack_at_or_beyond_rcv_nxt_needs_no_answer() {
+        let (mut c, t0) = conn_established();
+        c.ack_segment();
+        assert_eq!(c.handle_tap_segment(t0, &ack(G_ISN + 1, ISN + 1, G_WND), MSS_MAX), TapAction::default());
+        // After a short write, the guest's ACKs carry its SND.NXT, beyond
+        // what we took.
+        c.handle_tap_segment(t0, &data(G_ISN + 1, ISN + 1, G_WND, 1000), MSS_MAX);
+        c.handle_written(10, 1000, false);
+        c.ack_segment();
+        assert_eq!(c.handle_tap_segment(t0, &ack(G_ISN + 1001, ISN + 1, G_WND), MSS_MAX), TapAction::default());
     }
 
     #[test]
