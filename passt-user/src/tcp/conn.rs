@@ -1325,6 +1325,28 @@ mod tests {
     }
 
     #[test]
+    fn rto_with_data_in_flight_and_zero_window_rewinds_then_probes() {
+        let (mut c, t0) = conn_established();
+        send_segments(&mut c, t0, 2);
+        // The guest takes one segment and closes its window.
+        let a = c.handle_tap_segment(after(t0, 100), &ack(G_ISN + 1, ISN + 1461, 0), MSS_MAX);
+        assert_eq!(a.acked, 1460);
+        assert_eq!(c.send_budget(usize::MAX), 0);
+        assert_eq!(c.handle_timeout(after(t0, 1100), MSS_MAX), TimeoutAction::Rewind);
+        assert_eq!(c.send_budget(usize::MAX), 0);
+        // Nothing could be resent: the next expiry probes.
+        let TimeoutAction::Probe(p) = c.handle_timeout(after(t0, 3100), MSS_MAX) else {
+            panic!("no probe");
+        };
+        assert_eq!((p.seq, p.ack, p.flags), (ISN + 1460, G_ISN + 1, ACK));
+        // The window opens: the persist timer stops, the rest can go.
+        let a = c.handle_tap_segment(after(t0, 3200), &ack(G_ISN + 1, ISN + 1461, G_WND), MSS_MAX);
+        assert!(a.can_send);
+        assert_eq!(c.send_budget(usize::MAX), 65_536);
+        assert_eq!(c.poll_timeout(), after(t0, 3200) + IDLE_TIMEOUT);
+    }
+
+    #[test]
     fn persist_timer_with_open_window_and_nothing_in_flight_disarms() {
         let (mut c, t0) = conn_established();
         c.arm_persist(t0);
@@ -1633,6 +1655,25 @@ mod tests {
         c.handle_written(400, 400, false);
         assert_eq!(c.seq_from_tap, G_ISN + 1001);
         assert!(!c.sock_full);
+    }
+
+    #[test]
+    fn acks_owed_after_short_write_are_a_window_update_and_three_duplicates() {
+        let (mut c, t0) = conn_established();
+        c.set_wnd_to_tap(1000);
+        c.ack_segment();
+        c.handle_tap_segment(t0, &data(G_ISN + 1, ISN + 1, G_WND, 1460), MSS_MAX);
+        c.handle_written(1000, 1460, false);
+        c.set_wnd_to_tap(0);
+        assert_eq!(c.ack_segment().wnd, 0);
+        // The socket drained: the caller sets the room and sends 4 ACKs.
+        c.set_wnd_to_tap(100_000);
+        let n = c.handle_sock_writable();
+        let acks: Vec<SegOut> = (0..n).map(|_| c.ack_segment()).collect();
+        let expected =
+            SegOut { seq: ISN + 1, ack: G_ISN + 1001, flags: ACK, wnd: (100_000 >> 8) as u16, mss: None, ws: None };
+        assert_eq!(acks, vec![expected; 4]);
+        assert!(!c.ack_needed());
     }
 
     #[test]
