@@ -85,6 +85,12 @@ pub struct Ctx {
     pub isn_key: (u64, u64),
     /// TCP flows owed an ACK at the end of the current tap batch.
     pub tcp_ack_pending: Vec<u32>,
+    /// TCP flows whose closed window is re-checked on the fast timer.
+    pub tcp_wnd_waiters: Vec<u32>,
+    /// One-shot timerfd for millisecond work (TCP window re-checks).
+    pub fast_timer: OwnedFd,
+    /// When the fast timer fires, if armed.
+    fast_timer_at: Option<Instant>,
     /// IPv4 enabled (not `-6`).
     pub v4: bool,
     /// IPv6 enabled (not `-4`).
@@ -147,6 +153,9 @@ impl Ctx {
             start: Instant::now(),
             isn_key,
             tcp_ack_pending: Vec::with_capacity(crate::tap::BATCH * 4),
+            tcp_wnd_waiters: Vec::with_capacity(1024),
+            fast_timer: crate::signals::oneshot_timer()?,
+            fast_timer_at: None,
             v4: i.v4,
             v6: i.v6,
             ping_warned: false,
@@ -185,6 +194,16 @@ impl Ctx {
         }
         self.flows.hash_insert(idx, INI);
         Some(Sidx::new(idx as u32, INI))
+    }
+
+    /// Make the fast timer fire `after` from now, unless it fires sooner.
+    pub fn arm_fast_timer(&mut self, after: Duration) {
+        let at = self.now + after;
+        if self.fast_timer_at.is_some_and(|t| t <= at && t > self.now) {
+            return;
+        }
+        self.fast_timer_at = Some(at);
+        crate::signals::arm_once(self.fast_timer.as_raw_fd(), after);
     }
 
     /// The IPv6 flow label of flow `idx` (RFC 6437: 20 bits, non-zero,
@@ -495,6 +514,8 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
     ctx.epoll.add(t, libc::EPOLLIN as u32, EpollRef::new(EpollType::Timer, t, 0))?;
     let s = signal_fd.as_raw_fd();
     ctx.epoll.add(s, libc::EPOLLIN as u32, EpollRef::new(EpollType::Signal, s, 0))?;
+    let ft = ctx.fast_timer.as_raw_fd();
+    ctx.epoll.add(ft, libc::EPOLLIN as u32, EpollRef::new(EpollType::FastTimer, ft, 0))?;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; EPOLL_EVENTS];
     loop {
         let n = ctx.epoll.wait(&mut events, 1000)?;
@@ -506,6 +527,11 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
                 Some(EpollType::UdpFlow) => udp::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::PingFlow) => icmp::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::TcpSock) => tcp::io::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
+                Some(EpollType::FastTimer) => {
+                    drain_fd(ft);
+                    ctx.fast_timer_at = None;
+                    tcp::io::wnd_timer(ctx);
+                }
                 Some(EpollType::Timer) => {
                     drain_fd(t);
                     ctx.timer();

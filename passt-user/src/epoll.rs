@@ -31,6 +31,8 @@ pub enum EpollType {
     Signal = 5,
     /// A TCP socket of one flow; data is a flow side index.
     TcpSock = 6,
+    /// The one-shot millisecond timer for TCP window re-checks.
+    FastTimer = 7,
 }
 
 impl EpollType {
@@ -42,6 +44,7 @@ impl EpollType {
             4 => Self::Timer,
             5 => Self::Signal,
             6 => Self::TcpSock,
+            7 => Self::FastTimer,
             _ => return None,
         })
     }

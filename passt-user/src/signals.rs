@@ -67,6 +67,29 @@ pub fn read(fd: RawFd) -> Option<i32> {
     }
 }
 
+/// A non-blocking timerfd, not armed (see [`arm_once`]).
+///
+/// # Errors
+/// The OS error of timerfd_create.
+pub fn oneshot_timer() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall, result checked.
+    let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arm a timerfd to fire once, `after` from now (at least 1 ns).
+pub fn arm_once(fd: RawFd, after: std::time::Duration) {
+    let ns = after.as_nanos().max(1);
+    let ts = libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long };
+    let spec = libc::itimerspec { it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 }, it_value: ts };
+    // SAFETY: spec is valid; an error leaves the timer as it was.
+    unsafe { libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) };
+}
+
 /// A periodic, non-blocking timerfd firing every `period_ms`.
 ///
 /// # Errors

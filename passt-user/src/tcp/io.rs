@@ -69,7 +69,13 @@ pub struct TcpFlow {
     /// We advertised a window well below what the socket can hold: poll
     /// for EPOLLOUT to tell the guest when room comes back.
     wnd_wait: bool,
+    /// EPOLLOUT came but the window is still closed: re-check after this
+    /// many milliseconds (doubling up to [`WND_POLL_MAX_MS`]); 0: not waiting.
+    wnd_poll_ms: u16,
 }
+
+/// Longest interval between re-checks of a closed window.
+const WND_POLL_MAX_MS: u16 = 64;
 
 /// Largest payload per segment a tap of `mtu` bytes takes for this family:
 /// the MSS we announce (RFC 9293 §3.7.1).
@@ -256,7 +262,7 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
     };
     let flow_label = ctx.flow_label(idx);
     if let Some(f) = ctx.flows.get_mut(idx) {
-        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: true, ack_queued: false, wnd_wait: false });
+        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: true, ack_queued: false, wnd_wait: false, wnd_poll_ms: 0 });
     }
     ctx.flows.hash_insert(idx, INI);
     ctx.counters.tcp_flows += 1;
@@ -304,17 +310,26 @@ fn sock_room(fd: RawFd) -> (u32, u32) {
     // SO_SNDBUF counts bookkeeping too (socket(7): the kernel doubles the
     // value set); three quarters is what data can really use.
     let cap = sndbuf / 4 * 3;
+    log::trace!("TCP: sndbuf {sndbuf} queued {queued}");
     (cap.saturating_sub(queued), cap)
 }
 
 /// Update the window to advertise from the socket; note when it is low
 /// enough that a window update will be owed once the socket drains.
-fn refresh_wnd(tf: &mut TcpFlow) {
+///
+/// Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): a window
+/// below min(MSS, half the buffer) is advertised as zero, because a guest
+/// holding a full segment does not send into a smaller window and would
+/// wait for its persist timer instead. Returns true if the window is closed.
+fn refresh_wnd(tf: &mut TcpFlow) -> bool {
     let (room, cap) = sock_room(tf.sock.as_raw_fd());
-    tf.conn.set_wnd_to_tap(room);
+    let thresh = u32::from(tf.conn.mss_to_tap).min(cap / 2);
+    let wnd = if room < thresh { 0 } else { room };
+    tf.conn.set_wnd_to_tap(wnd);
     if room < cap / 2 {
         tf.wnd_wait = true;
     }
+    wnd == 0
 }
 
 fn queue_ack(ctx: &mut Ctx, idx: usize) {
@@ -507,8 +522,9 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
     }
     if events & libc::EPOLLOUT as u32 != 0 {
         let mut n = tf.conn.handle_sock_writable();
+        let mut closed = false;
         if std::mem::take(&mut tf.wnd_wait) {
-            tf.conn.set_wnd_to_tap(sock_room(tf.sock.as_raw_fd()).0);
+            closed = refresh_wnd(tf);
             if n == 0 && tf.conn.wnd_grown() {
                 n = 1;
             }
@@ -516,10 +532,13 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
         for _ in 0..n {
             send_ack(ctx, idx);
         }
-        // send_ack may have noted a low window again; EPOLLOUT fired because
-        // the socket drained, so wait for the next short window instead.
+        // EPOLLOUT is level-triggered: stop polling for it now. If the
+        // window is still closed, re-check on the millisecond timer.
         if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
             tf.wnd_wait = false;
+            if closed {
+                schedule_wnd_poll(ctx, idx, 1);
+            }
         }
     }
     if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 {
@@ -572,6 +591,54 @@ fn update(ctx: &mut Ctx, idx: usize) {
         log::debug!("TCP flow {idx}: epoll: {e}");
     }
     tf.events = ev;
+}
+
+/// Re-check the closed window of flow `idx` in `ms` milliseconds.
+fn schedule_wnd_poll(ctx: &mut Ctx, idx: usize, ms: u16) {
+    let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    if tf.wnd_poll_ms == 0 {
+        if ctx.tcp_wnd_waiters.len() >= ctx.tcp_wnd_waiters.capacity() {
+            // Too many at once: fall back to the guest's window probes.
+            return;
+        }
+        ctx.tcp_wnd_waiters.push(idx as u32);
+    }
+    tf.wnd_poll_ms = ms;
+    ctx.arm_fast_timer(std::time::Duration::from_millis(u64::from(ms)));
+}
+
+/// The millisecond timer: re-check closed windows, send updates for those
+/// that opened, back off for the others.
+pub fn wnd_timer(ctx: &mut Ctx) {
+    let mut i = 0;
+    let mut next: Option<u16> = None;
+    while i < ctx.tcp_wnd_waiters.len() {
+        let idx = ctx.tcp_wnd_waiters[i] as usize;
+        let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else {
+            ctx.tcp_wnd_waiters.swap_remove(i);
+            continue;
+        };
+        if tf.wnd_poll_ms == 0 || tf.conn.state != State::Established || tf.conn.tap_fin_rcvd {
+            tf.wnd_poll_ms = 0;
+            ctx.tcp_wnd_waiters.swap_remove(i);
+            continue;
+        }
+        if !refresh_wnd(tf) {
+            tf.wnd_poll_ms = 0;
+            tf.wnd_wait = false;
+            ctx.tcp_wnd_waiters.swap_remove(i);
+            send_ack(ctx, idx);
+            update(ctx, idx);
+            continue;
+        }
+        tf.wnd_wait = false;
+        tf.wnd_poll_ms = (tf.wnd_poll_ms * 2).min(WND_POLL_MAX_MS);
+        next = Some(next.map_or(tf.wnd_poll_ms, |n| n.min(tf.wnd_poll_ms)));
+        i += 1;
+    }
+    if let Some(ms) = next {
+        ctx.arm_fast_timer(std::time::Duration::from_millis(u64::from(ms)));
+    }
 }
 
 /// Run the timers of every TCP flow (from the periodic tick).
