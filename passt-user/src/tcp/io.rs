@@ -383,16 +383,10 @@ fn send_seg(ctx: &mut Ctx, idx: usize, s: &SegOut, payload: &[u8]) {
 /// Write the TCP header for `s` at `slot[L4_OFF..]` (payload of `dlen`
 /// bytes already after it), checksum, IP and Ethernet headers; returns the
 /// frame's range in the slot.
-fn build(
-    slot: &mut [u8],
-    tap: &FlowSide,
-    s: &SegOut,
-    dlen: usize,
-    hlen: usize,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    label: u32,
-) -> std::ops::Range<usize> {
+/// Ethernet addresses of frames to the guest: (ours, the guest's).
+type Macs = ([u8; 6], [u8; 6]);
+
+fn build(slot: &mut [u8], tap: &FlowSide, s: &SegOut, dlen: usize, hlen: usize, macs: Macs, label: u32) -> std::ops::Range<usize> {
     let o = frame::L4_OFF;
     let h = &mut slot[o..o + hlen];
     h[0..2].copy_from_slice(&tap.oport.to_be_bytes());
@@ -415,7 +409,7 @@ fn build(
     let acc = frame::pseudo(tap.oaddr, tap.eaddr, IPPROTO_TCP, l4len);
     let c = csum::fold(csum::sum(acc, &slot[o..o + l4len]));
     slot[o + 16..o + 18].copy_from_slice(&c.to_be_bytes());
-    let addrs = frame::FrameAddrs { src_mac, dst_mac, src: tap.oaddr, dst: tap.eaddr };
+    let addrs = frame::FrameAddrs { src_mac: macs.0, dst_mac: macs.1, src: tap.oaddr, dst: tap.eaddr };
     frame::push_ip_eth(slot, l4len, &addrs, IPPROTO_TCP, label)
 }
 
@@ -424,13 +418,13 @@ fn emit(ctx: &mut Ctx, tap: &FlowSide, label: u32, s: &SegOut, payload: &[u8]) {
     if ctx.tx.is_full() {
         ctx.flush_tx();
     }
-    let (src_mac, dst_mac) = (ctx.our_mac, ctx.guest_mac);
+    let macs = (ctx.our_mac, ctx.guest_mac);
     let Some(slot) = ctx.tx.slot(0) else { return };
     let hlen = if s.flags & SYN != 0 { TCP_HDR_SYN } else { TCP_HDR };
     let o = frame::L4_OFF + hlen;
     let Some(dst) = slot.get_mut(o..o + payload.len()) else { return };
     dst.copy_from_slice(payload);
-    let r = build(slot, tap, s, payload.len(), hlen, src_mac, dst_mac, label);
+    let r = build(slot, tap, s, payload.len(), hlen, macs, label);
     ctx.tx.commit(r);
 }
 
@@ -440,7 +434,7 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
     // Bounded: a few rounds of full batches per call, then back to epoll.
     for _ in 0..8 {
         let now = ctx.now;
-        let (src_mac, dst_mac) = (ctx.our_mac, ctx.guest_mac);
+        let macs = (ctx.our_mac, ctx.guest_mac);
         if ctx.tx.is_full() {
             ctx.flush_tx();
         }
@@ -493,7 +487,7 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
             let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
             let s = tf.conn.data_segment(now, dlen, i + 1 == segs);
             let Some(slot) = ctx.tx.slot(i) else { break };
-            let r = build(slot, &tap, &s, dlen, TCP_HDR, src_mac, dst_mac, label);
+            let r = build(slot, &tap, &s, dlen, TCP_HDR, macs, label);
             ctx.tx.commit_in(i, r);
         }
         ctx.tx.advance(segs);
