@@ -129,8 +129,8 @@ fwd_start() {
 	# the holder bounds its own life: longer than any round could last
 	unshare --user --map-root-user --net sleep $((BENCH_SECS * 8 + 300)) &
 	HOLD_PID=$!
-	wait_until 5 holder_ready "$self" || { log "$id: holder namespace not created"; return 1; }
-	ip netns attach "$ns" $HOLD_PID || { log "$id: ip netns attach failed"; return 1; }
+	wait_until 5 holder_ready "$self" || { fwd_fail "$id" "holder namespace not created"; return 1; }
+	ip netns attach "$ns" $HOLD_PID || { fwd_fail "$id" "ip netns attach failed"; return 1; }
 	$NSX/$ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 	$NSX/$ns ip link set lo up
 	case $id in
@@ -143,15 +143,19 @@ fwd_start() {
 		nsenter --user=/proc/$HOLD_PID/ns/user "$bin" --configure --mtu="$mtu" --enable-ipv6 \
 			--netns-type=path /run/netns/$ns tap0 >>"$log" 2>&1 &
 		;;
-	*) log "unknown tool $id"; return 1 ;;
+	*) fwd_fail "$id" "unknown tool"; return 1 ;;
 	esac
 	FWD_PID=$!
-	if ! wait_until 10 ns_ready "$ns" 6; then
-		alive $FWD_PID || { log "$id: forwarder exited: $(tail -n 3 "$log" "$log.out" 2>/dev/null | tr '\n' ' ')"; return 1; }
-		wait_until 1 ns_ready "$ns" 4 || { log "$id: no IPv4 address/route in 10 s"; return 1; }
+	wait_until 10 fwd_settled "$ns"
+	if ! alive $FWD_PID; then
+		wait $FWD_PID
+		fwd_fail "$id" "exited at start (status $?): $(cat "$log" "$log.out" 2>/dev/null | grep -v -i syslog | head -n 2)"
+		return 1
+	fi
+	if ! ns_ready "$ns" 6; then
+		ns_ready "$ns" 4 || { fwd_fail "$id" "no IPv4 address/route in 10 s"; return 1; }
 		log "$id: no IPv6 address/route in 10 s; IPv6 runs will fail"
 	fi
-	alive $FWD_PID || { log "$id: forwarder exited"; return 1; }
 	FWD_MTU=$($NSX/$ns ip -o link show | awk '$2 != "lo:" { for (i = 1; i < NF; i++) if ($i == "mtu") { print $(i + 1); exit } }')
 	log "$id: pid $FWD_PID, netns $ns ready: $($NSX/$ns ip -br addr | grep -v '^lo ' | tr -s ' ' | tr '\n' ' ')mtu $FWD_MTU"
 }
@@ -160,6 +164,17 @@ fwd_start() {
 holder_ready() {
 	local n
 	n=$(readlink "/proc/$HOLD_PID/ns/net" 2>/dev/null) && [[ -n $n && $n != "$1" ]]
+}
+
+# fwd_fail ID WHY: log why the forwarder could not start; its runs record WHY
+fwd_fail() {
+	FWD_FAIL=$(printf '%s' "$2" | tr '\t\n' '  ' | cut -c1-160)
+	log "$1: $FWD_FAIL"
+}
+
+# fwd_settled NS: the forwarder is gone or NS is ready for both families
+fwd_settled() {
+	! alive $FWD_PID || ns_ready "$1" 6
 }
 
 # ns_ready NS AF: global (non-tentative) address of family AF and a default route
@@ -210,7 +225,7 @@ run_one() {
 	[[ $dir == recv ]] && rflag=(-R)
 	local json=$BENCH_OUT/raw/$tag.json err=$BENCH_OUT/raw/$tag.err
 	if [[ -z $FWD_PID ]] || ! alive $FWD_PID; then
-		record "$round" "$id" "$mtu" "$af" "$dir" fail 0 0 - "forwarder not running"
+		record "$round" "$id" "$mtu" "$af" "$dir" fail 0 0 - "forwarder not running${FWD_FAIL:+: $FWD_FAIL}"
 		log "$tag: fail (forwarder not running)"
 		return
 	fi
@@ -283,7 +298,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 			t=${TOOLS[(k + round - 1) % ntools]}
 			id=${t%%=*} bin=${t#*=}
 			log "round $round, MTU $mtu: $id ($bin)"
-			FWD_MTU="" MTU_NOTE=""
+			FWD_MTU="" MTU_NOTE="" FWD_FAIL=""
 			if ! fwd_start "$id" "$bin" "$mtu"; then
 				fwd_stop "$id"   # every run_one below then records "forwarder not running"
 			elif [[ $FWD_MTU != "$mtu" ]]; then
