@@ -15,13 +15,18 @@
 //!   namespaces as the integration tests (`tests/lab`), so nothing reaches a
 //!   real network. Without `--lab` it runs on this machine's real network.
 //!   `PASTA_BIN` overrides the binary (e.g. to compare with Debian's pasta).
-//! - `build-ebpf`, `bench`: not available yet (later issues); exit 1.
+//! - `bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--no-install]`:
+//!   iperf3 TCP through the tap of pasta-rs, Debian's pasta and slirp4netns
+//!   in a private lab, table with ratios and CPU s/GB ([`bench`]).
+//! - `build-ebpf`: not available yet (later issue); exit 1.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
+
+mod bench;
 
 /// Debian packages the integration lab and the guest/bench tooling use.
 const HOST_PACKAGES: &[&str] = &[
@@ -54,7 +59,12 @@ usage: cargo xtask <command>
         the private test lab (nothing reaches a real network); PASTA_BIN=path
         runs another pasta instead
   build-ebpf    not available yet (eBPF arrives with a later issue)
-  bench         not available yet (benchmarks arrive with a later issue)
+  bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--no-install]
+        iperf3 TCP through the tap (IPv4/IPv6, both directions, MTU 65520 and
+        1500) of pasta-rs, Debian's pasta and slirp4netns in a private lab
+        (needs root); medians of N rounds (default 3) x S s (default 5),
+        --quick = 1 x 2 s; table with ratios and CPU s/GB to stdout and
+        target/bench/bench.md, raw numbers in target/bench/bench.json
 ";
 
 fn main() -> ExitCode {
@@ -81,10 +91,7 @@ fn dispatch(args: &[OsString]) -> Result<ExitCode> {
             eprintln!("xtask: build-ebpf is not available yet: the eBPF fast path arrives with a later issue");
             Ok(ExitCode::FAILURE)
         }
-        "bench" => {
-            eprintln!("xtask: bench is not available yet: benchmarks arrive with a later issue");
-            Ok(ExitCode::FAILURE)
-        }
+        "bench" => bench::cmd_bench(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -420,7 +427,6 @@ mod tests {
 
     #[test]
     fn later_issue_commands_exit_1() {
-        assert_eq!(dispatch(&os(&["bench"])).unwrap(), ExitCode::FAILURE);
         assert_eq!(dispatch(&os(&["build-ebpf"])).unwrap(), ExitCode::FAILURE);
     }
 

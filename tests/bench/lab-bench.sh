@@ -1,0 +1,318 @@
+#!/bin/bash
+# lab-bench.sh - iperf3 TCP through each forwarder's tap, inside a private lab.
+#
+# Started by `cargo xtask bench` (xtask/src/bench.rs) as PID 1 of fresh
+#   timeout T unshare --net --mount --pid --fork --kill-child --mount-proc bash lab-bench.sh
+# and refuses to run anywhere else: nothing here can reach a real network. The
+# only interfaces are lo, the lab veth to a private "upstream" namespace and the
+# forwarders' taps in namespaces created below.
+#
+# Topology (addresses and helpers from tests/lab/lab.sh)
+#
+#   lab ("host") netns, PID 1 = this script         upstream netns "up"
+#   lab0 192.0.2.2/24 2001:db8:2::2/64  <-veth->    lab1 192.0.2.1/24 2001:db8:2::1/64
+#   MTU 1500, default routes via upstream           lo 198.51.100.1 2001:db8:100::1
+#                                                   iperf3 -s -1 (fresh for each run)
+#   forwarder under test (in the lab netns, as root of user namespace U)
+#     `-- tap in netns "fw-TOOL" (owned by U): iperf3 -c 198.51.100.1 / 2001:db8:100::1
+#
+# Per forwarder start: `unshare --user --map-root-user --net sleep` creates U and
+# the netns (root of U = root, as `unshare --user --map-root-user` gives Podman's
+# pasta), `ip netns attach` names the netns, and the forwarder runs via
+# `nsenter --user=U`: root of its own user namespace, in the lab netns, attached
+# to a netns U owns. Debian's pasta started as plain root would drop to nobody
+# and could not enter the namespace (see /work/shared/research/peers.md).
+#   pasta-rs, debian-pasta: pasta --config-net -m MTU -t none -u none -T none
+#                           -U none -f -l LOG --netns /run/netns/fw-TOOL
+#   slirp4netns:            slirp4netns --configure --mtu=MTU --enable-ipv6
+#                           --netns-type=path /run/netns/fw-TOOL tap0
+#
+# Order: for each round, for each MTU, for each tool (order rotated by one per
+# round), start the forwarder, wait for both address families (10 s), run the
+# four paths (IPv4/IPv6 x namespace sends / namespace receives = iperf3 -R),
+# stop it. The forwarder's CPU time is utime+stime of /proc/PID/stat (all its
+# threads, not its reaped children) read right before and after each iperf3
+# client, so start-up and idle time are not counted.
+#
+# Environment (all required):
+#   BENCH_OUT     output directory (created): runs.tsv, env.txt, raw/, logs/
+#   BENCH_ROUNDS  number of rounds
+#   BENCH_SECS    iperf3 -t per run, seconds
+#   BENCH_MTUS    tap MTUs, space separated ("65520 1500")
+#   BENCH_TOOLS   "ID=PATH ..." with ID one of pasta-rs, debian-pasta, slirp4netns
+#
+# Output: $BENCH_OUT/runs.tsv, one line per iperf3 run, tab separated:
+#   round tool mtu af dir status bytes secs cpu_s note
+# af = 4|6, dir = send (namespace sends) | recv (namespace receives, -R),
+# status = ok|fail, bytes/secs = iperf3 end.sum_received, cpu_s = forwarder
+# CPU seconds during the run ("-" if unknown), note = why it failed ("-" if ok).
+# Exit status: 0 after all runs (failed runs included), 2 lab set-up problem,
+# 3 not started as PID 1 of a private namespace or bad environment.
+set -uo pipefail
+export LC_ALL=C
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+if (($$ != 1)); then
+	echo "lab-bench.sh: must run as PID 1 of unshare --net --mount --pid --fork (use cargo xtask bench)"
+	exit 3
+fi
+for v in BENCH_OUT BENCH_ROUNDS BENCH_SECS BENCH_MTUS BENCH_TOOLS; do
+	[[ -n ${!v:-} ]] || { echo "lab-bench.sh: $v is not set"; exit 3; }
+done
+[[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ && $BENCH_SECS =~ ^[1-9][0-9]*$ ]] ||
+	{ echo "lab-bench.sh: BENCH_ROUNDS and BENCH_SECS must be positive integers"; exit 3; }
+
+# lab.sh wants these for its pasta helpers, which this script does not use
+export PASTA_BIN=/bin/false LAB_WORK=$BENCH_OUT
+source "$BENCH_DIR/../lab/lab.sh"
+
+PORT=5201
+CLK_TCK=$(getconf CLK_TCK)
+RUNS=$BENCH_OUT/runs.tsv
+NSX="nsenter --net=/run/netns"   # $NSX/NAME CMD...: run CMD in netns NAME
+
+# ---- lab --------------------------------------------------------------------
+bench_setup() {
+	mkdir -p "$BENCH_OUT/raw" "$BENCH_OUT/logs" || return 2
+	: >"$RUNS" || return 2
+	# refuse to go on if this namespace has anything but lo: not a fresh netns
+	local links
+	links=$(ip -o link show | awk -F': ' '{ print $2 }' | tr '\n' ' ')
+	[[ $links == "lo " ]] || { echo "lab-bench.sh: unexpected interfaces here: $links"; return 3; }
+	mount -t tmpfs -o mode=755 bench-run /run || return 2
+	sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	ip link set lo up
+	ip netns add up || return 2
+	$NSX/up sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	$NSX/up ip link set lo up
+	ip link add name $LAB_IF type veth peer name $LAB_PEER_IF netns up || return 2
+	ip addr add $H4/$PLEN4 dev $LAB_IF
+	ip -6 addr add $H6/$PLEN6 dev $LAB_IF nodad
+	$NSX/up ip addr add $GW4/$PLEN4 dev $LAB_PEER_IF
+	$NSX/up ip -6 addr add $GW6/$PLEN6 dev $LAB_PEER_IF nodad
+	$NSX/up ip addr add $R4/32 dev lo
+	$NSX/up ip -6 addr add $R6/128 dev lo nodad
+	$NSX/up ip link set $LAB_PEER_IF up
+	ip link set $LAB_IF up
+	ip route add default via $GW4 dev $LAB_IF || return 2
+	ip -6 route add default via $GW6 dev $LAB_IF || return 2
+	wait_until 5 ping -c1 -W1 -q $R4 >/dev/null || { echo "lab: $R4 unreachable"; return 2; }
+	wait_until 5 ping -6 -c1 -W1 -q $R6 >/dev/null || { echo "lab: $R6 unreachable"; return 2; }
+	log "lab up: $LAB_IF $(ip -o link show $LAB_IF | grep -o 'mtu [0-9]*'), upstream $R4 $R6"
+}
+
+bench_env() {
+	local id bin
+	{
+		echo "kernel: $(uname -r)"
+		echo "cpus: $(nproc)"
+		echo "iperf3: $(iperf3 --version 2>&1 | head -n 1)"
+		for t in $BENCH_TOOLS; do
+			id=${t%%=*} bin=${t#*=}
+			echo "$id: $bin: $(timeout 5 "$bin" --version 2>&1 | grep -v -i syslog | head -n 1)"
+		done
+		echo "rounds: $BENCH_ROUNDS x $BENCH_SECS s; MTUs: $BENCH_MTUS"
+	} >"$BENCH_OUT/env.txt"
+}
+
+# ---- forwarders -------------------------------------------------------------
+FWD_PID="" HOLD_PID=""
+
+# fwd_start ID BIN MTU: user namespace + netns fw-ID, forwarder attached to it.
+# Sets FWD_PID and HOLD_PID. Fails if the forwarder exits or the namespace does
+# not get both address families and default routes within 10 s (IPv4 alone is
+# accepted with a log line: the IPv6 runs then fail on their own).
+fwd_start() {
+	local id=$1 bin=$2 mtu=$3 ns=fw-$1 log=$BENCH_OUT/logs/$1-$3.log self
+	: >"$log"
+	self=$(readlink /proc/self/ns/net)
+	# the holder bounds its own life: longer than any round could last
+	unshare --user --map-root-user --net sleep $((BENCH_SECS * 8 + 300)) &
+	HOLD_PID=$!
+	wait_until 5 holder_ready "$self" || { fwd_fail "$id" "holder namespace not created"; return 1; }
+	ip netns attach "$ns" $HOLD_PID || { fwd_fail "$id" "ip netns attach failed"; return 1; }
+	$NSX/$ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	$NSX/$ns ip link set lo up
+	case $id in
+	pasta-rs | debian-pasta)
+		nsenter --user=/proc/$HOLD_PID/ns/user "$bin" --config-net -m "$mtu" \
+			-t none -u none -T none -U none -f -l "$log" --netns /run/netns/$ns \
+			>>"$log.out" 2>&1 &
+		;;
+	slirp4netns)
+		nsenter --user=/proc/$HOLD_PID/ns/user "$bin" --configure --mtu="$mtu" --enable-ipv6 \
+			--netns-type=path /run/netns/$ns tap0 >>"$log" 2>&1 &
+		;;
+	*) fwd_fail "$id" "unknown tool"; return 1 ;;
+	esac
+	FWD_PID=$!
+	wait_until 10 fwd_settled "$ns"
+	if ! alive $FWD_PID; then
+		wait $FWD_PID
+		fwd_fail "$id" "exited at start (status $?): $(cat "$log" "$log.out" 2>/dev/null | grep -v -i syslog | head -n 2)"
+		return 1
+	fi
+	if ! ns_ready "$ns" 6; then
+		ns_ready "$ns" 4 || { fwd_fail "$id" "no IPv4 address/route in 10 s"; return 1; }
+		log "$id: no IPv6 address/route in 10 s; IPv6 runs will fail"
+	fi
+	FWD_MTU=$($NSX/$ns ip -o link show | awk '$2 != "lo:" { for (i = 1; i < NF; i++) if ($i == "mtu") { print $(i + 1); exit } }')
+	log "$id: pid $FWD_PID, netns $ns ready: $($NSX/$ns ip -br addr | grep -v '^lo ' | tr -s ' ' | tr '\n' ' ')mtu $FWD_MTU"
+}
+
+# holder_ready NETNS: $HOLD_PID lives in a network namespace other than NETNS
+holder_ready() {
+	local n
+	n=$(readlink "/proc/$HOLD_PID/ns/net" 2>/dev/null) && [[ -n $n && $n != "$1" ]]
+}
+
+# fwd_fail ID WHY: log why the forwarder could not start; its runs record WHY
+fwd_fail() {
+	FWD_FAIL=$(printf '%s' "$2" | tr '\t\n' '  ' | cut -c1-160)
+	log "$1: $FWD_FAIL"
+}
+
+# fwd_settled NS: the forwarder is gone or NS is ready for both families
+fwd_settled() {
+	! alive $FWD_PID || ns_ready "$1" 6
+}
+
+# ns_ready NS AF: global (non-tentative) address of family AF and a default route
+ns_ready() {
+	local n="$NSX/$1"
+	[[ -n $($n ip -"$2" -o addr show scope global -tentative 2>/dev/null) ]] &&
+		[[ -n $($n ip -"$2" route show default 2>/dev/null) ]] &&
+		{ [[ $2 == 4 ]] || ns_ready "$1" 4; }
+}
+
+fwd_stop() {
+	local id=$1 i
+	if [[ -n $FWD_PID ]]; then
+		kill -TERM $FWD_PID 2>/dev/null
+		for ((i = 0; i < 50; i++)); do alive $FWD_PID || break; sleep 0.1; done
+		kill -KILL $FWD_PID 2>/dev/null
+		wait $FWD_PID 2>/dev/null
+	fi
+	[[ -n $HOLD_PID ]] && { kill -KILL $HOLD_PID 2>/dev/null; wait $HOLD_PID 2>/dev/null; }
+	ip netns delete "fw-$id" 2>/dev/null
+	FWD_PID="" HOLD_PID=""
+}
+
+# cpu_ticks PID: utime+stime (clock ticks) of PID's threads, empty if gone.
+# /proc/PID/stat fields 14 and 15; the command name (field 2) may hold spaces,
+# so count from the last ')'.
+cpu_ticks() {
+	local s rest
+	read -r s 2>/dev/null <"/proc/$1/stat" || return 1
+	rest=${s##*) }
+	# shellcheck disable=SC2086
+	set -- $rest
+	echo $((${12} + ${13}))
+}
+
+# ---- one iperf3 run -----------------------------------------------------------
+# record ROUND ID MTU AF DIR STATUS BYTES SECS CPU NOTE
+record() {
+	local IFS=$'\t'
+	echo "$*" >>"$RUNS"
+}
+
+# run_one ROUND ID MTU AF DIR
+run_one() {
+	local round=$1 id=$2 mtu=$3 af=$4 dir=$5 ns=fw-$2
+	local tag="r$1-$2-$3-v$4-$5" dst=$R4 rflag=() srv c0 c1 rc out cpu note
+	[[ $af == 6 ]] && dst=$R6
+	[[ $dir == recv ]] && rflag=(-R)
+	local json=$BENCH_OUT/raw/$tag.json err=$BENCH_OUT/raw/$tag.err
+	if [[ -z $FWD_PID ]] || ! alive $FWD_PID; then
+		record "$round" "$id" "$mtu" "$af" "$dir" fail 0 0 - "forwarder not running${FWD_FAIL:+: $FWD_FAIL}"
+		log "$tag: fail (forwarder not running)"
+		return
+	fi
+	$NSX/up timeout -k 2 $((BENCH_SECS + 40)) iperf3 -s -1 -p $PORT >"$BENCH_OUT/raw/$tag.server" 2>&1 &
+	srv=$!
+	wait_until 5 server_listening || {
+		record "$round" "$id" "$mtu" "$af" "$dir" fail 0 0 - "iperf3 server did not start"
+		kill $srv 2>/dev/null; wait $srv 2>/dev/null
+		return
+	}
+	c0=$(cpu_ticks $FWD_PID)
+	$NSX/$ns timeout -k 2 $((BENCH_SECS + 20)) iperf3 -c "$dst" -p $PORT -t "$BENCH_SECS" -J \
+		--connect-timeout 3000 "${rflag[@]}" >"$json" 2>"$err"
+	rc=$?
+	c1=$(cpu_ticks $FWD_PID)
+	kill $srv 2>/dev/null
+	wait $srv 2>/dev/null
+	cpu=-
+	[[ -n $c0 && -n $c1 ]] && cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / t }')
+	# "bytes secs" or "error: why"
+	out=$(iperf3_result "$json")
+	if ((rc == 0)) && [[ $out =~ ^([0-9]+)\ ([0-9.]+)$ ]] && ((BASH_REMATCH[1] > 0)); then
+		record "$round" "$id" "$mtu" "$af" "$dir" ok "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "$cpu" "${MTU_NOTE:--}"
+		log "$tag: $(awk -v b="${BASH_REMATCH[1]}" -v s="${BASH_REMATCH[2]}" 'BEGIN { printf "%.3f", b * 8 / s / 1e9 }') Gbit/s, forwarder CPU $cpu s"
+	else
+		note=${out#error: }
+		((rc == 124 || rc == 137)) && note="timed out after $((BENCH_SECS + 20)) s; $note"
+		[[ -z $note ]] && note="iperf3 exit status $rc"
+		note=$(printf '%s' "$note" | tr '\t\n' '  ' | cut -c1-200)
+		record "$round" "$id" "$mtu" "$af" "$dir" fail 0 0 "$cpu" "$note"
+		log "$tag: fail ($note)"
+	fi
+}
+
+server_listening() {
+	[[ -n $($NSX/up ss -Htln "sport = :$PORT" 2>/dev/null) ]]
+}
+
+# iperf3_result JSON: "BYTES SECONDS" of end.sum_received, or "error: WHY"
+iperf3_result() {
+	timeout 10 python3 - "$1" <<'EOF' 2>/dev/null || echo "error: no iperf3 JSON"
+import json, sys
+try:
+    with open(sys.argv[1]) as f:
+        j = json.load(f)
+except Exception as e:
+    print("error: no iperf3 JSON (%s)" % type(e).__name__)
+    sys.exit(0)
+if j.get("error"):
+    print("error: " + str(j["error"]))
+    sys.exit(0)
+s = j.get("end", {}).get("sum_received", {})
+b, t = s.get("bytes"), s.get("seconds")
+if not isinstance(b, int) or not isinstance(t, (int, float)) or t <= 0:
+    print("error: no end.sum_received in iperf3 JSON")
+else:
+    print("%d %.6f" % (b, t))
+EOF
+}
+
+# ---- main -------------------------------------------------------------------
+bench_setup || exit $?
+bench_env
+read -r -a TOOLS <<<"$BENCH_TOOLS"
+read -r -a MTUS <<<"$BENCH_MTUS"
+ntools=${#TOOLS[@]}
+for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+	for mtu in "${MTUS[@]}"; do
+		for ((k = 0; k < ntools; k++)); do
+			t=${TOOLS[(k + round - 1) % ntools]}
+			id=${t%%=*} bin=${t#*=}
+			log "round $round, MTU $mtu: $id ($bin)"
+			FWD_MTU="" MTU_NOTE="" FWD_FAIL=""
+			if ! fwd_start "$id" "$bin" "$mtu"; then
+				fwd_stop "$id"   # every run_one below then records "forwarder not running"
+			elif [[ $FWD_MTU != "$mtu" ]]; then
+				MTU_NOTE="tap MTU is $FWD_MTU, not $mtu"
+				log "$id: $MTU_NOTE"
+			fi
+			for af in 4 6; do
+				for dir in send recv; do
+					run_one "$round" "$id" "$mtu" "$af" "$dir"
+				done
+			done
+			fwd_stop "$id"
+		done
+	done
+done
+log "bench done: $(grep -c $'\tok\t' "$RUNS") ok, $(grep -c $'\tfail\t' "$RUNS") failed runs"
+exit 0

@@ -1,0 +1,981 @@
+//! # Theory of operation
+//!
+//! `cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--no-install]`:
+//! iperf3 TCP throughput through the tap of pasta-rs, side by side in the same
+//! run with Debian's pasta (`/usr/bin/pasta`, package `passt`) and slirp4netns
+//! (package `slirp4netns`), plus each forwarder's CPU seconds per GB.
+//!
+//! Steps: install the missing Debian packages (`iperf3 passt slirp4netns`
+//! and the tools the lab script calls; [`super::ensure_packages`]), build
+//! release ([`super::build_release`]), then run `tests/bench/lab-bench.sh` as
+//! PID 1 of `unshare --net --mount --pid --fork` under a hard `timeout`: a
+//! private lab (a "host" namespace with a veth, MTU 1500, to an "upstream"
+//! namespace holding the iperf3 server), so no traffic reaches anything but
+//! the lab. The script starts each forwarder as root of its own user
+//! namespace (as Podman runs pasta) connecting a fresh namespace, runs
+//! `iperf3 -c` in it towards upstream (namespace sends) and with `-R`
+//! (namespace receives), IPv4 and IPv6, at tap MTU 65520 and 1500, tools
+//! round-robin within each round, and writes one line per run to
+//! `target/bench/runs.tsv` ([`parse_runs`] documents the format).
+//!
+//! This module then summarises: per path (MTU, address family, direction)
+//! and tool, the median and range of the throughput over the successful
+//! runs, the ratio pasta-rs / best peer (the faster of Debian's pasta and
+//! slirp4netns by median), and the median forwarder CPU seconds per GB
+//! received (utime+stime during the iperf3 client, decimal GB). A tool that
+//! fails on a path shows `fail` there; the bench goes on. The Markdown table
+//! goes to stdout and `target/bench/bench.md`, raw numbers and the summary to
+//! `target/bench/bench.json`; raw iperf3 JSON and forwarder logs stay in
+//! `target/bench/raw` and `target/bench/logs`.
+//!
+//! Exit status: 0 when at least one run of any tool succeeded, 1 when every
+//! tool failed everywhere, when the lab could not be set up, or when the
+//! hard timeout killed the lab (the partial table is still printed).
+//!
+//! Limits: one machine's numbers; the client, server and forwarder share its
+//! CPUs, so other load skews them (the medians and ranges show how much).
+//! CPU time has clock-tick resolution (10 ms at `CLK_TCK` 100).
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::{build_release, ensure_packages, show, workspace_root};
+
+/// Debian packages the bench needs (iperf3, the two peers, and what
+/// `tests/bench/lab-bench.sh` calls: unshare/nsenter, ip/ss, ping, python3).
+const BENCH_PACKAGES: &[&str] = &[
+    "iperf3",
+    "passt",
+    "slirp4netns",
+    "iproute2",
+    "iputils-ping",
+    "python3",
+    "util-linux",
+];
+
+/// The lab script, relative to the workspace root.
+const LAB_SCRIPT: &str = "tests/bench/lab-bench.sh";
+
+/// Tap MTUs measured, in bytes, in table order.
+const MTUS: &[u16] = &[65520, 1500];
+
+/// Default number of rounds (`--rounds`).
+const ROUNDS_DEFAULT: u32 = 3;
+/// Default iperf3 run length in seconds (`--secs`).
+const SECS_DEFAULT: u32 = 5;
+
+/// One forwarder the bench can measure.
+#[derive(Debug, PartialEq, Eq)]
+struct Tool {
+    /// Name in `--tools`, in runs.tsv and in bench.json.
+    id: &'static str,
+    /// Column heading in the table.
+    label: &'static str,
+    /// A peer pasta-rs is compared with (the ratio column).
+    peer: bool,
+}
+
+/// Every tool, in column order.
+const TOOLS: &[Tool] = &[
+    Tool { id: "pasta-rs", label: "pasta-rs", peer: false },
+    Tool { id: "debian-pasta", label: "Debian pasta", peer: true },
+    Tool { id: "slirp4netns", label: "slirp4netns", peer: true },
+];
+
+/// The id of the tool under test (numerator of the ratio).
+const OURS: &str = "pasta-rs";
+
+/// Parsed command line.
+#[derive(Debug, PartialEq)]
+struct Opts {
+    /// Rounds; every round runs every path with every tool once.
+    rounds: u32,
+    /// iperf3 `-t` of each run, seconds.
+    secs: u32,
+    /// Install missing packages first.
+    install: bool,
+    /// Selected tools, in column order.
+    tools: Vec<&'static Tool>,
+}
+
+const USAGE: &str = "\
+usage: cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--no-install]
+  --rounds N    rounds, each running every path with every tool (default 3)
+  --secs S      seconds per iperf3 run (default 5)
+  --quick       1 round x 2 s (smoke test)
+  --tools LIST  comma-separated subset of pasta-rs,debian-pasta,slirp4netns
+  --no-install  do not install missing Debian packages";
+
+fn parse_args(args: &[OsString]) -> Result<Opts> {
+    let mut o = Opts {
+        rounds: ROUNDS_DEFAULT,
+        secs: SECS_DEFAULT,
+        install: true,
+        tools: TOOLS.iter().collect(),
+    };
+    let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
+    let positive = |name: &str, v: Option<String>| -> Result<u32> {
+        let v = v.with_context(|| format!("{name} needs a number"))?;
+        match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => bail!("{name}: '{v}' is not a positive number"),
+        }
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rounds" => o.rounds = positive("--rounds", it.next())?,
+            "--secs" => o.secs = positive("--secs", it.next())?,
+            "--quick" => {
+                o.rounds = 1;
+                o.secs = 2;
+            }
+            "--no-install" => o.install = false,
+            "--tools" => {
+                let v = it.next().context("--tools needs a list")?;
+                let mut want = Vec::new();
+                for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let Some(t) = TOOLS.iter().find(|t| t.id == name) else {
+                        bail!("--tools: unknown tool '{name}' (pasta-rs, debian-pasta, slirp4netns)");
+                    };
+                    want.push(t.id);
+                }
+                if want.is_empty() {
+                    bail!("--tools: empty list");
+                }
+                o.tools = TOOLS.iter().filter(|t| want.contains(&t.id)).collect();
+            }
+            other => bail!("bench: unknown option '{other}'\n{USAGE}"),
+        }
+    }
+    Ok(o)
+}
+
+/// `cargo xtask bench ARGS`: see the module documentation.
+pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = parse_args(args)?;
+    if !is_root()? {
+        bail!("bench must run as root (unshare --net --mount --pid for the private lab)");
+    }
+    if opts.install {
+        ensure_packages(BENCH_PACKAGES)?;
+    }
+    let root = workspace_root();
+    let mut tool_bins = Vec::new();
+    for t in &opts.tools {
+        let bin = match t.id {
+            "pasta-rs" => {
+                build_release()?;
+                std::env::var_os("PASTA_BIN")
+                    .filter(|p| !p.is_empty())
+                    .map_or_else(|| target_dir().join("release/pasta"), PathBuf::from)
+            }
+            "debian-pasta" => PathBuf::from("/usr/bin/pasta"),
+            _ => PathBuf::from("/usr/bin/slirp4netns"),
+        };
+        // absolute but not canonical: /usr/bin/pasta is a symlink to passt,
+        // which picks its mode from the name it was started by
+        let bin = std::path::absolute(&bin)
+            .with_context(|| format!("{}: bad path {}", t.id, bin.display()))?;
+        if !bin.is_file() {
+            bail!("{}: {} not found", t.id, bin.display());
+        }
+        tool_bins.push(format!("{}={}", t.id, bin.display()));
+    }
+    let out = target_dir().join("bench");
+    for d in ["raw", "logs"] {
+        let p = out.join(d);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("rm -r {}", p.display()))?;
+        }
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
+    let runs_file = out.join("runs.tsv");
+    let _ = std::fs::remove_file(&runs_file);
+
+    let limit = hard_limit_secs(&opts);
+    let mtus: Vec<String> = MTUS.iter().map(u16::to_string).collect();
+    let mut c = Command::new("timeout");
+    c.args(["-k", "10", &limit.to_string()])
+        .args(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"])
+        .arg("bash")
+        .arg(root.join(LAB_SCRIPT))
+        .env("BENCH_OUT", &out)
+        .env("BENCH_ROUNDS", opts.rounds.to_string())
+        .env("BENCH_SECS", opts.secs.to_string())
+        .env("BENCH_MTUS", mtus.join(" "))
+        .env("BENCH_TOOLS", tool_bins.join(" "))
+        // progress to stderr: stdout carries only the table
+        .stdout(Stdio::from(std::io::stderr()));
+    eprintln!(
+        "xtask: bench: {} rounds x {} s, tools {}, at most {limit} s",
+        opts.rounds,
+        opts.secs,
+        opts.tools.iter().map(|t| t.id).collect::<Vec<_>>().join(",")
+    );
+    eprintln!("xtask: $ {}", show(&c));
+    let t0 = Instant::now();
+    let status = c.status().context("cannot start timeout/unshare")?;
+    let elapsed = t0.elapsed();
+    let killed = matches!(status.code(), Some(124 | 137)) || status.code().is_none();
+    if !status.success() && !killed {
+        bail!("bench lab failed ({status}); see the log above");
+    }
+    if killed {
+        eprintln!("xtask: bench: the lab was killed after {limit} s; partial results follow");
+    }
+    let text = std::fs::read_to_string(&runs_file)
+        .with_context(|| format!("cannot read {}", runs_file.display()))?;
+    let runs = parse_runs(&text)?;
+    let env = std::fs::read_to_string(out.join("env.txt")).unwrap_or_default();
+    let summary = summarise(&runs, &opts.tools);
+    let md = render_markdown(&summary, &opts, &env, elapsed, &runs);
+    print!("{md}");
+    let md_path = out.join("bench.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("cannot write {}", md_path.display()))?;
+    let json_path = out.join("bench.json");
+    let json = render_json(&summary, &runs, &opts, &env, elapsed);
+    std::fs::write(&json_path, json)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    eprintln!("xtask: bench: wrote {} and {}", md_path.display(), json_path.display());
+    if killed {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(exit_code(&runs))
+}
+
+/// 0 if any run succeeded, else 1 (every tool failed everywhere).
+fn exit_code(runs: &[Run]) -> ExitCode {
+    if runs.iter().any(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("xtask: bench: every run of every tool failed");
+        ExitCode::FAILURE
+    }
+}
+
+/// Upper bound of the whole lab in seconds: per forwarder start 21 s (5 s
+/// namespace, 10 s addresses, 6 s stop), per run the client limit (S + 20 s)
+/// plus 10 s for the server and the kill, and 60 s for set-up.
+fn hard_limit_secs(o: &Opts) -> u64 {
+    let sessions = u64::from(o.rounds) * MTUS.len() as u64 * o.tools.len() as u64;
+    sessions * (21 + 4 * (u64::from(o.secs) + 30)) + 60
+}
+
+/// `$CARGO_TARGET_DIR` or `<workspace>/target`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// Effective UID 0, from the `Uid:` line of /proc/self/status.
+fn is_root() -> Result<bool> {
+    let s = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    Ok(euid_from_status(&s) == Some(0))
+}
+
+/// The effective UID (second field of `Uid:`) in /proc/PID/status text.
+fn euid_from_status(s: &str) -> Option<u32> {
+    let line = s.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+// ---- runs -------------------------------------------------------------------
+
+/// Direction of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    /// The namespace sends (iperf3 -c).
+    Send,
+    /// The namespace receives (iperf3 -c -R).
+    Recv,
+}
+
+impl Dir {
+    fn id(self) -> &'static str {
+        match self {
+            Dir::Send => "send",
+            Dir::Recv => "recv",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Dir::Send => "namespace sends",
+            Dir::Recv => "namespace receives",
+        }
+    }
+}
+
+/// One iperf3 run (a line of runs.tsv).
+#[derive(Clone, Debug, PartialEq)]
+struct Run {
+    /// Round, from 1.
+    round: u32,
+    /// Tool id (see [`TOOLS`]).
+    tool: String,
+    /// Tap MTU, bytes.
+    mtu: u16,
+    /// Address family: 4 or 6.
+    af: u8,
+    /// Direction.
+    dir: Dir,
+    /// iperf3 succeeded and moved data.
+    ok: bool,
+    /// Bytes received (iperf3 end.sum_received.bytes); 0 if failed.
+    bytes: u64,
+    /// Seconds of the transfer (end.sum_received.seconds); 0 if failed.
+    secs: f64,
+    /// Forwarder CPU seconds (utime+stime) during the run, if known.
+    cpu_s: Option<f64>,
+    /// Why it failed, or a remark on a successful run; empty if none.
+    note: String,
+}
+
+impl Run {
+    /// Throughput in Gbit/s (10^9 bit/s).
+    fn gbps(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.bytes as f64 * 8.0 / self.secs / 1e9
+        } else {
+            0.0
+        }
+    }
+    /// Forwarder CPU seconds per GB (10^9 bytes) received.
+    fn cpu_s_per_gb(&self) -> Option<f64> {
+        match self.cpu_s {
+            Some(c) if self.ok && self.bytes > 0 => Some(c / (self.bytes as f64 / 1e9)),
+            _ => None,
+        }
+    }
+}
+
+/// Parse runs.tsv as written by tests/bench/lab-bench.sh: one run per line,
+/// ten tab-separated fields `round tool mtu af dir status bytes secs cpu_s
+/// note`, with af `4|6`, dir `send|recv`, status `ok|fail`, cpu_s a decimal
+/// or `-`, note `-` for none. Empty lines are skipped.
+///
+/// # Errors
+/// A line with another field count or an unparsable field, naming the line.
+fn parse_runs(text: &str) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let n = i + 1;
+        let f: Vec<&str> = line.split('\t').collect();
+        let [round, tool, mtu, af, dir, status, bytes, secs, cpu, note] = f[..] else {
+            bail!("runs.tsv line {n}: {} fields, want 10: {line:?}", f.len());
+        };
+        let num = |what: &str, v: &str| format!("runs.tsv line {n}: bad {what} '{v}'");
+        let af: u8 = af.parse().with_context(|| num("af", af))?;
+        if af != 4 && af != 6 {
+            bail!("{}", num("af", &af.to_string()));
+        }
+        let secs: f64 = secs.parse().with_context(|| num("secs", secs))?;
+        if !secs.is_finite() || secs < 0.0 {
+            bail!("{}", num("secs", &secs.to_string()));
+        }
+        let cpu_s = match cpu {
+            "-" => None,
+            c => {
+                let v: f64 = c.parse().with_context(|| num("cpu_s", c))?;
+                if !v.is_finite() || v < 0.0 {
+                    bail!("{}", num("cpu_s", c));
+                }
+                Some(v)
+            }
+        };
+        runs.push(Run {
+            round: round.parse().with_context(|| num("round", round))?,
+            tool: tool.to_string(),
+            mtu: mtu.parse().with_context(|| num("mtu", mtu))?,
+            af,
+            dir: match dir {
+                "send" => Dir::Send,
+                "recv" => Dir::Recv,
+                d => bail!("{}", num("dir", d)),
+            },
+            ok: match status {
+                "ok" => true,
+                "fail" => false,
+                s => bail!("{}", num("status", s)),
+            },
+            bytes: bytes.parse().with_context(|| num("bytes", bytes))?,
+            secs,
+            cpu_s,
+            note: if note == "-" { String::new() } else { note.to_string() },
+        });
+    }
+    Ok(runs)
+}
+
+// ---- summary ----------------------------------------------------------------
+
+/// The median of `v` (mean of the middle two for an even count); `None` if empty.
+fn median(v: &[f64]) -> Option<f64> {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => s.get(n / 2).copied(),
+        _ => Some((s.get(n / 2 - 1)? + s.get(n / 2)?) / 2.0),
+    }
+}
+
+/// One tool on one path.
+#[derive(Debug, PartialEq)]
+struct Cell {
+    /// Tool id.
+    tool: &'static str,
+    /// Runs attempted.
+    runs: usize,
+    /// Runs that succeeded.
+    ok: usize,
+    /// Median, minimum, maximum Gbit/s over the successful runs.
+    gbps: Option<(f64, f64, f64)>,
+    /// Median forwarder CPU seconds per GB over the successful runs.
+    cpu_s_per_gb: Option<f64>,
+}
+
+/// One table row: a path and every selected tool on it.
+#[derive(Debug, PartialEq)]
+struct Row {
+    /// Tap MTU, bytes.
+    mtu: u16,
+    /// 4 or 6.
+    af: u8,
+    /// Direction.
+    dir: Dir,
+    /// One cell per selected tool, in column order.
+    cells: Vec<Cell>,
+    /// pasta-rs median / best peer median, if both exist.
+    ratio: Option<f64>,
+}
+
+/// Group `runs` into rows (MTU, then family, then direction, in [`MTUS`]
+/// order) with one cell per tool of `tools`.
+fn summarise(runs: &[Run], tools: &[&'static Tool]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &mtu in MTUS {
+        for af in [4u8, 6] {
+            for dir in [Dir::Send, Dir::Recv] {
+                let cells: Vec<Cell> = tools
+                    .iter()
+                    .map(|t| {
+                        let mine: Vec<&Run> = runs
+                            .iter()
+                            .filter(|r| r.tool == t.id && r.mtu == mtu && r.af == af && r.dir == dir)
+                            .collect();
+                        let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.gbps()).collect();
+                        let cpu: Vec<f64> = mine.iter().filter_map(|r| r.cpu_s_per_gb()).collect();
+                        let gbps = median(&good).map(|m| {
+                            let lo = good.iter().copied().fold(f64::INFINITY, f64::min);
+                            let hi = good.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                            (m, lo, hi)
+                        });
+                        Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps, cpu_s_per_gb: median(&cpu) }
+                    })
+                    .collect();
+                let ours = cells.iter().find(|c| c.tool == OURS).and_then(|c| c.gbps).map(|g| g.0);
+                let best_peer = cells
+                    .iter()
+                    .filter(|c| TOOLS.iter().any(|t| t.id == c.tool && t.peer))
+                    .filter_map(|c| c.gbps.map(|g| g.0))
+                    .fold(None, |b: Option<f64>, x| Some(b.map_or(x, |b| b.max(x))));
+                let ratio = match (ours, best_peer) {
+                    (Some(o), Some(p)) if p > 0.0 => Some(o / p),
+                    _ => None,
+                };
+                if cells.iter().any(|c| c.runs > 0) {
+                    rows.push(Row { mtu, af, dir, cells, ratio });
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// `x` with three significant digits (at least two decimals below 1 000), no exponent.
+fn sig3(x: f64) -> String {
+    let a = x.abs();
+    let decimals = if a >= 100.0 {
+        0
+    } else if a >= 10.0 {
+        1
+    } else if a >= 1.0 || a == 0.0 {
+        2
+    } else if a >= 0.1 {
+        3
+    } else {
+        4
+    };
+    format!("{x:.decimals$}")
+}
+
+fn gbps_cell(c: &Cell) -> String {
+    let Some((m, lo, hi)) = c.gbps else {
+        return if c.runs == 0 { "-".into() } else { "fail".into() };
+    };
+    let mut s = sig3(m);
+    if c.ok > 1 {
+        let _ = write!(s, " ({}-{})", sig3(lo), sig3(hi));
+    }
+    if c.ok < c.runs {
+        let _ = write!(s, ", {}/{} fail", c.runs - c.ok, c.runs);
+    }
+    s
+}
+
+fn label(id: &str) -> &str {
+    TOOLS.iter().find(|t| t.id == id).map_or(id, |t| t.label)
+}
+
+/// The report: header, the table, failure notes.
+fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &[Run]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# cargo xtask bench: iperf3 TCP through the tap\n");
+    let _ = writeln!(
+        s,
+        "Namespace <-> upstream across the lab veth (MTU 1500), tap MTU as in the row; \
+         {} round(s) x {} s, tools round-robin per round. Gbit/s: median (min-max) of the \
+         successful runs. Ratio: pasta-rs / best peer by median. CPU: forwarder utime+stime \
+         per GB received (10^9 bytes), median. Run time {:.0} s.\n",
+        o.rounds,
+        o.secs,
+        elapsed.as_secs_f64()
+    );
+    for l in env.lines().filter(|l| !l.trim().is_empty()) {
+        let _ = writeln!(s, "- {l}");
+    }
+    if !env.trim().is_empty() {
+        s.push('\n');
+    }
+    let ours = o.tools.iter().any(|t| t.id == OURS);
+    let peers = o.tools.iter().any(|t| t.peer);
+    let mut head = vec!["path".to_string()];
+    head.extend(o.tools.iter().map(|t| format!("{} Gbit/s", t.label)));
+    if ours && peers {
+        head.push("pasta-rs / best peer".into());
+    }
+    head.extend(o.tools.iter().map(|t| format!("CPU s/GB {}", t.label)));
+    let _ = writeln!(s, "| {} |", head.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+    for r in rows {
+        let mut cols = vec![format!("MTU {}, IPv{}, {}", r.mtu, r.af, r.dir.label())];
+        cols.extend(r.cells.iter().map(gbps_cell));
+        if ours && peers {
+            cols.push(r.ratio.map_or_else(|| "-".into(), |x| format!("{x:.2}")));
+        }
+        cols.extend(r.cells.iter().map(|c| c.cpu_s_per_gb.map_or_else(|| "-".into(), sig3)));
+        let _ = writeln!(s, "| {} |", cols.join(" | "));
+    }
+    // why runs failed, once per tool and reason
+    let mut reasons: Vec<(String, String, usize)> = Vec::new();
+    for r in runs.iter().filter(|r| !r.ok) {
+        let why = if r.note.is_empty() { "unknown" } else { r.note.as_str() };
+        match reasons.iter_mut().find(|(t, w, _)| *t == r.tool && w == why) {
+            Some(e) => e.2 += 1,
+            None => reasons.push((r.tool.clone(), why.to_string(), 1)),
+        }
+    }
+    let remarks: Vec<(String, String)> = {
+        let mut v: Vec<(String, String)> = Vec::new();
+        for r in runs.iter().filter(|r| r.ok && !r.note.is_empty()) {
+            if !v.iter().any(|(t, n)| *t == r.tool && *n == r.note) {
+                v.push((r.tool.clone(), r.note.clone()));
+            }
+        }
+        v
+    };
+    if !reasons.is_empty() || !remarks.is_empty() {
+        s.push('\n');
+    }
+    for (t, why, n) in &reasons {
+        let _ = writeln!(s, "- {} failed {n} run(s): {why}", label(t));
+    }
+    for (t, note) in &remarks {
+        let _ = writeln!(s, "- {}: {note}", label(t));
+    }
+    s
+}
+
+// ---- JSON -------------------------------------------------------------------
+
+/// `v` as a JSON string literal (RFC 8259 §7).
+fn json_str(v: &str) -> String {
+    let mut s = String::with_capacity(v.len() + 2);
+    s.push('"');
+    for ch in v.chars() {
+        match ch {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            '\t' => s.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(s, "\\u{:04x}", u32::from(c));
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// `x` as a JSON number, `null` if absent or not finite.
+fn json_num(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v.is_finite() => format!("{v}"),
+        _ => "null".into(),
+    }
+}
+
+/// bench.json: configuration, environment lines, every run, the summary.
+fn render_json(rows: &[Row], runs: &[Run], o: &Opts, env: &str, elapsed: Duration) -> String {
+    let mut s = String::from("{\n");
+    let tools: Vec<String> = o.tools.iter().map(|t| json_str(t.id)).collect();
+    let mtus: Vec<String> = MTUS.iter().map(u16::to_string).collect();
+    let _ = writeln!(
+        s,
+        "  \"config\": {{\"rounds\": {}, \"secs\": {}, \"tools\": [{}], \"mtus\": [{}], \"elapsed_s\": {}}},",
+        o.rounds,
+        o.secs,
+        tools.join(", "),
+        mtus.join(", "),
+        json_num(Some(elapsed.as_secs_f64()))
+    );
+    let env: Vec<String> = env.lines().filter(|l| !l.trim().is_empty()).map(json_str).collect();
+    let _ = writeln!(s, "  \"env\": [{}],", env.join(", "));
+    s.push_str("  \"runs\": [\n");
+    let lines: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"round\": {}, \"tool\": {}, \"mtu\": {}, \"af\": {}, \"dir\": {}, \"ok\": {}, \
+                 \"bytes\": {}, \"secs\": {}, \"gbps\": {}, \"cpu_s\": {}, \"cpu_s_per_gb\": {}, \"note\": {}}}",
+                r.round,
+                json_str(&r.tool),
+                r.mtu,
+                r.af,
+                json_str(r.dir.id()),
+                r.ok,
+                r.bytes,
+                json_num(Some(r.secs)),
+                json_num(r.ok.then(|| r.gbps())),
+                json_num(r.cpu_s),
+                json_num(r.cpu_s_per_gb()),
+                json_str(&r.note)
+            )
+        })
+        .collect();
+    s.push_str(&lines.join(",\n"));
+    s.push_str("\n  ],\n  \"summary\": [\n");
+    let mut lines = Vec::new();
+    for r in rows {
+        for c in &r.cells {
+            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
+            lines.push(format!(
+                "    {{\"mtu\": {}, \"af\": {}, \"dir\": {}, \"tool\": {}, \"runs\": {}, \"ok\": {}, \
+                 \"gbps_median\": {}, \"gbps_min\": {}, \"gbps_max\": {}, \"cpu_s_per_gb_median\": {}, \
+                 \"ratio_to_best_peer\": {}}}",
+                r.mtu,
+                r.af,
+                json_str(r.dir.id()),
+                json_str(c.tool),
+                c.runs,
+                c.ok,
+                json_num(m),
+                json_num(lo),
+                json_num(hi),
+                json_num(c.cpu_s_per_gb),
+                json_num(if c.tool == OURS { r.ratio } else { None })
+            ));
+        }
+    }
+    s.push_str(&lines.join(",\n"));
+    s.push_str("\n  ]\n}\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn run(tool: &str, mtu: u16, af: u8, dir: Dir, ok: bool, gbps: f64, cpu_s: Option<f64>) -> Run {
+        // 1 s runs: bytes = Gbit/s * 1e9 / 8
+        Run {
+            round: 1,
+            tool: tool.into(),
+            mtu,
+            af,
+            dir,
+            ok,
+            bytes: if ok { (gbps * 1e9 / 8.0) as u64 } else { 0 },
+            secs: if ok { 1.0 } else { 0.0 },
+            cpu_s,
+            note: if ok { String::new() } else { "unable to connect to server".into() },
+        }
+    }
+
+    fn all_tools() -> Vec<&'static Tool> {
+        TOOLS.iter().collect()
+    }
+
+    #[test]
+    fn defaults_are_three_rounds_of_five_seconds_with_every_tool() {
+        let o = parse_args(&[]).unwrap();
+        assert_eq!((o.rounds, o.secs, o.install, o.tools.len()), (3, 5, true, 3));
+    }
+
+    #[test]
+    fn quick_is_one_round_of_two_seconds() {
+        let o = parse_args(&os(&["--quick", "--no-install"])).unwrap();
+        assert_eq!((o.rounds, o.secs, o.install), (1, 2, false));
+    }
+
+    #[test]
+    fn rounds_and_secs_must_be_positive_numbers() {
+        let o = parse_args(&os(&["--rounds", "5", "--secs", "10"])).unwrap();
+        assert_eq!((o.rounds, o.secs), (5, 10));
+        for bad in [["--rounds", "0"], ["--secs", "x"], ["--secs", "-1"]] {
+            let e = parse_args(&os(&bad)).unwrap_err();
+            assert!(e.to_string().contains("not a positive number"), "{e}");
+        }
+        assert!(parse_args(&os(&["--rounds"])).is_err());
+    }
+
+    #[test]
+    fn tools_subset_keeps_column_order_and_rejects_unknown_names() {
+        let o = parse_args(&os(&["--tools", "slirp4netns,pasta-rs"])).unwrap();
+        let ids: Vec<&str> = o.tools.iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["pasta-rs", "slirp4netns"]);
+        let e = parse_args(&os(&["--tools", "podman"])).unwrap_err();
+        assert!(e.to_string().contains("unknown tool 'podman'"), "{e}");
+        assert!(parse_args(&os(&["--tools", ","])).is_err());
+    }
+
+    #[test]
+    fn unknown_option_is_refused_before_doing_anything() {
+        let e = cmd_bench(&os(&["--bogus"])).unwrap_err();
+        assert!(e.to_string().contains("unknown option '--bogus'"), "{e}");
+    }
+
+    #[test]
+    fn effective_uid_is_the_second_uid_field() {
+        let st = "Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(euid_from_status(st), Some(0));
+        assert_eq!(euid_from_status("Uid:\t0\t1000\t0\t0\n"), Some(1000));
+        assert_eq!(euid_from_status("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn runs_tsv_lines_parse_into_runs() {
+        let text = "1\tdebian-pasta\t65520\t4\tsend\tok\t111673344\t2.000365\t0.07\t-\n\
+                    \n\
+                    2\tpasta-rs\t1500\t6\trecv\tfail\t0\t0\t-\tunable to connect to server: Connection timed out\n";
+        let runs = parse_runs(text).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            runs[0],
+            Run {
+                round: 1,
+                tool: "debian-pasta".into(),
+                mtu: 65520,
+                af: 4,
+                dir: Dir::Send,
+                ok: true,
+                bytes: 111_673_344,
+                secs: 2.000365,
+                cpu_s: Some(0.07),
+                note: String::new(),
+            }
+        );
+        assert!((runs[0].gbps() - 0.446_612).abs() < 1e-5, "{}", runs[0].gbps());
+        assert!(!runs[1].ok);
+        assert_eq!((runs[1].af, runs[1].dir, runs[1].cpu_s), (6, Dir::Recv, None));
+        assert_eq!(runs[1].note, "unable to connect to server: Connection timed out");
+    }
+
+    #[test]
+    fn malformed_runs_tsv_lines_are_errors_naming_the_line() {
+        for (bad, what) in [
+            ("1\tx\t1500\t4\tsend\tok\t1\t1\t-", "9 fields"),
+            ("1\tx\t1500\t5\tsend\tok\t1\t1\t-\t-", "bad af"),
+            ("1\tx\t1500\t4\tsideways\tok\t1\t1\t-\t-", "bad dir"),
+            ("1\tx\t1500\t4\tsend\tmaybe\t1\t1\t-\t-", "bad status"),
+            ("1\tx\t70000\t4\tsend\tok\t1\t1\t-\t-", "bad mtu"),
+            ("1\tx\t1500\t4\tsend\tok\t-5\t1\t-\t-", "bad bytes"),
+            ("1\tx\t1500\t4\tsend\tok\t1\tNaN\t-\t-", "bad secs"),
+            ("1\tx\t1500\t4\tsend\tok\t1\t1\t-0.5\t-", "bad cpu_s"),
+        ] {
+            let e = parse_runs(&format!("\n{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("line 2") && e.contains(what), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn failing_tool_shows_fail_and_no_ratio() {
+        let runs = vec![
+            run("pasta-rs", 65520, 4, Dir::Send, false, 0.0, Some(0.0)),
+            run("debian-pasta", 65520, 4, Dir::Send, true, 0.5, Some(0.1)),
+            run("slirp4netns", 65520, 4, Dir::Send, true, 2.0, Some(1.0)),
+        ];
+        let rows = summarise(&runs, &all_tools());
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(r.ratio, None);
+        assert_eq!(gbps_cell(&r.cells[0]), "fail");
+        assert_eq!(r.cells[0].cpu_s_per_gb, None);
+        assert_eq!(gbps_cell(&r.cells[2]), "2.00");
+        // 1 s at 2 Gbit/s = 0.25 GB for 1 CPU second
+        assert!((r.cells[2].cpu_s_per_gb.unwrap() - 4.0).abs() < 1e-9);
+        assert_eq!(exit_code(&runs), ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn ratio_is_to_the_best_peer_median() {
+        let mut runs = Vec::new();
+        for (i, g) in [1.0, 3.0, 2.0].into_iter().enumerate() {
+            let mut r = run("pasta-rs", 1500, 6, Dir::Recv, true, g, None);
+            r.round = i as u32 + 1;
+            runs.push(r);
+        }
+        runs.push(run("debian-pasta", 1500, 6, Dir::Recv, true, 0.5, None));
+        runs.push(run("slirp4netns", 1500, 6, Dir::Recv, true, 4.0, None));
+        let rows = summarise(&runs, &all_tools());
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].mtu, rows[0].af, rows[0].dir), (1500, 6, Dir::Recv));
+        assert_eq!(rows[0].ratio, Some(0.5));
+        assert_eq!(gbps_cell(&rows[0].cells[0]), "2.00 (1.00-3.00)");
+    }
+
+    #[test]
+    fn partly_failing_cell_counts_failures() {
+        let mut runs = vec![run("slirp4netns", 65520, 4, Dir::Recv, true, 3.0, None)];
+        runs.push(run("slirp4netns", 65520, 4, Dir::Recv, false, 0.0, None));
+        let rows = summarise(&runs, &all_tools());
+        assert_eq!(gbps_cell(&rows[0].cells[2]), "3.00, 1/2 fail");
+        assert_eq!(gbps_cell(&rows[0].cells[0]), "-");
+    }
+
+    #[test]
+    fn every_run_failing_exits_1() {
+        let runs = vec![
+            run("pasta-rs", 65520, 4, Dir::Send, false, 0.0, None),
+            run("slirp4netns", 1500, 6, Dir::Recv, false, 0.0, None),
+        ];
+        assert_eq!(exit_code(&runs), ExitCode::FAILURE);
+        assert_eq!(exit_code(&[]), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn rows_follow_mtu_family_direction_order() {
+        let mut runs = Vec::new();
+        for &mtu in MTUS.iter().rev() {
+            for af in [6, 4] {
+                for dir in [Dir::Recv, Dir::Send] {
+                    runs.push(run("debian-pasta", mtu, af, dir, true, 1.0, None));
+                }
+            }
+        }
+        let rows = summarise(&runs, &all_tools());
+        let keys: Vec<(u16, u8, Dir)> = rows.iter().map(|r| (r.mtu, r.af, r.dir)).collect();
+        assert_eq!(keys.len(), 8);
+        assert_eq!(keys[0], (65520, 4, Dir::Send));
+        assert_eq!(keys[1], (65520, 4, Dir::Recv));
+        assert_eq!(keys[2], (65520, 6, Dir::Send));
+        assert_eq!(keys[7], (1500, 6, Dir::Recv));
+    }
+
+    #[test]
+    fn markdown_table_rows_have_the_header_column_count() {
+        let runs = vec![
+            run("pasta-rs", 65520, 4, Dir::Send, false, 0.0, None),
+            run("debian-pasta", 65520, 4, Dir::Send, true, 0.71, Some(0.05)),
+            run("slirp4netns", 65520, 4, Dir::Send, true, 2.67, Some(0.6)),
+        ];
+        let o = parse_args(&[]).unwrap();
+        let rows = summarise(&runs, &o.tools);
+        let md = render_markdown(&rows, &o, "kernel: 6.1\n", Duration::from_secs(7), &runs);
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(table.len(), 3, "{md}");
+        let bars = |l: &str| l.matches('|').count();
+        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+        assert_eq!(bars(table[0]), 9); // path, 3 x Gbit/s, ratio, 3 x CPU
+        assert!(table[2].starts_with("| MTU 65520, IPv4, namespace sends | fail | 0.710 | 2.67 | - |"), "{md}");
+        assert!(md.contains("- kernel: 6.1"), "{md}");
+        assert!(md.contains("- pasta-rs failed 1 run(s): unable to connect to server"), "{md}");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+        assert_eq!(json_num(Some(f64::NAN)), "null");
+        assert_eq!(json_num(None), "null");
+        assert_eq!(json_num(Some(0.5)), "0.5");
+    }
+
+    #[test]
+    fn json_holds_every_run_and_a_summary_per_cell() {
+        let runs = vec![
+            run("pasta-rs", 1500, 4, Dir::Send, false, 0.0, None),
+            run("slirp4netns", 1500, 4, Dir::Send, true, 0.4, Some(0.2)),
+        ];
+        let o = parse_args(&os(&["--tools", "pasta-rs,slirp4netns"])).unwrap();
+        let rows = summarise(&runs, &o.tools);
+        let j = render_json(&rows, &runs, &o, "cpus: 2", Duration::from_millis(1500));
+        assert_eq!(j.matches("\"round\":").count(), 2, "{j}");
+        assert_eq!(j.matches("\"gbps_median\":").count(), 2, "{j}");
+        assert!(j.contains("\"tool\": \"slirp4netns\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 0.4,"), "{j}");
+        assert!(j.contains("\"env\": [\"cpus: 2\"]"), "{j}");
+        assert!(j.contains("\"elapsed_s\": 1.5"), "{j}");
+        // balanced braces and brackets (no string in the data holds any)
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert_eq!(j.matches('[').count(), j.matches(']').count());
+    }
+
+    #[test]
+    fn hard_limit_covers_every_run_at_its_own_timeout() {
+        let o = parse_args(&[]).unwrap();
+        // 3 rounds x 2 MTUs x 3 tools x 4 paths x (5 s + 20 s client limit)
+        assert!(hard_limit_secs(&o) > 3 * 2 * 3 * 4 * 25);
+    }
+
+    #[test]
+    fn lab_script_exists_and_guards_against_running_outside_a_namespace() {
+        let s = std::fs::read_to_string(workspace_root().join(LAB_SCRIPT)).unwrap();
+        assert!(s.contains("if (($$ != 1)); then"));
+    }
+
+    #[test]
+    fn sig3_keeps_three_significant_digits() {
+        assert_eq!(sig3(17.14), "17.1");
+        assert_eq!(sig3(5.714), "5.71");
+        assert_eq!(sig3(0.7123), "0.712");
+        assert_eq!(sig3(0.0781), "0.0781");
+        assert_eq!(sig3(123.4), "123");
+    }
+}
