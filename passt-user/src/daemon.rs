@@ -85,6 +85,10 @@ pub struct Ctx {
     pub isn_key: (u64, u64),
     /// TCP flows owed an ACK at the end of the current tap batch.
     pub tcp_ack_pending: Vec<u32>,
+    /// Guest TCP data staged during a tap batch ([`tcp::io::Stage`]).
+    pub tcp_stage: tcp::io::Stage,
+    /// A tap batch is being dispatched (staging allowed; flushed at its end).
+    pub in_batch: bool,
     /// TCP flows whose closed window is re-checked on the fast timer.
     pub tcp_wnd_waiters: Vec<u32>,
     /// One-shot timerfd for millisecond work (TCP window re-checks).
@@ -154,6 +158,8 @@ impl Ctx {
             isn_key,
             tcp_ack_pending: Vec::with_capacity(crate::tap::BATCH * 4),
             tcp_wnd_waiters: Vec::with_capacity(1024),
+            tcp_stage: tcp::io::Stage::new(),
+            in_batch: false,
             fast_timer: crate::signals::oneshot_timer()?,
             fast_timer_at: None,
             v4: i.v4,
@@ -480,9 +486,11 @@ fn tap_ready(ctx: &mut Ctx) {
             }
         };
         ctx.counters.tap_rx_frames += n as u64;
+        ctx.in_batch = true;
         for r in &rx.frames {
             dispatch_frame(ctx, &rx.buf[r.clone()]);
         }
+        ctx.in_batch = false;
         ctx.rx = rx;
         tcp::io::flush_acks(ctx);
         ctx.flush_tx();

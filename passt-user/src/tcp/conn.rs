@@ -503,6 +503,17 @@ impl TcpConn {
         }
     }
 
+    /// Data reported as written with [`TcpConn::handle_written`] was staged
+    /// by the caller and the socket then took `unwritten` bytes less: take
+    /// them back (they were not acknowledged yet, the caller guarantees it)
+    /// and owe the guest the recovery of a short write.
+    pub fn handle_write_shortfall(&mut self, unwritten: usize) {
+        if unwritten > 0 {
+            self.seq_from_tap = self.seq_from_tap.wrapping_sub(unwritten as u32);
+            self.sock_full = true;
+        }
+    }
+
     /// The host socket is writable again after a short write: returns how
     /// many identical ACKs to send (a window update, then three duplicates
     /// so that the guest retransmits without waiting for its RTO).
@@ -1660,6 +1671,28 @@ mod tests {
         c.handle_written(400, 400, false);
         assert_eq!(c.seq_from_tap, G_ISN + 1001);
         assert!(!c.sock_full);
+    }
+
+    #[test]
+    fn staged_segments_short_write_is_taken_back_before_any_ack() {
+        let (mut c, t0) = conn_established();
+        // Two contiguous segments staged and counted as written.
+        let a = c.handle_tap_segment(t0, &data(G_ISN + 1, ISN + 1, G_WND, 1000), MSS_MAX);
+        c.handle_written(a.write.len(), a.write.len(), false);
+        let a = c.handle_tap_segment(t0, &data(G_ISN + 1001, ISN + 1, G_WND, 1000), MSS_MAX);
+        assert_eq!(a.write, 0..1000, "the second is in order thanks to the first");
+        c.handle_written(1000, 1000, false);
+        // The one send() of both took 1500 bytes only.
+        c.handle_write_shortfall(500);
+        assert_eq!(c.seq_from_tap, G_ISN + 1501);
+        assert!(c.sock_full);
+        assert_eq!(c.ack_segment().ack, G_ISN + 1501);
+        // The guest's retransmission of the second segment is trimmed.
+        let a = c.handle_tap_segment(t0, &data(G_ISN + 1001, ISN + 1, G_WND, 1000), MSS_MAX);
+        assert_eq!(a.write, 500..1000);
+        // No shortfall: nothing changes.
+        c.handle_write_shortfall(0);
+        assert_eq!(c.seq_from_tap, G_ISN + 1501);
     }
 
     #[test]
