@@ -174,8 +174,7 @@ pub struct Conf {
     pub hostname: Option<String>,
     /// `--fqdn` (DHCP option 81, DHCPv6 option 39).
     pub fqdn: Option<String>,
-    /// `--no-tcp`. Accepted for compatibility: this version has no TCP
-    /// handler yet, so nothing else changes.
+    /// `--no-tcp`: TCP segments from the guest are dropped (and counted).
     pub no_tcp: bool,
     /// `--no-udp`.
     pub no_udp: bool,
