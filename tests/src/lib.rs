@@ -43,6 +43,8 @@ pub const CASES: &[&str] = &[
     "07-daemon",
     "08-cli",
     "09-robustness",
+    "10-local-mode",
+    "11-ping-group",
 ];
 
 /// Why a case did not pass.

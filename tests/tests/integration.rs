@@ -78,3 +78,16 @@ fn cli() {
 fn robustness() {
     case("09-robustness")
 }
+
+/// Host without uplink: 169.254.2.1/16, default routes via 169.254.2.2 and
+/// fe80::1, both mapped to the host's loopback (ping, UDP echo).
+#[test]
+fn local_mode() {
+    case("10-local-mode")
+}
+
+/// ping_group_range "1 0": pings fail, one log line names the sysctl; control run.
+#[test]
+fn ping_group() {
+    case("11-ping-group")
+}
