@@ -272,7 +272,11 @@ lab_tcp_server() {
 	for a in "$@"; do [[ $a == --bind ]] && n=$((n + 1)); done
 	lab_bg "$name" "${pre[@]}" timeout 300 "$PYTHON" -u "$LAB_DIR/tcplab.py" "$mode" --port "$port" "$@"
 	dump_file "$LAB_WORK/$name.log"
-	lab_tcp_listening() { (($(grep -c '^listening ' "$LAB_WORK/$1.log" 2>/dev/null) >= $2)); }
+	lab_tcp_listening() {
+		local c
+		c=$(grep -c '^listening ' "$LAB_WORK/$1.log" 2>/dev/null)
+		((${c:-0} >= $2))
+	}
 	wait_until 15 lab_tcp_listening "$name" $n ||
 		fail "TCP server $name ($mode on port $port) not listening: $(tail -n 5 "$LAB_WORK/$name.log")"
 }

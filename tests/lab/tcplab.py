@@ -17,7 +17,8 @@ after --lifetime seconds):
         accepts and never reads (connections are held until --lifetime).
     serve-sendclose --bind ... --port P [--mib N]
         sends N MiB of the blob (seed "down"), shuts its write side down,
-        then reads until EOF and prints "sendclose: received LEN sha256 HEX".
+        then reads until EOF and prints
+        "sendclose from PEER: received LEN sha256 HEX".
 
 Clients (run in pasta's namespace; each prints one "result ..." line, and
 exits 0 only when the result is the expected one):
@@ -26,10 +27,12 @@ exits 0 only when the result is the expected one):
         opens N connections to an echo server (all open at once, then each
         sends one token line and reads --prefix + token back), prints
         "result connected=C echoed=E failed=F seconds=T [first error]".
-    client-sendclose --addr A --port P [--mib N] [--timeout S]
+    client-sendclose --addr A --port P [--mib N] [--timeout S] [--wait-file F]
         reads until EOF (the server's half-close), then sends N MiB (seed
-        "up") and shuts down; prints "result recv_len=.. recv_sha=..
-        sent_len=.. sent_sha=.. eof_after_send=yes|no".
+        "up") and shuts down; with --wait-file, keeps the socket open until F
+        (the server's log) has a "sendclose from OUR-ADDRESS:" line, so the
+        data is not cut off by pasta exiting. Prints "result recv_len=..
+        recv_sha=.. sent_len=.. sent_sha=.. server_done=yes|no".
     client-write     --addr A --port P --seconds S --mark-dir D
         writes 64 KiB blocks (non-blocking, poll) for S seconds; creates
         D/mark.2 at 2 s and D/mark.end at S s, then waits for D/sampled.end
@@ -244,7 +247,7 @@ def sendclose_handler(mib):
                 break
             h.update(d)
             n += len(d)
-        say(f"sendclose: received {n} sha256 {h.hexdigest()}")
+        say(f"sendclose from {peer[0]}: received {n} sha256 {h.hexdigest()}")
 
     return handler
 
@@ -351,12 +354,22 @@ def client_sendclose(a):
         h2.update(b)
         n2 += len(b)
     s.shutdown(socket.SHUT_WR)
-    try:
-        eof = "yes" if s.recv(1) == b"" else "no(data)"
-    except OSError as e:
-        eof = f"no({errname(e)})"
+    if a.wait_file:
+        # the server's log names us once it has read everything up to our FIN
+        t_end = time.monotonic() + a.timeout
+        mine = f"sendclose from {s.getsockname()[0]}:"
+        while time.monotonic() < t_end:
+            try:
+                if any(ln.startswith(mine) for ln in open(a.wait_file)):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        else:
+            say(f"result {recv} sent_len={n2} sent_sha={h2.hexdigest()} server_done=no")
+            return 1
     s.close()
-    say(f"result {recv} sent_len={n2} sent_sha={h2.hexdigest()} eof_after_send={eof}")
+    say(f"result {recv} sent_len={n2} sent_sha={h2.hexdigest()} server_done=yes")
     return 0
 
 
@@ -421,6 +434,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=30)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--mark-dir")
+    ap.add_argument("--wait-file")
     ap.add_argument("--lifetime", type=float, default=300)
     a = ap.parse_args()
     if a.mode == "blob":

@@ -45,6 +45,8 @@ pub const CASES: &[&str] = &[
     "09-robustness",
     "10-local-mode",
     "11-ping-group",
+    "12-tcp-bulk",
+    "13-tcp-halfclose",
 ];
 
 /// Why a case did not pass.

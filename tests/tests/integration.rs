@@ -91,3 +91,15 @@ fn local_mode() {
 fn ping_group() {
     case("11-ping-group")
 }
+
+/// 200 MiB download and upload over TCP (curl), IPv4 and IPv6, compared by sha256.
+#[test]
+fn tcp_bulk() {
+    case("12-tcp-bulk")
+}
+
+/// TCP half-close both ways: client FIN then reply; server FIN then client still sends.
+#[test]
+fn tcp_halfclose() {
+    case("13-tcp-halfclose")
+}
