@@ -13,6 +13,8 @@ after --lifetime seconds):
         One request per connection (Connection: close).
     serve-echo      --bind ... --port P [--prefix S]
         per line received: replies S + line; closes after the client's EOF.
+        Prints "echo: IPv4|IPv6 peak N connections open at once" whenever
+        the peak of simultaneously open connections reaches a multiple of 100.
     serve-sink      --bind ... --port P
         accepts and never reads (connections are held until --lifetime).
     serve-sendclose --bind ... --port P [--mib N]
@@ -215,14 +217,27 @@ def http_handler(mib):
 
 def echo_handler(prefix):
     p = prefix.encode()
+    lock = threading.Lock()
+    open_now, peak = {}, {}
 
     def handler(c, peer):
-        r = Reader(c)
-        while True:
-            ln = r.line()
-            if not ln:
-                return
-            c.sendall(p + ln)
+        fam = "IPv6" if c.family == socket.AF_INET6 else "IPv4"
+        with lock:
+            open_now[fam] = open_now.get(fam, 0) + 1
+            if open_now[fam] > peak.get(fam, 0):
+                peak[fam] = open_now[fam]
+                if peak[fam] % 100 == 0:
+                    say(f"echo: {fam} peak {peak[fam]} connections open at once")
+        try:
+            r = Reader(c)
+            while True:
+                ln = r.line()
+                if not ln:
+                    return
+                c.sendall(p + ln)
+        finally:
+            with lock:
+                open_now[fam] -= 1
 
     return handler
 

@@ -47,6 +47,7 @@ pub const CASES: &[&str] = &[
     "11-ping-group",
     "12-tcp-bulk",
     "13-tcp-halfclose",
+    "14-tcp-many",
 ];
 
 /// Why a case did not pass.

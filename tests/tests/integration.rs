@@ -103,3 +103,9 @@ fn tcp_bulk() {
 fn tcp_halfclose() {
     case("13-tcp-halfclose")
 }
+
+/// 500 concurrent TCP connections, each echoing a token, IPv4 and IPv6.
+#[test]
+fn tcp_many() {
+    case("14-tcp-many")
+}
