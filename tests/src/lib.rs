@@ -48,6 +48,7 @@ pub const CASES: &[&str] = &[
     "12-tcp-bulk",
     "13-tcp-halfclose",
     "14-tcp-many",
+    "15-tcp-refused",
 ];
 
 /// Why a case did not pass.

@@ -109,3 +109,9 @@ fn tcp_halfclose() {
 fn tcp_many() {
     case("14-tcp-many")
 }
+
+/// Connecting to a closed port (remote host, gateway) is refused within 1 s; control to an open port.
+#[test]
+fn tcp_refused() {
+    case("15-tcp-refused")
+}
