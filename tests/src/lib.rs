@@ -49,6 +49,7 @@ pub const CASES: &[&str] = &[
     "13-tcp-halfclose",
     "14-tcp-many",
     "15-tcp-refused",
+    "16-tcp-rss",
 ];
 
 /// Why a case did not pass.

@@ -115,3 +115,9 @@ fn tcp_many() {
 fn tcp_refused() {
     case("15-tcp-refused")
 }
+
+/// pasta's VmRSS stays bounded while the namespace writes to a peer that never reads.
+#[test]
+fn tcp_rss() {
+    case("16-tcp-rss")
+}
