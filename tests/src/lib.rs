@@ -50,6 +50,7 @@ pub const CASES: &[&str] = &[
     "14-tcp-many",
     "15-tcp-refused",
     "16-tcp-rss",
+    "17-tcp-iperf3",
 ];
 
 /// Why a case did not pass.

@@ -121,3 +121,9 @@ fn tcp_refused() {
 fn tcp_rss() {
     case("16-tcp-rss")
 }
+
+/// iperf3 3 s each direction (-R), IPv4 and IPv6, completes; bitrates printed.
+#[test]
+fn tcp_iperf3() {
+    case("17-tcp-iperf3")
+}
