@@ -51,6 +51,7 @@ pub const CASES: &[&str] = &[
     "15-tcp-refused",
     "16-tcp-rss",
     "17-tcp-iperf3",
+    "18-tcp-gateway",
 ];
 
 /// Why a case did not pass.

@@ -127,3 +127,9 @@ fn tcp_rss() {
 fn tcp_iperf3() {
     case("17-tcp-iperf3")
 }
+
+/// TCP to the gateway address reaches the host's loopback (echo vs a decoy, 64 MiB each way).
+#[test]
+fn tcp_gateway() {
+    case("18-tcp-gateway")
+}
