@@ -16,6 +16,7 @@
 # in this lab, with RTO stalls (200 MiB took 14 s to over 60 s per upload),
 # which cannot fit the case's 120 s.
 
+need_tools curl sha256sum
 HTTP_PORT=8080 MIB=200 XFER_TIMEOUT=${XFER_TIMEOUT:-60} XFER_BUDGET=${XFER_BUDGET:-95}
 if [[ -n ${BULK_UP_MIB:-} ]]; then UP_MIB=$BULK_UP_MIB
 elif pasta_is_ours; then UP_MIB=$MIB

@@ -11,6 +11,7 @@
 #    and waits (at most 15 s) until the server has logged what it read up to
 #    that FIN. The client must get all 4 MiB intact, and the server all 3 MiB.
 
+need_tools ss sha256sum
 SHA_PORT=8001 SC_PORT=8002
 export SHA_PORT SC_PORT
 lab_bg sha4 $UP timeout 300 socat -t 10 TCP4-LISTEN:$SHA_PORT,bind=$R4,reuseaddr,fork EXEC:sha256sum

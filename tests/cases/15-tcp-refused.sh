@@ -7,6 +7,7 @@
 # Control: the same connect to an open port (a TCP echo server on port 7 on
 # the remote host and on the host's loopback) succeeds.
 
+need_tools ss
 CLOSED_PORT=1 OPEN_PORT=7 LIMIT_MS=1000
 export CLOSED_PORT OPEN_PORT
 for ns in "$UP" ""; do

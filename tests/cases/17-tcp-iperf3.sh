@@ -9,6 +9,7 @@
 # listening on 5201 (test #N)", at most 10 s after the previous run): the
 # previous test's end exchange and close got through.
 
+need_tools iperf3 ss
 IPERF_PORT=5201
 export IPERF_PORT
 lab_bg iperf3 $UP timeout 300 iperf3 -s --forceflush -p $IPERF_PORT

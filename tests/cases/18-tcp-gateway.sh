@@ -11,6 +11,7 @@
 #   other than passt-rs (upstream's slow namespace-to-host path, see
 #   12-tcp-bulk), or GW_UP_MIB.
 
+need_tools curl sha256sum
 ECHO_TCP_PORT=7 HTTP_PORT=8080 MIB=64 XFER_TIMEOUT=20
 if [[ -n ${GW_UP_MIB:-} ]]; then UP_MIB=$GW_UP_MIB
 elif pasta_is_ours; then UP_MIB=$MIB

@@ -24,7 +24,7 @@
 # Helpers for cases: log, ok, fail, expect_eq, expect_match, wait_until, PASTA,
 # pasta_spawn, pasta_is_ours, skip_unless_ours, ns_ifname_cmd, alive, kv,
 # capture_start/capture_stop; optional: lab_local_mode, lab_tcp_server (servers
-# from tcplab.py), vm_rss_kib. Every external command a case runs
+# from tcplab.py), vm_rss_kib, need_tools. Every external command a case runs
 # must be bounded by `timeout`; wait_until is bounded by count and time.
 
 # ---- addresses (read-only for cases) ---------------------------------------
@@ -283,3 +283,13 @@ lab_tcp_server() {
 
 # vm_rss_kib PID: VmRSS of PID in KiB (empty if the process is gone).
 vm_rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# need_tools TOOL...: end the case with status 3 ("missing prerequisite", as
+# run.sh does) when a tool beyond run.sh's REQUIRED list is not installed.
+need_tools() {
+	local t missing=""
+	for t in "$@"; do command -v "$t" >/dev/null || missing+=" $t"; done
+	[[ -z $missing ]] && return 0
+	log "missing tools:$missing (needed by $LAB_CASE)"
+	exit 3
+}
