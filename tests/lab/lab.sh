@@ -23,7 +23,8 @@
 #
 # Helpers for cases: log, ok, fail, expect_eq, expect_match, wait_until, PASTA,
 # pasta_spawn, pasta_is_ours, skip_unless_ours, ns_ifname_cmd, alive, kv,
-# capture_start/capture_stop. Every external command a case runs
+# capture_start/capture_stop; optional: lab_local_mode, lab_tcp_server (servers
+# from tcplab.py), vm_rss_kib, need_tools. Every external command a case runs
 # must be bounded by `timeout`; wait_until is bounded by count and time.
 
 # ---- addresses (read-only for cases) ---------------------------------------
@@ -241,4 +242,54 @@ lab_setup() {
 
 lab_dig_ok() {
 	[[ $(timeout 2 dig +short +time=1 +tries=1 @$GW4 $DNS_NAME A 2>/dev/null) == "$DNS_A" ]]
+}
+
+# ---- optional lab variants and servers (called by cases, never by lab_setup) ----
+
+# lab_local_mode: take the host's uplink away for "local mode" cases: lab0 stays
+# up (with its kernel link-local address and fe80::/64 route) but loses its
+# global addresses and every IPv4/IPv6 route through it, so the host has no
+# default route and no global address. The upstream namespace becomes
+# unreachable from the host.
+lab_local_mode() {
+	ip -4 addr flush dev $LAB_IF || return 1
+	ip -6 addr flush dev $LAB_IF scope global || return 1
+	ip -4 route flush dev $LAB_IF 2>/dev/null
+	ip -6 route del default 2>/dev/null
+	[[ -z $(ip -4 route show) && -z $(ip -6 route show default) ]] || return 1
+	[[ -z $(ip -o addr show scope global) ]] || return 1
+	log "lab: local mode: no default route, no global address on $LAB_IF"
+}
+
+# lab_tcp_server NAME WHERE MODE PORT [tcplab.py ARG...]: start
+# `tcplab.py MODE --port PORT ARGS` (a server mode, with one --bind per address)
+# in the upstream namespace (WHERE=up) or in the host's (WHERE=host), logging
+# to $LAB_WORK/NAME.log (dumped on failure); returns once it listens on every
+# --bind address (at most 15 s: serve-http first computes its blob's hash).
+lab_tcp_server() {
+	local name=$1 where=$2 mode=$3 port=$4 pre=() a n=0; shift 4
+	[[ $where == up ]] && pre=($UP)
+	for a in "$@"; do [[ $a == --bind ]] && n=$((n + 1)); done
+	lab_bg "$name" "${pre[@]}" timeout 300 "$PYTHON" -u "$LAB_DIR/tcplab.py" "$mode" --port "$port" "$@"
+	dump_file "$LAB_WORK/$name.log"
+	lab_tcp_listening() {
+		local c
+		c=$(grep -c '^listening ' "$LAB_WORK/$1.log" 2>/dev/null)
+		((${c:-0} >= $2))
+	}
+	wait_until 15 lab_tcp_listening "$name" $n ||
+		fail "TCP server $name ($mode on port $port) not listening: $(tail -n 5 "$LAB_WORK/$name.log")"
+}
+
+# vm_rss_kib PID: VmRSS of PID in KiB (empty if the process is gone).
+vm_rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# need_tools TOOL...: end the case with status 3 ("missing prerequisite", as
+# run.sh does) when a tool beyond run.sh's REQUIRED list is not installed.
+need_tools() {
+	local t missing=""
+	for t in "$@"; do command -v "$t" >/dev/null || missing+=" $t"; done
+	[[ -z $missing ]] && return 0
+	log "missing tools:$missing (needed by $LAB_CASE)"
+	exit 3
 }

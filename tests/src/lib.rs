@@ -43,6 +43,15 @@ pub const CASES: &[&str] = &[
     "07-daemon",
     "08-cli",
     "09-robustness",
+    "10-local-mode",
+    "11-ping-group",
+    "12-tcp-bulk",
+    "13-tcp-halfclose",
+    "14-tcp-many",
+    "15-tcp-refused",
+    "16-tcp-rss",
+    "17-tcp-iperf3",
+    "18-tcp-gateway",
 ];
 
 /// Why a case did not pass.

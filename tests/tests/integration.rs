@@ -78,3 +78,58 @@ fn cli() {
 fn robustness() {
     case("09-robustness")
 }
+
+/// Host without uplink: 169.254.2.1/16, default routes via 169.254.2.2 and
+/// fe80::1, both mapped to the host's loopback (ping, UDP echo).
+#[test]
+fn local_mode() {
+    case("10-local-mode")
+}
+
+/// ping_group_range "1 0": pings fail, one log line names the sysctl; control run.
+#[test]
+fn ping_group() {
+    case("11-ping-group")
+}
+
+/// 200 MiB download and upload over TCP (curl), IPv4 and IPv6, compared by sha256.
+#[test]
+fn tcp_bulk() {
+    case("12-tcp-bulk")
+}
+
+/// TCP half-close both ways: client FIN then reply; server FIN then client still sends.
+#[test]
+fn tcp_halfclose() {
+    case("13-tcp-halfclose")
+}
+
+/// 500 concurrent TCP connections, each echoing a token, IPv4 and IPv6.
+#[test]
+fn tcp_many() {
+    case("14-tcp-many")
+}
+
+/// Connecting to a closed port (remote host, gateway) is refused within 1 s; control to an open port.
+#[test]
+fn tcp_refused() {
+    case("15-tcp-refused")
+}
+
+/// pasta's VmRSS stays bounded while the namespace writes to a peer that never reads.
+#[test]
+fn tcp_rss() {
+    case("16-tcp-rss")
+}
+
+/// iperf3 3 s each direction (-R), IPv4 and IPv6, completes; bitrates printed.
+#[test]
+fn tcp_iperf3() {
+    case("17-tcp-iperf3")
+}
+
+/// TCP to the gateway address reaches the host's loopback (echo vs a decoy, 64 MiB each way).
+#[test]
+fn tcp_gateway() {
+    case("18-tcp-gateway")
+}
