@@ -31,6 +31,7 @@ mod bench;
 /// Debian packages the integration lab and the guest/bench tooling use.
 const HOST_PACKAGES: &[&str] = &[
     "busybox",
+    "curl",
     "isc-dhcp-client",
     "dnsmasq-base",
     "socat",
