@@ -373,41 +373,7 @@ fn ipv4(ctx: &mut Ctx, frame: &[u8], l3: &[u8]) {
     }
     let src = Inany::from(ip.header().source_addr());
     let dst = Inany::from(ip.header().destination_addr());
-    let l4 = ip.payload().payload;
-    match ip.payload().ip_number {
-        IpNumber::UDP => {
-            let Ok(u) = UdpSlice::from_slice(l4) else {
-                ctx.counters.drop_l4_malformed += 1;
-                return;
-            };
-            if u.destination_port() == 67 {
-                ctx.answer(svc::dhcp::handle, frame);
-            } else if ctx.no_udp {
-                ctx.counters.drop_udp_disabled += 1;
-            } else if src.is_unspecified() || src.is_multicast_or_broadcast() {
-                ctx.counters.drop_addr += 1;
-            } else {
-                udp::from_tap(ctx, src, dst, u.source_port(), u.destination_port(), u.payload());
-            }
-        }
-        IpNumber::ICMP => {
-            if l4.len() < 8 {
-                ctx.counters.drop_l4_malformed += 1;
-            } else if l4[0] != 8 || ctx.no_icmp {
-                ctx.counters.drop_icmp_type += 1;
-            } else if src.is_unspecified() || src.is_multicast_or_broadcast() {
-                ctx.counters.drop_addr += 1;
-            } else {
-                icmp::from_tap(ctx, src, dst, u16::from_be_bytes([l4[4], l4[5]]), l4);
-            }
-        }
-        IpNumber::TCP if ctx.no_tcp => ctx.counters.drop_tcp += 1,
-        IpNumber::TCP if src.is_unspecified() || src.is_multicast_or_broadcast() || dst.is_multicast_or_broadcast() => {
-            ctx.counters.drop_addr += 1
-        }
-        IpNumber::TCP => tcp::io::from_tap(ctx, src, dst, l4),
-        _ => ctx.counters.drop_ip_proto += 1,
-    }
+    transport(ctx, frame, ip.payload().ip_number, src, dst, ip.payload().payload);
 }
 
 fn ipv6(ctx: &mut Ctx, frame: &[u8], l3: &[u8]) {
@@ -425,42 +391,50 @@ fn ipv6(ctx: &mut Ctx, frame: &[u8], l3: &[u8]) {
     }
     let src = Inany::from(ip.header().source_addr());
     let dst = Inany::from(ip.header().destination_addr());
-    let l4 = ip.payload().payload;
-    match ip.payload().ip_number {
+    transport(ctx, frame, ip.payload().ip_number, src, dst, ip.payload().payload);
+}
+
+/// Route the L4 part `l4` of an IPv4 or IPv6 packet (`frame` is the whole
+/// frame, for the local services): DHCP (UDP 67) or DHCPv6 (UDP 547), NDP
+/// and echo requests, UDP, TCP.
+fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inany, l4: &[u8]) {
+    let v4 = src.is_v4();
+    let src_ok = !src.is_unspecified() && !src.is_multicast_or_broadcast();
+    match proto {
         IpNumber::UDP => {
             let Ok(u) = UdpSlice::from_slice(l4) else {
                 ctx.counters.drop_l4_malformed += 1;
                 return;
             };
-            if u.destination_port() == 547 {
-                ctx.answer(svc::dhcpv6::handle, frame);
-            } else if ctx.no_udp {
-                ctx.counters.drop_udp_disabled += 1;
-            } else if src.is_unspecified() || src.is_multicast_or_broadcast() {
-                ctx.counters.drop_addr += 1;
-            } else {
-                udp::from_tap(ctx, src, dst, u.source_port(), u.destination_port(), u.payload());
+            match (v4, u.destination_port()) {
+                (true, 67) => ctx.answer(svc::dhcp::handle, frame),
+                (false, 547) => ctx.answer(svc::dhcpv6::handle, frame),
+                _ if ctx.no_udp => ctx.counters.drop_udp_disabled += 1,
+                _ if !src_ok => ctx.counters.drop_addr += 1,
+                (_, dport) => udp::from_tap(ctx, src, dst, u.source_port(), dport, u.payload()),
             }
         }
-        IpNumber::IPV6_ICMP => {
-            if l4.len() < 8 {
+        IpNumber::ICMP | IpNumber::IPV6_ICMP if (proto == IpNumber::ICMP) != v4 => ctx.counters.drop_ip_proto += 1,
+        IpNumber::ICMP | IpNumber::IPV6_ICMP => {
+            let Some(&kind) = l4.first().filter(|_| l4.len() >= 8) else {
                 ctx.counters.drop_l4_malformed += 1;
                 return;
-            }
-            match l4[0] {
-                128 if !ctx.no_icmp && !src.is_unspecified() && !dst.is_multicast_or_broadcast() => {
+            };
+            let echo_request = if v4 { 8 } else { 128 };
+            match kind {
+                k if k == echo_request && !ctx.no_icmp && src_ok && !dst.is_multicast_or_broadcast() => {
                     icmp::from_tap(ctx, src, dst, u16::from_be_bytes([l4[4], l4[5]]), l4)
                 }
-                128 => ctx.counters.drop_icmp_type += 1,
-                133 | 135 => ctx.answer(svc::ndp::handle, frame),
+                k if k == echo_request && !ctx.no_icmp && !src_ok => ctx.counters.drop_addr += 1,
+                // Router and neighbour solicitations.
+                133 | 135 if !v4 => ctx.answer(svc::ndp::handle, frame),
                 // RA, NA, redirects, MLD and the rest are for the link only.
-                _ => ctx.counters.ignored_ctrl += 1,
+                _ if !v4 && kind != echo_request => ctx.counters.ignored_ctrl += 1,
+                _ => ctx.counters.drop_icmp_type += 1,
             }
         }
         IpNumber::TCP if ctx.no_tcp => ctx.counters.drop_tcp += 1,
-        IpNumber::TCP if src.is_unspecified() || src.is_multicast_or_broadcast() || dst.is_multicast_or_broadcast() => {
-            ctx.counters.drop_addr += 1
-        }
+        IpNumber::TCP if !src_ok || dst.is_multicast_or_broadcast() => ctx.counters.drop_addr += 1,
         IpNumber::TCP => tcp::io::from_tap(ctx, src, dst, l4),
         _ => ctx.counters.drop_ip_proto += 1,
     }
