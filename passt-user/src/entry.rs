@@ -94,6 +94,12 @@ fn mac_str(m: &[u8; 6]) -> String {
 }
 
 fn print_info(net: &NetConf, ifname: &str) {
+    if net.local_mode4 {
+        log::info!("IPv4: no external interface as template, use local mode");
+    }
+    if net.ip6.as_ref().is_some_and(|c| c.addr.is_unspecified()) {
+        log::info!("IPv6: no external interface as template, use local mode");
+    }
     let outer = if !net.ifname4.is_empty() { &net.ifname4 } else { &net.ifname6 };
     log::info!("Outbound interface: {}, namespace interface: {ifname}", if outer.is_empty() { "(none)" } else { outer });
     log::info!("ARP:\n    address: {}", mac_str(&net.our_mac));

@@ -53,8 +53,16 @@ impl Log for Logger {
                 };
             }
             Sink::File(f) => {
+                // Upstream's log file layout: seconds since start, then a
+                // fixed-width level tag.
+                let tag = match r.level() {
+                    Level::Error => "ERROR:   ",
+                    Level::Warn => "WARNING: ",
+                    Level::Info => "info:    ",
+                    Level::Debug | Level::Trace => "         ",
+                };
                 let t = self.start.elapsed();
-                let _ = writeln!(f, "{}.{:04}: {}", t.as_secs(), t.subsec_micros() / 100, r.args());
+                let _ = writeln!(f, "{}.{:04}: {tag}{}", t.as_secs(), t.subsec_micros() / 100, r.args());
             }
             Sink::Syslog(s) => {
                 // RFC 3164 style, facility daemon (3).
