@@ -16,6 +16,7 @@ pub mod counters;
 pub mod daemon;
 pub mod entry;
 pub mod fwd;
+pub mod fwd_rule;
 pub mod icmp;
 pub mod log;
 pub mod pasta;
