@@ -39,7 +39,8 @@
 //!
 //! Every upstream option is recognised. Options whose machinery is not built
 //! yet are refused with `<prog>: option --xyz is not supported yet`; port
-//! forwarding options accept only `none`. Options of the other program
+//! forwarding options check their specifier ([`crate::fwd_rule`]) and then
+//! accept only `none`. Options of the other program
 //! (pasta-only given to passt and the reverse) are refused as upstream does.
 //!
 //! ## Resolution
@@ -57,6 +58,7 @@ use std::path::PathBuf;
 
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
+use crate::fwd_rule::{parse_spec, FwdOpt, SpecCtx};
 use crate::host::{HostIf, HostNet, Resolv, Route};
 
 /// Which program we are, chosen by `argv[0]` (basename starting with "pasta").
@@ -1049,15 +1051,10 @@ impl Builder {
                 self.conf.netns_only = false;
             }
             Opt::Netns => self.netns(value)?,
-            Opt::TcpPorts | Opt::UdpPorts | Opt::TcpNs | Opt::UdpNs => {
-                if value != "none" {
-                    let letter = spec.short.unwrap_or('?');
-                    return Err(self.invalid(format!(
-                        "port forwarding (-{letter} {}) is not supported yet",
-                        value.to_string_lossy()
-                    )));
-                }
-            }
+            Opt::TcpPorts => self.port_forwarding(FwdOpt::TcpPorts, value)?,
+            Opt::UdpPorts => self.port_forwarding(FwdOpt::UdpPorts, value)?,
+            Opt::TcpNs => self.port_forwarding(FwdOpt::TcpNs, value)?,
+            Opt::UdpNs => self.port_forwarding(FwdOpt::UdpNs, value)?,
             Opt::Socket
             | Opt::Fd
             | Opt::Pcap
@@ -1089,6 +1086,22 @@ impl Builder {
     }
 
     /// `-m`: 0 to 65520 (upstream: "MTU %lu too large (max %lu)").
+    /// `-t`, `-u`, `-T`, `-U`: check the specifier with
+    /// [`crate::fwd_rule::parse_spec`]. `none` is accepted; any other valid
+    /// specifier is refused, as forwarding has no runtime yet.
+    fn port_forwarding(&self, opt: FwdOpt, value: &OsStr) -> Result<(), ConfError> {
+        let text = value.to_string_lossy();
+        let ctx = SpecCtx::new(opt, self.conf.mode == Mode::Pasta);
+        parse_spec(&text, ctx).map_err(|e| self.invalid(e.to_string()))?;
+        if text != "none" {
+            return Err(self.invalid(format!(
+                "port forwarding (-{} {text}) is not supported yet",
+                opt.letter()
+            )));
+        }
+        Ok(())
+    }
+
     fn mtu(&mut self, value: &OsStr) -> Result<(), ConfError> {
         let s = self.text(value, "Invalid MTU")?;
         let mtu = parse_ulong(s).ok_or_else(|| self.invalid(format!("Invalid MTU: {s}")))?;
@@ -2713,6 +2726,68 @@ mod tests {
         assert_eq!(
             invalid(passt(&["-T", "none"])),
             "passt: --tcp-ns is for pasta mode only"
+        );
+    }
+
+    #[test]
+    fn valid_port_forwarding_specs_are_refused_as_not_supported() {
+        for (args, msg) in [
+            (
+                &["-t", "8080-8080:80-80"][..],
+                "pasta: port forwarding (-t 8080-8080:80-80) is not supported yet",
+            ),
+            (
+                &["-u", "::1/5353-5353:53-53"],
+                "pasta: port forwarding (-u ::1/5353-5353:53-53) is not supported yet",
+            ),
+            (
+                &["--tcp-ports", "8000-8010,auto"],
+                "pasta: port forwarding (-t 8000-8010,auto) is not supported yet",
+            ),
+            (
+                &["-T", "auto"],
+                "pasta: port forwarding (-T auto) is not supported yet",
+            ),
+            (
+                &["-t", "none", "-t", "~22"],
+                "pasta: port forwarding (-t ~22) is not supported yet",
+            ),
+        ] {
+            assert_eq!(invalid(pasta(args)), msg, "{args:?}");
+        }
+        assert_eq!(
+            invalid(passt(&["-u", "[::1]/5353"])),
+            "passt: port forwarding (-u [::1]/5353) is not supported yet"
+        );
+    }
+
+    #[test]
+    fn invalid_port_forwarding_specs_are_refused_with_the_parse_error() {
+        assert_eq!(
+            invalid(pasta(&["-t", "70000"])),
+            "pasta: Invalid port specifier 70000: ports are 1 to 65535"
+        );
+        assert_eq!(
+            invalid(pasta(&["--udp-ports=1-3:4-9"])),
+            "pasta: Mismatched port range lengths in 1-3:4-9"
+        );
+        assert_eq!(
+            invalid(pasta(&["-U", "127.0.0.1/53"])),
+            "pasta: Listening address not allowed for -U 127.0.0.1/53"
+        );
+        assert_eq!(invalid(pasta(&["-T", ""])), "pasta: Empty port specifier");
+        assert_eq!(
+            invalid(passt(&["-t", "auto"])),
+            "passt: 'auto' port forwarding is only allowed for pasta"
+        );
+        assert_eq!(
+            invalid(passt(&["-t", "22,"])),
+            "passt: Empty entry in port specifier 22,"
+        );
+        // The first invalid option stops processing, as getopt_long's loop.
+        assert_eq!(
+            invalid(pasta(&["-t", "abc", "-t", "22"])),
+            "pasta: Invalid port specifier abc"
         );
     }
 
