@@ -1085,7 +1085,6 @@ impl Builder {
         Ok(())
     }
 
-    /// `-m`: 0 to 65520 (upstream: "MTU %lu too large (max %lu)").
     /// `-t`, `-u`, `-T`, `-U`: check the specifier with
     /// [`crate::fwd_rule::parse_spec`]. `none` is accepted; any other valid
     /// specifier is refused, as forwarding has no runtime yet.
@@ -1102,6 +1101,7 @@ impl Builder {
         Ok(())
     }
 
+    /// `-m`: 0 to 65520 (upstream: "MTU %lu too large (max %lu)").
     fn mtu(&mut self, value: &OsStr) -> Result<(), ConfError> {
         let s = self.text(value, "Invalid MTU")?;
         let mtu = parse_ulong(s).ok_or_else(|| self.invalid(format!("Invalid MTU: {s}")))?;
