@@ -137,6 +137,14 @@ fn raise_nofile() {
 
 fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     raise_nofile();
+    if !conf.no_tcp {
+        crate::tcp::io::probe_peek_offset().map_err(|e| {
+            anyhow::anyhow!(
+                "TCP needs SO_PEEK_OFF on TCP sockets (Linux 6.9 or later), not available here ({e}); \
+                 run with --no-tcp to use pasta without TCP"
+            )
+        })?;
+    }
     let mut nl = crate::netlink::Netlink::open().context("netlink socket")?;
     let host = crate::host::discover(&mut nl, conf.interface.as_deref(), !conf.ipv6_only, !conf.ipv4_only)
         .context("can't read the host's interfaces and routes")?;

@@ -704,7 +704,10 @@ impl TcpConn {
 
     /// Sequence number for a RST to the guest: ours, acknowledging theirs.
     pub fn rst_segment(&mut self) -> SegOut {
-        self.header(self.seq_to_tap, RST | ACK)
+        // The highest sequence number sent: after a rewind `seq_to_tap` can
+        // lie below the guest's RCV.NXT, and a RST there is ignored (RFC
+        // 5961 §3.2); at or beyond it, it is exact or in the window.
+        self.header(if seq_lt(self.seq_max_to_tap, self.seq_to_tap) { self.seq_to_tap } else { self.seq_max_to_tap }, RST | ACK)
     }
 }
 

@@ -72,6 +72,9 @@ pub struct TcpFlow {
     /// EPOLLOUT came but the window is still closed: re-check after this
     /// many milliseconds (doubling up to [`WND_POLL_MAX_MS`]); 0: not waiting.
     wnd_poll_ms: u16,
+    /// Everything queued on the socket was sent and awaits the guest's
+    /// ACK: EPOLLIN stays level-true, so poll it edge-triggered.
+    stalled: bool,
 }
 
 /// Longest interval between re-checks of a closed window.
@@ -109,11 +112,11 @@ impl Default for Stage {
 }
 
 /// Write what is staged to its flow's socket (see [`Stage`]).
-pub fn flush_stage(ctx: &mut Ctx) {
-    let Some(idx) = ctx.tcp_stage.idx.take() else { return };
+pub fn flush_stage(ctx: &mut Ctx) -> Option<(usize, usize)> {
+    let idx = ctx.tcp_stage.idx.take()?;
     let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else {
         ctx.tcp_stage.buf.clear();
-        return;
+        return None;
     };
     let len = ctx.tcp_stage.buf.len();
     let written = match sys::send(tf.sock.as_raw_fd(), &ctx.tcp_stage.buf, None) {
@@ -123,7 +126,7 @@ pub fn flush_stage(ctx: &mut Ctx) {
             log::debug!("TCP flow {idx}: send: {e}");
             ctx.tcp_stage.buf.clear();
             reset_both(ctx, idx);
-            return;
+            return Some((idx, len));
         }
     };
     ctx.tcp_stage.buf.clear();
@@ -131,6 +134,21 @@ pub fn flush_stage(ctx: &mut Ctx) {
         tf.conn.handle_write_shortfall(len - written);
         ctx.counters.tcp_short_writes += 1;
     }
+    Some((idx, len - written))
+}
+
+/// Check that the kernel supports SO_PEEK_OFF on TCP sockets (Linux 6.9
+/// and later): without it every peek would start at the head of the
+/// receive queue and resend bytes already in flight under new sequence
+/// numbers, corrupting the guest's stream.
+///
+/// # Errors
+/// The OS error of socket(2) or setsockopt(2) (EOPNOTSUPP before 6.9).
+///
+/// Syscalls: socket, setsockopt, close.
+pub fn probe_peek_offset() -> std::io::Result<()> {
+    let s = sys::socket(true, libc::SOCK_STREAM, 0)?;
+    sys::set_int_opt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)
 }
 
 /// Largest payload per segment a tap of `mtu` bytes takes for this family:
@@ -208,6 +226,15 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
     let idx = sidx.flow();
     let mss = mss_max(ctx.mtu, src.is_v4());
     let now = ctx.now;
+    // A segment that will not join the stage: write the stage first, so
+    // that this segment is judged against what the socket really took.
+    let joins = seg.flags & (SYN | FIN | RST) == 0
+        && seg.dlen > 0
+        && seg.dlen < STAGE_BELOW
+        && ctx.tcp_stage.buf.len() + seg.dlen <= ctx.tcp_stage.buf.capacity();
+    if ctx.tcp_stage.idx == Some(idx) && !joins {
+        flush_stage(ctx);
+    }
     let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
     let act = tf.conn.handle_tap_segment(now, &seg, mss);
     log::trace!(
@@ -220,9 +247,12 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
     );
     let fd = tf.sock.as_raw_fd();
     let emits = act.reset || act.ack_now || act.reply.is_some() || act.rewind || act.can_send || act.established;
+    // A short flush of this flow's stage moves RCV.NXT back: `act.write`
+    // and `act.fin` were computed before and no longer apply.
+    let mut stale = false;
     if emits && ctx.tcp_stage.idx == Some(idx) {
         // Acknowledgements are coming: what they cover must be written.
-        flush_stage(ctx);
+        stale |= flush_stage(ctx).is_some_and(|(i, u)| i == idx && u > 0);
     }
     if act.reset {
         sys::set_linger_zero(fd);
@@ -245,12 +275,19 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
         ctx.counters.tcp_fast_retransmits += 1;
     }
     let payload = t.payload();
-    let want = &payload[act.write.clone()];
+    let mut want = &payload[act.write.clone()];
     let stageable = ctx.in_batch && !act.fin && !emits && !want.is_empty() && want.len() < STAGE_BELOW;
     if ctx.tcp_stage.idx.is_some_and(|s| s != idx || !stageable)
         || ctx.tcp_stage.buf.len() + want.len() > ctx.tcp_stage.buf.capacity()
     {
-        flush_stage(ctx);
+        stale |= flush_stage(ctx).is_some_and(|(i, u)| i == idx && u > 0);
+    }
+    let stageable = stageable && !stale;
+    let mut act_fin = act.fin;
+    if stale {
+        // Beyond the hole the short write left: drop, the guest resends.
+        want = &[];
+        act_fin = false;
     }
     if stageable {
         ctx.tcp_stage.buf.extend_from_slice(want);
@@ -259,7 +296,7 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
             tf.conn.handle_written(want.len(), want.len(), false);
         }
         queue_ack(ctx, idx);
-    } else if !act.write.is_empty() || act.fin {
+    } else if !want.is_empty() || act_fin {
         let written = if want.is_empty() {
             0
         } else {
@@ -275,10 +312,10 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
         };
         let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
         let all = written == want.len();
-        if act.fin && all {
+        if act_fin && all {
             sys::shutdown_write(fd);
         }
-        tf.conn.handle_written(written, want.len(), act.fin);
+        tf.conn.handle_written(written, want.len(), act_fin);
         if !all {
             ctx.counters.tcp_short_writes += 1;
         }
@@ -336,7 +373,7 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
     };
     let flow_label = ctx.flow_label(idx);
     if let Some(f) = ctx.flows.get_mut(idx) {
-        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: true, ack_queued: false, wnd_wait: false, wnd_poll_ms: 0 });
+        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: true, ack_queued: false, wnd_wait: false, wnd_poll_ms: 0, stalled: false });
     }
     ctx.flows.hash_insert(idx, INI);
     ctx.counters.tcp_flows += 1;
@@ -400,7 +437,10 @@ fn refresh_wnd(tf: &mut TcpFlow) -> bool {
     let thresh = u32::from(tf.conn.mss_to_tap).min(cap / 2);
     let wnd = if room < thresh { 0 } else { room };
     tf.conn.set_wnd_to_tap(wnd);
-    if room < cap / 2 {
+    // Only a closed window needs telling when room comes back: a window of
+    // at least one segment keeps the guest sending, and its data brings
+    // our next ACK.
+    if wnd == 0 {
         tf.wnd_wait = true;
     }
     wnd == 0
@@ -544,7 +584,12 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
         });
         let got = match sys::peek_into(fd, bufs) {
             Ok(Some(n)) => n,
-            Ok(None) => return,
+            Ok(None) => {
+                if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+                    tf.stalled = true;
+                }
+                return;
+            }
             Err(e) => {
                 log::debug!("TCP flow {idx}: recv: {e}");
                 reset_both(ctx, idx);
@@ -560,6 +605,7 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
             }
             return;
         }
+        tf.stalled = false;
         refresh_wnd(tf);
         let label = tf.flow_label;
         let segs = got.div_ceil(mss);
@@ -647,6 +693,9 @@ fn update(ctx: &mut Ctx, idx: usize) {
     }
     if !tf.connecting && c.state == State::Established && !c.tap_fin_sent && c.send_budget(1) > 0 {
         ev |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        if tf.stalled {
+            ev |= libc::EPOLLET as u32;
+        }
     }
     if ev == tf.events {
         return;
@@ -761,4 +810,184 @@ pub fn flags_str(f: u8) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+    use crate::daemon::{dispatch_frame, test_ctx};
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    const GUEST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const OUR_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
+    const SPORT: u16 = 45000;
+
+    fn seg(dport: u16, seq: u32, ack: Option<u32>, fin: bool, syn: bool, wnd: u16, data: &[u8]) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2(GUEST_MAC, OUR_MAC).ipv4([192, 0, 2, 2], [192, 0, 2, 1], 64).tcp(SPORT, dport, seq, wnd);
+        if syn {
+            b = b.syn().options(&[TcpOptionElement::MaximumSegmentSize(1460), TcpOptionElement::WindowScale(7)]).unwrap();
+        }
+        if let Some(a) = ack {
+            b = b.ack(a);
+        }
+        if fin {
+            b = b.fin();
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, data).unwrap();
+        v
+    }
+
+    /// (seq, ack, flags-as-fin?, payload len) of TCP frames queued to the tap.
+    fn out(ctx: &Ctx) -> Vec<(u32, u32, bool, bool, usize)> {
+        ctx.tx
+            .frames()
+            .filter_map(|f| {
+                let p = SlicedPacket::from_ethernet(f).ok()?;
+                let Some(TransportSlice::Tcp(t)) = p.transport else { return None };
+                Some((t.sequence_number(), t.acknowledgment_number(), t.syn(), t.fin(), t.payload().len()))
+            })
+            .collect()
+    }
+
+    struct Setup {
+        ctx: Ctx,
+        idx: usize,
+        port: u16,
+        isn: u32,
+        peer: TcpStream,
+    }
+
+    fn establish(rcvbuf: Option<i32>) -> Setup {
+        let mut ctx = test_ctx().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        if let Some(r) = rcvbuf {
+            sys::set_int_opt(l.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, r).unwrap();
+        }
+        let port = l.local_addr().unwrap().port();
+        dispatch_frame(&mut ctx, &seg(port, 1000, None, false, true, 65535, &[]));
+        let side = FlowSide { eaddr: Inany::from(std::net::Ipv4Addr::new(192, 0, 2, 2)), eport: SPORT, oaddr: Inany::from(std::net::Ipv4Addr::new(192, 0, 2, 1)), oport: port };
+        let idx = ctx.flows.lookup(Pif::Tap, Proto::Tcp, &side).expect("flow").flow();
+        for _ in 0..100 {
+            if out(&ctx).iter().any(|o| o.2) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            sock_ready(&mut ctx, Sidx::new(idx as u32, TGT), libc::EPOLLOUT as u32);
+        }
+        let synack = *out(&ctx).iter().find(|o| o.2).expect("SYN-ACK");
+        assert_eq!(synack.1, 1001);
+        let isn = synack.0;
+        ctx.tx.clear();
+        let (peer, _) = l.accept().unwrap();
+        dispatch_frame(&mut ctx, &seg(port, 1001, Some(isn.wrapping_add(1)), false, false, 4096, &[]));
+        flush_acks(&mut ctx);
+        ctx.tx.clear();
+        Setup { ctx, idx, port, isn, peer }
+    }
+
+    #[test]
+    fn epollin_is_not_left_armed_while_all_host_data_is_in_flight() {
+        let mut s = establish(None);
+        use std::io::Write;
+        s.peer.write_all(b"hello").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        sock_ready(&mut s.ctx, Sidx::new(s.idx as u32, TGT), libc::EPOLLIN as u32);
+        assert_eq!(out(&s.ctx).iter().map(|o| o.4).sum::<usize>(), 5, "data went to the tap");
+        s.ctx.tx.clear();
+        // The guest has not acknowledged yet: nothing more can be done.
+        let mut spins = 0;
+        for _ in 0..1000 {
+            let mut ev = [libc::epoll_event { events: 0, u64: 0 }; crate::epoll::EPOLL_EVENTS];
+            let n = s.ctx.epoll.wait(&mut ev, 0).unwrap();
+            if n == 0 {
+                break;
+            }
+            spins += 1;
+            sock_ready(&mut s.ctx, Sidx::new(s.idx as u32, TGT), ev[0].events);
+            assert!(s.ctx.tx.is_empty(), "wakeups do nothing");
+        }
+        assert!(spins <= 2, "epoll_wait returned the idle socket {spins} times in a row (busy loop)");
+    }
+
+    fn tf(ctx: &mut Ctx, idx: usize) -> &mut TcpFlow {
+        match ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+            Some(FlowData::Tcp(t)) => t,
+            _ => panic!("not TCP"),
+        }
+    }
+
+    fn pattern(off: usize, n: usize) -> Vec<u8> {
+        (off..off + n).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn read_all(peer: &mut TcpStream) -> (Vec<u8>, bool) {
+        peer.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 65536];
+        loop {
+            match peer.read(&mut b) {
+                Ok(0) => return (got, true),
+                Ok(n) => got.extend_from_slice(&b[..n]),
+                Err(_) => return (got, false),
+            }
+        }
+    }
+
+    #[test]
+    fn fin_after_staged_data_that_the_socket_refused_in_part_does_not_truncate_the_stream() {
+        let mut s = establish(Some(4096));
+        let fd = tf(&mut s.ctx, s.idx).sock.as_raw_fd();
+        sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4096).unwrap();
+        let ack = Some(s.isn.wrapping_add(1));
+        let total = 40 * 1400;
+        s.ctx.in_batch = true;
+        for i in 0..40 {
+            dispatch_frame(&mut s.ctx, &seg(s.port, 1001 + (i * 1400) as u32, ack, false, false, 4096, &pattern(i * 1400, 1400)));
+        }
+        dispatch_frame(&mut s.ctx, &seg(s.port, 1001 + total as u32, ack, true, false, 4096, &[]));
+        s.ctx.in_batch = false;
+        flush_acks(&mut s.ctx);
+        let acks: Vec<_> = out(&s.ctx).iter().map(|o| o.1.wrapping_sub(1001)).collect();
+        let (got, eof) = read_all(&mut s.peer);
+        eprintln!("ACKs to guest (relative): {acks:?}; peer got {} bytes, eof {eof}", got.len());
+        assert_eq!(got, pattern(0, got.len()), "received bytes are a prefix of the stream");
+        assert!(!eof || got.len() == total, "peer saw EOF after {} of {total} bytes: stream truncated", got.len());
+    }
+
+    #[test]
+    fn staged_data_after_a_short_flush_is_not_written_past_a_gap() {
+        let mut s = establish(Some(4096));
+        let fd = tf(&mut s.ctx, s.idx).sock.as_raw_fd();
+        sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4096).unwrap();
+        let ack = Some(s.isn.wrapping_add(1));
+        s.ctx.in_batch = true;
+        // 47 x 1400 > 64 KiB: the 47th forces a flush, which is short.
+        for i in 0..47 {
+            dispatch_frame(&mut s.ctx, &seg(s.port, 1001 + (i * 1400) as u32, ack, false, false, 4096, &pattern(i * 1400, 1400)));
+        }
+        // The host application reads meanwhile (another CPU in real life).
+        let mut got = Vec::new();
+        s.peer.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 65536];
+        for _ in 0..20 {
+            while let Ok(n) = s.peer.read(&mut b) {
+                if n == 0 { break; }
+                got.extend_from_slice(&b[..n]);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.peer.set_nonblocking(false).unwrap();
+        s.ctx.in_batch = false;
+        flush_acks(&mut s.ctx);
+        let (more, _) = read_all(&mut s.peer);
+        got.extend_from_slice(&more);
+        let acks: Vec<_> = out(&s.ctx).iter().map(|o| o.1.wrapping_sub(1001)).collect();
+        eprintln!("ACKs to guest (relative): {acks:?}; peer got {} bytes", got.len());
+        let first_bad = got.iter().zip(pattern(0, got.len())).position(|(a, b)| *a != b);
+        assert_eq!(first_bad, None, "peer's stream differs from the guest's from byte {first_bad:?}");
+    }
 }
