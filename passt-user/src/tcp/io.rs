@@ -645,6 +645,12 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
         let mut n = tf.conn.handle_sock_writable();
         let was_waiting = std::mem::take(&mut tf.wnd_wait);
         let closed = if was_waiting || n > 0 { refresh_wnd(tf) } else { false };
+        if closed && n > 0 {
+            // Duplicate ACKs with a zero window make nobody retransmit:
+            // owe them until the window re-check sees it open.
+            tf.conn.sock_full = true;
+            n = 0;
+        }
         if was_waiting && n == 0 && tf.conn.wnd_grown() {
             n = 1;
         }
@@ -749,8 +755,12 @@ pub fn wnd_timer(ctx: &mut Ctx) {
         if !refresh_wnd(tf) {
             tf.wnd_poll_ms = 0;
             tf.wnd_wait = false;
+            // A window update, plus the duplicates owed after a short write.
+            let n = tf.conn.handle_sock_writable().max(1);
             ctx.tcp_wnd_waiters.swap_remove(i);
-            send_ack(ctx, idx, false);
+            for _ in 0..n {
+                send_ack(ctx, idx, false);
+            }
             update(ctx, idx);
             continue;
         }
