@@ -137,6 +137,7 @@ FWD_PORTS=(-t none -u none -T none -U none)
 fwd_start() {
 	local id=$1 bin=$2 mtu=$3 ns=fw-$1 log=$BENCH_OUT/logs/$1-${FWD_TAG:-$3}.log self
 	: >"$log"
+	: >"$log.out"
 	self=$(readlink /proc/self/ns/net)
 	# the holder bounds its own life: longer than any round could last
 	unshare --user --map-root-user --net sleep $((BENCH_SECS * 8 + 300)) &
