@@ -1,5 +1,6 @@
 #!/bin/bash
-# lab-bench.sh - iperf3 TCP through each forwarder's tap, inside a private lab.
+# lab-bench.sh - iperf3 TCP through each forwarder's tap, and pasta's spliced
+# loopback path beside plain loopback, inside a private lab.
 #
 # Started by `cargo xtask bench` (xtask/src/bench.rs) as PID 1 of fresh
 #   timeout T unshare --net --mount --pid --fork --kill-child --mount-proc bash lab-bench.sh
@@ -40,6 +41,10 @@
 #   BENCH_SECS    iperf3 -t per run, seconds
 #   BENCH_MTUS    tap MTUs, space separated ("65520 1500")
 #   BENCH_TOOLS   "ID=PATH ..." with ID one of pasta-rs, debian-pasta, slirp4netns
+# and optionally
+#   BENCH_PARTS   "tap", "splice" or "tap splice" (the default): which parts run;
+#                 the splice part is described and its splice.tsv documented
+#                 under "splice path" below
 #
 # Output: $BENCH_OUT/runs.tsv, one line per iperf3 run, tab separated:
 #   round tool mtu af dir status bytes secs cpu_s note
@@ -69,12 +74,15 @@ source "$BENCH_DIR/../lab/lab.sh"
 PORT=5201
 CLK_TCK=$(getconf CLK_TCK)
 RUNS=$BENCH_OUT/runs.tsv
+SPLICE=$BENCH_OUT/splice.tsv
+BENCH_PARTS=${BENCH_PARTS:-tap splice}
 NSX="nsenter --net=/run/netns"   # $NSX/NAME CMD...: run CMD in netns NAME
 
 # ---- lab --------------------------------------------------------------------
 bench_setup() {
 	mkdir -p "$BENCH_OUT/raw" "$BENCH_OUT/logs" || return 2
 	: >"$RUNS" || return 2
+	: >"$SPLICE" || return 2
 	# refuse to go on if this namespace has anything but lo: not a fresh netns
 	local links
 	links=$(ip -o link show | awk -F': ' '{ print $2 }' | tr '\n' ' ')
@@ -82,6 +90,8 @@ bench_setup() {
 	mount -t tmpfs -o mode=755 bench-run /run || return 2
 	sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 	ip link set lo up
+	# connection-rate runs on the host side: room for short connections' TIME_WAIT
+	sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
 	ip netns add up || return 2
 	$NSX/up sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 	$NSX/up ip link set lo up
@@ -117,14 +127,17 @@ bench_env() {
 
 # ---- forwarders -------------------------------------------------------------
 FWD_PID="" HOLD_PID=""
+# pasta's port options: none for the tap runs; the splice part sets its ports
+FWD_PORTS=(-t none -u none -T none -U none)
 
 # fwd_start ID BIN MTU: user namespace + netns fw-ID, forwarder attached to it.
 # Sets FWD_PID and HOLD_PID. Fails if the forwarder exits or the namespace does
 # not get both address families and default routes within 10 s (IPv4 alone is
 # accepted with a log line: the IPv6 runs then fail on their own).
 fwd_start() {
-	local id=$1 bin=$2 mtu=$3 ns=fw-$1 log=$BENCH_OUT/logs/$1-$3.log self
+	local id=$1 bin=$2 mtu=$3 ns=fw-$1 log=$BENCH_OUT/logs/$1-${FWD_TAG:-$3}.log self
 	: >"$log"
+	: >"$log.out"
 	self=$(readlink /proc/self/ns/net)
 	# the holder bounds its own life: longer than any round could last
 	unshare --user --map-root-user --net sleep $((BENCH_SECS * 8 + 300)) &
@@ -132,11 +145,13 @@ fwd_start() {
 	wait_until 5 holder_ready "$self" || { fwd_fail "$id" "holder namespace not created"; return 1; }
 	ip netns attach "$ns" $HOLD_PID || { fwd_fail "$id" "ip netns attach failed"; return 1; }
 	$NSX/$ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	# connection-rate runs: room for TIME_WAIT sockets of short connections
+	$NSX/$ns sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
 	$NSX/$ns ip link set lo up
 	case $id in
 	pasta-rs | debian-pasta)
 		nsenter --user=/proc/$HOLD_PID/ns/user "$bin" --config-net -m "$mtu" \
-			-t none -u none -T none -U none -f -l "$log" --netns /run/netns/$ns \
+			"${FWD_PORTS[@]}" -f -l "$log" --netns /run/netns/$ns \
 			>>"$log.out" 2>&1 &
 		;;
 	slirp4netns)
@@ -286,13 +301,151 @@ else:
 EOF
 }
 
+# ---- splice path ------------------------------------------------------------
+# pasta's loopback-to-loopback path ("Handling of local traffic in pasta" in
+# passt(1)): with -t PORT it listens in this (host) netns and connects to the
+# namespace's loopback, with -T PORT the reverse, relaying TCP with splice(2);
+# with -u PORT it relays UDP between the two loopbacks. Tool "loopback" runs
+# the same server and client over lo of this netns, without any forwarder:
+# the ceiling.
+#   pasta (both): --config-net -t 5201,5203 -T 5202 -u 5203 -U none
+# Paths (af 4: 127.0.0.1, af 6: ::1; server side / client side):
+#   tcp-h2n  iperf3 -s in the namespace, iperf3 -c here to port 5201 (via -t)
+#   tcp-n2h  iperf3 -s here, iperf3 -c in the namespace to port 5202 (via -T)
+#   tcp-rr   rr.py serve-tcp in the namespace, rr.py tcp-rr here, port 5203
+#   tcp-crr  rr.py serve-tcp in the namespace, rr.py tcp-crr here, port 5203
+#   udp-rr   rr.py serve-udp in the namespace, rr.py udp-rr here, port 5203
+# Output: $SPLICE (splice.tsv), one line per run, tab separated:
+#   round tool path af status count secs cpu_s note
+# count = bytes received (tcp-h2n, tcp-n2h: iperf3 end.sum_received) or
+# transactions (rr.py), secs = their duration, cpu_s and note as in runs.tsv.
+SPLICE_PATHS="tcp-h2n:4 tcp-h2n:6 tcp-n2h:4 tcp-n2h:6 tcp-rr:4 tcp-crr:4 udp-rr:4"
+RR=$BENCH_DIR/rr.py
+
+want_part() { [[ " $BENCH_PARTS " == *" $1 "* ]]; }
+
+# splice_record ROUND ID PATH AF STATUS COUNT SECS CPU NOTE
+splice_record() {
+	local IFS=$'\t'
+	echo "$*" >>"$SPLICE"
+}
+
+# splice_one ROUND ID PATH AF
+splice_one() {
+	local round=$1 id=$2 path=$3 af=$4 tag="s$1-$2-$3-v$4"
+	local dst=127.0.0.1 port=5203 proto=t srvns=() clins=() srv=() cli=()
+	local out=$BENCH_OUT/raw/$tag.out err=$BENCH_OUT/raw/$tag.err
+	local spid c0 c1 rc res cpu note
+	[[ $af == 6 ]] && dst=::1
+	if [[ $id != loopback ]]; then
+		if [[ -z $FWD_PID ]] || ! alive $FWD_PID; then
+			splice_record "$round" "$id" "$path" "$af" fail 0 0 - "forwarder not running${FWD_FAIL:+: $FWD_FAIL}"
+			log "$tag: fail (forwarder not running)"
+			return
+		fi
+		# the client runs here, the server in the namespace; -T: the reverse
+		if [[ $path == tcp-n2h ]]; then
+			clins=($NSX/fw-$id)
+		else
+			srvns=($NSX/fw-$id)
+		fi
+	fi
+	case $path in
+	tcp-h2n | tcp-n2h)
+		[[ $path == tcp-h2n ]] && port=5201 || port=5202
+		srv=(iperf3 -s -1 -p $port)
+		cli=(iperf3 -c $dst -p $port -t "$BENCH_SECS" -J --connect-timeout 3000)
+		;;
+	tcp-rr | tcp-crr)
+		srv=(python3 "$RR" serve-tcp $port)
+		cli=(python3 "$RR" "$path" $dst $port "$BENCH_SECS")
+		;;
+	udp-rr)
+		proto=u
+		srv=(python3 "$RR" serve-udp $port)
+		cli=(python3 "$RR" udp-rr $dst $port "$BENCH_SECS")
+		;;
+	esac
+	"${srvns[@]}" timeout -k 2 $((BENCH_SECS + 40)) "${srv[@]}" >"$BENCH_OUT/raw/$tag.server" 2>&1 &
+	spid=$!
+	wait_until 5 splice_listening "$proto" "$port" "${srvns[@]}" || {
+		splice_record "$round" "$id" "$path" "$af" fail 0 0 - "server did not start"
+		kill $spid 2>/dev/null; wait $spid 2>/dev/null
+		return
+	}
+	c0="" c1=""
+	[[ $id != loopback ]] && c0=$(cpu_ticks $FWD_PID)
+	"${clins[@]}" timeout -k 2 $((BENCH_SECS + 20)) "${cli[@]}" >"$out" 2>"$err"
+	rc=$?
+	[[ $id != loopback ]] && c1=$(cpu_ticks $FWD_PID)
+	kill $spid 2>/dev/null
+	wait $spid 2>/dev/null
+	cpu=-
+	[[ -n $c0 && -n $c1 ]] && cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / t }')
+	# "COUNT SECONDS" or "error: why"
+	if [[ ${cli[0]} == iperf3 ]]; then
+		res=$(iperf3_result "$out")
+	else
+		res=$(head -n 1 "$out")
+		[[ -z $res ]] && res="error: $(tail -n 1 "$err")"
+	fi
+	if ((rc == 0)) && [[ $res =~ ^([0-9]+)\ ([0-9.]+)$ ]] && ((BASH_REMATCH[1] > 0)); then
+		splice_record "$round" "$id" "$path" "$af" ok "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "$cpu" -
+		log "$tag: $(awk -v n="${BASH_REMATCH[1]}" -v s="${BASH_REMATCH[2]}" -v p="$path" \
+			'BEGIN { if (p ~ /^tcp-[hn]2/) printf "%.3f Gbit/s", n * 8 / s / 1e9; else printf "%.0f /s", n / s }'), forwarder CPU $cpu s"
+	else
+		note=${res#error: }
+		((rc == 124 || rc == 137)) && note="timed out after $((BENCH_SECS + 20)) s; $note"
+		[[ -z $note || $note == "$res" ]] && note="$path client exit status $rc"
+		note=$(printf '%s' "$note" | tr '\t\n' '  ' | cut -c1-200)
+		splice_record "$round" "$id" "$path" "$af" fail 0 0 "$cpu" "$note"
+		log "$tag: fail ($note)"
+	fi
+}
+
+# splice_listening t|u PORT [NSENTER...]: a TCP listener / UDP socket on PORT
+splice_listening() {
+	local proto=$1 port=$2
+	shift 2
+	[[ -n $("$@" ss -Hn"$proto"l "sport = :$port" 2>/dev/null) ]]
+}
+
+# splice_all: every round, the pasta tools of $BENCH_TOOLS and the loopback
+# ceiling round-robin (order rotated by one per round), every path each.
+splice_all() {
+	local tools=() t round k n id bin p
+	for t in $BENCH_TOOLS; do
+		case ${t%%=*} in pasta-rs | debian-pasta) tools+=("$t") ;; esac
+	done
+	tools+=(loopback=-)
+	n=${#tools[@]}
+	FWD_PORTS=(-t 5201,5203 -T 5202 -u 5203 -U none)
+	FWD_TAG=splice
+	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+		for ((k = 0; k < n; k++)); do
+			t=${tools[(k + round - 1) % n]}
+			id=${t%%=*} bin=${t#*=}
+			log "splice round $round: $id ($bin)"
+			FWD_FAIL=""
+			if [[ $id != loopback ]] && ! fwd_start "$id" "$bin" 65520; then
+				fwd_stop "$id"   # every splice_one below records "forwarder not running"
+			fi
+			for p in $SPLICE_PATHS; do
+				splice_one "$round" "$id" "${p%:*}" "${p#*:}"
+			done
+			[[ $id != loopback ]] && fwd_stop "$id"
+		done
+	done
+}
+
 # ---- main -------------------------------------------------------------------
 bench_setup || exit $?
 bench_env
 read -r -a TOOLS <<<"$BENCH_TOOLS"
 read -r -a MTUS <<<"$BENCH_MTUS"
 ntools=${#TOOLS[@]}
-for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+want_part tap && tap_rounds=$BENCH_ROUNDS || tap_rounds=0
+for ((round = 1; round <= tap_rounds; round++)); do
 	for mtu in "${MTUS[@]}"; do
 		for ((k = 0; k < ntools; k++)); do
 			t=${TOOLS[(k + round - 1) % ntools]}
@@ -314,5 +467,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 		done
 	done
 done
-log "bench done: $(grep -c $'\tok\t' "$RUNS") ok, $(grep -c $'\tfail\t' "$RUNS") failed runs"
+want_part splice && splice_all
+log "bench done: tap $(grep -c $'\tok\t' "$RUNS") ok, $(grep -c $'\tfail\t' "$RUNS") failed runs;" \
+	"splice $(grep -c $'\tok\t' "$SPLICE") ok, $(grep -c $'\tfail\t' "$SPLICE") failed runs"
 exit 0

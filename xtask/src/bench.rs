@@ -1,9 +1,21 @@
 //! # Theory of operation
 //!
-//! `cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--no-install]`:
-//! iperf3 TCP throughput through the tap of pasta-rs, side by side in the same
-//! run with Debian's pasta (`/usr/bin/pasta`, package `passt`) and slirp4netns
-//! (package `slirp4netns`), plus each forwarder's CPU seconds per GB.
+//! `cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST]
+//! [--only tap|splice] [--no-install]`: two parts, both by default.
+//!
+//! - tap: iperf3 TCP throughput through the tap of pasta-rs, side by side in
+//!   the same run with Debian's pasta (`/usr/bin/pasta`, package `passt`) and
+//!   slirp4netns (package `slirp4netns`), plus each forwarder's CPU seconds
+//!   per GB;
+//! - splice: pasta's loopback relay ("Handling of local traffic in pasta",
+//!   passt(1)): iperf3 host -> namespace through `-t` and namespace -> host
+//!   through `-T` (IPv4 and IPv6), 64-byte TCP round trips and connections
+//!   per second through `-t`, 64-byte UDP round trips through `-u` (the last
+//!   three with `tests/bench/rr.py`, IPv4), for pasta-rs and Debian's pasta
+//!   beside the same clients over plain loopback (the ceiling), with the
+//!   ratios pasta-rs / Debian pasta and each / loopback. Rows come from
+//!   `target/bench/splice.tsv` ([`parse_splice_runs`]); the table follows
+//!   the tap table, bench.json holds `splice_runs` and `splice_summary`.
 //!
 //! Steps: install the missing Debian packages (`iperf3 passt slirp4netns`
 //! and the tools the lab script calls; [`super::ensure_packages`]), build
@@ -101,14 +113,21 @@ struct Opts {
     install: bool,
     /// Selected tools, in column order.
     tools: Vec<&'static Tool>,
+    /// Run the tap part (`--only tap`, or both by default).
+    tap: bool,
+    /// Run the splice part (`--only splice`, or both by default).
+    splice: bool,
 }
 
 const USAGE: &str = "\
-usage: cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--no-install]
+usage: cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--only tap|splice] [--no-install]
   --rounds N    rounds, each running every path with every tool (default 3)
-  --secs S      seconds per iperf3 run (default 5)
+  --secs S      seconds per run (default 5)
   --quick       1 round x 2 s (smoke test)
   --tools LIST  comma-separated subset of pasta-rs,debian-pasta,slirp4netns
+                (the splice table has pasta-rs, debian-pasta and loopback)
+  --only PART   tap (iperf3 through the tap) or splice (pasta's loopback
+                relay beside plain loopback); default both
   --no-install  do not install missing Debian packages";
 
 fn parse_args(args: &[OsString]) -> Result<Opts> {
@@ -117,6 +136,8 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
         secs: SECS_DEFAULT,
         install: true,
         tools: TOOLS.iter().collect(),
+        tap: true,
+        splice: true,
     };
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
     let positive = |name: &str, v: Option<String>| -> Result<u32> {
@@ -135,6 +156,11 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
                 o.secs = 2;
             }
             "--no-install" => o.install = false,
+            "--only" => match it.next().as_deref() {
+                Some("tap") => (o.tap, o.splice) = (true, false),
+                Some("splice") => (o.tap, o.splice) = (false, true),
+                v => bail!("--only: want tap or splice, not {}", v.unwrap_or("nothing")),
+            },
             "--tools" => {
                 let v = it.next().context("--tools needs a list")?;
                 let mut want = Vec::new();
@@ -213,12 +239,14 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         .env("BENCH_SECS", opts.secs.to_string())
         .env("BENCH_MTUS", mtus.join(" "))
         .env("BENCH_TOOLS", tool_bins.join(" "))
+        .env("BENCH_PARTS", parts(&opts))
         // progress to stderr: stdout carries only the table
         .stdout(Stdio::from(std::io::stderr()));
     eprintln!(
-        "xtask: bench: {} rounds x {} s, tools {}, at most {limit} s",
+        "xtask: bench: {} rounds x {} s, parts {}, tools {}, at most {limit} s",
         opts.rounds,
         opts.secs,
+        parts(&opts),
         opts.tools.iter().map(|t| t.id).collect::<Vec<_>>().join(",")
     );
     eprintln!("xtask: $ {}", show(&c));
@@ -235,26 +263,54 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&runs_file)
         .with_context(|| format!("cannot read {}", runs_file.display()))?;
     let runs = parse_runs(&text)?;
+    let splice_file = out.join("splice.tsv");
+    let text = std::fs::read_to_string(&splice_file)
+        .with_context(|| format!("cannot read {}", splice_file.display()))?;
+    let splice_runs = parse_splice_runs(&text)?;
     let env = std::fs::read_to_string(out.join("env.txt")).unwrap_or_default();
     let summary = summarise(&runs, &opts.tools);
-    let md = render_markdown(&summary, &opts, &env, elapsed, &runs);
+    let mut md = String::new();
+    if opts.tap {
+        md = render_markdown(&summary, &opts, &env, elapsed, &runs);
+    }
+    let stools = splice_tools(&opts.tools);
+    let splice_rows = summarise_splice(&splice_runs, &stools);
+    if opts.splice {
+        if !opts.tap {
+            md = render_markdown_head(&opts, &env, elapsed);
+        }
+        md.push('\n');
+        md.push_str(&render_splice_markdown(&splice_rows, &stools, &opts, &splice_runs));
+    }
     print!("{md}");
     let md_path = out.join("bench.md");
     std::fs::write(&md_path, &md).with_context(|| format!("cannot write {}", md_path.display()))?;
     let json_path = out.join("bench.json");
-    let json = render_json(&summary, &runs, &opts, &env, elapsed);
+    let json = render_json(&summary, &runs, &opts, &env, elapsed, (&splice_rows, &splice_runs));
     std::fs::write(&json_path, json)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     eprintln!("xtask: bench: wrote {} and {}", md_path.display(), json_path.display());
     if killed {
         return Ok(ExitCode::FAILURE);
     }
-    Ok(exit_code(&runs))
+    Ok(exit_code(&runs, &splice_runs))
 }
 
-/// 0 if any run succeeded, else 1 (every tool failed everywhere).
-fn exit_code(runs: &[Run]) -> ExitCode {
-    if runs.iter().any(|r| r.ok) {
+/// `BENCH_PARTS` for the lab script: "tap", "splice" or "tap splice".
+fn parts(o: &Opts) -> String {
+    let mut v = Vec::new();
+    if o.tap {
+        v.push("tap");
+    }
+    if o.splice {
+        v.push("splice");
+    }
+    v.join(" ")
+}
+
+/// 0 if any run (tap or splice) succeeded, else 1 (every tool failed everywhere).
+fn exit_code(runs: &[Run], splice_runs: &[SpliceRun]) -> ExitCode {
+    if runs.iter().any(|r| r.ok) || splice_runs.iter().any(|r| r.ok) {
         ExitCode::SUCCESS
     } else {
         eprintln!("xtask: bench: every run of every tool failed");
@@ -262,12 +318,25 @@ fn exit_code(runs: &[Run]) -> ExitCode {
     }
 }
 
+/// Runs per splice session (lab-bench.sh's SPLICE_PATHS): both families
+/// for the two iperf3 paths, IPv4 for the other three.
+const SPLICE_RUNS_PER_SESSION: u64 = 7;
+
 /// Upper bound of the whole lab in seconds: per forwarder start 21 s (5 s
 /// namespace, 10 s addresses, 6 s stop), per run the client limit (S + 20 s)
 /// plus 10 s for the server and the kill, and 60 s for set-up.
 fn hard_limit_secs(o: &Opts) -> u64 {
-    let sessions = u64::from(o.rounds) * MTUS.len() as u64 * o.tools.len() as u64;
-    sessions * (21 + 4 * (u64::from(o.secs) + 30)) + 60
+    let per_run = u64::from(o.secs) + 30;
+    let mut secs = 60;
+    if o.tap {
+        let sessions = u64::from(o.rounds) * MTUS.len() as u64 * o.tools.len() as u64;
+        secs += sessions * (21 + 4 * per_run);
+    }
+    if o.splice {
+        let sessions = u64::from(o.rounds) * splice_tools(&o.tools).len() as u64;
+        secs += sessions * (21 + SPLICE_RUNS_PER_SESSION * per_run);
+    }
+    secs
 }
 
 /// `$CARGO_TARGET_DIR` or `<workspace>/target`.
@@ -541,6 +610,17 @@ fn label(id: &str) -> &str {
     TOOLS.iter().find(|t| t.id == id).map_or(id, |t| t.label)
 }
 
+/// The report's title and environment lines when only the splice part ran.
+fn render_markdown_head(o: &Opts, env: &str, elapsed: Duration) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# cargo xtask bench --only splice\n");
+    let _ = writeln!(s, "{} round(s) x {} s. Run time {:.0} s.\n", o.rounds, o.secs, elapsed.as_secs_f64());
+    for l in env.lines().filter(|l| !l.trim().is_empty()) {
+        let _ = writeln!(s, "- {l}");
+    }
+    s
+}
+
 /// The report: header, the table, failure notes.
 fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &[Run]) -> String {
     let mut s = String::new();
@@ -610,6 +690,338 @@ fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &
     s
 }
 
+// ---- splice path --------------------------------------------------------------
+
+/// The ceiling of the splice table: the same client and server over `lo` of
+/// one namespace, no forwarder (not selectable with `--tools`; always run).
+const LOOPBACK: Tool = Tool { id: "loopback", label: "loopback", peer: false };
+
+/// The peer pasta-rs is compared with on the splice path.
+const SPLICE_PEER: &str = "debian-pasta";
+
+/// One measurement of the splice part (`splice.tsv` field `path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SplicePath {
+    /// iperf3 from the host's loopback to the namespace's, through `-t`.
+    TcpH2n,
+    /// iperf3 from the namespace's loopback to the host's, through `-T`.
+    TcpN2h,
+    /// 64-byte TCP request/response on one connection, through `-t`.
+    TcpRr,
+    /// TCP connect, 1 byte each way, close, through `-t`.
+    TcpCrr,
+    /// 64-byte UDP request/response, through `-u`.
+    UdpRr,
+}
+
+/// Every splice path, in table order.
+const SPLICE_PATHS: &[SplicePath] =
+    &[SplicePath::TcpH2n, SplicePath::TcpN2h, SplicePath::TcpRr, SplicePath::TcpCrr, SplicePath::UdpRr];
+
+impl SplicePath {
+    fn id(self) -> &'static str {
+        match self {
+            SplicePath::TcpH2n => "tcp-h2n",
+            SplicePath::TcpN2h => "tcp-n2h",
+            SplicePath::TcpRr => "tcp-rr",
+            SplicePath::TcpCrr => "tcp-crr",
+            SplicePath::UdpRr => "udp-rr",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            SplicePath::TcpH2n => "TCP host -> namespace (-t)",
+            SplicePath::TcpN2h => "TCP namespace -> host (-T)",
+            SplicePath::TcpRr => "TCP 64-byte round trips (-t)",
+            SplicePath::TcpCrr => "TCP connections (-t)",
+            SplicePath::UdpRr => "UDP 64-byte round trips (-u)",
+        }
+    }
+    /// Unit of [`SpliceRun::rate`].
+    fn unit(self) -> &'static str {
+        match self {
+            SplicePath::TcpH2n | SplicePath::TcpN2h => "Gbit/s",
+            SplicePath::TcpRr | SplicePath::UdpRr => "round trips/s",
+            SplicePath::TcpCrr => "connections/s",
+        }
+    }
+    /// Whether `count` is bytes (iperf3) rather than transactions (rr.py).
+    fn counts_bytes(self) -> bool {
+        matches!(self, SplicePath::TcpH2n | SplicePath::TcpN2h)
+    }
+    fn from_id(id: &str) -> Option<Self> {
+        SPLICE_PATHS.iter().copied().find(|p| p.id() == id)
+    }
+}
+
+/// One run of the splice part (a line of splice.tsv).
+#[derive(Clone, Debug, PartialEq)]
+struct SpliceRun {
+    /// Round, from 1.
+    round: u32,
+    /// Tool id: pasta-rs, debian-pasta or loopback.
+    tool: String,
+    /// What was measured.
+    path: SplicePath,
+    /// Address family: 4 (127.0.0.1) or 6 (::1).
+    af: u8,
+    /// The client succeeded.
+    ok: bool,
+    /// Bytes received (iperf3 paths) or transactions (rr.py); 0 if failed.
+    count: u64,
+    /// Seconds the client ran; 0 if failed.
+    secs: f64,
+    /// Forwarder CPU seconds (utime+stime) during the run, if known.
+    cpu_s: Option<f64>,
+    /// Why it failed; empty if none.
+    note: String,
+}
+
+impl SpliceRun {
+    /// Gbit/s (10^9 bit/s) for the iperf3 paths, transactions per second for
+    /// the others; 0 if the run lasted no time.
+    fn rate(&self) -> f64 {
+        if self.secs <= 0.0 {
+            return 0.0;
+        }
+        if self.path.counts_bytes() {
+            self.count as f64 * 8.0 / self.secs / 1e9
+        } else {
+            self.count as f64 / self.secs
+        }
+    }
+}
+
+/// Parse splice.tsv as written by tests/bench/lab-bench.sh: one run per
+/// line, nine tab-separated fields `round tool path af status count secs
+/// cpu_s note`, path one of [`SPLICE_PATHS`]' ids, af `4|6`, status
+/// `ok|fail`, cpu_s a decimal or `-`, note `-` for none. Empty lines are
+/// skipped.
+///
+/// # Errors
+/// A line with another field count or an unparsable field, naming the line.
+fn parse_splice_runs(text: &str) -> Result<Vec<SpliceRun>> {
+    let mut runs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let n = i + 1;
+        let f: Vec<&str> = line.split('\t').collect();
+        let [round, tool, path, af, status, count, secs, cpu, note] = f[..] else {
+            bail!("splice.tsv line {n}: {} fields, want 9: {line:?}", f.len());
+        };
+        let bad = |what: &str, v: &str| format!("splice.tsv line {n}: bad {what} '{v}'");
+        let af = match af {
+            "4" => 4,
+            "6" => 6,
+            a => bail!("{}", bad("af", a)),
+        };
+        let nonneg = |what: &str, v: &str| -> Result<f64> {
+            match v.parse::<f64>() {
+                Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+                _ => bail!("{}", bad(what, v)),
+            }
+        };
+        runs.push(SpliceRun {
+            round: round.parse().with_context(|| bad("round", round))?,
+            tool: tool.to_string(),
+            path: SplicePath::from_id(path).with_context(|| bad("path", path))?,
+            af,
+            ok: match status {
+                "ok" => true,
+                "fail" => false,
+                s => bail!("{}", bad("status", s)),
+            },
+            count: count.parse().with_context(|| bad("count", count))?,
+            secs: nonneg("secs", secs)?,
+            cpu_s: if cpu == "-" { None } else { Some(nonneg("cpu_s", cpu)?) },
+            note: if note == "-" { String::new() } else { note.to_string() },
+        });
+    }
+    Ok(runs)
+}
+
+/// The splice table's tools for the selected `tools`: pasta-rs and Debian's
+/// pasta if selected (slirp4netns has no splice path), then [`LOOPBACK`].
+fn splice_tools(tools: &[&'static Tool]) -> Vec<&'static Tool> {
+    let mut v: Vec<&'static Tool> =
+        tools.iter().copied().filter(|t| t.id == OURS || t.id == SPLICE_PEER).collect();
+    v.push(&LOOPBACK);
+    v
+}
+
+/// One splice path and family, every splice tool on it.
+#[derive(Debug, PartialEq)]
+struct SpliceRow {
+    /// What was measured.
+    path: SplicePath,
+    /// 4 or 6.
+    af: u8,
+    /// One cell per splice tool, in column order ([`splice_tools`]); `gbps`
+    /// holds the median and range of [`SpliceRun::rate`], `cpu_s_per_gb` is
+    /// unused (None).
+    cells: Vec<Cell>,
+}
+
+impl SpliceRow {
+    /// Median of `tool` on this row, if it has one.
+    fn median(&self, tool: &str) -> Option<f64> {
+        self.cells.iter().find(|c| c.tool == tool).and_then(|c| c.gbps).map(|g| g.0)
+    }
+    /// Median of `num` / median of `den`, if both exist and `den` > 0.
+    fn ratio(&self, num: &str, den: &str) -> Option<f64> {
+        match (self.median(num), self.median(den)) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+}
+
+/// The ratios of the splice table: (numerator, denominator) tool ids.
+const SPLICE_RATIOS: &[(&str, &str)] = &[(OURS, SPLICE_PEER), (OURS, "loopback"), (SPLICE_PEER, "loopback")];
+
+/// Group splice `runs` into rows ([`SPLICE_PATHS`] order, IPv4 before IPv6)
+/// with one cell per tool of `tools` (from [`splice_tools`]); rows without
+/// any run are left out.
+fn summarise_splice(runs: &[SpliceRun], tools: &[&'static Tool]) -> Vec<SpliceRow> {
+    let mut rows = Vec::new();
+    for &path in SPLICE_PATHS {
+        for af in [4u8, 6] {
+            let cells: Vec<Cell> = tools
+                .iter()
+                .map(|t| {
+                    let mine: Vec<&SpliceRun> =
+                        runs.iter().filter(|r| r.tool == t.id && r.path == path && r.af == af).collect();
+                    let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.rate()).collect();
+                    let rate = median(&good).map(|m| {
+                        let lo = good.iter().copied().fold(f64::INFINITY, f64::min);
+                        let hi = good.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        (m, lo, hi)
+                    });
+                    Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: rate, cpu_s_per_gb: None }
+                })
+                .collect();
+            if cells.iter().any(|c| c.runs > 0) {
+                rows.push(SpliceRow { path, af, cells });
+            }
+        }
+    }
+    rows
+}
+
+fn splice_label(id: &str) -> &str {
+    if id == LOOPBACK.id {
+        LOOPBACK.label
+    } else {
+        label(id)
+    }
+}
+
+/// The splice report: a heading, the table, failure notes.
+fn render_splice_markdown(rows: &[SpliceRow], tools: &[&'static Tool], o: &Opts, runs: &[SpliceRun]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Splice path: pasta's loopback relay beside plain loopback\n");
+    let _ = writeln!(
+        s,
+        "Host loopback <-> namespace loopback through pasta's `-t`/`-T`/`-u` ports (spliced, \
+         not through the tap); loopback: the same client and server over `lo` of one \
+         namespace, no forwarder (the ceiling). {} round(s) x {} s, tools round-robin per \
+         round. Cells: median (min-max) of the successful runs, in the row's unit. Ratios: \
+         of the medians.\n",
+        o.rounds, o.secs
+    );
+    let ratios: Vec<(&str, &str)> = SPLICE_RATIOS
+        .iter()
+        .copied()
+        .filter(|(a, b)| tools.iter().any(|t| t.id == *a) && tools.iter().any(|t| t.id == *b))
+        .collect();
+    let mut head = vec!["path".to_string()];
+    head.extend(tools.iter().map(|t| t.label.to_string()));
+    head.extend(ratios.iter().map(|(a, b)| format!("{} / {}", splice_label(a), splice_label(b))));
+    let _ = writeln!(s, "| {} |", head.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+    for r in rows {
+        let mut cols = vec![format!("{}, IPv{}, {}", r.path.label(), r.af, r.path.unit())];
+        cols.extend(r.cells.iter().map(gbps_cell));
+        cols.extend(
+            ratios.iter().map(|(a, b)| r.ratio(a, b).map_or_else(|| "-".into(), |x| format!("{x:.2}"))),
+        );
+        let _ = writeln!(s, "| {} |", cols.join(" | "));
+    }
+    let mut reasons: Vec<(String, String, usize)> = Vec::new();
+    for r in runs.iter().filter(|r| !r.ok) {
+        let why = if r.note.is_empty() { "unknown" } else { r.note.as_str() };
+        match reasons.iter_mut().find(|(t, w, _)| *t == r.tool && w == why) {
+            Some(e) => e.2 += 1,
+            None => reasons.push((r.tool.clone(), why.to_string(), 1)),
+        }
+    }
+    if !reasons.is_empty() {
+        s.push('\n');
+    }
+    for (t, why, n) in &reasons {
+        let _ = writeln!(s, "- {} failed {n} splice run(s): {why}", splice_label(t));
+    }
+    s
+}
+
+/// The splice part of bench.json: `"splice_runs": [...], "splice_summary":
+/// [...]` (two members, no surrounding braces, no trailing comma).
+fn render_splice_json(rows: &[SpliceRow], runs: &[SpliceRun]) -> String {
+    let mut s = String::from("  \"splice_runs\": [\n");
+    let lines: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"round\": {}, \"tool\": {}, \"path\": {}, \"af\": {}, \"ok\": {}, \"count\": {}, \
+                 \"secs\": {}, \"rate\": {}, \"unit\": {}, \"cpu_s\": {}, \"note\": {}}}",
+                r.round,
+                json_str(&r.tool),
+                json_str(r.path.id()),
+                r.af,
+                r.ok,
+                r.count,
+                json_num(Some(r.secs)),
+                json_num(r.ok.then(|| r.rate())),
+                json_str(r.path.unit()),
+                json_num(r.cpu_s),
+                json_str(&r.note)
+            )
+        })
+        .collect();
+    s.push_str(&lines.join(",\n"));
+    s.push_str("\n  ],\n  \"splice_summary\": [\n");
+    let mut lines = Vec::new();
+    for r in rows {
+        for c in &r.cells {
+            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
+            let ratios: Vec<String> = SPLICE_RATIOS
+                .iter()
+                .filter(|(a, _)| *a == c.tool)
+                .map(|(a, b)| format!("{}: {}", json_str(&format!("{a}/{b}")), json_num(r.ratio(a, b))))
+                .collect();
+            lines.push(format!(
+                "    {{\"path\": {}, \"af\": {}, \"tool\": {}, \"unit\": {}, \"runs\": {}, \"ok\": {}, \
+                 \"median\": {}, \"min\": {}, \"max\": {}, \"ratios\": {{{}}}}}",
+                json_str(r.path.id()),
+                r.af,
+                json_str(c.tool),
+                json_str(r.path.unit()),
+                c.runs,
+                c.ok,
+                json_num(m),
+                json_num(lo),
+                json_num(hi),
+                ratios.join(", ")
+            ));
+        }
+    }
+    s.push_str(&lines.join(",\n"));
+    s.push_str("\n  ]");
+    s
+}
+
 // ---- JSON -------------------------------------------------------------------
 
 /// `v` as a JSON string literal (RFC 8259 §7).
@@ -641,16 +1053,25 @@ fn json_num(x: Option<f64>) -> String {
     }
 }
 
-/// bench.json: configuration, environment lines, every run, the summary.
-fn render_json(rows: &[Row], runs: &[Run], o: &Opts, env: &str, elapsed: Duration) -> String {
+/// bench.json: configuration, environment lines, every run, the summary, and
+/// the splice part's runs and summary ([`render_splice_json`]).
+fn render_json(
+    rows: &[Row],
+    runs: &[Run],
+    o: &Opts,
+    env: &str,
+    elapsed: Duration,
+    splice: (&[SpliceRow], &[SpliceRun]),
+) -> String {
     let mut s = String::from("{\n");
     let tools: Vec<String> = o.tools.iter().map(|t| json_str(t.id)).collect();
     let mtus: Vec<String> = MTUS.iter().map(u16::to_string).collect();
     let _ = writeln!(
         s,
-        "  \"config\": {{\"rounds\": {}, \"secs\": {}, \"tools\": [{}], \"mtus\": [{}], \"elapsed_s\": {}}},",
+        "  \"config\": {{\"rounds\": {}, \"secs\": {}, \"parts\": {}, \"tools\": [{}], \"mtus\": [{}], \"elapsed_s\": {}}},",
         o.rounds,
         o.secs,
+        json_str(&parts(o)),
         tools.join(", "),
         mtus.join(", "),
         json_num(Some(elapsed.as_secs_f64()))
@@ -704,7 +1125,9 @@ fn render_json(rows: &[Row], runs: &[Run], o: &Opts, env: &str, elapsed: Duratio
         }
     }
     s.push_str(&lines.join(",\n"));
-    s.push_str("\n  ]\n}\n");
+    s.push_str("\n  ],\n");
+    s.push_str(&render_splice_json(splice.0, splice.1));
+    s.push_str("\n}\n");
     s
 }
 
@@ -852,7 +1275,7 @@ mod tests {
         assert_eq!(gbps_cell(&r.cells[2]), "2.00");
         // 1 s at 2 Gbit/s = 0.25 GB for 1 CPU second
         assert!((r.cells[2].cpu_s_per_gb.unwrap() - 4.0).abs() < 1e-9);
-        assert_eq!(exit_code(&runs), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&runs, &[]), ExitCode::SUCCESS);
     }
 
     #[test]
@@ -887,8 +1310,8 @@ mod tests {
             run("pasta-rs", 65520, 4, Dir::Send, false, 0.0, None),
             run("slirp4netns", 1500, 6, Dir::Recv, false, 0.0, None),
         ];
-        assert_eq!(exit_code(&runs), ExitCode::FAILURE);
-        assert_eq!(exit_code(&[]), ExitCode::FAILURE);
+        assert_eq!(exit_code(&runs, &[]), ExitCode::FAILURE);
+        assert_eq!(exit_code(&[], &[]), ExitCode::FAILURE);
     }
 
     #[test]
@@ -946,7 +1369,7 @@ mod tests {
         ];
         let o = parse_args(&os(&["--tools", "pasta-rs,slirp4netns"])).unwrap();
         let rows = summarise(&runs, &o.tools);
-        let j = render_json(&rows, &runs, &o, "cpus: 2", Duration::from_millis(1500));
+        let j = render_json(&rows, &runs, &o, "cpus: 2", Duration::from_millis(1500), (&[], &[]));
         assert_eq!(j.matches("\"round\":").count(), 2, "{j}");
         assert_eq!(j.matches("\"gbps_median\":").count(), 2, "{j}");
         assert!(j.contains("\"tool\": \"slirp4netns\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 0.4,"), "{j}");
@@ -977,5 +1400,188 @@ mod tests {
         assert_eq!(sig3(0.7123), "0.712");
         assert_eq!(sig3(0.0781), "0.0781");
         assert_eq!(sig3(123.4), "123");
+    }
+
+    fn srun(tool: &str, path: SplicePath, af: u8, ok: bool, rate: f64) -> SpliceRun {
+        // 1 s runs: count = rate (transactions) or Gbit/s * 1e9 / 8 (bytes)
+        let count = if !ok {
+            0
+        } else if path.counts_bytes() {
+            (rate * 1e9 / 8.0) as u64
+        } else {
+            rate as u64
+        };
+        SpliceRun {
+            round: 1,
+            tool: tool.into(),
+            path,
+            af,
+            ok,
+            count,
+            secs: if ok { 1.0 } else { 0.0 },
+            cpu_s: None,
+            note: if ok { String::new() } else { "forwarder not running: exited at start (status 1)".into() },
+        }
+    }
+
+    #[test]
+    fn only_selects_one_part_and_rejects_others() {
+        let o = parse_args(&[]).unwrap();
+        assert_eq!((o.tap, o.splice, parts(&o).as_str()), (true, true, "tap splice"));
+        let o = parse_args(&os(&["--only", "splice"])).unwrap();
+        assert_eq!((o.tap, o.splice, parts(&o).as_str()), (false, true, "splice"));
+        let o = parse_args(&os(&["--only", "tap"])).unwrap();
+        assert_eq!((o.tap, o.splice, parts(&o).as_str()), (true, false, "tap"));
+        let e = parse_args(&os(&["--only", "udp"])).unwrap_err();
+        assert!(e.to_string().contains("want tap or splice, not udp"), "{e}");
+        assert!(parse_args(&os(&["--only"])).is_err());
+    }
+
+    #[test]
+    fn splice_tools_are_the_pasta_tools_then_loopback() {
+        let ids = |v: Vec<&'static Tool>| v.iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids(splice_tools(&all_tools())), ["pasta-rs", "debian-pasta", "loopback"]);
+        let o = parse_args(&os(&["--tools", "slirp4netns"])).unwrap();
+        assert_eq!(ids(splice_tools(&o.tools)), ["loopback"]);
+    }
+
+    #[test]
+    fn splice_tsv_lines_parse_into_runs() {
+        let text = "1\tdebian-pasta\ttcp-h2n\t6\tok\t1057515198\t1.049239\t0.33\t-\n\n\
+                    2\tloopback\ttcp-crr\t4\tok\t8777\t1.000017\t-\t-\n\
+                    1\tpasta-rs\tudp-rr\t4\tfail\t0\t0\t-\tforwarder not running: exited\n";
+        let runs = parse_splice_runs(text).unwrap();
+        assert_eq!(runs.len(), 3);
+        assert_eq!(
+            runs[0],
+            SpliceRun {
+                round: 1,
+                tool: "debian-pasta".into(),
+                path: SplicePath::TcpH2n,
+                af: 6,
+                ok: true,
+                count: 1_057_515_198,
+                secs: 1.049239,
+                cpu_s: Some(0.33),
+                note: String::new(),
+            }
+        );
+        // bytes -> Gbit/s, transactions -> per second
+        assert!((runs[0].rate() - 8.063).abs() < 1e-3, "{}", runs[0].rate());
+        assert!((runs[1].rate() - 8776.85).abs() < 0.01, "{}", runs[1].rate());
+        assert_eq!((runs[1].path, runs[1].cpu_s), (SplicePath::TcpCrr, None));
+        assert_eq!((runs[2].ok, runs[2].rate()), (false, 0.0));
+        assert_eq!(runs[2].note, "forwarder not running: exited");
+    }
+
+    #[test]
+    fn malformed_splice_tsv_lines_are_errors_naming_the_line() {
+        for (bad, what) in [
+            ("1\tx\ttcp-rr\t4\tok\t1\t1\t-", "8 fields"),
+            ("1\tx\ttcp-rr\t5\tok\t1\t1\t-\t-", "bad af"),
+            ("1\tx\tsctp-rr\t4\tok\t1\t1\t-\t-", "bad path"),
+            ("1\tx\ttcp-rr\t4\tmaybe\t1\t1\t-\t-", "bad status"),
+            ("1\tx\ttcp-rr\t4\tok\t-1\t1\t-\t-", "bad count"),
+            ("1\tx\ttcp-rr\t4\tok\t1\tinf\t-\t-", "bad secs"),
+            ("1\tx\ttcp-rr\t4\tok\t1\t1\t-0.5\t-", "bad cpu_s"),
+            ("one\tx\ttcp-rr\t4\tok\t1\t1\t-\t-", "bad round"),
+        ] {
+            let e = parse_splice_runs(&format!("\n{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("line 2") && e.contains(what), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn splice_rows_have_ratios_to_debian_pasta_and_to_loopback() {
+        let mut runs = Vec::new();
+        for (i, r) in [9000.0, 10000.0, 11000.0].into_iter().enumerate() {
+            let mut x = srun("debian-pasta", SplicePath::TcpRr, 4, true, r);
+            x.round = i as u32 + 1;
+            runs.push(x);
+        }
+        runs.push(srun("pasta-rs", SplicePath::TcpRr, 4, true, 20000.0));
+        runs.push(srun("loopback", SplicePath::TcpRr, 4, true, 40000.0));
+        runs.push(srun("pasta-rs", SplicePath::TcpH2n, 6, false, 0.0));
+        runs.push(srun("loopback", SplicePath::TcpH2n, 6, true, 16.0));
+        let tools = splice_tools(&all_tools());
+        let rows = summarise_splice(&runs, &tools);
+        // table order: tcp-h2n before tcp-rr, rows without runs left out
+        let keys: Vec<(SplicePath, u8)> = rows.iter().map(|r| (r.path, r.af)).collect();
+        assert_eq!(keys, [(SplicePath::TcpH2n, 6), (SplicePath::TcpRr, 4)]);
+        let rr = &rows[1];
+        assert_eq!(gbps_cell(&rr.cells[1]), "10000 (9000-11000)");
+        assert_eq!(rr.ratio("pasta-rs", "debian-pasta"), Some(2.0));
+        assert_eq!(rr.ratio("pasta-rs", "loopback"), Some(0.5));
+        assert_eq!(rr.ratio("debian-pasta", "loopback"), Some(0.25));
+        let h2n = &rows[0];
+        assert_eq!(gbps_cell(&h2n.cells[0]), "fail");
+        assert_eq!(gbps_cell(&h2n.cells[1]), "-");
+        assert_eq!(h2n.ratio("pasta-rs", "loopback"), None);
+        assert_eq!(exit_code(&[], &runs), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&[], &runs[5..6]), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn splice_markdown_rows_have_the_header_column_count_and_reasons() {
+        let runs = vec![
+            srun("pasta-rs", SplicePath::TcpCrr, 4, false, 0.0),
+            srun("debian-pasta", SplicePath::TcpCrr, 4, true, 3500.0),
+            srun("loopback", SplicePath::TcpCrr, 4, true, 8750.0),
+        ];
+        let o = parse_args(&os(&["--only", "splice"])).unwrap();
+        let tools = splice_tools(&o.tools);
+        let rows = summarise_splice(&runs, &tools);
+        let md = render_splice_markdown(&rows, &tools, &o, &runs);
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(table.len(), 3, "{md}");
+        let bars = |l: &str| l.matches('|').count();
+        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+        assert_eq!(bars(table[0]), 8); // path, 3 tools, 3 ratios
+        assert!(table[0].contains("| pasta-rs / Debian pasta | pasta-rs / loopback | Debian pasta / loopback |"), "{md}");
+        assert_eq!(table[2], "| TCP connections (-t), IPv4, connections/s | fail | 3500 | 8750 | - | - | 0.40 |");
+        assert!(md.contains("- pasta-rs failed 1 splice run(s): forwarder not running"), "{md}");
+    }
+
+    #[test]
+    fn splice_json_holds_every_run_and_ratios_per_numerator_cell() {
+        let runs = vec![
+            srun("pasta-rs", SplicePath::UdpRr, 4, true, 30000.0),
+            srun("debian-pasta", SplicePath::UdpRr, 4, true, 15000.0),
+            srun("loopback", SplicePath::UdpRr, 4, true, 60000.0),
+        ];
+        let tools = splice_tools(&all_tools());
+        let rows = summarise_splice(&runs, &tools);
+        let o = parse_args(&[]).unwrap();
+        let j = render_json(&[], &[], &o, "", Duration::from_secs(1), (&rows, &runs));
+        assert_eq!(j.matches("\"path\": \"udp-rr\", \"af\": 4, \"ok\": true").count(), 3, "{j}");
+        assert!(j.contains("\"ratios\": {\"pasta-rs/debian-pasta\": 2, \"pasta-rs/loopback\": 0.5}"), "{j}");
+        assert!(j.contains("\"ratios\": {\"debian-pasta/loopback\": 0.25}"), "{j}");
+        assert!(j.contains("\"tool\": \"loopback\", \"unit\": \"round trips/s\", \"runs\": 1, \"ok\": 1, \"median\": 60000,"), "{j}");
+        assert!(j.contains("\"parts\": \"tap splice\""), "{j}");
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert_eq!(j.matches('[').count(), j.matches(']').count());
+        assert!(j.ends_with("  ]\n}\n"), "{j}");
+    }
+
+    #[test]
+    fn hard_limit_counts_only_the_selected_parts() {
+        let both = hard_limit_secs(&parse_args(&[]).unwrap());
+        let tap = hard_limit_secs(&parse_args(&os(&["--only", "tap"])).unwrap());
+        let splice = hard_limit_secs(&parse_args(&os(&["--only", "splice"])).unwrap());
+        // 3 rounds x 3 splice tools x 7 runs x (5 s + 20 s client limit)
+        assert!(splice > 3 * 3 * 7 * 25, "{splice}");
+        assert_eq!(both, tap + splice - 60);
+    }
+
+    #[test]
+    fn lab_script_splice_paths_match_the_run_count_and_path_ids() {
+        let s = std::fs::read_to_string(workspace_root().join(LAB_SCRIPT)).unwrap();
+        let line = s.lines().find_map(|l| l.strip_prefix("SPLICE_PATHS=")).unwrap().trim_matches('"');
+        let paths: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(paths.len() as u64, SPLICE_RUNS_PER_SESSION);
+        for p in paths {
+            let (id, af) = p.split_once(':').unwrap();
+            assert!(SplicePath::from_id(id).is_some() && (af == "4" || af == "6"), "{p}");
+        }
     }
 }
