@@ -85,6 +85,11 @@ pub struct Ctx {
     pub isn_key: (u64, u64),
     /// TCP flows owed an ACK at the end of the current tap batch.
     pub tcp_ack_pending: Vec<u32>,
+    /// The kernel supports SO_PEEK_OFF on TCP sockets (Linux >= 6.9); if
+    /// not, bytes in flight are peeked again into `tcp_discard`.
+    pub tcp_peek_off: bool,
+    /// Discard buffer for peeks without SO_PEEK_OFF (empty until needed).
+    pub tcp_discard: Vec<u8>,
     /// Guest TCP data staged during a tap batch ([`tcp::io::Stage`]).
     pub tcp_stage: tcp::io::Stage,
     /// A tap batch is being dispatched (staging allowed; flushed at its end).
@@ -159,6 +164,8 @@ impl Ctx {
             tcp_ack_pending: Vec::with_capacity(crate::tap::BATCH * 4),
             tcp_wnd_waiters: Vec::with_capacity(1024),
             tcp_stage: tcp::io::Stage::new(),
+            tcp_peek_off: true,
+            tcp_discard: Vec::new(),
             in_batch: false,
             fast_timer: crate::signals::oneshot_timer()?,
             fast_timer_at: None,

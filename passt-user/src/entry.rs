@@ -137,14 +137,13 @@ fn raise_nofile() {
 
 fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     raise_nofile();
-    if !conf.no_tcp {
-        crate::tcp::io::probe_peek_offset().map_err(|e| {
-            anyhow::anyhow!(
-                "TCP needs SO_PEEK_OFF on TCP sockets (Linux 6.9 or later), not available here ({e}); \
-                 run with --no-tcp to use pasta without TCP"
-            )
-        })?;
-    }
+    let peek_off = match crate::tcp::io::probe_peek_offset() {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("SO_PEEK_OFF not supported for TCP sockets ({e}): TCP data in flight is read again on each peek");
+            false
+        }
+    };
     let mut nl = crate::netlink::Netlink::open().context("netlink socket")?;
     let host = crate::host::discover(&mut nl, conf.interface.as_deref(), !conf.ipv6_only, !conf.ipv4_only)
         .context("can't read the host's interfaces and routes")?;
@@ -178,6 +177,7 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
         v6: net.ip6.is_some(),
     })
     .context("data plane set-up")?;
+    ctx.tcp_peek_off = peek_off;
     print_info(&net, &ifname);
 
     if conf.foreground {

@@ -75,10 +75,17 @@ pub struct TcpFlow {
     /// Everything queued on the socket was sent and awaits the guest's
     /// ACK: EPOLLIN stays level-true, so poll it edge-triggered.
     stalled: bool,
+    /// The peer closed its side (EPOLLRDHUP): with no new data after what
+    /// is in flight, that is end of file (needed without SO_PEEK_OFF).
+    rdhup: bool,
 }
 
 /// Longest interval between re-checks of a closed window.
 const WND_POLL_MAX_MS: u16 = 64;
+
+/// Bytes in flight to the guest at most without SO_PEEK_OFF: they are
+/// peeked again, into a discard buffer of this size, before new data.
+const DISCARD_MAX: usize = 4 << 20;
 
 /// Segments from the tap shorter than this are staged and written together
 /// (see [`Stage`]); longer ones are written directly.
@@ -138,9 +145,9 @@ pub fn flush_stage(ctx: &mut Ctx) -> Option<(usize, usize)> {
 }
 
 /// Check that the kernel supports SO_PEEK_OFF on TCP sockets (Linux 6.9
-/// and later): without it every peek would start at the head of the
-/// receive queue and resend bytes already in flight under new sequence
-/// numbers, corrupting the guest's stream.
+/// and later). Without it, every peek starts at the head of the receive
+/// queue: the bytes in flight are then peeked into a discard buffer first
+/// (see [`Ctx::tcp_peek_off`]), which costs a copy of them per peek.
 ///
 /// # Errors
 /// The OS error of socket(2) or setsockopt(2) (EOPNOTSUPP before 6.9).
@@ -271,7 +278,9 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
         }
     }
     if act.rewind {
-        let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+        if ctx.tcp_peek_off {
+            let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+        }
         ctx.counters.tcp_fast_retransmits += 1;
     }
     let payload = t.payload();
@@ -373,7 +382,7 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
     };
     let flow_label = ctx.flow_label(idx);
     if let Some(f) = ctx.flows.get_mut(idx) {
-        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: true, ack_queued: false, wnd_wait: false, wnd_poll_ms: 0, stalled: false });
+        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: true, ack_queued: false, wnd_wait: false, wnd_poll_ms: 0, stalled: false, rdhup: false });
     }
     ctx.flows.hash_insert(idx, INI);
     ctx.counters.tcp_flows += 1;
@@ -389,6 +398,7 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
 fn connect_done(ctx: &mut Ctx, idx: usize) {
     let now = ctx.now;
     let mtu = ctx.mtu;
+    let peek_off = ctx.tcp_peek_off;
     let Some(f) = ctx.flows.get_mut(idx) else { return };
     let v4 = f.side[INI].eaddr.is_v4();
     let FlowData::Tcp(tf) = &mut f.data else { return };
@@ -405,7 +415,9 @@ fn connect_done(ctx: &mut Ctx, idx: usize) {
         f.side[TGT].oaddr = a;
         f.side[TGT].oport = p;
     }
-    let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+    if peek_off {
+        let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+    }
     let FlowData::Tcp(tf) = &mut f.data else { return };
     tf.conn.set_wnd_to_tap(sock_room(fd).0);
     let synack = tf.conn.handle_connected(now, mss_max(mtu, v4));
@@ -567,7 +579,16 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
             return;
         }
         let mss = usize::from(tf.conn.mss_to_tap);
-        let budget = tf.conn.send_budget(room * mss);
+        let in_flight = tf.conn.in_flight() as usize;
+        let peek_off = ctx.tcp_peek_off;
+        let mut budget = tf.conn.send_budget(room * mss);
+        if !peek_off {
+            // Without SO_PEEK_OFF what is in flight is peeked again into the
+            // discard buffer: keep it within that buffer, and leave one
+            // iovec for it.
+            budget = budget.min(DISCARD_MAX.saturating_sub(in_flight)).min(63 * mss);
+        }
+        let rdhup = tf.rdhup;
         if budget == 0 {
             if tf.conn.wnd_from_tap == 0 {
                 tf.conn.arm_persist(now);
@@ -582,8 +603,24 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
             left -= n;
             &mut s[frame::L4_OFF + TCP_HDR..frame::L4_OFF + TCP_HDR + n]
         });
-        let got = match sys::peek_into(fd, bufs) {
-            Ok(Some(n)) => n,
+        let skip = if peek_off { 0 } else { in_flight };
+        if ctx.tcp_discard.len() < skip {
+            // Allocated once, on first use, only on kernels without SO_PEEK_OFF.
+            ctx.tcp_discard.resize(DISCARD_MAX, 0);
+        }
+        let discard = ctx.tcp_discard.get_mut(..skip).into_iter();
+        let peeked = sys::peek_into(fd, discard.chain(bufs));
+        let got = match peeked {
+            // Nothing new beyond what is in flight: like EAGAIN, or end of
+            // file if the peer closed (EPOLLRDHUP seen).
+            Ok(Some(n)) if n > 0 && n <= skip && rdhup => 0,
+            Ok(Some(n)) if n > 0 && n <= skip => {
+                if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+                    tf.stalled = true;
+                }
+                return;
+            }
+            Ok(Some(n)) => n.saturating_sub(skip),
             Ok(None) => {
                 if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
                     tf.stalled = true;
@@ -665,6 +702,11 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
             if closed {
                 schedule_wnd_poll(ctx, idx, 1);
             }
+        }
+    }
+    if events & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 {
+        if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+            tf.rdhup = true;
         }
     }
     if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 {
@@ -788,6 +830,7 @@ pub fn timer(ctx: &mut Ctx) {
         }
     }
     let mtu = ctx.mtu;
+    let peek_off = ctx.tcp_peek_off;
     for &idx in &due[..n] {
         let idx = idx as usize;
         let Some(f) = ctx.flows.get_mut(idx) else { continue };
@@ -797,7 +840,9 @@ pub fn timer(ctx: &mut Ctx) {
             TimeoutAction::None => {}
             TimeoutAction::Resend(s) | TimeoutAction::Probe(s) => send_seg(ctx, idx, &s, &[]),
             TimeoutAction::Rewind => {
-                let _ = sys::set_int_opt(tf.sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+                if peek_off {
+                    let _ = sys::set_int_opt(tf.sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+                }
                 ctx.counters.tcp_timeout_retransmits += 1;
                 sock_to_tap(ctx, idx);
             }
@@ -869,6 +914,98 @@ mod review_tests {
         port: u16,
         isn: u32,
         peer: TcpStream,
+    }
+
+    /// Payloads of the data segments queued to the tap, put in place from
+    /// `base` (retransmissions must repeat the same bytes); clears the queue.
+    /// Returns the FIN's offset if one was queued.
+    fn take_payloads(ctx: &mut Ctx, base: u32, got: &mut Vec<u8>) -> Option<usize> {
+        let mut fin = None;
+        for f in ctx.tx.frames() {
+            let p = SlicedPacket::from_ethernet(f).unwrap();
+            let Some(TransportSlice::Tcp(t)) = p.transport else { continue };
+            let off = t.sequence_number().wrapping_sub(base) as usize;
+            let d = t.payload();
+            assert!(off <= got.len(), "a hole before offset {off} (have {})", got.len());
+            let overlap = (got.len() - off).min(d.len());
+            assert_eq!(&got[off..off + overlap], &d[..overlap], "a retransmission with other bytes at {off}");
+            got.extend_from_slice(&d[overlap..]);
+            if t.fin() {
+                fin = Some(off + d.len());
+            }
+        }
+        ctx.tx.clear();
+        fin
+    }
+
+    #[test]
+    fn download_without_so_peek_off_skips_in_flight_bytes_and_keeps_order() {
+        download_with_bytes_in_flight(false);
+    }
+
+    #[test]
+    fn download_with_so_peek_off_and_bytes_in_flight_keeps_order() {
+        download_with_bytes_in_flight(true);
+    }
+
+    fn download_with_bytes_in_flight(peek_off: bool) {
+        use std::io::Write;
+        let mut s = establish(None);
+        s.ctx.tcp_peek_off = peek_off;
+        if !peek_off {
+            // As on a kernel without SO_PEEK_OFF for TCP: peeks from the head.
+            let Some(FlowData::Tcp(tf)) = s.ctx.flows.get(s.idx).map(|f| &f.data) else { panic!("flow gone") };
+            sys::set_int_opt(tf.sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, -1).unwrap();
+        }
+        // A guest window of 500 << 7 = 64000 bytes: one peek fits the 64
+        // transmit slots, so every segment stays in ctx.tx for the test.
+        dispatch_frame(&mut s.ctx, &seg(s.port, 1001, Some(s.isn.wrapping_add(1)), false, false, 500, &[]));
+        s.ctx.tx.clear();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(7) % 251) as u8).collect();
+        s.peer.write_all(&data).unwrap();
+        s.peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let base = s.isn.wrapping_add(1);
+        let (mut got, mut fin) = (Vec::new(), None);
+        let sidx = Sidx::new(s.idx as u32, TGT);
+        // Bounded at ~6 s: the host peer may wait for its persist timer when
+        // our receive window closed while bytes were held for the guest.
+        for round in 0..6000 {
+            std::thread::sleep(Duration::from_millis(1));
+            // The socket's real readiness, as epoll would report it.
+            let Some(FlowData::Tcp(tf)) = s.ctx.flows.get(s.idx).map(|f| &f.data) else { panic!("flow gone") };
+            let fd = tf.sock.as_raw_fd();
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+            // SAFETY: one valid pollfd, zero timeout.
+            unsafe { libc::poll(&mut pfd, 1, 0) };
+            let mut ev = 0u32;
+            if pfd.revents & libc::POLLIN != 0 {
+                ev |= libc::EPOLLIN as u32;
+            }
+            if pfd.revents & libc::POLLRDHUP != 0 {
+                ev |= libc::EPOLLRDHUP as u32;
+            }
+            if ev != 0 {
+                sock_ready(&mut s.ctx, sidx, ev);
+            }
+            fin = fin.or(take_payloads(&mut s.ctx, base, &mut got));
+            if fin.is_some() {
+                let mut q: libc::c_int = 0;
+                // SAFETY: FIONREAD writes one int.
+                unsafe { libc::ioctl(fd, libc::FIONREAD, &mut q) };
+                assert_eq!(fin, Some(data.len()), "FIN early: socket still holds {q} bytes, got {}", got.len());
+                break;
+            }
+            // Every other round the guest acknowledges all but the last
+            // 3000 bytes it has (later peeks start with bytes in flight),
+            // else everything, as a real guest soon does.
+            let held = if round % 2 == 0 { 3000 } else { 0 };
+            let ack = base.wrapping_add(got.len().saturating_sub(held) as u32);
+            dispatch_frame(&mut s.ctx, &seg(s.port, 1001, Some(ack), false, false, 500, &[]));
+            fin = fin.or(take_payloads(&mut s.ctx, base, &mut got));
+        }
+        assert!(fin.is_some(), "our FIN after the peer's end of file ({} of {} bytes)", got.len(), data.len());
+        assert!(got == data, "bytes reordered or repeated");
+        assert_eq!(!s.ctx.tcp_discard.is_empty(), !peek_off, "the discard buffer is used without SO_PEEK_OFF only");
     }
 
     fn establish(rcvbuf: Option<i32>) -> Setup {
