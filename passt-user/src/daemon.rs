@@ -225,6 +225,27 @@ impl Ctx {
         ((self.label_seed ^ (idx as u32).wrapping_mul(0x9e37_79b1)) & 0xf_ffff).max(1)
     }
 
+    /// The socket flow of tap side `ini` (opened with `open` if there is
+    /// none): its socket and its host side, with its activity time set to
+    /// now. `None` when it could not be opened (`open` counted why).
+    pub fn tap_sock_flow(
+        &mut self,
+        proto: Proto,
+        ini: FlowSide,
+        open: fn(&mut Ctx, FlowSide) -> Option<Sidx>,
+    ) -> Option<(std::os::fd::RawFd, FlowSide)> {
+        let sidx = match self.flows.lookup(Pif::Tap, proto, &ini) {
+            Some(s) => s,
+            None => open(self, ini)?,
+        };
+        let now = self.now;
+        let f = self.flows.get_mut(sidx.flow())?;
+        let tgt = f.side[TGT];
+        let sf = f.data.sock_flow_mut()?;
+        sf.last = now;
+        Some((sf.sock.as_raw_fd(), tgt))
+    }
+
     /// Write the queued frames to the tap.
     pub fn flush_tx(&mut self) {
         if self.tx.is_empty() {
@@ -264,27 +285,34 @@ impl Ctx {
     /// Periodic work: flow timeouts, unsolicited RA, counters in debug.
     fn timer(&mut self) {
         let now = self.now;
-        let mut expired = [0u32; 256];
-        let mut n = 0;
+        // One scan of the table per tick, at most 256 of each kind acted on
+        // (the rest on the next tick).
+        let (mut expired, mut n) = ([0u32; 256], 0);
+        let (mut tcp_due, mut m) = ([0u32; 256], 0);
         for idx in self.flows.active_indices() {
             let Some(f) = self.flows.get(idx) else { continue };
-            let timeout = match &f.data {
-                FlowData::Udp(_) => udp::UDP_TIMEOUT,
-                FlowData::Ping(_) => icmp::PING_TIMEOUT,
-                FlowData::None | FlowData::Tcp(_) => continue,
-            };
-            if let Some(sf) = f.data.sock_flow() {
-                if now.duration_since(sf.last) >= timeout && n < expired.len() {
-                    expired[n] = idx as u32;
-                    n += 1;
+            let (sf, timeout) = match &f.data {
+                FlowData::Udp(sf) => (sf, udp::UDP_TIMEOUT),
+                FlowData::Ping(sf) => (sf, icmp::PING_TIMEOUT),
+                FlowData::Tcp(tf) => {
+                    if tcp::io::timer_due(tf, now) && m < tcp_due.len() {
+                        tcp_due[m] = idx as u32;
+                        m += 1;
+                    }
+                    continue;
                 }
+                FlowData::None => continue,
+            };
+            if now.duration_since(sf.last) >= timeout && n < expired.len() {
+                expired[n] = idx as u32;
+                n += 1;
             }
         }
         for &idx in &expired[..n] {
             log::debug!("flow {idx}: idle timeout");
             self.flows.close(idx as usize);
         }
-        tcp::io::timer(self);
+        tcp::io::timers(self, &tcp_due[..m]);
         if log::log_enabled!(log::Level::Debug) && self.counters != self.counters_logged {
             log::debug!("{}", self.counters);
             self.counters_logged = self.counters.clone();
@@ -359,46 +387,39 @@ pub fn dispatch_frame(ctx: &mut Ctx, frame: &[u8]) {
                 ctx.counters.ignored_ctrl += 1;
             }
         }
-        EtherType::IPV4 => ipv4(ctx, frame, eth.payload_slice()),
-        EtherType::IPV6 => ipv6(ctx, frame, eth.payload_slice()),
+        EtherType::IPV4 => ip(ctx, frame, eth.payload_slice(), false),
+        EtherType::IPV6 => ip(ctx, frame, eth.payload_slice(), true),
         _ => ctx.counters.drop_ethertype += 1,
     }
 }
 
-fn ipv4(ctx: &mut Ctx, frame: &[u8], l3: &[u8]) {
-    let Ok(ip) = Ipv4Slice::from_slice(l3) else {
+/// The IP layer of a frame from the tap (`v6`: ethertype IPv6): parse
+/// and check the header, then route its payload with [`transport`].
+fn ip(ctx: &mut Ctx, frame: &[u8], l3: &[u8], v6: bool) {
+    let parsed = if v6 {
+        Ipv6Slice::from_slice(l3).ok().map(|ip| {
+            let (h, p) = (ip.header(), ip.payload());
+            (ip.is_payload_fragmented(), Inany::from(h.source_addr()), Inany::from(h.destination_addr()), p.ip_number, p.payload)
+        })
+    } else {
+        Ipv4Slice::from_slice(l3).ok().map(|ip| {
+            let (h, p) = (ip.header(), ip.payload());
+            (ip.is_payload_fragmented(), Inany::from(h.source_addr()), Inany::from(h.destination_addr()), p.ip_number, p.payload)
+        })
+    };
+    let Some((fragmented, src, dst, proto, l4)) = parsed else {
         ctx.counters.drop_ip_malformed += 1;
         return;
     };
-    if !ctx.v4 {
+    if !(if v6 { ctx.v6 } else { ctx.v4 }) {
         ctx.counters.drop_addr += 1;
         return;
     }
-    if ip.is_payload_fragmented() {
+    if fragmented {
         ctx.counters.drop_ip_fragment += 1;
         return;
     }
-    let src = Inany::from(ip.header().source_addr());
-    let dst = Inany::from(ip.header().destination_addr());
-    transport(ctx, frame, ip.payload().ip_number, src, dst, ip.payload().payload);
-}
-
-fn ipv6(ctx: &mut Ctx, frame: &[u8], l3: &[u8]) {
-    let Ok(ip) = Ipv6Slice::from_slice(l3) else {
-        ctx.counters.drop_ip_malformed += 1;
-        return;
-    };
-    if !ctx.v6 {
-        ctx.counters.drop_addr += 1;
-        return;
-    }
-    if ip.is_payload_fragmented() {
-        ctx.counters.drop_ip_fragment += 1;
-        return;
-    }
-    let src = Inany::from(ip.header().source_addr());
-    let dst = Inany::from(ip.header().destination_addr());
-    transport(ctx, frame, ip.payload().ip_number, src, dst, ip.payload().payload);
+    transport(ctx, frame, proto, src, dst, l4);
 }
 
 /// Route the L4 part `l4` of an IPv4 or IPv6 packet (`frame` is the whole

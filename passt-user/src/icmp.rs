@@ -20,7 +20,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::daemon::Ctx;
-use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, INI, TGT};
+use crate::flow::{FlowData, FlowSide, Inany, Proto, Sidx, INI, TGT};
 use crate::fwd::L4;
 use crate::sys;
 use crate::tap::SLOT;
@@ -37,19 +37,8 @@ const ICMPV6_ECHO_REPLY: u8 = 129;
 /// caller), `id` its identifier.
 pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, id: u16, msg: &[u8]) {
     let ini = FlowSide { eaddr: src, eport: id, oaddr: dst, oport: id };
-    let sidx = match ctx.flows.lookup(Pif::Tap, Proto::Ping, &ini) {
-        Some(s) => s,
-        None => match open_flow(ctx, ini) {
-            Some(s) => s,
-            None => return,
-        },
-    };
-    let now = ctx.now;
-    let Some(f) = ctx.flows.get_mut(sidx.flow()) else { return };
-    let tgt = f.side[TGT];
-    let Some(sf) = f.data.sock_flow_mut() else { return };
-    sf.last = now;
-    if let Err(e) = sys::send(sf.sock.as_raw_fd(), msg, Some((tgt.eaddr, 0))) {
+    let Some((fd, tgt)) = ctx.tap_sock_flow(Proto::Ping, ini, open_flow) else { return };
+    if let Err(e) = sys::send(fd, msg, Some((tgt.eaddr, 0))) {
         ctx.counters.drop_host_send += 1;
         log::trace!("ping: sendto {}: {e}", tgt.eaddr);
     }

@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::daemon::Ctx;
-use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, INI, TGT};
+use crate::flow::{FlowData, FlowSide, Inany, Proto, Sidx, INI, TGT};
 use crate::fwd::L4;
 use crate::sys;
 use crate::tap::SLOT;
@@ -35,18 +35,7 @@ const UDP_HDR: usize = 8;
 /// against the UDP and IP headers by the caller).
 pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, sport: u16, dport: u16, payload: &[u8]) {
     let ini = FlowSide { eaddr: src, eport: sport, oaddr: dst, oport: dport };
-    let sidx = match ctx.flows.lookup(Pif::Tap, Proto::Udp, &ini) {
-        Some(s) => s,
-        None => match open_flow(ctx, ini) {
-            Some(s) => s,
-            None => return,
-        },
-    };
-    let now = ctx.now;
-    let Some(f) = ctx.flows.get_mut(sidx.flow()) else { return };
-    let Some(sf) = f.data.sock_flow_mut() else { return };
-    sf.last = now;
-    let fd = sf.sock.as_raw_fd();
+    let Some((fd, _)) = ctx.tap_sock_flow(Proto::Udp, ini, open_flow) else { return };
     match sys::send(fd, payload, None) {
         Ok(_) => {}
         Err(e) => {

@@ -816,22 +816,18 @@ pub fn wnd_timer(ctx: &mut Ctx) {
     }
 }
 
-/// Run the timers of every TCP flow (from the periodic tick).
-pub fn timer(ctx: &mut Ctx) {
+/// True if TCP flow `tf` has a timer due at `now` (see [`timers`]).
+pub fn timer_due(tf: &TcpFlow, now: std::time::Instant) -> bool {
+    tf.conn.poll_timeout() <= now
+}
+
+/// Run the timers of the TCP flows in `due` (found by the periodic tick's
+/// scan of the table, with [`timer_due`]).
+pub fn timers(ctx: &mut Ctx, due: &[u32]) {
     let now = ctx.now;
-    let mut due = [0u32; 256];
-    let mut n = 0;
-    for idx in ctx.flows.active_indices() {
-        if let Some(FlowData::Tcp(tf)) = ctx.flows.get(idx).map(|f| &f.data) {
-            if tf.conn.poll_timeout() <= now && n < due.len() {
-                due[n] = idx as u32;
-                n += 1;
-            }
-        }
-    }
     let mtu = ctx.mtu;
     let peek_off = ctx.tcp_peek_off;
-    for &idx in &due[..n] {
+    for &idx in due {
         let idx = idx as usize;
         let Some(f) = ctx.flows.get_mut(idx) else { continue };
         let mss = mss_max(mtu, f.side[INI].eaddr.is_v4());
