@@ -58,7 +58,7 @@ use std::path::PathBuf;
 
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
-use crate::fwd_rule::{parse_spec, FwdOpt, SpecCtx};
+use crate::fwd_rule::{FwdOpt, FwdTable, PortRange, SpecCtx, EPHEMERAL_DEFAULT};
 use crate::host::{HostIf, HostNet, Resolv, Route};
 
 /// Which program we are, chosen by `argv[0]` (basename starting with "pasta").
@@ -172,6 +172,26 @@ pub struct Conf {
     pub map_host_loopback6: Option<Option<Ipv6Addr>>,
     /// `--no-map-gw`.
     pub no_map_gw: bool,
+    /// `--map-guest-addr` IPv4: `Some(None)` is `none`.
+    pub map_guest_addr4: Option<Option<Ipv4Addr>>,
+    /// `--map-guest-addr` IPv6: `Some(None)` is `none`.
+    pub map_guest_addr6: Option<Option<Ipv6Addr>>,
+    /// `-t`/`-u`: forwarding into the guest or namespace, in option order.
+    /// After [`Conf::parse`], pasta's default `auto` is filled in for a
+    /// protocol given no option (passt(1): "Default is none for passt and
+    /// auto for pasta").
+    pub fwd_in: FwdTable,
+    /// `-T`/`-U` (pasta): forwarding from the namespace to the host.
+    pub fwd_out: FwdTable,
+    /// Protocols that got an explicit forwarding option: `[-t, -u, -T, -U]`.
+    pub fwd_given: [bool; 4],
+    /// `--no-splice`: no bypass for local traffic.
+    pub no_splice: bool,
+    /// `--splice-only`: no tap device, only spliced local traffic.
+    pub splice_only: bool,
+    /// `--host-lo-to-ns-lo`: spliced connections to a host loopback address
+    /// reach the same loopback address in the namespace.
+    pub host_lo_to_ns_lo: bool,
     /// `-H/--hostname` (DHCP option 12).
     pub hostname: Option<String>,
     /// `--fqdn` (DHCP option 81, DHCPv6 option 39).
@@ -249,6 +269,9 @@ pub struct Ip4Conf {
     pub dns_host: Option<Ipv4Addr>,
     /// Guest-side address translated to 127.0.0.1 (`--map-host-loopback`).
     pub map_host_loopback: Option<Ipv4Addr>,
+    /// `--map-guest-addr`: guest-side address standing for `addr` on the
+    /// host (Podman's host.containers.internal).
+    pub map_guest_addr: Option<Ipv4Addr>,
     /// `-o`: bind outbound sockets to this source.
     pub outbound: Option<Ipv4Addr>,
     /// Every non-link-local address of the host interface, for `--config-net`
@@ -280,6 +303,8 @@ pub struct Ip6Conf {
     pub dns_host: Option<Ipv6Addr>,
     /// Guest-side address translated to ::1.
     pub map_host_loopback: Option<Ipv6Addr>,
+    /// `--map-guest-addr` (IPv6).
+    pub map_guest_addr: Option<Ipv6Addr>,
     /// `-o`: bind outbound sockets to this source.
     pub outbound: Option<Ipv6Addr>,
     /// Addresses to copy with `--config-net` (global only).
@@ -522,10 +547,8 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::flag(Opt::NoDhcpv6, "no-dhcpv6", None),
     OptSpec::flag(Opt::NoNdp, "no-ndp", None),
     OptSpec::flag(Opt::NoRa, "no-ra", None),
-    OptSpec::flag(Opt::NoSplice, "no-splice", None).later(),
-    OptSpec::flag(Opt::SpliceOnly, "splice-only", None)
-        .pasta()
-        .later(),
+    OptSpec::flag(Opt::NoSplice, "no-splice", None),
+    OptSpec::flag(Opt::SpliceOnly, "splice-only", None).pasta(),
     OptSpec::flag(Opt::Freebind, "freebind", None).later(),
     OptSpec::flag(Opt::NoMapGw, "no-map-gw", None),
     OptSpec::flag(Opt::Ipv4Only, "ipv4-only", Some('4')),
@@ -561,10 +584,8 @@ const OPTIONS: &[OptSpec] = &[
         .later(),
     OptSpec::flag(Opt::NetnsOnly, "netns-only", None).pasta(),
     OptSpec::value(Opt::MapHostLoopback, "map-host-loopback", None),
-    OptSpec::value(Opt::MapGuestAddr, "map-guest-addr", None).later(),
-    OptSpec::flag(Opt::HostLoToNsLo, "host-lo-to-ns-lo", None)
-        .pasta()
-        .later(),
+    OptSpec::value(Opt::MapGuestAddr, "map-guest-addr", None),
+    OptSpec::flag(Opt::HostLoToNsLo, "host-lo-to-ns-lo", None).pasta(),
     OptSpec::value(Opt::DnsHost, "dns-host", None),
     OptSpec::flag(Opt::VhostUser, "vhost-user", None)
         .passt()
@@ -853,6 +874,8 @@ struct Builder {
     netmask_given: bool,
     /// `--netns`, already expanded to a path.
     netns: Option<PathBuf>,
+    /// The host's ephemeral ports (never covered by `all`/`auto`).
+    ephemeral: PortRange,
 }
 
 impl Builder {
@@ -887,6 +910,14 @@ impl Builder {
             map_host_loopback4: None,
             map_host_loopback6: None,
             no_map_gw: false,
+            map_guest_addr4: None,
+            map_guest_addr6: None,
+            fwd_in: FwdTable::new(),
+            fwd_out: FwdTable::new(),
+            fwd_given: [false; 4],
+            no_splice: false,
+            splice_only: false,
+            host_lo_to_ns_lo: false,
             hostname: None,
             fqdn: None,
             no_tcp: false,
@@ -911,6 +942,7 @@ impl Builder {
             a_had_prefix: false,
             netmask_given: false,
             netns: None,
+            ephemeral: ephemeral_ports(),
         }
     }
 
@@ -1020,6 +1052,10 @@ impl Builder {
             Opt::DnsForward => self.dns_forward(value)?,
             Opt::DnsHost => self.dns_host(value)?,
             Opt::MapHostLoopback => self.map_host_loopback(value)?,
+            Opt::MapGuestAddr => self.map_guest_addr(value)?,
+            Opt::NoSplice => c.no_splice = true,
+            Opt::SpliceOnly => c.splice_only = true,
+            Opt::HostLoToNsLo => c.host_lo_to_ns_lo = true,
             Opt::NoTcp => c.no_tcp = true,
             Opt::NoUdp => c.no_udp = true,
             Opt::NoIcmp => c.no_icmp = true,
@@ -1058,8 +1094,6 @@ impl Builder {
             Opt::Socket
             | Opt::Fd
             | Opt::Pcap
-            | Opt::NoSplice
-            | Opt::SpliceOnly
             | Opt::Freebind
             | Opt::OneOff
             | Opt::Runas
@@ -1068,8 +1102,6 @@ impl Builder {
             | Opt::OutboundIf6
             | Opt::NoCopyRoutes
             | Opt::NoCopyAddrs
-            | Opt::MapGuestAddr
-            | Opt::HostLoToNsLo
             | Opt::VhostUser
             | Opt::PrintCapabilities
             | Opt::RepairPath
@@ -1085,19 +1117,17 @@ impl Builder {
         Ok(())
     }
 
-    /// `-t`, `-u`, `-T`, `-U`: check the specifier with
-    /// [`crate::fwd_rule::parse_spec`]. `none` is accepted; any other valid
-    /// specifier is refused, as forwarding has no runtime yet.
-    fn port_forwarding(&self, opt: FwdOpt, value: &OsStr) -> Result<(), ConfError> {
-        let text = value.to_string_lossy();
-        let ctx = SpecCtx::new(opt, self.conf.mode == Mode::Pasta);
-        parse_spec(&text, ctx).map_err(|e| self.invalid(e.to_string()))?;
-        if text != "none" {
-            return Err(self.invalid(format!(
-                "port forwarding (-{} {text}) is not supported yet",
-                opt.letter()
-            )));
-        }
+    /// `-t`, `-u`, `-T`, `-U`: parse the specifier with
+    /// [`crate::fwd_rule::parse_spec`] and add its rules (repeated options
+    /// accumulate; see [`FwdTable::add_spec`]).
+    fn port_forwarding(&mut self, opt: FwdOpt, value: &OsStr) -> Result<(), ConfError> {
+        let text = value.to_string_lossy().into_owned();
+        let mut ctx = SpecCtx::new(opt, self.conf.mode == Mode::Pasta);
+        ctx.ephemeral = self.ephemeral;
+        let table = if opt.from_ns() { &mut self.conf.fwd_out } else { &mut self.conf.fwd_in };
+        let r = table.add_spec(&text, ctx);
+        r.map_err(|e| self.invalid(e.to_string()))?;
+        self.conf.fwd_given[opt as usize] = true;
         Ok(())
     }
 
@@ -1314,6 +1344,26 @@ impl Builder {
         Ok(())
     }
 
+    /// `--map-guest-addr ADDR|none`.
+    fn map_guest_addr(&mut self, value: &OsStr) -> Result<(), ConfError> {
+        let s = self.text(value, "Invalid address to remap to guest")?;
+        if s == "none" {
+            self.conf.map_guest_addr4 = Some(None);
+            self.conf.map_guest_addr6 = Some(None);
+            return Ok(());
+        }
+        match s.parse::<IpAddr>() {
+            Ok(IpAddr::V6(a)) if !(a.is_unspecified() || a.is_loopback() || a.is_multicast()) => {
+                self.conf.map_guest_addr6 = Some(Some(a))
+            }
+            Ok(IpAddr::V4(a)) if !(a.is_unspecified() || a.is_loopback() || a.is_multicast()) => {
+                self.conf.map_guest_addr4 = Some(Some(a))
+            }
+            _ => return Err(self.invalid(format!("Invalid address to remap to guest: {s}"))),
+        }
+        Ok(())
+    }
+
     /// `--netns PATH|NAME`: a word without '/' is a name in /run/netns.
     fn netns(&mut self, value: &OsStr) -> Result<(), ConfError> {
         if value.is_empty() || value.len() >= PATH_MAX {
@@ -1367,11 +1417,37 @@ impl Builder {
                 }
             }
         }
+        let pasta = self.conf.mode == Mode::Pasta;
+        if !pasta && self.conf.splice_only {
+            return Err(self.invalid("--splice-only is for pasta mode only"));
+        }
+        if !pasta {
+            self.conf.no_splice = true;
+        }
+        if self.conf.host_lo_to_ns_lo && self.conf.no_splice {
+            return Err(self.invalid("--host-lo-to-ns-lo is incompatible with --no-splice"));
+        }
+        if self.conf.splice_only {
+            self.conf.host_lo_to_ns_lo = true;
+            self.conf.no_icmp = true;
+        }
         if self.conf.no_icmp {
             self.conf.no_ndp = true;
         }
         if self.conf.config_net {
             self.conf.no_ra = true;
+        }
+        if pasta {
+            // passt(1): "Default is none for passt and auto for pasta".
+            for opt in [FwdOpt::TcpPorts, FwdOpt::UdpPorts, FwdOpt::TcpNs, FwdOpt::UdpNs] {
+                if !self.conf.fwd_given[opt as usize] {
+                    let mut ctx = SpecCtx::new(opt, true);
+                    ctx.ephemeral = self.ephemeral;
+                    let t = if opt.from_ns() { &mut self.conf.fwd_out } else { &mut self.conf.fwd_in };
+                    let r = t.add_spec("auto", ctx);
+                    r.map_err(|e| self.invalid(e.to_string()))?;
+                }
+            }
         }
         Ok(self.conf)
     }
@@ -1383,6 +1459,20 @@ impl Builder {
         if !self.conf.debug {
             self.conf.quiet = true;
         }
+    }
+}
+
+/// The host's ephemeral port range from
+/// `/proc/sys/net/ipv4/ip_local_port_range` ("first<TAB>last"), or
+/// [`EPHEMERAL_DEFAULT`] if it can't be read or makes no sense.
+fn ephemeral_ports() -> PortRange {
+    let Ok(s) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return EPHEMERAL_DEFAULT;
+    };
+    let mut it = s.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => PortRange::new(a, b).unwrap_or(EPHEMERAL_DEFAULT),
+        _ => EPHEMERAL_DEFAULT,
     }
 }
 
@@ -1876,6 +1966,7 @@ fn resolve4(
         dns_match: dns.dns_match,
         dns_host: dns.dns_host,
         map_host_loopback: map,
+        map_guest_addr: conf.map_guest_addr4.flatten(),
         outbound: conf.outbound4,
         copy_addrs,
         copy_routes,
@@ -1954,6 +2045,7 @@ fn resolve6(conf: &Conf, hif: Option<&HostIf<Ipv6Addr>>, resolv: &Resolv) -> (Ip
         dns_match: dns.dns_match,
         dns_host: dns.dns_host,
         map_host_loopback: map,
+        map_guest_addr: conf.map_guest_addr6.flatten(),
         outbound: conf.outbound6,
         copy_addrs,
         copy_routes,

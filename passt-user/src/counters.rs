@@ -32,10 +32,19 @@ counters! {
     svc_replies,
     /// UDP flows created.
     udp_flows,
+    /// Spliced UDP flows created.
+    udp_splice_flows,
     /// Ping flows created.
     ping_flows,
     /// TCP flows created.
     tcp_flows,
+    /// Spliced TCP connections (loopback to loopback, no tap).
+    tcp_splice_flows,
+    /// TCP connections accepted on forwarded ports towards the tap.
+    tcp_inbound_flows,
+    /// Connections or datagrams on forwarded ports that had nowhere to go
+    /// (no guest address known yet, source not translatable, --splice-only).
+    drop_fwd_nat,
     /// TCP segments sent to the tap with host data.
     tcp_segs_to_tap,
     /// TCP connections to the host refused or failed (RST to the guest).

@@ -106,6 +106,10 @@ pub struct Ctx {
     pub v6: bool,
     /// The ping_group_range warning was given.
     pub ping_warned: bool,
+    /// Listening sockets of the forwarding rules.
+    pub listeners: crate::listen::Listeners,
+    /// pasta: the way into the target namespace (splice, `-T`/`-U`).
+    pub ns: Option<crate::netns::NsSwitch>,
     label_seed: u32,
     counters_logged: Counters,
     exit: Option<i32>,
@@ -172,6 +176,8 @@ impl Ctx {
             v4: i.v4,
             v6: i.v6,
             ping_warned: false,
+            listeners: crate::listen::Listeners::default(),
+            ns: None,
             label_seed: key.0 as u32,
             counters_logged: Counters::default(),
             exit: None,
@@ -301,7 +307,14 @@ impl Ctx {
                     }
                     continue;
                 }
-                FlowData::None => continue,
+                FlowData::UdpSplice(us) => {
+                    if now.duration_since(us.last) >= udp::UDP_TIMEOUT && n < expired.len() {
+                        expired[n] = idx as u32;
+                        n += 1;
+                    }
+                    continue;
+                }
+                FlowData::None | FlowData::TcpSplice(_) => continue,
             };
             if now.duration_since(sf.last) >= timeout && n < expired.len() {
                 expired[n] = idx as u32;
@@ -363,6 +376,46 @@ pub fn test_ctx() -> std::io::Result<Ctx> {
         v4: true,
         v6: true,
     })
+}
+
+/// Bind the listening sockets of both directions (the `auto` rules get
+/// the ports bound on the other side now; see [`Ctx::fwd_rescan`]).
+///
+/// # Errors
+/// [`crate::listen::ListenError`] when a requested port can't be bound.
+pub fn fwd_start(ctx: &mut Ctx) -> Result<(), crate::listen::ListenError> {
+    ctx.fwd_rescan(true)
+}
+
+impl Ctx {
+    /// Re-read the listening sockets of both sides (for `auto` rules) and
+    /// bind or release ours to match; with `strict`, a failure is an error
+    /// (start-up), else logged.
+    ///
+    /// # Errors
+    /// See [`fwd_start`].
+    pub fn fwd_rescan(&mut self, strict: bool) -> Result<(), crate::listen::ListenError> {
+        use crate::listen::{IN, OUT};
+        for dir in [IN, OUT] {
+            if !self.listeners.any(dir) {
+                continue;
+            }
+            let (tcp, udp) = self.fwd_scan_ports(dir);
+            let r = self.listeners.sync(dir, &tcp, &udp, &self.epoll, self.ns.as_ref());
+            match r {
+                Err(e) if strict => return Err(e),
+                Err(e) => log::debug!("{e}"),
+                Ok(()) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Ctx {
+    fn fwd_scan_ports(&mut self, _dir: usize) -> (crate::fwd_rule::PortSet, crate::fwd_rule::PortSet) {
+        (crate::fwd_rule::PortSet::new(), crate::fwd_rule::PortSet::new())
+    }
 }
 
 /// Learn the guest's MAC from a frame's source address (unicast only).
@@ -428,6 +481,10 @@ fn ip(ctx: &mut Ctx, frame: &[u8], l3: &[u8], v6: bool) {
 fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inany, l4: &[u8]) {
     let v4 = src.is_v4();
     let src_ok = !src.is_unspecified() && !src.is_multicast_or_broadcast();
+    if src_ok {
+        // Destination of inbound flows (passt(1) NOTES: "observed address").
+        ctx.fwd.saw_guest(src);
+    }
     match proto {
         IpNumber::UDP => {
             let Ok(u) = UdpSlice::from_slice(l4) else {
@@ -537,6 +594,13 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
                 Some(EpollType::UdpFlow) => udp::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::PingFlow) => icmp::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::TcpSock) => tcp::io::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
+                Some(EpollType::TcpSplice) => tcp::splice::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
+                Some(EpollType::UdpSplice) => udp::splice_ready(ctx, Sidx::from_raw(r.data()), ev.events),
+                Some(EpollType::Listen) => match ctx.listeners.target(r.data()) {
+                    Some(t) if t.proto == crate::fwd_rule::Proto::Tcp => tcp::listen_ready(ctx, t, r.fd()),
+                    Some(t) => udp::listen_ready(ctx, t, r.fd()),
+                    None => log::debug!("epoll: stale listener {r:?}"),
+                },
                 Some(EpollType::FastTimer) => {
                     drain_fd(ft);
                     ctx.fast_timer_at = None;

@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use crate::conf::{resolve, Conf, ConfError, Mode, NetConf, PastaTarget};
 use crate::daemon::{Ctx, CtxInit};
 use crate::fwd::{Fwd, FwdFamily};
+use crate::listen::Listeners;
 use crate::svc::{SvcConf, SvcV4, SvcV6};
 
 /// Entry point of both binaries; never returns.
@@ -78,13 +79,38 @@ fn svc_conf(conf: &Conf, net: &NetConf) -> SvcConf {
     }
 }
 
-fn fwd_conf(net: &NetConf) -> Fwd {
-    let mut f = Fwd::default();
+fn fwd_conf(conf: &Conf, net: &NetConf) -> Fwd {
+    let mut f = Fwd {
+        splice: conf.mode == Mode::Pasta && !conf.no_splice,
+        splice_only: conf.splice_only,
+        host_lo_to_ns_lo: conf.host_lo_to_ns_lo,
+        ..Fwd::default()
+    };
+    let some4 = |a: std::net::Ipv4Addr| Some(a).filter(|a| !a.is_unspecified());
+    let some6 = |a: std::net::Ipv6Addr| Some(a).filter(|a| !a.is_unspecified());
     if let Some(c) = &net.ip4 {
-        f.v4 = FwdFamily { map_host_loopback: c.map_host_loopback, dns_match: c.dns_match, dns_host: c.dns_host, outbound: c.outbound };
+        f.v4 = FwdFamily {
+            map_host_loopback: c.map_host_loopback,
+            dns_match: c.dns_match,
+            dns_host: c.dns_host,
+            outbound: c.outbound,
+            map_guest_addr: c.map_guest_addr,
+            addr: some4(c.addr),
+            addr_seen: None,
+            our_tap_addr: some4(c.gw),
+        };
     }
     if let Some(c) = &net.ip6 {
-        f.v6 = FwdFamily { map_host_loopback: c.map_host_loopback, dns_match: c.dns_match, dns_host: c.dns_host, outbound: c.outbound };
+        f.v6 = FwdFamily {
+            map_host_loopback: c.map_host_loopback,
+            dns_match: c.dns_match,
+            dns_host: c.dns_host,
+            outbound: c.outbound,
+            map_guest_addr: c.map_guest_addr,
+            addr: some6(c.addr),
+            addr_seen: None,
+            our_tap_addr: some6(c.our_ll),
+        };
     }
     f
 }
@@ -166,7 +192,7 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     let svc = svc_conf(conf, &net);
     let mut ctx = Ctx::new(CtxInit {
         tap: Box::new(t.tap),
-        fwd: fwd_conf(&net),
+        fwd: fwd_conf(conf, &net),
         svc,
         guest_mac: Some(t.mac),
         no_udp: conf.no_udp,
@@ -178,6 +204,10 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     })
     .context("data plane set-up")?;
     ctx.tcp_peek_off = peek_off;
+    let nsfd = ns.netns.try_clone().context("namespace fd")?;
+    ctx.ns = Some(crate::netns::NsSwitch::new(nsfd).context("network namespace switch")?);
+    ctx.listeners = Listeners::new(&conf.fwd_in, &conf.fwd_out, !conf.no_tcp, !conf.no_udp, ctx.v4, ctx.v6);
+    crate::daemon::fwd_start(&mut ctx).context("Couldn't listen on requested ports")?;
     print_info(&net, &ifname);
 
     if conf.foreground {
@@ -188,6 +218,14 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
         crate::pasta::daemonize(conf.pid_file.as_deref()).context("can't go to background")?;
         if conf.log_file.is_none() {
             crate::log::to_background();
+        }
+    }
+    if !conf.foreground {
+        // The namespace helper thread did not survive going to background.
+        let nsfd = ns.netns.try_clone().context("namespace fd")?;
+        let sw = crate::netns::NsSwitch::new(nsfd).context("network namespace switch")?;
+        if let Some(old) = ctx.ns.replace(sw) {
+            ctx.ns.as_mut().map(|n| n.adopt_pool(old));
         }
     }
     ns.release();

@@ -33,6 +33,13 @@ pub enum EpollType {
     TcpSock = 6,
     /// The one-shot millisecond timer for TCP window re-checks.
     FastTimer = 7,
+    /// A listening socket of a forwarding rule; data from
+    /// [`crate::listen::listen_ref`].
+    Listen = 8,
+    /// A socket of a spliced TCP flow; data is a flow side index.
+    TcpSplice = 9,
+    /// A socket of a spliced UDP flow; data is a flow side index.
+    UdpSplice = 10,
 }
 
 impl EpollType {
@@ -45,6 +52,9 @@ impl EpollType {
             5 => Self::Signal,
             6 => Self::TcpSock,
             7 => Self::FastTimer,
+            8 => Self::Listen,
+            9 => Self::TcpSplice,
+            10 => Self::UdpSplice,
             _ => return None,
         })
     }

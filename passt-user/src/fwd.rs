@@ -15,10 +15,29 @@
 //!
 //! Replies are translated back by the flow itself: the tap side of a flow
 //! keeps the address the guest used, so nothing here runs for them.
+//!
+//! Flows arriving on forwarded ports ([`Fwd::nat_from_host`], passt(1)
+//! NOTES, "Handling of local traffic in pasta"):
+//!
+//! 1. in pasta, unless `--no-splice`, a client on a loopback address with
+//!    no target address in the rule is spliced: a socket in the namespace
+//!    connects to the namespace's own address (or, with
+//!    `--host-lo-to-ns-lo`, to the loopback address the client used), and
+//!    the kernel picks the source;
+//! 2. otherwise the flow enters through the tap: its source is the
+//!    client's address, except that 127.0.0.1 / ::1 become the
+//!    `--map-host-loopback` address and the host's own address becomes the
+//!    `--map-guest-addr` address; sources the guest could not answer
+//!    (other loopback addresses, the guest's own address) become our tap
+//!    address (the gateway); the destination is the rule's target address,
+//!    or the guest's address as last seen on the tap.
+//!
+//! Flows from the namespace's loopback (`-T`/`-U`, [`Fwd::nat_from_splice`])
+//! go to the same loopback address on the host.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::flow::Inany;
+use crate::flow::{FlowSide, Inany, Pif};
 
 /// NAT settings for one address family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +50,31 @@ pub struct FwdFamily<A> {
     pub dns_host: Option<A>,
     /// Source address for outbound sockets (`-o`).
     pub outbound: Option<A>,
+    /// `--map-guest-addr`: guest-side address standing for `addr` on the
+    /// host.
+    pub map_guest_addr: Option<A>,
+    /// The address assigned to the guest (by default the host's own).
+    pub addr: Option<A>,
+    /// The guest's address as last seen on the tap (global scope for IPv6).
+    pub addr_seen: Option<A>,
+    /// Our address on the tap, source of inbound flows whose real source
+    /// the guest could not answer (the gateway, or our link-local address
+    /// for IPv6).
+    pub our_tap_addr: Option<A>,
 }
 
 impl<A> Default for FwdFamily<A> {
     fn default() -> Self {
-        FwdFamily { map_host_loopback: None, dns_match: None, dns_host: None, outbound: None }
+        FwdFamily {
+            map_host_loopback: None,
+            dns_match: None,
+            dns_host: None,
+            outbound: None,
+            map_guest_addr: None,
+            addr: None,
+            addr_seen: None,
+            our_tap_addr: None,
+        }
     }
 }
 
@@ -46,6 +85,14 @@ pub struct Fwd {
     pub v4: FwdFamily<Ipv4Addr>,
     /// IPv6 rules.
     pub v6: FwdFamily<Ipv6Addr>,
+    /// The guest's IPv6 link-local address as last seen on the tap.
+    pub ll_seen6: Option<Ipv6Addr>,
+    /// pasta, without `--no-splice`: loopback clients are spliced.
+    pub splice: bool,
+    /// `--splice-only`: nothing goes through a tap.
+    pub splice_only: bool,
+    /// `--host-lo-to-ns-lo`.
+    pub host_lo_to_ns_lo: bool,
 }
 
 /// The L4 protocols that can carry DNS.
@@ -80,6 +127,9 @@ impl Fwd {
             if f.map_host_loopback == Some(d) {
                 return Some(Inany::LOOPBACK4);
             }
+            if let (true, Some(a)) = (f.map_guest_addr == Some(d), f.addr) {
+                return Some(a.into());
+            }
         } else {
             let d = dst.v6();
             let f = &self.v6;
@@ -91,8 +141,117 @@ impl Fwd {
             if f.map_host_loopback == Some(d) {
                 return Some(Inany::LOOPBACK6);
             }
+            if let (true, Some(a)) = (f.map_guest_addr == Some(d), f.addr) {
+                return Some(a.into());
+            }
         }
         Some(dst)
+    }
+
+    /// The guest's address to send inbound flows to, matching the family
+    /// and scope of `src` (the source the guest will see): last seen on
+    /// the tap, else the assigned one.
+    pub fn guest_addr(&self, src: Inany) -> Option<Inany> {
+        if src.is_v4() {
+            return self.v4.addr_seen.or(self.v4.addr).map(Inany::from);
+        }
+        if src.v6().is_unicast_link_local() {
+            return self.ll_seen6.map(Inany::from);
+        }
+        self.v6.addr_seen.or(self.v6.addr).map(Inany::from)
+    }
+
+    /// Source address for an inbound flow from `client` on the host, as
+    /// the guest will see it; `None` if there is none it could answer.
+    fn inbound_src(&self, client: Inany) -> Option<Inany> {
+        if let Some(c) = client.v4() {
+            let f = &self.v4;
+            let a = if c == Ipv4Addr::LOCALHOST {
+                f.map_host_loopback
+            } else if Some(c) == f.addr {
+                f.map_guest_addr
+            } else if c.is_loopback() || c.is_unspecified() || c.is_multicast() || c.is_broadcast() {
+                None
+            } else {
+                return Some(client);
+            };
+            return a.or(f.our_tap_addr).map(Inany::from);
+        }
+        let c = client.v6();
+        let f = &self.v6;
+        let a = if c == Ipv6Addr::LOCALHOST {
+            f.map_host_loopback
+        } else if Some(c) == f.addr {
+            f.map_guest_addr
+        } else if c.is_unspecified() || c.is_multicast() || c.is_loopback() {
+            None
+        } else {
+            return Some(client);
+        };
+        a.or(f.our_tap_addr).map(Inany::from)
+    }
+
+    /// Where a flow accepted on a forwarded port goes (see the module
+    /// documentation): `ini` is the host side (`eaddr`/`eport` the client,
+    /// `oaddr`/`oport` the local address and port it reached), `to` the
+    /// target port, `taddr` the rule's target address. Returns the target
+    /// interface and side; `None` if it can't be forwarded.
+    pub fn nat_from_host(&self, l4: L4, ini: &FlowSide, to: u16, taddr: Option<Inany>) -> Option<(Pif, FlowSide)> {
+        let taddr = taddr.filter(|a| !a.is_unspecified());
+        let v4 = ini.eaddr.is_v4();
+        if self.splice && taddr.is_none() && ini.eaddr.is_loopback() && l4 != L4::Ping {
+            let any = if v4 { Inany::UNSPEC4 } else { Inany::UNSPEC6 };
+            let eaddr = if self.host_lo_to_ns_lo && ini.oaddr.is_loopback() {
+                ini.oaddr
+            } else if v4 {
+                self.v4.addr_seen.or(self.v4.addr).map(Inany::from)?
+            } else {
+                self.v6.addr_seen.or(self.v6.addr).map(Inany::from)?
+            };
+            let oport = if l4 == L4::Udp { ini.eport } else { 0 };
+            return Some((Pif::Splice, FlowSide { eaddr, eport: to, oaddr: any, oport }));
+        }
+        if self.splice_only {
+            return None;
+        }
+        let oaddr = self.inbound_src(ini.eaddr)?;
+        let eaddr = match taddr {
+            Some(t) => t,
+            None => self.guest_addr(oaddr)?,
+        };
+        Some((Pif::Tap, FlowSide { eaddr, eport: to, oaddr, oport: ini.eport }))
+    }
+
+    /// Where a flow accepted on a `-T`/`-U` port in the namespace goes:
+    /// the same loopback address on the host, port `to`. `None` unless
+    /// both of `ini`'s addresses are loopback (passt(1): `-T` binds to
+    /// loopback in the namespace).
+    pub fn nat_from_splice(l4: L4, ini: &FlowSide, to: u16) -> Option<FlowSide> {
+        if !ini.eaddr.is_loopback() || !ini.oaddr.is_loopback() {
+            return None;
+        }
+        let oport = if l4 == L4::Udp { ini.eport } else { 0 };
+        Some(FlowSide { eaddr: ini.oaddr, eport: to, oaddr: ini.eaddr, oport })
+    }
+
+    /// Note the guest's source address from a frame (IPv4, global or
+    /// link-local IPv6), used as destination of inbound flows.
+    pub fn saw_guest(&mut self, src: Inany) {
+        if let Some(a) = src.v4() {
+            if !a.is_unspecified() && self.v4.addr_seen != Some(a) {
+                self.v4.addr_seen = Some(a);
+            }
+            return;
+        }
+        let a = src.v6();
+        if a.is_unspecified() || a.is_multicast() {
+            return;
+        }
+        if a.is_unicast_link_local() {
+            self.ll_seen6 = Some(a);
+        } else if self.v6.addr_seen != Some(a) {
+            self.v6.addr_seen = Some(a);
+        }
     }
 
     /// Source address to bind outbound sockets to for this family, if any.
@@ -116,13 +275,16 @@ mod tests {
                 dns_match: Some(Ipv4Addr::new(192, 0, 2, 1)),
                 dns_host: Some(Ipv4Addr::new(192, 0, 2, 1)),
                 outbound: None,
+                ..FwdFamily::default()
             },
             v6: FwdFamily {
                 map_host_loopback: Some("fe80::1".parse().unwrap()),
                 dns_match: Some("fd00::53".parse().unwrap()),
                 dns_host: Some("2001:db8::53".parse().unwrap()),
                 outbound: None,
+                ..FwdFamily::default()
             },
+            ..Fwd::default()
         }
     }
 

@@ -24,3 +24,5 @@ pub mod signals;
 pub mod sys;
 pub mod udp;
 pub mod tcp;
+pub mod netns;
+pub mod listen;

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::flow::Inany;
 
@@ -330,4 +330,126 @@ mod tests {
         assert!(out[1].truncated && out[1].len == 2);
         assert_eq!(out[0].from, Some((Inany::LOOPBACK4, pb)));
     }
+}
+
+/// listen(2) with a backlog of `backlog` connections.
+///
+/// # Errors
+/// The OS error.
+pub fn listen(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::listen(fd, backlog) }).map(drop)
+}
+
+/// accept4(2) a connection: a non-blocking, close-on-exec socket and the
+/// peer's address and port. `Ok(None)` when none is pending (EAGAIN).
+///
+/// # Errors
+/// Other OS errors (ECONNABORTED, EMFILE...).
+pub fn accept(fd: RawFd) -> io::Result<Option<(OwnedFd, Inany, u16)>> {
+    // SAFETY: zeroed storage is valid; len tells the kernel its size.
+    let mut s: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: s is writable for len bytes.
+    let r = unsafe {
+        libc::accept4(fd, &mut s as *mut _ as *mut libc::sockaddr, &mut len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EAGAIN) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    // SAFETY: fresh fd.
+    let sock = unsafe { OwnedFd::from_raw_fd(r) };
+    let (a, p) = from_storage(&s).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+    Ok(Some((sock, a, p)))
+}
+
+/// SO_BINDTODEVICE to interface `ifname` (1-15 bytes).
+///
+/// # Errors
+/// The OS error of setsockopt (ENODEV for an unknown interface).
+pub fn bind_to_device(fd: RawFd, ifname: &str) -> io::Result<()> {
+    let b = ifname.as_bytes();
+    // SAFETY: b is readable for b.len() bytes.
+    cvt(unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, b.as_ptr().cast(), b.len() as libc::socklen_t) })
+        .map(drop)
+}
+
+/// A non-blocking, close-on-exec pipe of at least `size` bytes if the
+/// system allows (F_SETPIPE_SZ; halved until accepted, down to the
+/// default): (read end, write end, size in bytes).
+///
+/// # Errors
+/// The OS error of pipe2(2).
+pub fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for two descriptors.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    // SAFETY: fresh fds.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut want = size;
+    while want > 65536 {
+        // SAFETY: plain fcntl on our pipe.
+        let got = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
+        if got > 0 {
+            return Ok((r, w, got as usize));
+        }
+        want /= 2;
+    }
+    // SAFETY: plain fcntl on our pipe.
+    let got = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    Ok((r, w, got.max(4096) as usize))
+}
+
+/// splice(2) up to `len` bytes from `from` to `to`, non-blocking, one of
+/// them a pipe. `Ok(None)` on EAGAIN, `Ok(Some(0))` at end of file.
+///
+/// # Errors
+/// Other OS errors (ECONNRESET, EPIPE...).
+pub fn splice(from: RawFd, to: RawFd, len: usize, more: bool) -> io::Result<Option<usize>> {
+    let mut flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    if more {
+        flags |= libc::SPLICE_F_MORE;
+    }
+    // SAFETY: plain syscall, null offsets (neither end is a file).
+    let r = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, flags) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EAGAIN) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(r as usize))
+}
+
+/// Send each of `bufs` as one datagram on connected socket `fd`, with one
+/// sendmmsg(2) (at most 64). Returns how many were sent.
+///
+/// # Errors
+/// The OS error when not even the first could be sent (EAGAIN included).
+pub fn send_batch(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
+    // SAFETY: zeroed iovec/mmsghdr arrays are valid.
+    let mut iov: [libc::iovec; 64] = unsafe { zeroed() };
+    let mut hdrs: [libc::mmsghdr; 64] = unsafe { zeroed() };
+    let n = bufs.len().min(64);
+    for i in 0..n {
+        iov[i] = libc::iovec { iov_base: bufs[i].as_ptr() as *mut libc::c_void, iov_len: bufs[i].len() };
+    }
+    for i in 0..n {
+        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: hdrs[..n] point at live buffers for the duration of the call.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
 }

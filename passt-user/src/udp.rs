@@ -18,7 +18,13 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::daemon::Ctx;
-use crate::flow::{FlowData, FlowSide, Inany, Proto, Sidx, INI, TGT};
+use std::os::fd::{OwnedFd, RawFd};
+use std::time::Instant;
+
+use crate::epoll::{EpollRef, EpollType};
+use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, SockFlow, INI, TGT};
+use crate::fwd::Fwd;
+use crate::listen::{Target, OUT};
 use crate::fwd::L4;
 use crate::sys;
 use crate::tap::SLOT;
@@ -81,10 +87,14 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Option<Sidx> {
 /// move queued datagrams to the tap, in batches of free transmit slots.
 pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
     let Some(f) = ctx.flows.get(sidx.flow()) else { return };
-    let (FlowData::Udp(sf), TGT) = (&f.data, sidx.side()) else { return };
+    let ts = f.tap_side();
+    let FlowData::Udp(sf) = &f.data else { return };
+    if sidx.side() == ts {
+        return;
+    }
     let fd = sf.sock.as_raw_fd();
     let label = sf.flow_label;
-    let tap = f.side[INI];
+    let tap = f.side[ts];
     if events & libc::EPOLLERR as u32 != 0 {
         // ICMP errors (port unreachable...) on a connected socket: clear them.
         let err = sys::take_error(fd);
@@ -124,6 +134,24 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
 /// Largest UDP payload that fits an IPv6 (or IPv4) packet of 65535 bytes.
 const MAX_DLEN: usize = 65535 - 40 - UDP_HDR;
 
+/// Write UDP, IP and Ethernet headers in front of the `dlen` bytes of
+/// payload at `slot[L4_OFF + 8..]`; returns the frame's range in the slot.
+fn build_udp(slot: &mut [u8], tap: &FlowSide, addrs: &frame::FrameAddrs, label: u32, dlen: usize) -> std::ops::Range<usize> {
+    let l4len = UDP_HDR + dlen;
+    let h = &mut slot[frame::L4_OFF..frame::L4_OFF + UDP_HDR];
+    h[0..2].copy_from_slice(&tap.oport.to_be_bytes());
+    h[2..4].copy_from_slice(&tap.eport.to_be_bytes());
+    h[4..6].copy_from_slice(&(l4len as u16).to_be_bytes());
+    h[6..8].copy_from_slice(&[0, 0]);
+    let acc = frame::pseudo(tap.oaddr, tap.eaddr, IPPROTO_UDP, l4len);
+    let mut c = csum::fold(csum::sum(acc, &slot[frame::L4_OFF..frame::L4_OFF + l4len]));
+    if c == 0 {
+        c = 0xffff;
+    }
+    slot[frame::L4_OFF + 6..frame::L4_OFF + 8].copy_from_slice(&c.to_be_bytes());
+    frame::push_ip_eth(slot, l4len, addrs, IPPROTO_UDP, label)
+}
+
 /// Turn datagrams received into consecutive free slots into frames, then
 /// consume those slots.
 fn emit(ctx: &mut Ctx, tap: &FlowSide, label: u32, dgrams: &[sys::Datagram]) {
@@ -134,20 +162,262 @@ fn emit(ctx: &mut Ctx, tap: &FlowSide, label: u32, dgrams: &[sys::Datagram]) {
             continue;
         }
         let Some(slot) = ctx.tx.slot(i) else { break };
-        let l4len = UDP_HDR + d.len;
-        let h = &mut slot[frame::L4_OFF..frame::L4_OFF + UDP_HDR];
-        h[0..2].copy_from_slice(&tap.oport.to_be_bytes());
-        h[2..4].copy_from_slice(&tap.eport.to_be_bytes());
-        h[4..6].copy_from_slice(&(l4len as u16).to_be_bytes());
-        h[6..8].copy_from_slice(&[0, 0]);
-        let acc = frame::pseudo(tap.oaddr, tap.eaddr, IPPROTO_UDP, l4len);
-        let mut c = csum::fold(csum::sum(acc, &slot[frame::L4_OFF..frame::L4_OFF + l4len]));
-        if c == 0 {
-            c = 0xffff;
-        }
-        slot[frame::L4_OFF + 6..frame::L4_OFF + 8].copy_from_slice(&c.to_be_bytes());
-        let r = frame::push_ip_eth(slot, l4len, &addrs, IPPROTO_UDP, label);
+        let r = build_udp(slot, tap, &addrs, label, d.len);
         ctx.tx.commit_in(i, r);
     }
     ctx.tx.advance(dgrams.len());
+}
+
+/// A spliced UDP flow (pasta: loopback to loopback through two sockets).
+#[derive(Debug)]
+pub struct UdpSplice {
+    /// [`INI`]: our socket on the client's side, bound to the forwarded
+    /// port and connected to the client; [`TGT`]: our socket in the other
+    /// namespace, connected to the server.
+    pub socks: [OwnedFd; 2],
+    /// Last time a datagram went either way.
+    pub last: Instant,
+}
+
+/// A socket on the listening side of rule `t` for one client: bound to
+/// the listening port (SO_REUSEADDR, as the listener) and connected to the
+/// client, so that the kernel hands this socket, not the listener, the
+/// client's next datagrams, and our replies leave from the forwarded port.
+/// In the namespace for [`OUT`].
+fn reply_socket(ctx: &Ctx, t: &Target, laddr: Inany, client: Inany, cport: u16) -> std::io::Result<OwnedFd> {
+    let v4 = client.is_v4();
+    let s = if t.dir == OUT {
+        match &ctx.ns {
+            Some(ns) => ns.socket(v4, libc::SOCK_DGRAM)?,
+            None => return Err(std::io::ErrorKind::Unsupported.into()),
+        }
+    } else {
+        sys::socket(v4, libc::SOCK_DGRAM, 0)?
+    };
+    let fd = s.as_raw_fd();
+    sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    let any = if v4 { Inany::UNSPEC4 } else { Inany::UNSPEC6 };
+    let bind_to = if laddr.is_v4() == v4 && !laddr.is_unspecified() { laddr } else { any };
+    if !v4 {
+        sys::set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    sys::bind(fd, bind_to, t.port)?;
+    sys::connect(fd, client, cport)?;
+    Ok(s)
+}
+
+/// Datagrams wait on listening socket `lfd` of rule target `t`: each
+/// starts a flow (to the tap, or spliced) unless its client has one
+/// already, and is forwarded. Datagrams are received into free transmit
+/// slots, so that those going to the tap become frames in place.
+pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
+    let laddr = sys::local_addr(lfd).map_or(Inany::UNSPEC6, |(a, _)| a);
+    let mut out = [sys::Datagram { len: 0, truncated: false, from: None }; 64];
+    for _ in 0..4 {
+        if ctx.tx.room() < crate::tap::BATCH / 2 {
+            ctx.flush_tx();
+        }
+        let room = ctx.tx.room();
+        let bufs = ctx.tx.free_slots().map(|s| &mut s[frame::L4_OFF + UDP_HDR..SLOT]);
+        let n = match sys::recv_batch(lfd, bufs, &mut out) {
+            Ok(n) => n,
+            Err(e) => {
+                log::trace!("UDP: recv on port {}: {e}", t.port);
+                break;
+            }
+        };
+        for (i, d) in out[..n].iter().enumerate() {
+            let Some((from, fport)) = d.from else { continue };
+            if d.truncated || d.len > MAX_DLEN {
+                ctx.counters.drop_host_oversize += 1;
+                continue;
+            }
+            let pif_ini = if t.dir == OUT { Pif::Splice } else { Pif::Host };
+            let ini = FlowSide { eaddr: from, eport: fport, oaddr: laddr, oport: t.port };
+            let sidx = match ctx.flows.lookup(pif_ini, Proto::Udp, &ini) {
+                Some(s) => s,
+                None => match open_inbound(ctx, &t, ini) {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            let now = ctx.now;
+            let Some(f) = ctx.flows.get_mut(sidx.flow()) else { continue };
+            let o = frame::L4_OFF + UDP_HDR;
+            match &mut f.data {
+                FlowData::Udp(sf) => {
+                    sf.last = now;
+                    let (tap, label) = (f.side[TGT], sf.flow_label);
+                    // Frame in place in slot i (consumed below by advance).
+                    emit_one(ctx, i, &tap, label, d.len);
+                }
+                FlowData::UdpSplice(us) => {
+                    us.last = now;
+                    let fd = us.socks[TGT].as_raw_fd();
+                    let Some(slot) = ctx.tx.slot(i) else { continue };
+                    if sys::send(fd, &slot[o..o + d.len], None).is_err() {
+                        ctx.counters.drop_host_send += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        ctx.tx.advance(n);
+        if n < room {
+            break;
+        }
+    }
+}
+
+/// Start a flow for a client's first datagram on a forwarded port: to
+/// the tap ([`FlowData::Udp`], the reply socket as its socket) or spliced
+/// ([`FlowData::UdpSplice`]). `None` (counted) if it can't be forwarded.
+fn open_inbound(ctx: &mut Ctx, t: &Target, ini: FlowSide) -> Option<Sidx> {
+    let (pif, tgt) = if t.dir == OUT {
+        (Pif::Host, Fwd::nat_from_splice(L4::Udp, &ini, t.to)?)
+    } else {
+        ctx.fwd.nat_from_host(L4::Udp, &ini, t.to, t.taddr)?
+    };
+    let reply = match reply_socket(ctx, t, ini.oaddr, ini.eaddr, ini.eport) {
+        Ok(s) => s,
+        Err(e) => {
+            log::debug!("UDP: reply socket for {}:{}: {e}", ini.eaddr, ini.eport);
+            ctx.counters.drop_socket += 1;
+            return None;
+        }
+    };
+    let pif_ini = if t.dir == OUT { Pif::Splice } else { Pif::Host };
+    let now = ctx.now;
+    if pif == Pif::Tap {
+        let idx = ctx.flows.alloc(Proto::Udp, [pif_ini, Pif::Tap], [ini, tgt], FlowData::None)?;
+        let fd = reply.as_raw_fd();
+        let flow_label = ctx.flow_label(idx);
+        let r = EpollRef::new(EpollType::UdpFlow, fd, Sidx::new(idx as u32, INI).raw());
+        if ctx.epoll.add(fd, libc::EPOLLIN as u32, r).is_err() {
+            ctx.counters.drop_socket += 1;
+            ctx.flows.close(idx);
+            return None;
+        }
+        if let Some(f) = ctx.flows.get_mut(idx) {
+            f.data = FlowData::Udp(SockFlow { sock: reply, last: now, flow_label });
+        }
+        ctx.flows.hash_insert(idx, INI);
+        ctx.flows.hash_insert(idx, TGT);
+        ctx.counters.udp_flows += 1;
+        log::debug!("UDP flow {idx}: {}:{} -> tap {}:{}", ini.eaddr, ini.eport, tgt.eaddr, tgt.eport);
+        return Some(Sidx::new(idx as u32, INI));
+    }
+    // Spliced: a socket on the other side, connected to the server.
+    let v4 = tgt.eaddr.is_v4();
+    let other = match (pif, &ctx.ns) {
+        (Pif::Splice, Some(ns)) => ns.socket(v4, libc::SOCK_DGRAM),
+        (Pif::Host, _) => sys::socket(v4, libc::SOCK_DGRAM, 0),
+        _ => Err(std::io::ErrorKind::Unsupported.into()),
+    };
+    let other = match other {
+        Ok(s) => s,
+        Err(e) => {
+            log::debug!("UDP splice: socket: {e}");
+            ctx.counters.drop_socket += 1;
+            return None;
+        }
+    };
+    let ofd = other.as_raw_fd();
+    // Keep the client's port where it is free (as upstream), else any.
+    if sys::bind(ofd, tgt.oaddr, tgt.oport).is_err() {
+        let _ = sys::bind(ofd, tgt.oaddr, 0);
+    }
+    if let Err(e) = sys::connect(ofd, tgt.eaddr, tgt.eport) {
+        log::debug!("UDP splice: connect to {}:{}: {e}", tgt.eaddr, tgt.eport);
+        ctx.counters.drop_socket += 1;
+        return None;
+    }
+    let idx = ctx.flows.alloc(Proto::Udp, [pif_ini, pif], [ini, tgt], FlowData::None)?;
+    for (side, fd) in [(INI, reply.as_raw_fd()), (TGT, ofd)] {
+        let r = EpollRef::new(EpollType::UdpSplice, fd, Sidx::new(idx as u32, side).raw());
+        if ctx.epoll.add(fd, libc::EPOLLIN as u32, r).is_err() {
+            ctx.counters.drop_socket += 1;
+            ctx.flows.close(idx);
+            return None;
+        }
+    }
+    if let Some(f) = ctx.flows.get_mut(idx) {
+        f.data = FlowData::UdpSplice(UdpSplice { socks: [reply, other], last: now });
+    }
+    ctx.flows.hash_insert(idx, INI);
+    ctx.counters.udp_splice_flows += 1;
+    log::debug!("UDP splice flow {idx}: {}:{} -> {}:{}", ini.eaddr, ini.eport, tgt.eaddr, tgt.eport);
+    Some(Sidx::new(idx as u32, INI))
+}
+
+/// A socket of spliced UDP flow side `sidx` is readable: relay its
+/// datagrams to the other socket, recvmmsg(2) then sendmmsg(2), through
+/// free transmit slots used as scratch space (nothing is queued to the
+/// tap).
+pub fn splice_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
+    let (idx, side) = (sidx.flow(), sidx.side());
+    let Some(FlowData::UdpSplice(us)) = ctx.flows.get(idx).map(|f| &f.data) else { return };
+    let (from, to) = (us.socks[side].as_raw_fd(), us.socks[1 - side].as_raw_fd());
+    if events & libc::EPOLLERR as u32 != 0 {
+        let _ = sys::take_error(from);
+    }
+    let mut out = [sys::Datagram { len: 0, truncated: false, from: None }; 64];
+    let mut moved = false;
+    for _ in 0..4 {
+        if ctx.tx.room() < crate::tap::BATCH / 2 {
+            ctx.flush_tx();
+        }
+        let room = ctx.tx.room();
+        let n = match sys::recv_batch(from, ctx.tx.free_slots().map(|s| &mut s[..]), &mut out) {
+            Ok(n) => n,
+            Err(e) => {
+                log::trace!("UDP splice flow {idx}: recv: {e}");
+                break;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        moved = true;
+        let mut bufs: [&[u8]; 64] = [&[]; 64];
+        let mut k = 0;
+        for (slot, d) in ctx.tx.free_slots().zip(&out[..n]) {
+            if d.truncated {
+                ctx.counters.drop_host_oversize += 1;
+                continue;
+            }
+            bufs[k] = &slot[..d.len];
+            k += 1;
+        }
+        let mut sent = 0;
+        // Bounded: each round sends at least one or stops.
+        for _ in 0..4 {
+            match sys::send_batch(to, &bufs[sent..k]) {
+                Ok(m) if m > 0 => sent += m,
+                _ => break,
+            }
+            if sent >= k {
+                break;
+            }
+        }
+        ctx.counters.drop_host_send += (k - sent) as u64;
+        if n < room {
+            break;
+        }
+    }
+    if moved {
+        let now = ctx.now;
+        if let Some(FlowData::UdpSplice(us)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+            us.last = now;
+        }
+    }
+}
+
+/// Turn one datagram of `dlen` bytes received into free slot `i` into a
+/// frame for tap side `tap` (not consumed: the caller advances).
+fn emit_one(ctx: &mut Ctx, i: usize, tap: &FlowSide, label: u32, dlen: usize) {
+    let addrs = frame::FrameAddrs { src_mac: ctx.our_mac, dst_mac: ctx.guest_mac, src: tap.oaddr, dst: tap.eaddr };
+    let Some(slot) = ctx.tx.slot(i) else { return };
+    let r = build_udp(slot, tap, &addrs, label, dlen);
+    ctx.tx.commit_in(i, r);
 }

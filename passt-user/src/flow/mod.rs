@@ -137,6 +137,10 @@ pub enum FlowData {
     Ping(SockFlow),
     /// A TCP connection ([`crate::tcp::io`]).
     Tcp(crate::tcp::io::TcpFlow),
+    /// A spliced TCP connection ([`crate::tcp::splice`]).
+    TcpSplice(crate::tcp::splice::TcpSplice),
+    /// A spliced UDP flow ([`crate::udp`]).
+    UdpSplice(crate::udp::UdpSplice),
 }
 
 impl FlowData {
@@ -144,7 +148,7 @@ impl FlowData {
     pub fn sock_flow(&self) -> Option<&SockFlow> {
         match self {
             FlowData::Udp(s) | FlowData::Ping(s) => Some(s),
-            FlowData::None | FlowData::Tcp(_) => None,
+            FlowData::None | FlowData::Tcp(_) | FlowData::TcpSplice(_) | FlowData::UdpSplice(_) => None,
         }
     }
 
@@ -152,7 +156,7 @@ impl FlowData {
     pub fn sock_flow_mut(&mut self) -> Option<&mut SockFlow> {
         match self {
             FlowData::Udp(s) | FlowData::Ping(s) => Some(s),
-            FlowData::None | FlowData::Tcp(_) => None,
+            FlowData::None | FlowData::Tcp(_) | FlowData::TcpSplice(_) | FlowData::UdpSplice(_) => None,
         }
     }
 
@@ -162,6 +166,8 @@ impl FlowData {
         match self {
             FlowData::Udp(s) | FlowData::Ping(s) => Some(s.sock.as_raw_fd()),
             FlowData::Tcp(t) => Some(t.sock.as_raw_fd()),
+            FlowData::TcpSplice(t) => Some(t.fds()[0]),
+            FlowData::UdpSplice(u) => Some(u.socks[0].as_raw_fd()),
             FlowData::None => None,
         }
     }

@@ -36,8 +36,16 @@ pub struct Flow<D> {
     pub side: [FlowSide; 2],
     /// Protocol-specific state.
     pub data: D,
-    /// Side that is in the hash index, if any.
-    hashed: Option<usize>,
+    /// Sides that are in the hash index.
+    hashed: [bool; 2],
+}
+
+impl<D> Flow<D> {
+    /// The side on the tap ([`super::INI`] for flows the guest opened,
+    /// [`super::TGT`] for flows forwarded to it).
+    pub fn tap_side(&self) -> usize {
+        usize::from(self.pif[super::INI] != Pif::Tap)
+    }
 }
 
 /// The flow table; see the module documentation.
@@ -67,7 +75,7 @@ impl<D: Default> FlowTable<D> {
                 pif: [Pif::None; 2],
                 side: [FlowSide::UNSPEC; 2],
                 data: D::default(),
-                hashed: None,
+                hashed: [false; 2],
             })
             .collect();
         FlowTable {
@@ -120,7 +128,7 @@ impl<D> FlowTable<D> {
         f.pif = pif;
         f.side = side;
         f.data = data;
-        f.hashed = None;
+        f.hashed = [false; 2];
         self.active += 1;
         Some(idx)
     }
@@ -138,13 +146,13 @@ impl<D> FlowTable<D> {
     /// Put side `side` of flow `idx` in the hash index.
     pub fn hash_insert(&mut self, idx: usize, side: usize) {
         let f = &self.flows[idx];
-        debug_assert!(f.state == FlowState::Active && f.hashed.is_none());
+        debug_assert!(f.state == FlowState::Active && !f.hashed[side]);
         let mut b = self.hash(f.pif[side], f.proto, &f.side[side]) & self.mask;
         while self.buckets[b] != EMPTY {
             b = (b + 1) & self.mask;
         }
         self.buckets[b] = Sidx::new(idx as u32, side).raw();
-        self.flows[idx].hashed = Some(side);
+        self.flows[idx].hashed[side] = true;
     }
 
     /// Find the flow side with this pif, protocol and flowside.
@@ -165,7 +173,14 @@ impl<D> FlowTable<D> {
     }
 
     fn hash_remove(&mut self, idx: usize) {
-        let Some(side) = self.flows[idx].hashed.take() else { return };
+        for side in [super::INI, super::TGT] {
+            if std::mem::take(&mut self.flows[idx].hashed[side]) {
+                self.hash_remove_side(idx, side);
+            }
+        }
+    }
+
+    fn hash_remove_side(&mut self, idx: usize, side: usize) {
         let want = Sidx::new(idx as u32, side).raw();
         let f = &self.flows[idx];
         let mut b = self.hash(f.pif[side], f.proto, &f.side[side]) & self.mask;

@@ -394,13 +394,43 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
     }
 }
 
+/// A connection accepted on a forwarded port goes to the guest: `ini` is
+/// the host side (the client), `tgt` the tap side chosen by
+/// [`crate::fwd::Fwd::nat_from_host`]. Sends our SYN; the guest's SYN-ACK
+/// completes it in [`from_tap`].
+pub fn open_inbound(ctx: &mut Ctx, ini: FlowSide, tgt: FlowSide, sock: OwnedFd) {
+    let v4 = tgt.eaddr.is_v4();
+    let fd = sock.as_raw_fd();
+    let mss = mss_max(ctx.mtu, v4);
+    let isn = isn(ctx, &tgt);
+    if ctx.tcp_peek_off {
+        let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
+    }
+    let (conn, syn) = TcpConn::to_tap_syn(ctx.now, isn, mss, sock_room(fd).0);
+    let Some(idx) = ctx.flows.alloc(Proto::Tcp, [Pif::Host, Pif::Tap], [ini, tgt], FlowData::None) else {
+        ctx.counters.drop_flow_table_full += 1;
+        sys::set_linger_zero(fd);
+        return;
+    };
+    let flow_label = ctx.flow_label(idx);
+    if let Some(f) = ctx.flows.get_mut(idx) {
+        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: false, ack_queued: false, wnd_wait: false, wnd_poll_ms: 0, stalled: false, rdhup: false });
+    }
+    ctx.flows.hash_insert(idx, TGT);
+    ctx.counters.tcp_inbound_flows += 1;
+    log::debug!("TCP flow {idx}: {}:{} -> tap {}:{} from {}:{}", ini.eaddr, ini.eport, tgt.eaddr, tgt.eport, tgt.oaddr, tgt.oport);
+    send_seg(ctx, idx, &syn, &[]);
+    update(ctx, idx);
+}
+
 /// connect() finished: check the result, then SYN-ACK or RST to the guest.
 fn connect_done(ctx: &mut Ctx, idx: usize) {
     let now = ctx.now;
     let mtu = ctx.mtu;
     let peek_off = ctx.tcp_peek_off;
     let Some(f) = ctx.flows.get_mut(idx) else { return };
-    let v4 = f.side[INI].eaddr.is_v4();
+    let ts = f.tap_side();
+    let v4 = f.side[ts].eaddr.is_v4();
     let FlowData::Tcp(tf) = &mut f.data else { return };
     let fd = tf.sock.as_raw_fd();
     let err = sys::take_error(fd);
@@ -412,8 +442,8 @@ fn connect_done(ctx: &mut Ctx, idx: usize) {
     }
     tf.connecting = false;
     if let Ok((a, p)) = sys::local_addr(fd) {
-        f.side[TGT].oaddr = a;
-        f.side[TGT].oport = p;
+        f.side[1 - ts].oaddr = a;
+        f.side[1 - ts].oport = p;
     }
     if peek_off {
         let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0);
@@ -505,7 +535,7 @@ fn send_ack(ctx: &mut Ctx, idx: usize, refresh: bool) {
 /// Send a segment of flow `idx` without payload.
 fn send_seg(ctx: &mut Ctx, idx: usize, s: &SegOut, payload: &[u8]) {
     let Some(f) = ctx.flows.get(idx) else { return };
-    let tap = f.side[INI];
+    let tap = f.side[f.tap_side()];
     let label = match &f.data {
         FlowData::Tcp(tf) => tf.flow_label,
         _ => 0,
@@ -573,7 +603,7 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
         }
         let room = ctx.tx.room();
         let Some(f) = ctx.flows.get_mut(idx) else { return };
-        let tap = f.side[INI];
+        let tap = f.side[f.tap_side()];
         let FlowData::Tcp(tf) = &mut f.data else { return };
         if tf.connecting || tf.conn.state != State::Established || tf.conn.tap_fin_sent {
             return;
@@ -728,6 +758,7 @@ fn reset_both(ctx: &mut Ctx, idx: usize) {
 /// Bring epoll interest in line with the flow's state; close it when done.
 fn update(ctx: &mut Ctx, idx: usize) {
     let Some(f) = ctx.flows.get_mut(idx) else { return };
+    let sock_side = 1 - f.tap_side();
     let FlowData::Tcp(tf) = &mut f.data else { return };
     if tf.conn.is_done() {
         log::debug!("TCP flow {idx}: closed");
@@ -749,7 +780,7 @@ fn update(ctx: &mut Ctx, idx: usize) {
         return;
     }
     let fd = tf.sock.as_raw_fd();
-    let r = EpollRef::new(EpollType::TcpSock, fd, Sidx::new(idx as u32, TGT).raw());
+    let r = EpollRef::new(EpollType::TcpSock, fd, Sidx::new(idx as u32, sock_side).raw());
     let res = match (tf.events, ev) {
         (0, _) => ctx.epoll.add(fd, ev, r),
         (_, 0) => {
@@ -830,7 +861,7 @@ pub fn timers(ctx: &mut Ctx, due: &[u32]) {
     for &idx in due {
         let idx = idx as usize;
         let Some(f) = ctx.flows.get_mut(idx) else { continue };
-        let mss = mss_max(mtu, f.side[INI].eaddr.is_v4());
+        let mss = mss_max(mtu, f.side[f.tap_side()].eaddr.is_v4());
         let FlowData::Tcp(tf) = &mut f.data else { continue };
         match tf.conn.handle_timeout(now, mss) {
             TimeoutAction::None => {}

@@ -13,9 +13,78 @@
 //!   removed from the socket only when the guest acknowledges it, so the
 //!   kernel's socket buffer is our retransmission buffer.
 //!
+//! - [`splice`] relays pasta's loopback-to-loopback connections between
+//!   two sockets with splice(2); they never reach the tap.
+//!
 //! Every segment towards the tap is built in place (TCP, IP and Ethernet
 //! headers in front of data received directly into the slot).
 
 pub mod conn;
 pub mod io;
+pub mod splice;
 
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::daemon::Ctx;
+use crate::flow::{FlowSide, Inany, Pif};
+use crate::fwd::{Fwd, L4};
+use crate::listen::{Target, OUT};
+use crate::sys;
+
+/// Connections wait on listening socket `lfd` of rule target `t`: accept
+/// them (at most 64 per event) and send each to the tap or splice it, as
+/// [`Fwd::nat_from_host`] / [`Fwd::nat_from_splice`] decide. Connections
+/// with nowhere to go are reset and counted.
+pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
+    for _ in 0..64 {
+        let (sock, peer, pport) = match sys::accept(lfd) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                log::debug!("TCP: accept on port {}: {e}", t.port);
+                ctx.counters.drop_socket += 1;
+                return;
+            }
+        };
+        let any = if peer.is_v4() { Inany::UNSPEC4 } else { Inany::UNSPEC6 };
+        let local = sys::local_addr(sock.as_raw_fd()).map_or(any, |(a, _)| a);
+        let ini = FlowSide { eaddr: peer, eport: pport, oaddr: local, oport: t.port };
+        let (pif, tgt) = if t.dir == OUT {
+            match Fwd::nat_from_splice(L4::Tcp, &ini, t.to) {
+                Some(tgt) => (Pif::Host, tgt),
+                None => (Pif::None, ini),
+            }
+        } else {
+            ctx.fwd.nat_from_host(L4::Tcp, &ini, t.to, t.taddr).unwrap_or((Pif::None, ini))
+        };
+        let tsock = match pif {
+            Pif::Host => sys::socket(tgt.eaddr.is_v4(), libc::SOCK_STREAM, 0),
+            Pif::Splice => match ctx.ns.as_mut() {
+                Some(ns) => ns.tcp_socket(tgt.eaddr.is_v4()),
+                None => Err(std::io::ErrorKind::Unsupported.into()),
+            },
+            Pif::Tap => {
+                io::open_inbound(ctx, ini, tgt, sock);
+                continue;
+            }
+            Pif::None => {
+                log::debug!("TCP: no target for {}:{} on port {}", peer, pport, t.port);
+                ctx.counters.drop_fwd_nat += 1;
+                sys::set_linger_zero(sock.as_raw_fd());
+                continue;
+            }
+        };
+        match tsock {
+            Ok(ts) => {
+                let ini_pif = if t.dir == OUT { Pif::Splice } else { Pif::Host };
+                splice::open(ctx, [ini_pif, pif], ini, tgt, sock, ts);
+            }
+            Err(e) => {
+                log::debug!("TCP splice: socket: {e}");
+                ctx.counters.drop_socket += 1;
+                sys::set_linger_zero(sock.as_raw_fd());
+            }
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! # Theory of operation
+//!
+//! Listening sockets for the forwarding rules ([`crate::fwd_rule`]): one
+//! socket per rule and port (two for `-T`/`-U`, which listen on both
+//! loopback addresses of the namespace), as passt(1) describes under `-t`.
+//!
+//! - Direction [`IN`] (`-t`/`-u`) binds in our own (init) namespace,
+//!   direction [`OUT`] (`-T`/`-U`, pasta) in the target namespace through
+//!   [`NsSwitch`].
+//! - No listening address means any address: one dual-stack socket
+//!   (`IPV6_V6ONLY` off) when both IP versions are enabled. `%ifname`
+//!   binds the socket to that interface (SO_BINDTODEVICE).
+//! - [`Listeners::sync`] makes the sockets match the rules and, for `auto`
+//!   rules, the ports found bound on the other side: it binds what is
+//!   missing and closes what is no longer wanted, so it runs at start and
+//!   after every scan. A port that can't be bound is an error for an
+//!   explicit rule, skipped for a best-effort one (`all`, exclusions),
+//!   and an error if a best-effort rule could bind nothing at all
+//!   (upstream: "Listen failed ...", "All listens failed ...").
+//! - Each socket is registered in epoll as [`EpollType::Listen`] with
+//!   [`listen_ref`] data (direction, rule, port), so an event finds its
+//!   rule without a lookup.
+//!
+//! Syscalls: socket, setsockopt (SO_REUSEADDR, IPV6_V6ONLY,
+//! SO_BINDTODEVICE), bind, listen, epoll_ctl, close; setns via
+//! [`NsSwitch`].
+
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::epoll::{Epoll, EpollRef, EpollType};
+use crate::flow::Inany;
+use crate::fwd_rule::{FwdRule, FwdTable, PortSet, Proto};
+use crate::netns::NsSwitch;
+use crate::sys;
+
+/// Direction of `-t`/`-u`: host to guest or namespace.
+pub const IN: usize = 0;
+/// Direction of `-T`/`-U`: namespace to host.
+pub const OUT: usize = 1;
+
+/// Backlog of listening TCP sockets.
+const BACKLOG: i32 = 1024;
+
+/// Why listening sockets could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// An explicit rule's port could not be bound.
+    #[error("Listen failed for {what} port {port}: {err}")]
+    Port {
+        /// Protocol and address, e.g. "TCP [*]".
+        what: String,
+        /// The port.
+        port: u16,
+        /// The OS error.
+        err: std::io::Error,
+    },
+    /// A best-effort rule could bind none of its ports.
+    #[error("All listens failed for {0}")]
+    Rule(String),
+    /// Entering the target namespace failed.
+    #[error("can't enter the target namespace: {0}")]
+    Netns(std::io::Error),
+}
+
+/// The sockets of one direction: for each rule, one slot per port.
+#[derive(Debug, Default)]
+struct Dir {
+    rules: Vec<FwdRule>,
+    socks: Vec<Vec<[Option<OwnedFd>; 2]>>,
+}
+
+/// Every listening socket of both directions.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    dirs: [Dir; 2],
+    v4: bool,
+    v6: bool,
+}
+
+/// The epoll data word of a listening socket: bit 31 the direction, bits
+/// 16..31 the rule index, bits 0..16 the port.
+pub fn listen_ref(dir: usize, rule: usize, port: u16) -> u32 {
+    ((dir as u32 & 1) << 31) | ((rule as u32 & 0x7fff) << 16) | u32::from(port)
+}
+
+/// Unpack [`listen_ref`]: (direction, rule index, port).
+pub fn unpack_ref(data: u32) -> (usize, usize, u16) {
+    ((data >> 31) as usize, ((data >> 16) & 0x7fff) as usize, data as u16)
+}
+
+/// What an event on a listening socket needs from its rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// [`IN`] or [`OUT`].
+    pub dir: usize,
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// The port the socket listens on.
+    pub port: u16,
+    /// The port to forward to.
+    pub to: u16,
+    /// The rule's target address, if any.
+    pub taddr: Option<Inany>,
+}
+
+fn rule_name(r: &FwdRule) -> String {
+    let a = r.addr.map_or_else(|| "*".to_string(), |a| a.to_string());
+    match &r.ifname {
+        Some(i) => format!("{} [{a}]%{i}", r.proto),
+        None => format!("{} [{a}]", r.proto),
+    }
+}
+
+impl Listeners {
+    /// Rules of `fwd_in` (`-t`/`-u`) and `fwd_out` (`-T`/`-U`) for the
+    /// enabled IP versions and protocols; nothing is bound yet.
+    pub fn new(fwd_in: &FwdTable, fwd_out: &FwdTable, tcp: bool, udp: bool, v4: bool, v6: bool) -> Self {
+        let keep = |r: &&FwdRule| {
+            let proto_ok = match r.proto {
+                Proto::Tcp => tcp,
+                Proto::Udp => udp,
+            };
+            let fam_ok = match r.addr {
+                Some(IpAddr::V4(_)) => v4,
+                Some(IpAddr::V6(_)) => v6,
+                None => true,
+            };
+            proto_ok && fam_ok
+        };
+        let dir = |t: &FwdTable| {
+            let rules: Vec<FwdRule> = t.rules.iter().filter(keep).take(0x8000).cloned().collect();
+            let socks = rules.iter().map(|r| (0..r.ports.len()).map(|_| [None, None]).collect()).collect();
+            Dir { rules, socks }
+        };
+        Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6 }
+    }
+
+    /// Whether direction `dir` has `auto` rules (needs scanning).
+    pub fn scans(&self, dir: usize) -> bool {
+        self.dirs[dir].rules.iter().any(|r| r.scan)
+    }
+
+    /// Whether direction `dir` has any rule.
+    pub fn any(&self, dir: usize) -> bool {
+        !self.dirs[dir].rules.is_empty()
+    }
+
+    /// The rule behind an epoll data word made by [`listen_ref`].
+    pub fn target(&self, data: u32) -> Option<Target> {
+        let (dir, idx, port) = unpack_ref(data);
+        let r = self.dirs.get(dir)?.rules.get(idx)?;
+        Some(Target { dir, proto: r.proto, port, to: r.target_port(port)?, taddr: r.taddr.map(Inany::from) })
+    }
+
+    /// Ports of `proto` we listen on in direction `dir` (to leave out of
+    /// the other direction's scan: our own listeners are not services).
+    pub fn bound(&self, dir: usize, proto: Proto) -> PortSet {
+        let mut s = PortSet::new();
+        let d = &self.dirs[dir];
+        for (r, socks) in d.rules.iter().zip(&d.socks) {
+            if r.proto != proto {
+                continue;
+            }
+            for (i, p) in socks.iter().enumerate() {
+                if p[0].is_some() || p[1].is_some() {
+                    s.insert(r.ports.first().saturating_add(i as u16));
+                }
+            }
+        }
+        s
+    }
+
+    /// Bind and close sockets of direction `dir` so that they match its
+    /// rules; `auto` rules listen only on the ports in `tcp`/`udp` (the
+    /// target ports bound on the other side). Direction [`OUT`] needs `ns`.
+    ///
+    /// # Errors
+    /// See [`ListenError`]; sockets bound before the error stay.
+    pub fn sync(&mut self, dir: usize, tcp: &PortSet, udp: &PortSet, epoll: &Epoll, ns: Option<&NsSwitch>) -> Result<(), ListenError> {
+        let (v4, v6) = (self.v4, self.v6);
+        let d = &mut self.dirs[dir];
+        for (idx, (r, socks)) in d.rules.iter().zip(d.socks.iter_mut()).enumerate() {
+            let map = match r.proto {
+                Proto::Tcp => tcp,
+                Proto::Udp => udp,
+            };
+            let mut bound_one = false;
+            for (i, slot) in socks.iter_mut().enumerate() {
+                let port = r.ports.first().saturating_add(i as u16);
+                let wanted = !r.scan || r.target_port(port).is_some_and(|t| map.contains(t));
+                if !wanted {
+                    for s in slot.iter_mut() {
+                        if let Some(fd) = s.take() {
+                            epoll.del(fd.as_raw_fd());
+                        }
+                    }
+                    continue;
+                }
+                if slot[0].is_some() || slot[1].is_some() {
+                    bound_one = true;
+                    continue;
+                }
+                match bind_port(dir, r, port, v4, v6, ns) {
+                    Ok(fds) => {
+                        for (s, fd) in slot.iter_mut().zip(fds) {
+                            if let Some(fd) = fd {
+                                let e = EpollRef::new(EpollType::Listen, fd.as_raw_fd(), listen_ref(dir, idx, port));
+                                if epoll.add(fd.as_raw_fd(), libc::EPOLLIN as u32, e).is_ok() {
+                                    *s = Some(fd);
+                                    bound_one = true;
+                                }
+                            }
+                        }
+                    }
+                    Err(err) if r.scan => log::debug!("Listen failed for {} port {port}: {err}", rule_name(r)),
+                    Err(err) => {
+                        log::warn!("Listen failed for {} port {port}: {err}", rule_name(r));
+                        if !r.weak {
+                            return Err(ListenError::Port { what: rule_name(r), port, err });
+                        }
+                    }
+                }
+            }
+            if !bound_one && !r.scan {
+                return Err(ListenError::Rule(format!("{} {}", rule_name(r), r.ports)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bind the socket(s) for `port` of rule `r`: for [`OUT`], one per
+/// loopback address of the enabled versions (in the namespace); for [`IN`]
+/// one, dual-stack if the rule has no address and both versions are on.
+fn bind_port(dir: usize, r: &FwdRule, port: u16, v4: bool, v6: bool, ns: Option<&NsSwitch>) -> std::io::Result<[Option<OwnedFd>; 2]> {
+    let ty = match r.proto {
+        Proto::Tcp => libc::SOCK_STREAM,
+        Proto::Udp => libc::SOCK_DGRAM,
+    };
+    if dir == OUT {
+        let Some(ns) = ns else { return Err(std::io::ErrorKind::Unsupported.into()) };
+        let one = |a: Inany| ns.in_target(move || bind_one(ty, a, port, None, true))?;
+        let s4 = if v4 { Some(one(Inany::LOOPBACK4)) } else { None };
+        let s6 = if v6 { Some(one(Inany::LOOPBACK6)) } else { None };
+        return match (s4, s6) {
+            (Some(Err(e)), None | Some(Err(_))) | (None, Some(Err(e))) => Err(e),
+            (a, b) => Ok([a.and_then(Result::ok), b.and_then(Result::ok)]),
+        };
+    }
+    let ifname = r.ifname.as_deref();
+    let s = match r.addr {
+        Some(a) => bind_one(ty, Inany::from(a), port, ifname, true)?,
+        None if v6 => bind_one(ty, Inany::UNSPEC6, port, ifname, !v4)?,
+        None => bind_one(ty, Inany::UNSPEC4, port, ifname, true)?,
+    };
+    Ok([Some(s), None])
+}
+
+/// One listening socket on `a`:`port` (`v6only` for IPv6 addresses).
+fn bind_one(ty: i32, a: Inany, port: u16, ifname: Option<&str>, v6only: bool) -> std::io::Result<OwnedFd> {
+    let s = sys::socket(a.is_v4(), ty, 0)?;
+    let fd = s.as_raw_fd();
+    sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if !a.is_v4() {
+        sys::set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, i32::from(v6only))?;
+    }
+    if let Some(i) = ifname {
+        sys::bind_to_device(fd, i)?;
+    }
+    sys::bind(fd, a, port)?;
+    if ty == libc::SOCK_STREAM {
+        sys::listen(fd, BACKLOG)?;
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fwd_rule::{FwdOpt, SpecCtx};
+
+    fn table(specs: &[(FwdOpt, &str)]) -> FwdTable {
+        let mut t = FwdTable::new();
+        for (o, s) in specs {
+            t.add_spec(s, SpecCtx::new(*o, true)).unwrap();
+        }
+        t
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn ref_round_trips() {
+        assert_eq!(unpack_ref(listen_ref(OUT, 0x7fff, 65535)), (OUT, 0x7fff, 65535));
+        assert_eq!(unpack_ref(listen_ref(IN, 3, 22)), (IN, 3, 22));
+    }
+
+    #[test]
+    fn explicit_rule_binds_dual_stack_and_reports_target() {
+        let p = free_port();
+        let t = table(&[(FwdOpt::TcpPorts, &format!("{p}:{}", p.wrapping_add(1).max(1)))]);
+        let mut l = Listeners::new(&t, &FwdTable::new(), true, true, true, true);
+        let ep = Epoll::new().unwrap();
+        l.sync(IN, &PortSet::new(), &PortSet::new(), &ep, None).unwrap();
+        assert!(l.bound(IN, Proto::Tcp).contains(p));
+        // Both versions reach the one socket.
+        std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+        std::net::TcpStream::connect(("::1", p)).unwrap();
+        let tg = l.target(listen_ref(IN, 0, p)).unwrap();
+        assert_eq!((tg.proto, tg.port, tg.to), (Proto::Tcp, p, p.wrapping_add(1).max(1)));
+        assert!(l.target(listen_ref(IN, 1, p)).is_none());
+    }
+
+    #[test]
+    fn port_in_use_fails_an_explicit_rule() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = held.local_addr().unwrap().port();
+        let t = table(&[(FwdOpt::TcpPorts, &format!("127.0.0.1/{p}"))]);
+        let mut l = Listeners::new(&t, &FwdTable::new(), true, true, true, true);
+        let ep = Epoll::new().unwrap();
+        let e = l.sync(IN, &PortSet::new(), &PortSet::new(), &ep, None).unwrap_err();
+        assert!(e.to_string().starts_with("Listen failed for TCP [127.0.0.1] port"), "{e}");
+    }
+
+    #[test]
+    fn auto_rule_follows_the_scan_map() {
+        let p = free_port();
+        let t = table(&[(FwdOpt::UdpPorts, &format!("127.0.0.1/{p},auto"))]);
+        let mut l = Listeners::new(&t, &FwdTable::new(), true, true, true, true);
+        let ep = Epoll::new().unwrap();
+        let mut map = PortSet::new();
+        l.sync(IN, &PortSet::new(), &map, &ep, None).unwrap();
+        assert!(!l.bound(IN, Proto::Udp).contains(p), "not bound on the other side yet");
+        map.insert(p);
+        l.sync(IN, &PortSet::new(), &map, &ep, None).unwrap();
+        assert!(l.bound(IN, Proto::Udp).contains(p));
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", p)).is_err(), "we hold it");
+        l.sync(IN, &PortSet::new(), &PortSet::new(), &ep, None).unwrap();
+        assert!(!l.bound(IN, Proto::Udp).contains(p));
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok(), "released");
+    }
+
+    #[test]
+    fn disabled_protocol_and_family_rules_are_left_out() {
+        let t = table(&[(FwdOpt::TcpPorts, "[::1]/10000"), (FwdOpt::UdpPorts, "10001")]);
+        let l = Listeners::new(&t, &FwdTable::new(), true, false, true, false);
+        assert!(!l.any(IN));
+    }
+}
