@@ -493,6 +493,39 @@ impl PortSet {
         }
     }
 
+    /// Take `port` out of the set (no-op if absent).
+    pub fn remove(&mut self, port: u16) {
+        let (word, bit) = (usize::from(port >> 6), port & 63);
+        if let Some(w) = self.bits.get_mut(word) {
+            *w &= !(1 << bit);
+        }
+    }
+
+    /// Take every port of `other` out of the set (set difference, word by
+    /// word).
+    pub fn difference_with(&mut self, other: &PortSet) {
+        for (a, b) in self.bits.iter_mut().zip(other.bits.iter()) {
+            *a &= !*b;
+        }
+    }
+
+    /// Empty the set, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.bits.fill(0);
+    }
+
+    /// Whether the set holds no port.
+    pub fn is_empty(&self) -> bool {
+        self.bits.iter().all(|&w| w == 0)
+    }
+
+    /// The bitmap as 1024 words: port `p` is bit `p % 64` (least
+    /// significant first) of word `p / 64`. For word-wise set algebra
+    /// outside this module (e.g. diffing two scans).
+    pub fn words(&self) -> &[u64; 1024] {
+        &self.bits
+    }
+
     /// The ports in the set, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         (0..=u16::MAX).filter(|&p| self.contains(p))
@@ -1596,6 +1629,21 @@ mod tests {
         assert!(s.contains(0) && s.contains(65535) && !s.contains(1));
         s.insert_range(PortRange::new(63, 65).unwrap());
         assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 63, 64, 65, 65535]);
+    }
+
+    #[test]
+    fn port_set_remove_and_difference_keep_other_ports() {
+        let mut s = set(&[0, 63, 64, 80, 65535]);
+        s.remove(64);
+        s.remove(81);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 63, 80, 65535]);
+        s.difference_with(&set(&[0, 80, 443]));
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![63, 65535]);
+        assert!(!s.is_empty());
+        assert_eq!(s.words()[0], 1 << 63);
+        assert_eq!(s.words()[1023], 1 << 63);
+        s.clear();
+        assert!(s.is_empty() && s == PortSet::new());
     }
 
     #[test]

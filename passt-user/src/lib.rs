@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod entry;
 pub mod fwd;
 pub mod fwd_rule;
+pub mod fwd_scan;
 pub mod icmp;
 pub mod log;
 pub mod pasta;
