@@ -1701,27 +1701,24 @@ fn usage(mode: Mode) -> String {
     );
     opt(u, "-4, --ipv4-only", "IPv4 only");
     opt(u, "-6, --ipv6-only", "IPv6 only");
-    opt(
-        u,
-        "-t, --tcp-ports none",
-        "TCP port forwarding: only 'none' for now",
-    );
-    opt(
-        u,
-        "-u, --udp-ports none",
-        "UDP port forwarding: only 'none' for now",
-    );
+    let default = if pasta { "auto" } else { "none" };
+    opt(u, "-t, --tcp-ports SPEC", "TCP port forwarding to the guest or namespace");
+    more(u, "SPEC: none, all, auto (pasta), [ADDR[%IF]/]PORTS, ~PORTS,");
+    more(u, "PORTS[:[TOADDR/]TOPORTS]; see passt(1)");
+    more(u, &format!("default: {default}"));
+    opt(u, "-u, --udp-ports SPEC", "UDP port forwarding, SPEC as -t");
+    more(u, &format!("default: {default}"));
+    opt(u, "    --map-guest-addr ADDR", "Address standing for the host's");
+    more(u, "address assigned to the guest; 'none' for none");
+    opt(u, "    --no-splice", "No bypass of the tap for local traffic");
     if pasta {
-        opt(
-            u,
-            "-T, --tcp-ns none",
-            "TCP forwarding to the init namespace: 'none'",
-        );
-        opt(
-            u,
-            "-U, --udp-ns none",
-            "UDP forwarding to the init namespace: 'none'",
-        );
+        opt(u, "-T, --tcp-ns SPEC", "TCP forwarding to the init namespace");
+        more(u, "SPEC as -t, no address; default: auto");
+        opt(u, "-U, --udp-ns SPEC", "UDP forwarding to the init namespace");
+        more(u, "SPEC as -t, no address; default: auto");
+        opt(u, "    --splice-only", "No tap device: only spliced local traffic");
+        opt(u, "    --host-lo-to-ns-lo", "Spliced connections to host loopback");
+        more(u, "reach loopback in the namespace");
         opt(u, "    --userns NSPATH", "User namespace to join");
         opt(u, "    --netns PATH|NAME", "Network namespace to join");
         opt(
@@ -2798,59 +2795,52 @@ mod tests {
     }
 
     #[test]
-    fn port_forwarding_accepts_only_none() {
-        ok(pasta(&[
-            "-t", "none", "-u", "none", "-T", "none", "-U", "none",
-        ]));
-        ok(passt(&["--tcp-ports=none", "--udp-ports", "none"]));
-        assert_eq!(
-            invalid(pasta(&["-t", "auto"])),
-            "pasta: port forwarding (-t auto) is not supported yet"
-        );
-        assert_eq!(
-            invalid(passt(&["--tcp-ports=22"])),
-            "passt: port forwarding (-t 22) is not supported yet"
-        );
-        assert_eq!(
-            invalid(pasta(&["-U", "53"])),
-            "pasta: port forwarding (-U 53) is not supported yet"
-        );
-        assert_eq!(
-            invalid(passt(&["-T", "none"])),
-            "passt: --tcp-ns is for pasta mode only"
-        );
+    fn port_forwarding_defaults_to_auto_for_pasta_and_none_for_passt() {
+        let c = ok(pasta(&[]));
+        // `auto` for each of -t, -u, -T, -U (split around the ephemeral ports).
+        for t in [&c.fwd_in, &c.fwd_out] {
+            for p in [crate::fwd_rule::Proto::Tcp, crate::fwd_rule::Proto::Udp] {
+                assert!(t.rules.iter().any(|r| r.proto == p), "{t:?}");
+            }
+            assert!(t.rules.iter().all(|r| r.scan && r.weak), "{t:?}");
+        }
+        let c = ok(pasta(&["-t", "none", "-u", "none", "-T", "none", "-U", "none"]));
+        assert!(c.fwd_in.rules.is_empty() && c.fwd_out.rules.is_empty());
+        // An explicit -t leaves the UDP default alone.
+        let c = ok(pasta(&["-t", "8080-8080:80-80"]));
+        let tcp: Vec<_> = c.fwd_in.rules.iter().filter(|r| r.proto == crate::fwd_rule::Proto::Tcp).collect();
+        assert_eq!(tcp.len(), 1);
+        assert_eq!((tcp[0].ports.first(), tcp[0].to, tcp[0].scan), (8080, 80, false));
+        assert!(ok(passt(&[])).fwd_in.rules.is_empty());
+        assert_eq!(ok(passt(&["--tcp-ports=22"])).fwd_in.rules.len(), 1);
+        assert_eq!(invalid(passt(&["-T", "none"])), "passt: --tcp-ns is for pasta mode only");
     }
 
     #[test]
-    fn valid_port_forwarding_specs_are_refused_as_not_supported() {
-        for (args, msg) in [
-            (
-                &["-t", "8080-8080:80-80"][..],
-                "pasta: port forwarding (-t 8080-8080:80-80) is not supported yet",
-            ),
-            (
-                &["-u", "::1/5353-5353:53-53"],
-                "pasta: port forwarding (-u ::1/5353-5353:53-53) is not supported yet",
-            ),
-            (
-                &["--tcp-ports", "8000-8010,auto"],
-                "pasta: port forwarding (-t 8000-8010,auto) is not supported yet",
-            ),
-            (
-                &["-T", "auto"],
-                "pasta: port forwarding (-T auto) is not supported yet",
-            ),
-            (
-                &["-t", "none", "-t", "~22"],
-                "pasta: port forwarding (-t ~22) is not supported yet",
-            ),
-        ] {
-            assert_eq!(invalid(pasta(args)), msg, "{args:?}");
-        }
+    fn repeated_forwarding_options_accumulate_and_overlaps_are_refused() {
+        let c = ok(pasta(&["-t", "127.0.0.1/8080-8080:80-80", "-t", "8081:81", "-u", "::1/5353-5353:53-53"]));
+        assert_eq!(c.fwd_in.rules.iter().filter(|r| r.proto == crate::fwd_rule::Proto::Tcp).count(), 2);
+        let e = invalid(pasta(&["-t", "80", "-t", "70-90"]));
+        assert!(e.starts_with("pasta: "), "{e}");
+        let none_after = crate::fwd_rule::SpecError::NoneConflict { letter: 't' };
+        assert_eq!(invalid(pasta(&["-t", "80", "-t", "none"])), format!("pasta: {none_after}"));
+    }
+
+    #[test]
+    fn splice_options_and_their_conflicts() {
+        let c = ok(pasta(&["--splice-only"]));
+        assert!(c.splice_only && c.host_lo_to_ns_lo && c.no_icmp);
         assert_eq!(
-            invalid(passt(&["-u", "[::1]/5353"])),
-            "passt: port forwarding (-u [::1]/5353) is not supported yet"
+            invalid(pasta(&["--host-lo-to-ns-lo", "--no-splice"])),
+            "pasta: --host-lo-to-ns-lo is incompatible with --no-splice"
         );
+        assert!(ok(passt(&[])).no_splice, "passt never splices");
+        assert_eq!(invalid(passt(&["--host-lo-to-ns-lo"])), "passt: --host-lo-to-ns-lo is for pasta mode only");
+        let c = ok(pasta(&["--map-guest-addr", "169.254.1.2", "--map-guest-addr", "fd00::2"]));
+        assert_eq!(c.map_guest_addr4, Some(Some(v4("169.254.1.2"))));
+        assert_eq!(c.map_guest_addr6, Some(Some(v6("fd00::2"))));
+        assert_eq!(ok(pasta(&["--map-guest-addr", "none"])).map_guest_addr4, Some(None));
+        assert_eq!(invalid(pasta(&["--map-guest-addr", "127.0.0.1"])), "pasta: Invalid address to remap to guest: 127.0.0.1");
     }
 
     #[test]
@@ -2904,17 +2894,13 @@ mod tests {
     ];
 
     #[test]
-    fn podman_invocation_is_refused_for_map_guest_addr_only() {
-        assert_eq!(
-            invalid(pasta(PODMAN)),
-            "pasta: option --map-guest-addr is not supported yet"
-        );
-        let without: Vec<&str> = PODMAN
-            .iter()
-            .copied()
-            .filter(|w| *w != "--map-guest-addr" && *w != "169.254.1.2")
-            .collect();
-        let c = ok(pasta(&without));
+    fn podman_invocation_is_accepted() {
+        let mut args = PODMAN.to_vec();
+        args.extend(["-t", "8080-8080:80-80", "-t", "127.0.0.1/8081-8081:81-81", "-u", "::1/5353-5353:53-53"]);
+        let c = ok(pasta(&args));
+        assert_eq!(c.map_guest_addr4, Some(Some(v4("169.254.1.2"))));
+        assert_eq!(c.fwd_in.rules.len(), 3);
+        assert!(c.fwd_out.rules.is_empty());
         assert_eq!(
             c.target,
             PastaTarget::NetNs(PathBuf::from("/run/user/1000/netns/x"))

@@ -30,6 +30,7 @@ use crate::epoll::{event_ref, Epoll, EpollRef, EpollType, EPOLL_EVENTS};
 use crate::flow::table::FlowTable;
 use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, SockFlow, INI, TGT};
 use crate::fwd::Fwd;
+use crate::fwd_rule::PortSet;
 use crate::svc::{self, SvcConf};
 use crate::tap::{RxBatch, Tap, TapError, TxBatch};
 use crate::{icmp, tcp, udp};
@@ -110,6 +111,10 @@ pub struct Ctx {
     pub listeners: crate::listen::Listeners,
     /// pasta: the way into the target namespace (splice, `-T`/`-U`).
     pub ns: Option<crate::netns::NsSwitch>,
+    /// Listening-socket scanners for `auto` rules, by direction: the
+    /// namespace's for `-t`/`-u`, ours for `-T`/`-U`.
+    pub scanners: [Option<crate::fwd_scan::ProcNet>; 2],
+    scan_buf: crate::fwd_scan::Listening,
     label_seed: u32,
     counters_logged: Counters,
     exit: Option<i32>,
@@ -178,6 +183,8 @@ impl Ctx {
             ping_warned: false,
             listeners: crate::listen::Listeners::default(),
             ns: None,
+            scanners: [None, None],
+            scan_buf: crate::fwd_scan::Listening::new(),
             label_seed: key.0 as u32,
             counters_logged: Counters::default(),
             exit: None,
@@ -326,6 +333,9 @@ impl Ctx {
             self.flows.close(idx as usize);
         }
         tcp::io::timers(self, &tcp_due[..m]);
+        if self.scanners.iter().any(Option::is_some) {
+            let _ = self.fwd_rescan(false);
+        }
         if log::log_enabled!(log::Level::Debug) && self.counters != self.counters_logged {
             log::debug!("{}", self.counters);
             self.counters_logged = self.counters.clone();
@@ -397,7 +407,9 @@ impl Ctx {
     pub fn fwd_rescan(&mut self, strict: bool) -> Result<(), crate::listen::ListenError> {
         use crate::listen::{IN, OUT};
         for dir in [IN, OUT] {
-            if !self.listeners.any(dir) {
+            // After start-up only `auto` rules change: don't retry the
+            // ports of other rules every second.
+            if !self.listeners.any(dir) || (!strict && !self.listeners.scans(dir)) {
                 continue;
             }
             let (tcp, udp) = self.fwd_scan_ports(dir);
@@ -413,8 +425,26 @@ impl Ctx {
 }
 
 impl Ctx {
-    fn fwd_scan_ports(&mut self, _dir: usize) -> (crate::fwd_rule::PortSet, crate::fwd_rule::PortSet) {
-        (crate::fwd_rule::PortSet::new(), crate::fwd_rule::PortSet::new())
+    /// The target ports `auto` rules of direction `dir` forward now:
+    /// those bound on the other side (TCP listening, UDP bound; UDP also
+    /// follows TCP, see [`crate::fwd_rule::udp_scan_ports`]), less the
+    /// ports of our own listeners there. Empty sets without `auto` rules.
+    fn fwd_scan_ports(&mut self, dir: usize) -> (PortSet, PortSet) {
+        use crate::fwd_rule::Proto as P;
+        let Some(scanner) = self.scanners.get_mut(dir).and_then(Option::as_mut) else {
+            return (PortSet::new(), PortSet::new());
+        };
+        if !self.listeners.scans(dir) {
+            return (PortSet::new(), PortSet::new());
+        }
+        // The scanner of direction IN reads the namespace, where our
+        // OUT listeners are, and the other way round.
+        scanner.scan_into(&mut self.scan_buf);
+        let other = 1 - dir;
+        let mut ours = self.listeners.bound(other, P::Tcp);
+        ours.union_with(&self.listeners.bound(other, P::Udp));
+        self.scan_buf.remove_ports(&ours);
+        (self.scan_buf.tcp_ports(), self.scan_buf.udp_ports())
     }
 }
 

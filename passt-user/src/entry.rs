@@ -207,6 +207,14 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     let nsfd = ns.netns.try_clone().context("namespace fd")?;
     ctx.ns = Some(crate::netns::NsSwitch::new(nsfd).context("network namespace switch")?);
     ctx.listeners = Listeners::new(&conf.fwd_in, &conf.fwd_out, !conf.no_tcp, !conf.no_udp, ctx.v4, ctx.v6);
+    if ctx.listeners.scans(crate::listen::IN) {
+        let sw = ctx.ns.as_ref().context("namespace switch")?;
+        let s = sw.in_target(crate::fwd_scan::ProcNet::open).context("namespace helper")?;
+        ctx.scanners[crate::listen::IN] = Some(s.context("can't read the namespace's listening sockets")?);
+    }
+    if ctx.listeners.scans(crate::listen::OUT) {
+        ctx.scanners[crate::listen::OUT] = Some(crate::fwd_scan::ProcNet::open().context("can't read listening sockets")?);
+    }
     crate::daemon::fwd_start(&mut ctx).context("Couldn't listen on requested ports")?;
     print_info(&net, &ifname);
 
