@@ -22,6 +22,9 @@
 #     7 and 10621 (translated) reach the lab's host loopback echo on port 7
 #     ("lo:<line>");
 #   - datagrams of 1000 and 8000 bytes, 5 per flow.
+# Then --host-lo-to-ns-lo -u 10601: the server in the namespace sees
+# 127.0.0.1 / ::1 (and the client's port) for the host's loopback clients,
+# the real address for upstream's.
 
 need_tools ss nsenter
 U=("$PYTHON" "${LAB_CASE_FILE%.sh}.py")
@@ -91,4 +94,18 @@ for a in 127.0.0.1 ::1; do
 done
 grep -q . "$LAB_WORK/ns20610.log" || fail "the server on 20610 got nothing"
 grep -q "^from " "$LAB_WORK/ns10601.log" || fail "the server on 10601 got nothing"
+pasta_bg_stop || fail "pasta did not exit after its command ended"
+
+# ---- --host-lo-to-ns-lo ------------------------------------------------------------
+pasta_bg udplo --config-net -t none -T none -U none --host-lo-to-ns-lo -u 10601
+lab_bg lo10601 "${NS[@]}" timeout 100 "${U[@]}" serve 10601
+dump_file "$LAB_WORK/lo10601.log"
+wait_until 5 udp_bound "${NS[@]}" -- 10601 || fail "the server in the namespace is not bound: $("${NS[@]}" ss -uan)"
+wait_until 5 udp_bound -- 10601 || fail "pasta not bound on the host to 10601: $(ss -uanp)"
+for a in 127.0.0.1 ::1; do
+	expect_eq "--host-lo-to-ns-lo -u, $(br $a):10601" "$(udp_client -- $a 10601 5 1000)" \
+		"result replies=5/5 from=$(br $a):10601 peer=$a port=same"
+done
+expect_eq "--host-lo-to-ns-lo -u, tap from $R4" "$(udp_client $UP -- $H4 10601 5 1000 $R4)" \
+	"result replies=5/5 from=$H4:10601 peer=$R4 port=same"
 pasta_bg_stop || fail "pasta did not exit after its command ended"
