@@ -293,3 +293,73 @@ need_tools() {
 	log "missing tools:$missing (needed by $LAB_CASE)"
 	exit 3
 }
+
+# ---- pasta in the background (port forwarding cases) ---------------------------
+
+# pasta_bg NAME [PASTA_OPTION...]: start pasta ("${PASTA[@]}", spawn form) in the
+# background with a placeholder command (sleep) in the namespace it creates,
+# pasta logging to $LAB_WORK/NAME.pasta.log and its output going to
+# $LAB_WORK/NAME.out (both dumped on failure). Returns once the placeholder runs
+# (at most 10 s), with NS_PID = the placeholder's PID as the lab sees it and
+# NS=(nsenter -t NS_PID -n): `"${NS[@]}" CMD` runs CMD as the lab's root in
+# pasta's network namespace (servers, clients, ss). pasta_bg_stop ends it.
+pasta_bg() {
+	local name=$1 ino="" d; shift
+	rm -f "$LAB_WORK/$name.netns"
+	dump_file "$LAB_WORK/$name.pasta.log" "$LAB_WORK/$name.out"
+	log "background: pasta -l $name.pasta.log $* -- sh -c '...; exec sleep 300'"
+	timeout -k 2 300 "${PASTA[@]}" -l "$LAB_WORK/$name.pasta.log" "$@" -- \
+		sh -c "readlink /proc/self/ns/net >'$LAB_WORK/$name.netns.tmp' &&
+			mv '$LAB_WORK/$name.netns.tmp' '$LAB_WORK/$name.netns' && exec sleep 300" \
+		>"$LAB_WORK/$name.out" 2>&1 &
+	PASTA_BG_PID=$! PASTA_BG_NAME=$name
+	wait_until 10 test -s "$LAB_WORK/$name.netns" ||
+		fail "pasta $* did not start its command: $(tail -n 5 "$LAB_WORK/$name.out")"
+	ino=$(<"$LAB_WORK/$name.netns")
+	# the placeholder runs in pasta's PID namespace too: find it by its netns
+	pasta_bg_find() {
+		NS_PID=""
+		for d in /proc/[0-9]*; do
+			[[ $(readlink "$d/ns/net" 2>/dev/null) == "$ino" &&
+				$(cat "$d/comm" 2>/dev/null) == sleep ]] && { NS_PID=${d#/proc/}; return 0; }
+		done
+		return 1
+	}
+	wait_until 5 pasta_bg_find || fail "no process found in pasta's namespace $ino"
+	NS=(nsenter -t "$NS_PID" -n)
+	log "pasta's namespace: $ino, placeholder pid $NS_PID"
+}
+
+# pasta_bg_stop: end the placeholder started by pasta_bg (SIGKILL: it is PID 1
+# of pasta's PID namespace, which ignores SIGTERM from outside); pasta must
+# then exit by itself within 5 s. Returns 1 (after killing pasta) if it did
+# not, 0 otherwise; PASTA_BG_RC = pasta's exit status.
+pasta_bg_stop() {
+	local rc=0
+	kill -KILL "$NS_PID" 2>/dev/null
+	if ! wait_until 5 eval '! alive $PASTA_BG_PID'; then
+		log "pasta_bg_stop: pasta still running 5 s after its command ended: killing it"
+		kill "$PASTA_BG_PID" 2>/dev/null
+		rc=1
+	fi
+	wait "$PASTA_BG_PID" 2>/dev/null
+	PASTA_BG_RC=$?
+	sed "s/^/    $PASTA_BG_NAME| /" "$LAB_WORK/$PASTA_BG_NAME.out" 2>/dev/null
+	return $rc
+}
+
+# tcp_listening NETNS-PREFIX... -- PORT...: every PORT has a TCP listener
+# (`ss -Htln`) in the namespace the prefix command enters (empty: the lab's).
+# udp_bound: the same for bound UDP sockets (`ss -Huan`).
+ss_has_ports() {
+	local opt=$1 pre=() p out; shift
+	while [[ $1 != -- ]]; do pre+=("$1"); shift; done
+	shift
+	out=$(timeout 5 "${pre[@]}" ss "$opt" 2>/dev/null) || return 1
+	for p in "$@"; do
+		awk -v p="$p" '{ n = split($4, a, ":"); if (a[n] == p) f = 1 } END { exit !f }' <<<"$out" ||
+			return 1
+	done
+}
+tcp_listening() { ss_has_ports -Htln "$@"; }
+udp_bound() { ss_has_ports -Huan "$@"; }
