@@ -185,16 +185,22 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
         let n = if !net.ifname4.is_empty() { &net.ifname4 } else { &net.ifname6 };
         if n.is_empty() { "tap0".to_string() } else { n.clone() }
     });
-    let t = crate::pasta::setup_tap(&ns, conf, &net, &ifname)?;
+    let (tap, guest_mac): (Box<dyn crate::tap::Tap>, _) = if conf.splice_only {
+        crate::pasta::setup_lo(&ns)?;
+        (Box::new(crate::tap::NoTap::new().context("tap")?), None)
+    } else {
+        let t = crate::pasta::setup_tap(&ns, conf, &net, &ifname)?;
+        (Box::new(t.tap), Some(t.mac))
+    };
     let interactive = matches!(conf.target, PastaTarget::Spawn { .. });
     let sigfd = crate::signals::setup(interactive).context("signals")?;
     let timer = crate::signals::periodic_timer(1000).context("timer")?;
     let svc = svc_conf(conf, &net);
     let mut ctx = Ctx::new(CtxInit {
-        tap: Box::new(t.tap),
+        tap,
         fwd: fwd_conf(conf, &net),
         svc,
-        guest_mac: Some(t.mac),
+        guest_mac,
         no_udp: conf.no_udp,
         no_icmp: conf.no_icmp,
         no_tcp: conf.no_tcp,

@@ -203,6 +203,10 @@ impl Fwd {
             let any = if v4 { Inany::UNSPEC4 } else { Inany::UNSPEC6 };
             let eaddr = if self.host_lo_to_ns_lo && ini.oaddr.is_loopback() {
                 ini.oaddr
+            } else if self.host_lo_to_ns_lo {
+                // The local address is not known (a UDP socket bound to any
+                // address): the loopback address of the client's family.
+                if v4 { Inany::LOOPBACK4 } else { Inany::LOOPBACK6 }
             } else if v4 {
                 self.v4.addr_seen.or(self.v4.addr).map(Inany::from)?
             } else {

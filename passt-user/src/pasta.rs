@@ -310,6 +310,17 @@ pub struct NsTap {
     pub mac: [u8; 6],
 }
 
+/// `--splice-only`: no tap device, only bring lo up in the namespace
+/// (passt(1), "pasta and loopback interface").
+///
+/// # Errors
+/// Netlink errors, described.
+pub fn setup_lo(ns: &Ns) -> Result<(), PastaError> {
+    let mut nl = ns.run_in(Netlink::open)?.map_err(nl_err("netlink socket in namespace"))?;
+    let lo = nl.link_index("lo").map_err(nl_err("lo"))?.unwrap_or(1);
+    nl.link_set_up(lo).map_err(nl_err("can't bring up loopback interface in namespace"))
+}
+
 /// Create tap `ifname` in the namespace, bring lo up, set the MAC if asked,
 /// and with `--config-net` set MTU, addresses and routes (passt(1),
 /// --config-net, --ns-mac-addr, "pasta and loopback interface").

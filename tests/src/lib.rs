@@ -52,6 +52,11 @@ pub const CASES: &[&str] = &[
     "16-tcp-rss",
     "17-tcp-iperf3",
     "18-tcp-gateway",
+    "19-fwd-tcp",
+    "20-fwd-tcp-splice",
+    "21-fwd-udp",
+    "22-fwd-podman",
+    "23-fwd-cli",
 ];
 
 /// Why a case did not pass.

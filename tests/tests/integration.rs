@@ -133,3 +133,33 @@ fn tcp_iperf3() {
 fn tcp_gateway() {
     case("18-tcp-gateway")
 }
+
+/// -t in every specifier form, via splice (host loopback) and tap (real client address), 10 MiB each way.
+#[test]
+fn fwd_tcp() {
+    case("19-fwd-tcp")
+}
+
+/// Splice path: half-close and RST both ways, 200 concurrent connections, -T, -t auto, --no-splice.
+#[test]
+fn fwd_tcp_splice() {
+    case("20-fwd-tcp-splice")
+}
+
+/// -u via splice and tap (addresses, source ports, reply sources), translated; -U to host loopback.
+#[test]
+fn fwd_udp() {
+    case("21-fwd-udp")
+}
+
+/// Podman's --netns invocation with forwards, --map-guest-addr, --dns-forward; rootlesskit's forms.
+#[test]
+fn fwd_podman() {
+    case("22-fwd-podman")
+}
+
+/// Invalid forwarding specifiers and option conflicts: exit 1, one line, nothing started.
+#[test]
+fn fwd_cli() {
+    case("23-fwd-cli")
+}

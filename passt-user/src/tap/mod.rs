@@ -174,3 +174,47 @@ pub trait Tap {
     /// [`TapError::Gone`] when the device is gone, [`TapError::Io`] otherwise.
     fn send_batch(&mut self, tx: &TxBatch) -> Result<TxResult, TapError>;
 }
+
+/// The back-end of `--splice-only` (passt(1): "Do not create a tap device
+/// in the namespace"): no device; nothing is ever read, and frames written
+/// (none are expected: nothing is forwarded to a tap) are dropped and
+/// counted. Its fd is an eventfd that is never signalled.
+///
+/// Syscalls: eventfd2.
+#[derive(Debug)]
+pub struct NoTap {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl NoTap {
+    /// A new back-end without a device.
+    ///
+    /// # Errors
+    /// The OS error of eventfd.
+    pub fn new() -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscall.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fresh fd.
+        Ok(NoTap { fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) } })
+    }
+}
+
+impl Tap for NoTap {
+    fn fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
+    fn recv_batch(&mut self, rx: &mut RxBatch) -> Result<usize, TapError> {
+        rx.frames.clear();
+        Ok(0)
+    }
+
+    fn send_batch(&mut self, tx: &TxBatch) -> Result<TxResult, TapError> {
+        Ok(TxResult { sent: 0, dropped: tx.frames().count() })
+    }
+}
