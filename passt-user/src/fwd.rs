@@ -156,7 +156,11 @@ impl Fwd {
             return self.v4.addr_seen.or(self.v4.addr).map(Inany::from);
         }
         if src.v6().is_unicast_link_local() {
-            return self.ll_seen6.map(Inany::from);
+            // Until the guest's link-local address was seen, its global
+            // one (on-link either way).
+            if let Some(ll) = self.ll_seen6 {
+                return Some(ll.into());
+            }
         }
         self.v6.addr_seen.or(self.v6.addr).map(Inany::from)
     }
@@ -323,5 +327,38 @@ mod tests {
         for bad in [Ipv4Addr::BROADCAST, Ipv4Addr::UNSPECIFIED, Ipv4Addr::LOCALHOST, Ipv4Addr::new(224, 0, 0, 251)] {
             assert_eq!(fwd().from_tap(L4::Udp, bad.into(), 7), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn inbound_nat_splices_loopback_clients_and_keeps_other_sources() {
+        let mut f = fwd();
+        f.splice = true;
+        f.v4.addr = Some(Ipv4Addr::new(192, 0, 2, 2));
+        f.v4.our_tap_addr = Some(Ipv4Addr::new(192, 0, 2, 1));
+        f.v6.addr = Some("2001:db8::2".parse().unwrap());
+        f.v6.our_tap_addr = Some("fe80::1".parse().unwrap());
+        let side = |e: Inany, o: Inany| FlowSide { eaddr: e, eport: 40000, oaddr: o, oport: 8080 };
+        // Loopback client: spliced to the namespace's address, port 80.
+        let (pif, t) = f.nat_from_host(L4::Tcp, &side(Inany::LOOPBACK4, Inany::LOOPBACK4), 80, None).unwrap();
+        assert_eq!((pif, t.eaddr, t.eport, t.oport), (Pif::Splice, Ipv4Addr::new(192, 0, 2, 2).into(), 80, 0));
+        f.host_lo_to_ns_lo = true;
+        let (_, t) = f.nat_from_host(L4::Udp, &side(Inany::LOOPBACK6, Inany::UNSPEC6), 53, None).unwrap();
+        assert_eq!((t.eaddr, t.oport), (Inany::LOOPBACK6, 40000), "UDP keeps the client's port");
+        // A remote client goes through the tap with its own address.
+        let r = Inany::from(Ipv4Addr::new(198, 51, 100, 1));
+        let (pif, t) = f.nat_from_host(L4::Tcp, &side(r, Ipv4Addr::new(192, 0, 2, 2).into()), 80, None).unwrap();
+        assert_eq!((pif, t.oaddr, t.oport, t.eaddr), (Pif::Tap, r, 40000, Ipv4Addr::new(192, 0, 2, 2).into()));
+        // The host's own address, unmapped: our tap address; IPv6 from our
+        // link-local goes to the global address until a link-local is seen.
+        let own6 = Inany::from("2001:db8::2".parse::<Ipv6Addr>().unwrap());
+        let (_, t) = f.nat_from_host(L4::Tcp, &side(own6, own6), 80, None).unwrap();
+        assert_eq!((t.oaddr, t.eaddr), (Inany::from("fe80::1".parse::<Ipv6Addr>().unwrap()), own6));
+        f.saw_guest(Inany::from("fe80::2".parse::<Ipv6Addr>().unwrap()));
+        let (_, t) = f.nat_from_host(L4::Tcp, &side(own6, own6), 80, None).unwrap();
+        assert_eq!(t.eaddr, Inany::from("fe80::2".parse::<Ipv6Addr>().unwrap()));
+        // -T: loopback to the same loopback on the host; anything else refused.
+        let t = Fwd::nat_from_splice(L4::Tcp, &side(Inany::LOOPBACK4, Inany::LOOPBACK4), 22).unwrap();
+        assert_eq!((t.eaddr, t.eport), (Inany::LOOPBACK4, 22));
+        assert!(Fwd::nat_from_splice(L4::Tcp, &side(r, Inany::LOOPBACK4), 22).is_none());
     }
 }
