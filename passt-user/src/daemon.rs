@@ -109,6 +109,8 @@ pub struct Ctx {
     pub ping_warned: bool,
     /// Listening sockets of the forwarding rules.
     pub listeners: crate::listen::Listeners,
+    /// Empty pipes for spliced TCP flows.
+    pub splice_pipes: tcp::splice::PipePool,
     /// pasta: the way into the target namespace (splice, `-T`/`-U`).
     pub ns: Option<crate::netns::NsSwitch>,
     /// Listening-socket scanners for `auto` rules, by direction: the
@@ -182,6 +184,7 @@ impl Ctx {
             v6: i.v6,
             ping_warned: false,
             listeners: crate::listen::Listeners::default(),
+            splice_pipes: tcp::splice::PipePool::default(),
             ns: None,
             scanners: [None, None],
             scan_buf: crate::fwd_scan::Listening::new(),

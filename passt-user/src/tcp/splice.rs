@@ -20,10 +20,15 @@
 //! - an error (RST) on either socket aborts the other one with SO_LINGER 0,
 //!   so the peer sees a reset as well, and the flow ends.
 //!
-//! Pipes are created at the first byte of their direction, sized up to
-//! [`PIPE_SIZE`] (what `/proc/sys/fs/pipe-max-size` and the per-user pipe
-//! limits allow). The flow ends when both directions are shut down, or on
-//! a reset.
+//! Pipes are taken at the first byte of their direction from a pool of
+//! empty pipes ([`PipePool`], refilled by flows that end cleanly), or
+//! created, sized up to [`PIPE_SIZE`] (what `/proc/sys/fs/pipe-max-size`
+//! and the per-user pipe limits allow). A pipe that may hold data (reset)
+//! is closed, never pooled. A read that filled most of the pipe is written
+//! with SPLICE_F_MORE (more is coming: let TCP build full segments).
+//! Both sockets get TCP_NODELAY: we relay whole writes of the peers, and
+//! holding small ones back would only add latency. The flow ends when both
+//! directions are shut down, or on a reset.
 //!
 //! Syscalls: connect, splice, pipe2, fcntl (F_SETPIPE_SZ), shutdown,
 //! setsockopt (SO_LINGER), getsockopt (SO_ERROR), epoll_ctl, close.
@@ -43,10 +48,45 @@ const ROUNDS: usize = 4;
 
 /// One direction's pipe: read end, write end, capacity in bytes.
 #[derive(Debug)]
-struct Pipe {
+pub struct Pipe {
     r: OwnedFd,
     w: OwnedFd,
     size: usize,
+}
+
+/// Empty pipes kept for new spliced flows.
+#[derive(Debug, Default)]
+pub struct PipePool(Vec<Pipe>);
+
+/// Pipes kept in the pool at most (two per flow in use).
+const POOL_MAX: usize = 64;
+
+impl PipePool {
+    /// A pooled pipe, or a new one.
+    fn take(&mut self) -> std::io::Result<Pipe> {
+        if let Some(p) = self.0.pop() {
+            return Ok(p);
+        }
+        let (r, w, size) = sys::pipe(PIPE_SIZE)?;
+        Ok(Pipe { r, w, size })
+    }
+
+    /// Keep an empty pipe (closed if the pool is full).
+    fn put(&mut self, p: Pipe) {
+        if self.0.len() < POOL_MAX {
+            self.0.push(p);
+        }
+    }
+
+    /// Pipes in the pool.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if the pool holds no pipe.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// A spliced TCP connection: two connected sockets in two namespaces.
@@ -80,6 +120,9 @@ impl TcpSplice {
 /// `tgt.eaddr`:`tgt.eport`. A refused connection resets the client.
 pub fn open(ctx: &mut Ctx, pif: [Pif; 2], ini: FlowSide, tgt: FlowSide, sock: OwnedFd, tsock: OwnedFd) {
     let tfd = tsock.as_raw_fd();
+    for fd in [sock.as_raw_fd(), tfd] {
+        let _ = sys::set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+    }
     if !tgt.oaddr.is_unspecified() || tgt.oport != 0 {
         let _ = sys::bind(tfd, tgt.oaddr, tgt.oport);
     }
@@ -132,16 +175,18 @@ enum Moved {
     Reset,
 }
 
-/// Move data of direction `d` (see the module documentation).
-fn forward(s: &mut TcpSplice, d: usize) -> Moved {
+/// Move data of direction `d` (see the module documentation), with pipes
+/// from `pool`.
+fn forward(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Moved {
     let from = s.socks[d].as_raw_fd();
     let to = s.socks[1 - d].as_raw_fd();
     for _ in 0..ROUNDS {
         let mut filled = false;
+        let mut more = false;
         if !s.eof[d] {
             if s.pipes[d].is_none() {
-                match sys::pipe(PIPE_SIZE) {
-                    Ok((r, w, size)) => s.pipes[d] = Some(Pipe { r, w, size }),
+                match pool.take() {
+                    Ok(p) => s.pipes[d] = Some(p),
                     Err(e) => {
                         log::debug!("TCP splice: pipe: {e}");
                         return Moved::Reset;
@@ -156,6 +201,7 @@ fn forward(s: &mut TcpSplice, d: usize) -> Moved {
                     Ok(Some(n)) => {
                         s.pending[d] += n;
                         filled = n == room;
+                        more = n >= p.size / 10 * 9;
                     }
                     Ok(None) => {}
                     Err(e) => {
@@ -167,7 +213,7 @@ fn forward(s: &mut TcpSplice, d: usize) -> Moved {
         }
         if s.pending[d] > 0 {
             let Some(p) = &s.pipes[d] else { return Moved::Reset };
-            match sys::splice(p.r.as_raw_fd(), to, s.pending[d], false) {
+            match sys::splice(p.r.as_raw_fd(), to, s.pending[d], more) {
                 Ok(Some(n)) => s.pending[d] -= n.min(s.pending[d]),
                 Ok(None) => return Moved::Ok,
                 Err(e) => {
@@ -187,8 +233,10 @@ fn forward(s: &mut TcpSplice, d: usize) -> Moved {
     if s.eof[d] && s.pending[d] == 0 && !s.shut[1 - d] {
         sys::shutdown_write(to);
         s.shut[1 - d] = true;
-        // Nothing more goes this way: give the pipe back.
-        s.pipes[d] = None;
+        // Nothing more goes this way: give the (empty) pipe back.
+        if let Some(p) = s.pipes[d].take() {
+            pool.put(p);
+        }
     }
     Moved::Ok
 }
@@ -213,7 +261,8 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
             return;
         }
         s.connecting = false;
-        let r = [forward(s, INI), forward(s, TGT)];
+        let pool = &mut ctx.splice_pipes;
+        let r = [forward(s, INI, pool), forward(s, TGT, pool)];
         if r.iter().any(|m| matches!(m, Moved::Reset)) {
             reset(ctx, idx);
             return;
@@ -227,11 +276,12 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
         reset(ctx, idx);
         return;
     }
-    if events & libc::EPOLLOUT as u32 != 0 && matches!(forward(s, 1 - side), Moved::Reset) {
+    let pool = &mut ctx.splice_pipes;
+    if events & libc::EPOLLOUT as u32 != 0 && matches!(forward(s, 1 - side, pool), Moved::Reset) {
         reset(ctx, idx);
         return;
     }
-    if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 && matches!(forward(s, side), Moved::Reset) {
+    if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 && matches!(forward(s, side, pool), Moved::Reset) {
         reset(ctx, idx);
         return;
     }
@@ -274,5 +324,140 @@ fn update(ctx: &mut Ctx, idx: usize) {
             log::debug!("TCP splice flow {idx}: epoll: {e}");
         }
         s.events[side] = ev;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::epoll::{event_ref, EPOLL_EVENTS};
+    use crate::flow::Inany;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::FromRawFd;
+
+    /// Dispatch splice events for up to `ms` milliseconds (bounded).
+    fn pump(ctx: &mut Ctx, ms: u64) {
+        let mut ev = [libc::epoll_event { events: 0, u64: 0 }; EPOLL_EVENTS];
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        while std::time::Instant::now() < end {
+            let n = ctx.epoll.wait(&mut ev, 10).unwrap();
+            for e in &ev[..n] {
+                let r = event_ref(e);
+                if r.kind() == Some(EpollType::TcpSplice) {
+                    sock_ready(ctx, Sidx::from_raw(r.data()), e.events);
+                }
+            }
+            ctx.flows.defer_free(|f| f.data = FlowData::None);
+        }
+    }
+
+    /// A spliced flow between a client and a server on loopback: (ctx,
+    /// client, server as accepted).
+    fn spliced() -> (Ctx, TcpStream, TcpStream) {
+        let mut ctx = crate::daemon::test_ctx().unwrap();
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let back = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+        let (acc, peer) = front.accept().unwrap();
+        acc.set_nonblocking(true).unwrap();
+        let tsock = sys::socket(true, libc::SOCK_STREAM, 0).unwrap();
+        let ini = FlowSide { eaddr: Inany::LOOPBACK4, eport: peer.port(), oaddr: Inany::LOOPBACK4, oport: 1 };
+        let tgt = FlowSide { eaddr: Inany::LOOPBACK4, eport: back.local_addr().unwrap().port(), oaddr: Inany::UNSPEC4, oport: 0 };
+        // SAFETY: the fd is taken out of the std stream.
+        let sock = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(acc)) };
+        open(&mut ctx, [Pif::Host, Pif::Splice], ini, tgt, sock, tsock);
+        pump(&mut ctx, 20);
+        let (server, _) = back.accept().unwrap();
+        for s in [&client, &server] {
+            s.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
+        }
+        (ctx, client, server)
+    }
+
+    /// Read from `s` while pumping until `want` bytes or EOF (bounded).
+    fn read_all(ctx: &mut Ctx, s: &mut TcpStream, want: usize) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        for _ in 0..500 {
+            pump(ctx, 2);
+            match s.read(&mut buf) {
+                Ok(0) => return (out, true),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            if out.len() >= want && want > 0 {
+                break;
+            }
+        }
+        (out, false)
+    }
+
+    #[test]
+    fn data_both_ways_then_half_close_from_each_side() {
+        let (mut ctx, mut client, mut server) = spliced();
+        let up: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7) as u8).collect();
+        let writer = {
+            let mut c = client.try_clone().unwrap();
+            let up = up.clone();
+            std::thread::spawn(move || {
+                c.write_all(&up).unwrap();
+                c.shutdown(std::net::Shutdown::Write).unwrap();
+            })
+        };
+        let (got, eof) = read_all(&mut ctx, &mut server, 0);
+        writer.join().unwrap();
+        assert!(eof, "the client's FIN reaches the server");
+        assert_eq!(got.len(), up.len());
+        assert!(got == up, "bytes intact");
+        assert_eq!(ctx.flows.len(), 1, "half-closed: the flow stays for the other way");
+        // The server still answers after the client's FIN, then closes.
+        server.write_all(b"answer after FIN").unwrap();
+        server.shutdown(std::net::Shutdown::Write).unwrap();
+        let (got, eof) = read_all(&mut ctx, &mut client, 0);
+        assert_eq!(got, b"answer after FIN");
+        assert!(eof);
+        pump(&mut ctx, 20);
+        assert_eq!(ctx.flows.len(), 0, "both ways shut down: flow gone");
+        assert_eq!(ctx.splice_pipes.len(), 2, "both pipes back in the pool");
+    }
+
+    #[test]
+    fn reset_by_the_server_resets_the_client() {
+        let (mut ctx, mut client, server) = spliced();
+        client.write_all(b"hello").unwrap();
+        pump(&mut ctx, 20);
+        sys::set_linger_zero(std::os::fd::AsRawFd::as_raw_fd(&server));
+        drop(server);
+        pump(&mut ctx, 50);
+        let mut buf = [0u8; 16];
+        let r = client.read(&mut buf);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "client sees the reset: {r:?}"
+        );
+        assert_eq!(ctx.flows.len(), 0);
+        assert_eq!(ctx.splice_pipes.len(), 0, "pipes of a reset flow are not pooled");
+    }
+
+    #[test]
+    fn refused_target_resets_the_client() {
+        let mut ctx = crate::daemon::test_ctx().unwrap();
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+        let (acc, _) = front.accept().unwrap();
+        acc.set_nonblocking(true).unwrap();
+        // SAFETY: the fd is taken out of the std stream.
+        let sock = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(acc)) };
+        let tsock = sys::socket(true, libc::SOCK_STREAM, 0).unwrap();
+        let tgt = FlowSide { eaddr: Inany::LOOPBACK4, eport: closed, oaddr: Inany::UNSPEC4, oport: 0 };
+        open(&mut ctx, [Pif::Host, Pif::Splice], tgt, tgt, sock, tsock);
+        pump(&mut ctx, 50);
+        client.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 4];
+        let r = client.read(&mut buf);
+        assert!(matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset), "{r:?}");
+        assert_eq!(ctx.counters.tcp_refused, 1);
     }
 }
