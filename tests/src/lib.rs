@@ -57,6 +57,7 @@ pub const CASES: &[&str] = &[
     "21-fwd-udp",
     "22-fwd-podman",
     "23-fwd-cli",
+    "24-fwd-splice-only",
 ];
 
 /// Why a case did not pass.

@@ -163,3 +163,9 @@ fn fwd_podman() {
 fn fwd_cli() {
     case("23-fwd-cli")
 }
+
+/// --splice-only: no tap device, loopback traffic forwarded both ways, nothing else.
+#[test]
+fn fwd_splice_only() {
+    case("24-fwd-splice-only")
+}
