@@ -1323,43 +1323,43 @@ impl Builder {
         Ok(())
     }
 
-    /// `--map-host-loopback ADDR|none` (`none` implies `--no-map-gw`).
-    fn map_host_loopback(&mut self, value: &OsStr) -> Result<(), ConfError> {
-        let s = self.text(value, "Invalid address to remap to host")?;
+    /// A mapped address option's value: `none` (`Ok(None)`) or a unicast
+    /// address that is neither unspecified nor loopback; `what` names the
+    /// option in the error, as upstream ("Invalid address to remap to host").
+    fn mapped_addr(&self, value: &OsStr, what: &str) -> Result<Option<IpAddr>, ConfError> {
+        let s = self.text(value, what)?;
         if s == "none" {
-            self.conf.map_host_loopback4 = Some(None);
-            self.conf.map_host_loopback6 = Some(None);
-            self.conf.no_map_gw = true;
-            return Ok(());
+            return Ok(None);
         }
         match s.parse::<IpAddr>() {
-            Ok(IpAddr::V6(a)) if !(a.is_unspecified() || a.is_loopback() || a.is_multicast()) => {
-                self.conf.map_host_loopback6 = Some(Some(a))
+            Ok(a) if !(a.is_unspecified() || a.is_loopback() || a.is_multicast()) => Ok(Some(a)),
+            _ => Err(self.invalid(format!("{what}: {s}"))),
+        }
+    }
+
+    /// `--map-host-loopback ADDR|none` (`none` implies `--no-map-gw`).
+    fn map_host_loopback(&mut self, value: &OsStr) -> Result<(), ConfError> {
+        match self.mapped_addr(value, "Invalid address to remap to host")? {
+            None => {
+                self.conf.map_host_loopback4 = Some(None);
+                self.conf.map_host_loopback6 = Some(None);
+                self.conf.no_map_gw = true;
             }
-            Ok(IpAddr::V4(a)) if !(a.is_unspecified() || a.is_loopback() || a.is_multicast()) => {
-                self.conf.map_host_loopback4 = Some(Some(a))
-            }
-            _ => return Err(self.invalid(format!("Invalid address to remap to host: {s}"))),
+            Some(IpAddr::V4(a)) => self.conf.map_host_loopback4 = Some(Some(a)),
+            Some(IpAddr::V6(a)) => self.conf.map_host_loopback6 = Some(Some(a)),
         }
         Ok(())
     }
 
     /// `--map-guest-addr ADDR|none`.
     fn map_guest_addr(&mut self, value: &OsStr) -> Result<(), ConfError> {
-        let s = self.text(value, "Invalid address to remap to guest")?;
-        if s == "none" {
-            self.conf.map_guest_addr4 = Some(None);
-            self.conf.map_guest_addr6 = Some(None);
-            return Ok(());
-        }
-        match s.parse::<IpAddr>() {
-            Ok(IpAddr::V6(a)) if !(a.is_unspecified() || a.is_loopback() || a.is_multicast()) => {
-                self.conf.map_guest_addr6 = Some(Some(a))
+        match self.mapped_addr(value, "Invalid address to remap to guest")? {
+            None => {
+                self.conf.map_guest_addr4 = Some(None);
+                self.conf.map_guest_addr6 = Some(None);
             }
-            Ok(IpAddr::V4(a)) if !(a.is_unspecified() || a.is_loopback() || a.is_multicast()) => {
-                self.conf.map_guest_addr4 = Some(Some(a))
-            }
-            _ => return Err(self.invalid(format!("Invalid address to remap to guest: {s}"))),
+            Some(IpAddr::V4(a)) => self.conf.map_guest_addr4 = Some(Some(a)),
+            Some(IpAddr::V6(a)) => self.conf.map_guest_addr6 = Some(Some(a)),
         }
         Ok(())
     }

@@ -369,7 +369,11 @@ splice_one() {
 	"${srvns[@]}" timeout -k 2 $((BENCH_SECS + 40)) "${srv[@]}" >"$BENCH_OUT/raw/$tag.server" 2>&1 &
 	spid=$!
 	wait_until 5 splice_listening "$proto" "$port" "${srvns[@]}" || {
-		splice_record "$round" "$id" "$path" "$af" fail 0 0 - "server did not start"
+		# say why, and who holds the port (for the record under the table)
+		local why holder
+		why=$(head -n 1 "$BENCH_OUT/raw/$tag.server" 2>/dev/null | tr '\t\n' '  ' | cut -c1-100)
+		holder=$("${srvns[@]}" ss -Hanp "sport = :$port" 2>/dev/null | awk '{ print $1, $5, $NF }' | head -n 3 | tr '\n' ';' | cut -c1-200)
+		splice_record "$round" "$id" "$path" "$af" fail 0 0 - "server did not start: ${why:-no output}; port $port: ${holder:-free}"
 		kill $spid 2>/dev/null; wait $spid 2>/dev/null
 		return
 	}

@@ -80,6 +80,25 @@ pub struct TcpFlow {
     rdhup: bool,
 }
 
+impl TcpFlow {
+    /// A flow on `sock`, not registered in epoll yet; `connecting` while
+    /// our connect() is in progress.
+    fn new(sock: OwnedFd, conn: TcpConn, flow_label: u32, connecting: bool) -> Self {
+        TcpFlow {
+            sock,
+            conn,
+            flow_label,
+            events: 0,
+            connecting,
+            ack_queued: false,
+            wnd_wait: false,
+            wnd_poll_ms: 0,
+            stalled: false,
+            rdhup: false,
+        }
+    }
+}
+
 /// Longest interval between re-checks of a closed window.
 const WND_POLL_MAX_MS: u16 = 64;
 
@@ -382,7 +401,7 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
     };
     let flow_label = ctx.flow_label(idx);
     if let Some(f) = ctx.flows.get_mut(idx) {
-        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: true, ack_queued: false, wnd_wait: false, wnd_poll_ms: 0, stalled: false, rdhup: false });
+        f.data = FlowData::Tcp(TcpFlow::new(sock, conn, flow_label, true));
     }
     ctx.flows.hash_insert(idx, INI);
     ctx.counters.tcp_flows += 1;
@@ -414,7 +433,7 @@ pub fn open_inbound(ctx: &mut Ctx, ini: FlowSide, tgt: FlowSide, sock: OwnedFd) 
     };
     let flow_label = ctx.flow_label(idx);
     if let Some(f) = ctx.flows.get_mut(idx) {
-        f.data = FlowData::Tcp(TcpFlow { sock, conn, flow_label, events: 0, connecting: false, ack_queued: false, wnd_wait: false, wnd_poll_ms: 0, stalled: false, rdhup: false });
+        f.data = FlowData::Tcp(TcpFlow::new(sock, conn, flow_label, false));
     }
     ctx.flows.hash_insert(idx, TGT);
     ctx.counters.tcp_inbound_flows += 1;
