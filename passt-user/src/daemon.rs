@@ -336,6 +336,9 @@ impl Ctx {
             self.flows.close(idx as usize);
         }
         tcp::io::timers(self, &tcp_due[..m]);
+        if self.listeners.any_paused() {
+            self.listeners.resume(&self.epoll);
+        }
         if self.scanners.iter().any(Option::is_some) {
             let _ = self.fwd_rescan(false);
         }

@@ -76,6 +76,8 @@ pub struct Listeners {
     dirs: [Dir; 2],
     v4: bool,
     v6: bool,
+    /// Listeners taken out of epoll until the next tick: (fd, data word).
+    paused: Vec<(std::os::fd::RawFd, u32)>,
 }
 
 /// The epoll data word of a listening socket: bit 31 the direction, bits
@@ -102,6 +104,8 @@ pub struct Target {
     pub to: u16,
     /// The rule's target address, if any.
     pub taddr: Option<Inany>,
+    /// The epoll data word of the socket ([`listen_ref`]).
+    pub data: u32,
 }
 
 fn rule_name(r: &FwdRule) -> String {
@@ -133,7 +137,36 @@ impl Listeners {
             let socks = rules.iter().map(|r| (0..r.ports.len()).map(|_| [None, None]).collect()).collect();
             Dir { rules, socks }
         };
-        Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6 }
+        Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6, paused: Vec::new() }
+    }
+
+    /// Stop polling listener `fd` (data word `data`) until [`Listeners::resume`]:
+    /// when accept(2) fails for lack of file descriptors, the pending
+    /// connection stays pending and a level-triggered listener would spin
+    /// the loop.
+    pub fn pause(&mut self, epoll: &Epoll, fd: std::os::fd::RawFd, data: u32) {
+        if self.paused.iter().any(|&(f, _)| f == fd) {
+            return;
+        }
+        if epoll.modify(fd, 0, EpollRef::new(EpollType::Listen, fd, data)).is_ok() {
+            self.paused.push((fd, data));
+        }
+    }
+
+    /// Poll every paused listener again (on the periodic tick). A listener
+    /// closed meanwhile by [`Listeners::sync`] is skipped.
+    pub fn resume(&mut self, epoll: &Epoll) {
+        for (fd, data) in self.paused.drain(..) {
+            let still = self.dirs.iter().flat_map(|d| d.socks.iter().flatten().flatten().flatten()).any(|s| s.as_raw_fd() == fd);
+            if still {
+                let _ = epoll.modify(fd, libc::EPOLLIN as u32, EpollRef::new(EpollType::Listen, fd, data));
+            }
+        }
+    }
+
+    /// Whether any listener is paused.
+    pub fn any_paused(&self) -> bool {
+        !self.paused.is_empty()
     }
 
     /// Whether direction `dir` has `auto` rules (needs scanning).
@@ -150,7 +183,7 @@ impl Listeners {
     pub fn target(&self, data: u32) -> Option<Target> {
         let (dir, idx, port) = unpack_ref(data);
         let r = self.dirs.get(dir)?.rules.get(idx)?;
-        Some(Target { dir, proto: r.proto, port, to: r.target_port(port)?, taddr: r.taddr.map(Inany::from) })
+        Some(Target { dir, proto: r.proto, port, to: r.target_port(port)?, taddr: r.taddr.map(Inany::from), data })
     }
 
     /// Ports of `proto` we listen on in direction `dir` (to leave out of
@@ -348,5 +381,25 @@ mod tests {
         let t = table(&[(FwdOpt::TcpPorts, "[::1]/10000"), (FwdOpt::UdpPorts, "10001")]);
         let l = Listeners::new(&t, &FwdTable::new(), true, false, true, false);
         assert!(!l.any(IN));
+    }
+
+    #[test]
+    fn paused_listener_is_silent_until_resumed() {
+        let p = free_port();
+        let t = table(&[(FwdOpt::TcpPorts, &format!("127.0.0.1/{p}"))]);
+        let mut l = Listeners::new(&t, &FwdTable::new(), true, true, true, true);
+        let ep = Epoll::new().unwrap();
+        l.sync(IN, &PortSet::new(), &PortSet::new(), &ep, None).unwrap();
+        let _c = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+        let mut ev = [libc::epoll_event { events: 0, u64: 0 }; crate::epoll::EPOLL_EVENTS];
+        assert_eq!(ep.wait(&mut ev, 100).unwrap(), 1, "pending connection reported");
+        let r = crate::epoll::event_ref(&ev[0]);
+        l.pause(&ep, r.fd(), r.data());
+        assert!(l.any_paused());
+        assert_eq!(ep.wait(&mut ev, 50).unwrap(), 0, "paused: no event");
+        l.resume(&ep);
+        assert!(!l.any_paused());
+        assert_eq!(ep.wait(&mut ev, 100).unwrap(), 1, "resumed: reported again");
+        assert_eq!(crate::epoll::event_ref(&ev[0]).data(), listen_ref(IN, 0, p));
     }
 }

@@ -44,6 +44,10 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
             Err(e) => {
                 log::debug!("TCP: accept on port {}: {e}", t.port);
                 ctx.counters.drop_socket += 1;
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
+                    // Out of descriptors or memory: retry on the next tick.
+                    ctx.listeners.pause(&ctx.epoll, lfd, t.data);
+                }
                 return;
             }
         };
