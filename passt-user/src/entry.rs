@@ -119,6 +119,22 @@ fn mac_str(m: &[u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// The forwarding rules, as upstream lists them after the addresses
+/// ("Inbound forwarding rules (HOST):" and "Outbound forwarding rules
+/// (SPLICE):", one indented rule per line).
+fn print_rules(conf: &Conf) {
+    for (dir, pif, t) in [("Inbound", "HOST", &conf.fwd_in), ("Outbound", "SPLICE", &conf.fwd_out)] {
+        if t.rules.is_empty() {
+            continue;
+        }
+        let mut s = format!("{dir} forwarding rules ({pif}):");
+        for r in &t.rules {
+            s += &format!("\n    {r}");
+        }
+        log::info!("{s}");
+    }
+}
+
 fn print_info(net: &NetConf, ifname: &str) {
     if net.local_mode4 {
         log::info!("IPv4: no external interface as template, use local mode");
@@ -223,6 +239,7 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     }
     crate::daemon::fwd_start(&mut ctx).context("Couldn't listen on requested ports")?;
     print_info(&net, &ifname);
+    print_rules(conf);
 
     if conf.foreground {
         if let Some(p) = &conf.pid_file {

@@ -47,8 +47,9 @@
 //! - Rules with a target address must listen on the same IP version, and the
 //!   target can't be multicast; an unspecified target (`0.0.0.0`, `::`)
 //!   means "the guest or namespace address", as no target does.
-//! - `-T`/`-U` accept no listening address or interface: the runtime binds
-//!   them to loopback in the namespace.
+//! - `-T`/`-U` accept no listening address or interface: their rules
+//!   listen on any address of interface `lo` (in the namespace), as
+//!   upstream's (`[*]%lo`).
 //!
 //! ## Accumulation
 //!
@@ -759,6 +760,9 @@ pub fn parse_spec(spec: &str, opts: SpecCtx) -> Result<Vec<FwdRule>, SpecError> 
     }
     let (addr, ifname) = match prefix {
         Some(p) => (p.addr, p.ifname),
+        // `-T`/`-U` listen on any address of the namespace's loopback
+        // interface, as upstream (`[*]%lo`).
+        None if opts.opt.from_ns() => (None, Some("lo".to_string())),
         None => (None, None),
     };
 
@@ -1197,6 +1201,7 @@ mod tests {
             let rules = parse_spec("auto", pasta(opt)).unwrap();
             let want = FwdRule {
                 proto: opt.proto(),
+                ifname: opt.from_ns().then(|| "lo".to_string()),
                 ..scan(weak(rule(1, 49151, 1)))
             };
             assert_eq!(rules, vec![want], "-{}", opt.letter());
@@ -1295,9 +1300,11 @@ mod tests {
             rules,
             vec![FwdRule {
                 proto: Proto::Udp,
+                ifname: Some("lo".into()),
                 ..rule(53, 53, 53)
             }]
         );
+        assert_eq!(rules[0].to_string(), "UDP [*]%lo:53  =>  53");
     }
 
     #[test]

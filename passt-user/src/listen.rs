@@ -1,12 +1,11 @@
 //! # Theory of operation
 //!
 //! Listening sockets for the forwarding rules ([`crate::fwd_rule`]): one
-//! socket per rule and port (two for `-T`/`-U`, which listen on both
-//! loopback addresses of the namespace), as passt(1) describes under `-t`.
+//! socket per rule and port, as passt(1) describes under `-t`.
 //!
 //! - Direction [`IN`] (`-t`/`-u`) binds in our own (init) namespace,
 //!   direction [`OUT`] (`-T`/`-U`, pasta) in the target namespace through
-//!   [`NsSwitch`].
+//!   [`NsSwitch`] (their rules name interface `lo`: any loopback address).
 //! - No listening address means any address: one dual-stack socket
 //!   (`IPV6_V6ONLY` off) when both IP versions are enabled. `%ifname`
 //!   binds the socket to that interface (SO_BINDTODEVICE).
@@ -67,7 +66,7 @@ pub enum ListenError {
 #[derive(Debug, Default)]
 struct Dir {
     rules: Vec<FwdRule>,
-    socks: Vec<Vec<[Option<OwnedFd>; 2]>>,
+    socks: Vec<Vec<Option<OwnedFd>>>,
 }
 
 /// Every listening socket of both directions.
@@ -134,7 +133,7 @@ impl Listeners {
         };
         let dir = |t: &FwdTable| {
             let rules: Vec<FwdRule> = t.rules.iter().filter(keep).take(0x8000).cloned().collect();
-            let socks = rules.iter().map(|r| (0..r.ports.len()).map(|_| [None, None]).collect()).collect();
+            let socks = rules.iter().map(|r| (0..r.ports.len()).map(|_| None).collect()).collect();
             Dir { rules, socks }
         };
         Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6, paused: Vec::new() }
@@ -157,7 +156,7 @@ impl Listeners {
     /// closed meanwhile by [`Listeners::sync`] is skipped.
     pub fn resume(&mut self, epoll: &Epoll) {
         for (fd, data) in self.paused.drain(..) {
-            let still = self.dirs.iter().flat_map(|d| d.socks.iter().flatten().flatten().flatten()).any(|s| s.as_raw_fd() == fd);
+            let still = self.dirs.iter().flat_map(|d| d.socks.iter().flatten().flatten()).any(|s| s.as_raw_fd() == fd);
             if still {
                 let _ = epoll.modify(fd, libc::EPOLLIN as u32, EpollRef::new(EpollType::Listen, fd, data));
             }
@@ -196,7 +195,7 @@ impl Listeners {
                 continue;
             }
             for (i, p) in socks.iter().enumerate() {
-                if p[0].is_some() || p[1].is_some() {
+                if p.is_some() {
                     s.insert(r.ports.first().saturating_add(i as u16));
                 }
             }
@@ -223,27 +222,21 @@ impl Listeners {
                 let port = r.ports.first().saturating_add(i as u16);
                 let wanted = !r.scan || r.target_port(port).is_some_and(|t| map.contains(t));
                 if !wanted {
-                    for s in slot.iter_mut() {
-                        if let Some(fd) = s.take() {
-                            epoll.del(fd.as_raw_fd());
-                        }
+                    if let Some(fd) = slot.take() {
+                        epoll.del(fd.as_raw_fd());
                     }
                     continue;
                 }
-                if slot[0].is_some() || slot[1].is_some() {
+                if slot.is_some() {
                     bound_one = true;
                     continue;
                 }
                 match bind_port(dir, r, port, v4, v6, ns) {
-                    Ok(fds) => {
-                        for (s, fd) in slot.iter_mut().zip(fds) {
-                            if let Some(fd) = fd {
-                                let e = EpollRef::new(EpollType::Listen, fd.as_raw_fd(), listen_ref(dir, idx, port));
-                                if epoll.add(fd.as_raw_fd(), libc::EPOLLIN as u32, e).is_ok() {
-                                    *s = Some(fd);
-                                    bound_one = true;
-                                }
-                            }
+                    Ok(fd) => {
+                        let e = EpollRef::new(EpollType::Listen, fd.as_raw_fd(), listen_ref(dir, idx, port));
+                        if epoll.add(fd.as_raw_fd(), libc::EPOLLIN as u32, e).is_ok() {
+                            *slot = Some(fd);
+                            bound_one = true;
                         }
                     }
                     Err(err) if r.scan => log::debug!("Listen failed for {} port {port}: {err}", rule_name(r)),
@@ -263,31 +256,25 @@ impl Listeners {
     }
 }
 
-/// Bind the socket(s) for `port` of rule `r`: for [`OUT`], one per
-/// loopback address of the enabled versions (in the namespace); for [`IN`]
-/// one, dual-stack if the rule has no address and both versions are on.
-fn bind_port(dir: usize, r: &FwdRule, port: u16, v4: bool, v6: bool, ns: Option<&NsSwitch>) -> std::io::Result<[Option<OwnedFd>; 2]> {
+/// Bind the socket for `port` of rule `r`: on its address, or on any
+/// address (dual-stack if both versions are on), bound to its interface
+/// if it names one; for [`OUT`] in the target namespace.
+fn bind_port(dir: usize, r: &FwdRule, port: u16, v4: bool, v6: bool, ns: Option<&NsSwitch>) -> std::io::Result<OwnedFd> {
     let ty = match r.proto {
         Proto::Tcp => libc::SOCK_STREAM,
         Proto::Udp => libc::SOCK_DGRAM,
     };
+    let (a, v6only) = match r.addr {
+        Some(a) => (Inany::from(a), true),
+        None if v6 => (Inany::UNSPEC6, !v4),
+        None => (Inany::UNSPEC4, true),
+    };
     if dir == OUT {
         let Some(ns) = ns else { return Err(std::io::ErrorKind::Unsupported.into()) };
-        let one = |a: Inany| ns.in_target(move || bind_one(ty, a, port, None, true))?;
-        let s4 = if v4 { Some(one(Inany::LOOPBACK4)) } else { None };
-        let s6 = if v6 { Some(one(Inany::LOOPBACK6)) } else { None };
-        return match (s4, s6) {
-            (Some(Err(e)), None | Some(Err(_))) | (None, Some(Err(e))) => Err(e),
-            (a, b) => Ok([a.and_then(Result::ok), b.and_then(Result::ok)]),
-        };
+        let ifname = r.ifname.clone();
+        return ns.in_target(move || bind_one(ty, a, port, ifname.as_deref(), v6only))?;
     }
-    let ifname = r.ifname.as_deref();
-    let s = match r.addr {
-        Some(a) => bind_one(ty, Inany::from(a), port, ifname, true)?,
-        None if v6 => bind_one(ty, Inany::UNSPEC6, port, ifname, !v4)?,
-        None => bind_one(ty, Inany::UNSPEC4, port, ifname, true)?,
-    };
-    Ok([Some(s), None])
+    bind_one(ty, a, port, r.ifname.as_deref(), v6only)
 }
 
 /// One listening socket on `a`:`port` (`v6only` for IPv6 addresses).

@@ -233,7 +233,14 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
                 continue;
             }
             let pif_ini = if t.dir == OUT { Pif::Splice } else { Pif::Host };
-            let ini = FlowSide { eaddr: from, eport: fport, oaddr: laddr, oport: t.port };
+            // `-U` listens on any address of lo: the datagram was sent to a
+            // loopback address (which one is not known; the usual one).
+            let oaddr = match (t.dir == OUT && laddr.is_unspecified(), from.is_v4()) {
+                (true, true) => Inany::LOOPBACK4,
+                (true, false) => Inany::LOOPBACK6,
+                (false, _) => laddr,
+            };
+            let ini = FlowSide { eaddr: from, eport: fport, oaddr, oport: t.port };
             let sidx = match ctx.flows.lookup(pif_ini, Proto::Udp, &ini) {
                 Some(s) => s,
                 None => match open_inbound(ctx, &t, ini) {
