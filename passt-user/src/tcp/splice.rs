@@ -19,6 +19,9 @@
 //!   shutdown(SHUT_WR) of the other socket: half-close is mirrored;
 //! - an error (RST) on either socket aborts the other one with SO_LINGER 0,
 //!   so the peer sees a reset as well, and the flow ends.
+//! - a socket shut down both ways reports EPOLLHUP whatever we ask for;
+//!   while its remaining data waits in the pipe for the other socket's
+//!   EPOLLOUT, it is taken out of epoll (else the loop would spin on it).
 //!
 //! Pipes are taken at the first byte of their direction from a pool of
 //! empty pipes ([`PipePool`], refilled by flows that end cleanly), or
@@ -106,6 +109,8 @@ pub struct TcpSplice {
     eof: [bool; 2],
     /// `socks[d]` was shut down for writing.
     shut: [bool; 2],
+    /// `socks[d]` reported EPOLLHUP (shut down both ways, for good).
+    hup: [bool; 2],
 }
 
 impl TcpSplice {
@@ -150,6 +155,7 @@ pub fn open(ctx: &mut Ctx, pif: [Pif; 2], ini: FlowSide, tgt: FlowSide, sock: Ow
             connecting,
             eof: [false, false],
             shut: [false, false],
+            hup: [false, false],
         });
     }
     ctx.counters.tcp_splice_flows += 1;
@@ -276,6 +282,9 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
         reset(ctx, idx);
         return;
     }
+    if events & libc::EPOLLHUP as u32 != 0 {
+        s.hup[side] = true;
+    }
     let pool = &mut ctx.splice_pipes;
     if events & libc::EPOLLOUT as u32 != 0 && matches!(forward(s, 1 - side, pool), Moved::Reset) {
         reset(ctx, idx);
@@ -313,13 +322,26 @@ fn update(ctx: &mut Ctx, idx: usize) {
             if s.pending[1 - side] > 0 {
                 ev |= libc::EPOLLOUT as u32;
             }
+            // EPOLLHUP can't be masked and stays: a hung-up socket we want
+            // nothing from (its data waits for the other socket's
+            // EPOLLOUT) leaves epoll, or the loop would spin on it.
+            if s.hup[side] && ev & (libc::EPOLLIN | libc::EPOLLOUT) as u32 == 0 {
+                ev = 0;
+            }
         }
         if ev == s.events[side] {
             continue;
         }
         let fd = s.socks[side].as_raw_fd();
         let r = EpollRef::new(EpollType::TcpSplice, fd, Sidx::new(idx as u32, side).raw());
-        let res = if s.events[side] == 0 { ctx.epoll.add(fd, ev, r) } else { ctx.epoll.modify(fd, ev, r) };
+        let res = match (s.events[side], ev) {
+            (0, _) => ctx.epoll.add(fd, ev, r),
+            (_, 0) => {
+                ctx.epoll.del(fd);
+                Ok(())
+            }
+            _ => ctx.epoll.modify(fd, ev, r),
+        };
         if let Err(e) = res {
             log::debug!("TCP splice flow {idx}: epoll: {e}");
         }
