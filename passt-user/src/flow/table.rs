@@ -359,6 +359,24 @@ mod tests {
     }
 
     #[test]
+    fn lookup_ends_in_a_full_table_of_flows_hashed_on_both_sides() {
+        // Flows from forwarded UDP ports are found from either side: a
+        // table full of them must still leave empty buckets, or a lookup
+        // of a new flowside never ends.
+        let mut t = FlowTable::<u32>::new(4, (9, 10));
+        for p in 0..4u16 {
+            let i = t.alloc(Proto::Udp, [Pif::Host, Pif::Tap], [side(p), side(p + 100)], 0).unwrap();
+            t.hash_insert(i, INI);
+            t.hash_insert(i, TGT);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(t.lookup(Pif::Tap, Proto::Udp, &side(999)));
+        });
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(2)), Ok(None), "lookup must end");
+    }
+
+    #[test]
     fn random_key_is_not_constant() {
         assert_ne!(random_key().unwrap(), random_key().unwrap());
     }
