@@ -402,4 +402,30 @@ mod tests {
         assert_eq!(ep.wait(&mut ev, 100).unwrap(), 1, "resumed: reported again");
         assert_eq!(crate::epoll::event_ref(&ev[0]).data(), listen_ref(IN, 0, p));
     }
+
+    #[test]
+    fn resume_leaves_alone_a_new_listener_on_a_paused_fd_number() {
+        let (p1, p2) = (free_port(), free_port());
+        let t = table(&[(FwdOpt::TcpPorts, &format!("127.0.0.1/{p1},auto")), (FwdOpt::TcpPorts, &format!("127.0.0.1/{p2},auto"))]);
+        let mut l = Listeners::new(&t, &FwdTable::new(), true, true, true, true);
+        let ep = Epoll::new().unwrap();
+        let only = |p: u16| {
+            let mut m = PortSet::new();
+            m.insert(p);
+            m
+        };
+        l.sync(IN, &only(p1), &PortSet::new(), &ep, None).unwrap();
+        let fd1 = l.dirs[IN].socks[0][0][0].as_ref().unwrap().as_raw_fd();
+        l.pause(&ep, fd1, listen_ref(IN, 0, p1));
+        // The scan drops p1 and finds p2: the paused socket is closed, and
+        // the new one may well get its number (modelled here).
+        l.sync(IN, &only(p2), &PortSet::new(), &ep, None).unwrap();
+        let fd2 = l.dirs[IN].socks[1][0][0].as_ref().unwrap().as_raw_fd();
+        l.paused[0].0 = fd2;
+        l.resume(&ep);
+        let _c = std::net::TcpStream::connect(("127.0.0.1", p2)).unwrap();
+        let mut ev = [libc::epoll_event { events: 0, u64: 0 }; crate::epoll::EPOLL_EVENTS];
+        assert_eq!(ep.wait(&mut ev, 100).unwrap(), 1);
+        assert_eq!(crate::epoll::event_ref(&ev[0]).data(), listen_ref(IN, 1, p2), "p2's connections go to p2's rule");
+    }
 }
