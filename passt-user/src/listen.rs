@@ -154,11 +154,12 @@ impl Listeners {
     }
 
     /// Poll every paused listener again (on the periodic tick). A listener
-    /// closed meanwhile by [`Listeners::sync`] is skipped.
+    /// closed meanwhile by [`Listeners::sync`] is skipped, even if a new
+    /// socket got its descriptor number.
     pub fn resume(&mut self, epoll: &Epoll) {
-        for (fd, data) in self.paused.drain(..) {
-            let still = self.dirs.iter().flat_map(|d| d.socks.iter().flatten().flatten().flatten()).any(|s| s.as_raw_fd() == fd);
-            if still {
+        let paused = std::mem::take(&mut self.paused);
+        for (fd, data) in paused {
+            if self.holds(data, fd) {
                 let _ = epoll.modify(fd, libc::EPOLLIN as u32, EpollRef::new(EpollType::Listen, fd, data));
             }
         }
@@ -179,8 +180,24 @@ impl Listeners {
         !self.dirs[dir].rules.is_empty()
     }
 
-    /// The rule behind an epoll data word made by [`listen_ref`].
-    pub fn target(&self, data: u32) -> Option<Target> {
+    /// True if the socket of the rule and port named by `data`
+    /// ([`listen_ref`]) is `fd`.
+    fn holds(&self, data: u32, fd: std::os::fd::RawFd) -> bool {
+        let (dir, idx, port) = unpack_ref(data);
+        let Some(d) = self.dirs.get(dir) else { return false };
+        let (Some(r), Some(socks)) = (d.rules.get(idx), d.socks.get(idx)) else { return false };
+        let Some(i) = port.checked_sub(r.ports.first()) else { return false };
+        socks.get(usize::from(i)).is_some_and(|s| s.iter().flatten().any(|s| s.as_raw_fd() == fd))
+    }
+
+    /// The rule behind an event on listening socket `fd` with the epoll
+    /// data word `data` made by [`listen_ref`]; `None` if that rule and
+    /// port have no such socket (any more: [`Listeners::sync`] closed it
+    /// after the event was reported, and `fd` may be another socket now).
+    pub fn target(&self, data: u32, fd: std::os::fd::RawFd) -> Option<Target> {
+        if !self.holds(data, fd) {
+            return None;
+        }
         let (dir, idx, port) = unpack_ref(data);
         let r = self.dirs.get(dir)?.rules.get(idx)?;
         Some(Target { dir, proto: r.proto, port, to: r.target_port(port)?, taddr: r.taddr.map(Inany::from), data })
@@ -342,9 +359,11 @@ mod tests {
         // Both versions reach the one socket.
         std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
         std::net::TcpStream::connect(("::1", p)).unwrap();
-        let tg = l.target(listen_ref(IN, 0, p)).unwrap();
+        let fd = l.dirs[IN].socks[0][0][0].as_ref().unwrap().as_raw_fd();
+        let tg = l.target(listen_ref(IN, 0, p), fd).unwrap();
         assert_eq!((tg.proto, tg.port, tg.to), (Proto::Tcp, p, p.wrapping_add(1).max(1)));
-        assert!(l.target(listen_ref(IN, 1, p)).is_none());
+        assert!(l.target(listen_ref(IN, 1, p), fd).is_none());
+        assert!(l.target(listen_ref(IN, 0, p), fd + 1).is_none(), "not that rule's socket");
     }
 
     #[test]
@@ -427,5 +446,9 @@ mod tests {
         let mut ev = [libc::epoll_event { events: 0, u64: 0 }; crate::epoll::EPOLL_EVENTS];
         assert_eq!(ep.wait(&mut ev, 100).unwrap(), 1);
         assert_eq!(crate::epoll::event_ref(&ev[0]).data(), listen_ref(IN, 1, p2), "p2's connections go to p2's rule");
+        // An event reported for p1's socket before it was closed names p1's
+        // rule with the number now used by p2's socket: not dispatched.
+        assert!(l.target(listen_ref(IN, 0, p1), fd2).is_none());
+        assert!(l.target(listen_ref(IN, 1, p2), fd2).is_some());
     }
 }
