@@ -632,7 +632,7 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
                 Some(EpollType::TcpSock) => tcp::io::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::TcpSplice) => tcp::splice::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::UdpSplice) => udp::splice_ready(ctx, Sidx::from_raw(r.data()), ev.events),
-                Some(EpollType::Listen) => match ctx.listeners.target(r.data()) {
+                Some(EpollType::Listen) => match ctx.listeners.target(r.data(), r.fd()) {
                     Some(t) if t.proto == crate::fwd_rule::Proto::Tcp => tcp::listen_ready(ctx, t, r.fd()),
                     Some(t) => udp::listen_ready(ctx, t, r.fd()),
                     None => log::debug!("epoll: stale listener {r:?}"),

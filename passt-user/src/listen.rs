@@ -153,11 +153,12 @@ impl Listeners {
     }
 
     /// Poll every paused listener again (on the periodic tick). A listener
-    /// closed meanwhile by [`Listeners::sync`] is skipped.
+    /// closed meanwhile by [`Listeners::sync`] is skipped, even if a new
+    /// socket got its descriptor number.
     pub fn resume(&mut self, epoll: &Epoll) {
-        for (fd, data) in self.paused.drain(..) {
-            let still = self.dirs.iter().flat_map(|d| d.socks.iter().flatten().flatten()).any(|s| s.as_raw_fd() == fd);
-            if still {
+        let paused = std::mem::take(&mut self.paused);
+        for (fd, data) in paused {
+            if self.holds(data, fd) {
                 let _ = epoll.modify(fd, libc::EPOLLIN as u32, EpollRef::new(EpollType::Listen, fd, data));
             }
         }
@@ -178,8 +179,24 @@ impl Listeners {
         !self.dirs[dir].rules.is_empty()
     }
 
-    /// The rule behind an epoll data word made by [`listen_ref`].
-    pub fn target(&self, data: u32) -> Option<Target> {
+    /// True if the socket of the rule and port named by `data`
+    /// ([`listen_ref`]) is `fd`.
+    fn holds(&self, data: u32, fd: std::os::fd::RawFd) -> bool {
+        let (dir, idx, port) = unpack_ref(data);
+        let Some(d) = self.dirs.get(dir) else { return false };
+        let (Some(r), Some(socks)) = (d.rules.get(idx), d.socks.get(idx)) else { return false };
+        let Some(i) = port.checked_sub(r.ports.first()) else { return false };
+        socks.get(usize::from(i)).is_some_and(|s| s.as_ref().is_some_and(|s| s.as_raw_fd() == fd))
+    }
+
+    /// The rule behind an event on listening socket `fd` with the epoll
+    /// data word `data` made by [`listen_ref`]; `None` if that rule and
+    /// port have no such socket (any more: [`Listeners::sync`] closed it
+    /// after the event was reported, and `fd` may be another socket now).
+    pub fn target(&self, data: u32, fd: std::os::fd::RawFd) -> Option<Target> {
+        if !self.holds(data, fd) {
+            return None;
+        }
         let (dir, idx, port) = unpack_ref(data);
         let r = self.dirs.get(dir)?.rules.get(idx)?;
         Some(Target { dir, proto: r.proto, port, to: r.target_port(port)?, taddr: r.taddr.map(Inany::from), data })
@@ -329,9 +346,11 @@ mod tests {
         // Both versions reach the one socket.
         std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
         std::net::TcpStream::connect(("::1", p)).unwrap();
-        let tg = l.target(listen_ref(IN, 0, p)).unwrap();
+        let fd = l.dirs[IN].socks[0][0].as_ref().unwrap().as_raw_fd();
+        let tg = l.target(listen_ref(IN, 0, p), fd).unwrap();
         assert_eq!((tg.proto, tg.port, tg.to), (Proto::Tcp, p, p.wrapping_add(1).max(1)));
-        assert!(l.target(listen_ref(IN, 1, p)).is_none());
+        assert!(l.target(listen_ref(IN, 1, p), fd).is_none());
+        assert!(l.target(listen_ref(IN, 0, p), fd + 1).is_none(), "not that rule's socket");
     }
 
     #[test]
@@ -388,5 +407,35 @@ mod tests {
         assert!(!l.any_paused());
         assert_eq!(ep.wait(&mut ev, 100).unwrap(), 1, "resumed: reported again");
         assert_eq!(crate::epoll::event_ref(&ev[0]).data(), listen_ref(IN, 0, p));
+    }
+
+    #[test]
+    fn resume_leaves_alone_a_new_listener_on_a_paused_fd_number() {
+        let (p1, p2) = (free_port(), free_port());
+        let t = table(&[(FwdOpt::TcpPorts, &format!("127.0.0.1/{p1},auto")), (FwdOpt::TcpPorts, &format!("127.0.0.1/{p2},auto"))]);
+        let mut l = Listeners::new(&t, &FwdTable::new(), true, true, true, true);
+        let ep = Epoll::new().unwrap();
+        let only = |p: u16| {
+            let mut m = PortSet::new();
+            m.insert(p);
+            m
+        };
+        l.sync(IN, &only(p1), &PortSet::new(), &ep, None).unwrap();
+        let fd1 = l.dirs[IN].socks[0][0].as_ref().unwrap().as_raw_fd();
+        l.pause(&ep, fd1, listen_ref(IN, 0, p1));
+        // The scan drops p1 and finds p2: the paused socket is closed, and
+        // the new one may well get its number (modelled here).
+        l.sync(IN, &only(p2), &PortSet::new(), &ep, None).unwrap();
+        let fd2 = l.dirs[IN].socks[1][0].as_ref().unwrap().as_raw_fd();
+        l.paused[0].0 = fd2;
+        l.resume(&ep);
+        let _c = std::net::TcpStream::connect(("127.0.0.1", p2)).unwrap();
+        let mut ev = [libc::epoll_event { events: 0, u64: 0 }; crate::epoll::EPOLL_EVENTS];
+        assert_eq!(ep.wait(&mut ev, 100).unwrap(), 1);
+        assert_eq!(crate::epoll::event_ref(&ev[0]).data(), listen_ref(IN, 1, p2), "p2's connections go to p2's rule");
+        // An event reported for p1's socket before it was closed names p1's
+        // rule with the number now used by p2's socket: not dispatched.
+        assert!(l.target(listen_ref(IN, 0, p1), fd2).is_none());
+        assert!(l.target(listen_ref(IN, 1, p2), fd2).is_some());
     }
 }

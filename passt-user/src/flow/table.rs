@@ -8,8 +8,10 @@
 //!   caller refuses the new flow (and counts it); existing flows are
 //!   unaffected. Nothing is allocated after start-up.
 //! - The index maps (pif, protocol, flowside) of one side to its [`Sidx`].
-//!   It has twice as many buckets as the slab has slots, rounded up to a
-//!   power of two, so the load factor stays at or below 1/2; collisions are
+//!   A flow puts at most two sides in it (UDP flows from forwarded ports
+//!   are found from both), so it has four times as many buckets as the
+//!   slab has slots, rounded up to a power of two: the load factor stays
+//!   at or below 1/2, and there is always an empty bucket; collisions are
 //!   resolved by linear probing, and removal shifts later entries back
 //!   (no tombstones, so lookups never degrade over time).
 //! - The hash is SipHash-1-3 with a 128-bit key from getrandom(2), so that
@@ -67,7 +69,7 @@ impl<D: Default> FlowTable<D> {
     /// `key` (use [`random_key`]).
     pub fn new(capacity: usize, key: (u64, u64)) -> Self {
         let capacity = capacity.clamp(1, 1 << 30);
-        let nbuckets = (capacity * 2).next_power_of_two();
+        let nbuckets = (capacity * 4).next_power_of_two();
         let flows = (0..capacity)
             .map(|_| Flow {
                 state: FlowState::Free,
@@ -356,6 +358,24 @@ mod tests {
         }
         assert_eq!(t.len(), live.len());
         let _ = TGT;
+    }
+
+    #[test]
+    fn lookup_ends_in_a_full_table_of_flows_hashed_on_both_sides() {
+        // Flows from forwarded UDP ports are found from either side: a
+        // table full of them must still leave empty buckets, or a lookup
+        // of a new flowside never ends.
+        let mut t = FlowTable::<u32>::new(4, (9, 10));
+        for p in 0..4u16 {
+            let i = t.alloc(Proto::Udp, [Pif::Host, Pif::Tap], [side(p), side(p + 100)], 0).unwrap();
+            t.hash_insert(i, INI);
+            t.hash_insert(i, TGT);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(t.lookup(Pif::Tap, Proto::Udp, &side(999)));
+        });
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(2)), Ok(None), "lookup must end");
     }
 
     #[test]

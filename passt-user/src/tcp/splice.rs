@@ -19,6 +19,9 @@
 //!   shutdown(SHUT_WR) of the other socket: half-close is mirrored;
 //! - an error (RST) on either socket aborts the other one with SO_LINGER 0,
 //!   so the peer sees a reset as well, and the flow ends.
+//! - a socket shut down both ways reports EPOLLHUP whatever we ask for;
+//!   while its remaining data waits in the pipe for the other socket's
+//!   EPOLLOUT, it is taken out of epoll (else the loop would spin on it).
 //!
 //! Pipes are taken at the first byte of their direction from a pool of
 //! empty pipes ([`PipePool`], refilled by flows that end cleanly), or
@@ -106,6 +109,8 @@ pub struct TcpSplice {
     eof: [bool; 2],
     /// `socks[d]` was shut down for writing.
     shut: [bool; 2],
+    /// `socks[d]` reported EPOLLHUP (shut down both ways, for good).
+    hup: [bool; 2],
 }
 
 impl TcpSplice {
@@ -150,6 +155,7 @@ pub fn open(ctx: &mut Ctx, pif: [Pif; 2], ini: FlowSide, tgt: FlowSide, sock: Ow
             connecting,
             eof: [false, false],
             shut: [false, false],
+            hup: [false, false],
         });
     }
     ctx.counters.tcp_splice_flows += 1;
@@ -276,6 +282,9 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
         reset(ctx, idx);
         return;
     }
+    if events & libc::EPOLLHUP as u32 != 0 {
+        s.hup[side] = true;
+    }
     let pool = &mut ctx.splice_pipes;
     if events & libc::EPOLLOUT as u32 != 0 && matches!(forward(s, 1 - side, pool), Moved::Reset) {
         reset(ctx, idx);
@@ -313,13 +322,26 @@ fn update(ctx: &mut Ctx, idx: usize) {
             if s.pending[1 - side] > 0 {
                 ev |= libc::EPOLLOUT as u32;
             }
+            // EPOLLHUP can't be masked and stays: a hung-up socket we want
+            // nothing from (its data waits for the other socket's
+            // EPOLLOUT) leaves epoll, or the loop would spin on it.
+            if s.hup[side] && ev & (libc::EPOLLIN | libc::EPOLLOUT) as u32 == 0 {
+                ev = 0;
+            }
         }
         if ev == s.events[side] {
             continue;
         }
         let fd = s.socks[side].as_raw_fd();
         let r = EpollRef::new(EpollType::TcpSplice, fd, Sidx::new(idx as u32, side).raw());
-        let res = if s.events[side] == 0 { ctx.epoll.add(fd, ev, r) } else { ctx.epoll.modify(fd, ev, r) };
+        let res = match (s.events[side], ev) {
+            (0, _) => ctx.epoll.add(fd, ev, r),
+            (_, 0) => {
+                ctx.epoll.del(fd);
+                Ok(())
+            }
+            _ => ctx.epoll.modify(fd, ev, r),
+        };
         if let Err(e) = res {
             log::debug!("TCP splice flow {idx}: epoll: {e}");
         }
@@ -459,5 +481,64 @@ mod tests {
         let r = client.read(&mut buf);
         assert!(matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset), "{r:?}");
         assert_eq!(ctx.counters.tcp_refused, 1);
+    }
+
+    #[test]
+    fn hung_up_socket_waiting_for_a_slow_reader_does_not_spin() {
+        // The client half-closes, then the server answers and closes while
+        // the client reads nothing: the target socket is shut down both
+        // ways (EPOLLHUP, which can't be masked) with its data stuck in
+        // the pipe. Nothing can move until the client reads.
+        let mut ctx = crate::daemon::test_ctx().unwrap();
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let back = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = sys::socket(true, libc::SOCK_STREAM, 0).unwrap();
+        sys::set_int_opt(c.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096).unwrap();
+        let fport = front.local_addr().unwrap().port();
+        let _ = sys::connect(c.as_raw_fd(), Inany::LOOPBACK4, fport);
+        let (acc, peer) = front.accept().unwrap();
+        // SAFETY: the fd is taken out of the OwnedFd.
+        let mut client = unsafe { TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(c)) };
+        client.set_nonblocking(false).unwrap();
+        acc.set_nonblocking(true).unwrap();
+        sys::set_int_opt(acc.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4096).unwrap();
+        let tsock = sys::socket(true, libc::SOCK_STREAM, 0).unwrap();
+        let ini = FlowSide { eaddr: Inany::LOOPBACK4, eport: peer.port(), oaddr: Inany::LOOPBACK4, oport: fport };
+        let tgt = FlowSide { eaddr: Inany::LOOPBACK4, eport: back.local_addr().unwrap().port(), oaddr: Inany::UNSPEC4, oport: 0 };
+        // SAFETY: the fd is taken out of the std stream.
+        let sock = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(acc)) };
+        open(&mut ctx, [Pif::Host, Pif::Splice], ini, tgt, sock, tsock);
+        pump(&mut ctx, 20);
+        let (mut server, _) = back.accept().unwrap();
+        server.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
+        client.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
+        client.write_all(b"request").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let (got, eof) = read_all(&mut ctx, &mut server, 0);
+        assert_eq!((got.as_slice(), eof), (&b"request"[..], true));
+        let answer: Vec<u8> = (0..48_000u32).map(|i| (i * 13) as u8).collect();
+        server.write_all(&answer).unwrap();
+        server.shutdown(std::net::Shutdown::Write).unwrap();
+        pump(&mut ctx, 50);
+        let mut ev = [libc::epoll_event { events: 0, u64: 0 }; EPOLL_EVENTS];
+        let mut wakeups = 0;
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        while std::time::Instant::now() < end {
+            let n = ctx.epoll.wait(&mut ev, 10).unwrap();
+            for e in &ev[..n] {
+                let r = event_ref(e);
+                if r.kind() == Some(EpollType::TcpSplice) {
+                    wakeups += 1;
+                    sock_ready(&mut ctx, Sidx::from_raw(r.data()), e.events);
+                }
+            }
+        }
+        assert!(wakeups < 20, "{wakeups} wakeups in 200 ms with nothing to move");
+        // Once the client reads, everything arrives, then the end of file.
+        let (got, eof) = read_all(&mut ctx, &mut client, 0);
+        assert!(eof, "the server's FIN reaches the client");
+        assert!(got == answer, "answer intact: {} of {} bytes", got.len(), answer.len());
+        pump(&mut ctx, 20);
+        assert_eq!(ctx.flows.len(), 0, "both ways shut down: flow gone");
     }
 }
