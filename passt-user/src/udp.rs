@@ -280,10 +280,14 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
 /// the tap ([`FlowData::Udp`], the reply socket as its socket) or spliced
 /// ([`FlowData::UdpSplice`]). `None` (counted) if it can't be forwarded.
 fn open_inbound(ctx: &mut Ctx, t: &Target, ini: FlowSide) -> Option<Sidx> {
-    let (pif, tgt) = if t.dir == OUT {
-        (Pif::Host, Fwd::nat_from_splice(L4::Udp, &ini, t.to)?)
+    let nat = if t.dir == OUT {
+        Fwd::nat_from_splice(L4::Udp, &ini, t.to).map(|tgt| (Pif::Host, tgt))
     } else {
-        ctx.fwd.nat_from_host(L4::Udp, &ini, t.to, t.taddr)?
+        ctx.fwd.nat_from_host(L4::Udp, &ini, t.to, t.taddr)
+    };
+    let Some((pif, tgt)) = nat else {
+        ctx.counters.drop_fwd_nat += 1;
+        return None;
     };
     let reply = match reply_socket(ctx, t, ini.oaddr, ini.eaddr, ini.eport) {
         Ok(s) => s,
@@ -296,7 +300,10 @@ fn open_inbound(ctx: &mut Ctx, t: &Target, ini: FlowSide) -> Option<Sidx> {
     let pif_ini = if t.dir == OUT { Pif::Splice } else { Pif::Host };
     let now = ctx.now;
     if pif == Pif::Tap {
-        let idx = ctx.flows.alloc(Proto::Udp, [pif_ini, Pif::Tap], [ini, tgt], FlowData::None)?;
+        let Some(idx) = ctx.flows.alloc(Proto::Udp, [pif_ini, Pif::Tap], [ini, tgt], FlowData::None) else {
+            ctx.counters.drop_flow_table_full += 1;
+            return None;
+        };
         let fd = reply.as_raw_fd();
         let flow_label = ctx.flow_label(idx);
         let r = EpollRef::new(EpollType::UdpFlow, fd, Sidx::new(idx as u32, INI).raw());
@@ -339,7 +346,10 @@ fn open_inbound(ctx: &mut Ctx, t: &Target, ini: FlowSide) -> Option<Sidx> {
         ctx.counters.drop_socket += 1;
         return None;
     }
-    let idx = ctx.flows.alloc(Proto::Udp, [pif_ini, pif], [ini, tgt], FlowData::None)?;
+    let Some(idx) = ctx.flows.alloc(Proto::Udp, [pif_ini, pif], [ini, tgt], FlowData::None) else {
+        ctx.counters.drop_flow_table_full += 1;
+        return None;
+    };
     for (side, fd) in [(INI, reply.as_raw_fd()), (TGT, ofd)] {
         let r = EpollRef::new(EpollType::UdpSplice, fd, Sidx::new(idx as u32, side).raw());
         if ctx.epoll.add(fd, libc::EPOLLIN as u32, r).is_err() {

@@ -128,6 +128,13 @@ pub fn open(ctx: &mut Ctx, pif: [Pif; 2], ini: FlowSide, tgt: FlowSide, sock: Ow
     for fd in [sock.as_raw_fd(), tfd] {
         let _ = sys::set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
     }
+    // A slot first: with the table full, the target never sees a
+    // connection.
+    let Some(idx) = ctx.flows.alloc(Proto::Tcp, pif, [ini, tgt], FlowData::None) else {
+        ctx.counters.drop_flow_table_full += 1;
+        sys::set_linger_zero(sock.as_raw_fd());
+        return;
+    };
     if !tgt.oaddr.is_unspecified() || tgt.oport != 0 {
         let _ = sys::bind(tfd, tgt.oaddr, tgt.oport);
     }
@@ -138,13 +145,9 @@ pub fn open(ctx: &mut Ctx, pif: [Pif; 2], ini: FlowSide, tgt: FlowSide, sock: Ow
             log::debug!("TCP splice: connect to {}:{}: {e}", tgt.eaddr, tgt.eport);
             ctx.counters.tcp_refused += 1;
             sys::set_linger_zero(sock.as_raw_fd());
+            ctx.flows.close(idx);
             return;
         }
-    };
-    let Some(idx) = ctx.flows.alloc(Proto::Tcp, pif, [ini, tgt], FlowData::None) else {
-        ctx.counters.drop_flow_table_full += 1;
-        sys::set_linger_zero(sock.as_raw_fd());
-        return;
     };
     if let Some(f) = ctx.flows.get_mut(idx) {
         f.data = FlowData::TcpSplice(TcpSplice {
@@ -342,10 +345,16 @@ fn update(ctx: &mut Ctx, idx: usize) {
             }
             _ => ctx.epoll.modify(fd, ev, r),
         };
-        if let Err(e) = res {
-            log::debug!("TCP splice flow {idx}: epoll: {e}");
+        match res {
+            Ok(()) => s.events[side] = ev,
+            Err(e) => {
+                // Not polled, it would never be woken: end it.
+                log::debug!("TCP splice flow {idx}: epoll: {e}");
+                ctx.counters.drop_socket += 1;
+                reset(ctx, idx);
+                return;
+            }
         }
-        s.events[side] = ev;
     }
 }
 
