@@ -90,8 +90,11 @@ bench_setup() {
 	mount -t tmpfs -o mode=755 bench-run /run || return 2
 	sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 	ip link set lo up
-	# connection-rate runs on the host side: room for short connections' TIME_WAIT
-	sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+	# connection-rate runs on the host side: room for short connections' TIME_WAIT,
+	# but never the bench's own ports as ephemeral ones (a client's TIME_WAIT
+	# socket on 5202 made later iperf3 servers fail with "Address already in use")
+	sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1 \
+		net.ipv4.ip_local_reserved_ports=5201-5203
 	ip netns add up || return 2
 	$NSX/up sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 	$NSX/up ip link set lo up
@@ -145,8 +148,10 @@ fwd_start() {
 	wait_until 5 holder_ready "$self" || { fwd_fail "$id" "holder namespace not created"; return 1; }
 	ip netns attach "$ns" $HOLD_PID || { fwd_fail "$id" "ip netns attach failed"; return 1; }
 	$NSX/$ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-	# connection-rate runs: room for TIME_WAIT sockets of short connections
-	$NSX/$ns sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+	# connection-rate runs: room for TIME_WAIT sockets of short connections,
+	# the bench's own ports excepted
+	$NSX/$ns sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1 \
+		net.ipv4.ip_local_reserved_ports=5201-5203
 	$NSX/$ns ip link set lo up
 	case $id in
 	pasta-rs | debian-pasta)
