@@ -73,6 +73,19 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// The result of a non-blocking call returning a count or fd: `Ok(None)`
+/// on EAGAIN, `Ok(Some(r))` otherwise.
+fn cvt_again(r: isize) -> io::Result<Option<usize>> {
+    if r >= 0 {
+        return Ok(Some(r as usize));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        return Ok(None);
+    }
+    Err(e)
+}
+
 /// A non-blocking, close-on-exec socket of family v4/v6, `ty` and `proto`.
 ///
 /// # Errors
@@ -182,14 +195,7 @@ pub fn recv_batch<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>, out: 
     let r = unsafe {
         libc::recvmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
     };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EAGAIN) {
-            return Ok(0);
-        }
-        return Err(e);
-    }
-    let r = r as usize;
+    let Some(r) = cvt_again(r as isize)? else { return Ok(0) };
     for i in 0..r {
         let h = &hdrs[i];
         out[i] = Datagram {
@@ -255,15 +261,7 @@ pub fn peek_into<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>) -> io:
     mh.msg_iov = iov.as_mut_ptr();
     mh.msg_iovlen = n;
     // SAFETY: as above.
-    let r = unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EAGAIN) {
-            return Ok(None);
-        }
-        return Err(e);
-    }
-    Ok(Some(r as usize))
+    cvt_again(unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_PEEK | libc::MSG_DONTWAIT) })
 }
 
 /// Remove `n` bytes from the front of a TCP socket's receive queue without
@@ -354,15 +352,9 @@ pub fn accept(fd: RawFd) -> io::Result<Option<(OwnedFd, Inany, u16)>> {
     let r = unsafe {
         libc::accept4(fd, &mut s as *mut _ as *mut libc::sockaddr, &mut len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
     };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EAGAIN) {
-            return Ok(None);
-        }
-        return Err(e);
-    }
+    let Some(r) = cvt_again(r as isize)? else { return Ok(None) };
     // SAFETY: fresh fd.
-    let sock = unsafe { OwnedFd::from_raw_fd(r) };
+    let sock = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
     let (a, p) = from_storage(&s).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
     Ok(Some((sock, a, p)))
 }
@@ -415,15 +407,7 @@ pub fn splice(from: RawFd, to: RawFd, len: usize, more: bool) -> io::Result<Opti
         flags |= libc::SPLICE_F_MORE;
     }
     // SAFETY: plain syscall, null offsets (neither end is a file).
-    let r = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, flags) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EAGAIN) {
-            return Ok(None);
-        }
-        return Err(e);
-    }
-    Ok(Some(r as usize))
+    cvt_again(unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, flags) })
 }
 
 /// Send each of `bufs` as one datagram on connected socket `fd`, with one
