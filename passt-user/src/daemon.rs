@@ -194,25 +194,27 @@ impl Ctx {
         })
     }
 
-    /// Add a flow owning `sock`: tap side `ini`, host side `tgt`; hash the
-    /// tap side and register the socket for input. `None` (counted) when
-    /// the table is full or epoll refuses the socket.
+    /// Add a flow owning `sock`, with sides `side` on interfaces `pif`, one
+    /// of them the tap: register the socket for input as the other side,
+    /// hash the tap side. Returns the tap side; `None` (counted) when the
+    /// table is full or epoll refuses the socket.
     pub fn new_sock_flow(
         &mut self,
         proto: Proto,
-        ini: FlowSide,
-        tgt: FlowSide,
+        pif: [Pif; 2],
+        side: [FlowSide; 2],
         sock: OwnedFd,
         wrap: fn(SockFlow) -> FlowData,
     ) -> Option<Sidx> {
         let fd = sock.as_raw_fd();
-        let Some(idx) = self.flows.alloc(proto, [Pif::Tap, Pif::Host], [ini, tgt], FlowData::None) else {
+        let Some(idx) = self.flows.alloc(proto, pif, side, FlowData::None) else {
             self.counters.drop_flow_table_full += 1;
             return None;
         };
+        let tap = self.flows.get(idx).map_or(INI, |f| f.tap_side());
         let flow_label = self.flow_label(idx);
         let kind = if proto == Proto::Udp { EpollType::UdpFlow } else { EpollType::PingFlow };
-        let sidx = Sidx::new(idx as u32, TGT);
+        let sidx = Sidx::new(idx as u32, 1 - tap);
         if self.epoll.add(fd, libc::EPOLLIN as u32, EpollRef::new(kind, fd, sidx.raw())).is_err() {
             self.counters.drop_socket += 1;
             self.flows.close(idx);
@@ -221,8 +223,8 @@ impl Ctx {
         if let Some(f) = self.flows.get_mut(idx) {
             f.data = wrap(SockFlow { sock, last: self.now, flow_label });
         }
-        self.flows.hash_insert(idx, INI);
-        Some(Sidx::new(idx as u32, INI))
+        self.flows.hash_insert(idx, tap);
+        Some(Sidx::new(idx as u32, tap))
     }
 
     /// Make the fast timer fire `after` from now, unless it fires sooner.
@@ -307,9 +309,10 @@ impl Ctx {
         let (mut tcp_due, mut m) = ([0u32; 256], 0);
         for idx in self.flows.active_indices() {
             let Some(f) = self.flows.get(idx) else { continue };
-            let (sf, timeout) = match &f.data {
-                FlowData::Udp(sf) => (sf, udp::UDP_TIMEOUT),
-                FlowData::Ping(sf) => (sf, icmp::PING_TIMEOUT),
+            let (last, timeout) = match &f.data {
+                FlowData::Udp(sf) => (sf.last, udp::UDP_TIMEOUT),
+                FlowData::UdpSplice(us) => (us.last, udp::UDP_TIMEOUT),
+                FlowData::Ping(sf) => (sf.last, icmp::PING_TIMEOUT),
                 FlowData::Tcp(tf) => {
                     if tcp::io::timer_due(tf, now) && m < tcp_due.len() {
                         tcp_due[m] = idx as u32;
@@ -317,16 +320,9 @@ impl Ctx {
                     }
                     continue;
                 }
-                FlowData::UdpSplice(us) => {
-                    if now.duration_since(us.last) >= udp::UDP_TIMEOUT && n < expired.len() {
-                        expired[n] = idx as u32;
-                        n += 1;
-                    }
-                    continue;
-                }
                 FlowData::None | FlowData::TcpSplice(_) => continue,
             };
-            if now.duration_since(sf.last) >= timeout && n < expired.len() {
+            if now.duration_since(last) >= timeout && n < expired.len() {
                 expired[n] = idx as u32;
                 n += 1;
             }
@@ -394,22 +390,14 @@ pub fn test_ctx() -> std::io::Result<Ctx> {
     })
 }
 
-/// Bind the listening sockets of both directions (the `auto` rules get
-/// the ports bound on the other side now; see [`Ctx::fwd_rescan`]).
-///
-/// # Errors
-/// [`crate::listen::ListenError`] when a requested port can't be bound.
-pub fn fwd_start(ctx: &mut Ctx) -> Result<(), crate::listen::ListenError> {
-    ctx.fwd_rescan(true)
-}
-
 impl Ctx {
-    /// Re-read the listening sockets of both sides (for `auto` rules) and
-    /// bind or release ours to match; with `strict`, a failure is an error
-    /// (start-up), else logged.
+    /// Re-read the listening sockets of the other side (for `auto` rules)
+    /// and bind or release ours to match. With `strict` (start-up), every
+    /// direction with rules is bound and a failure is an error; afterwards
+    /// only directions with `auto` rules are resynced, failures logged.
     ///
     /// # Errors
-    /// See [`fwd_start`].
+    /// [`crate::listen::ListenError`] when a requested port can't be bound.
     pub fn fwd_rescan(&mut self, strict: bool) -> Result<(), crate::listen::ListenError> {
         use crate::listen::{IN, OUT};
         for dir in [IN, OUT] {
@@ -428,21 +416,17 @@ impl Ctx {
         }
         Ok(())
     }
-}
 
-impl Ctx {
     /// The target ports `auto` rules of direction `dir` forward now:
     /// those bound on the other side (TCP listening, UDP bound; UDP also
     /// follows TCP, see [`crate::fwd_rule::udp_scan_ports`]), less the
-    /// ports of our own listeners there. Empty sets without `auto` rules.
+    /// ports of our own listeners there. Empty sets without a scanner
+    /// (there is one only for directions with `auto` rules).
     fn fwd_scan_ports(&mut self, dir: usize) -> (PortSet, PortSet) {
         use crate::fwd_rule::Proto as P;
         let Some(scanner) = self.scanners.get_mut(dir).and_then(Option::as_mut) else {
             return (PortSet::new(), PortSet::new());
         };
-        if !self.listeners.scans(dir) {
-            return (PortSet::new(), PortSet::new());
-        }
         // The scanner of direction IN reads the namespace, where our
         // OUT listeners are, and the other way round.
         scanner.scan_into(&mut self.scan_buf);

@@ -237,7 +237,7 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     if ctx.listeners.scans(crate::listen::OUT) {
         ctx.scanners[crate::listen::OUT] = Some(crate::fwd_scan::ProcNet::open().context("can't read listening sockets")?);
     }
-    crate::daemon::fwd_start(&mut ctx).context("Couldn't listen on requested ports")?;
+    ctx.fwd_rescan(true).context("Couldn't listen on requested ports")?;
     print_info(&net, &ifname);
     print_rules(conf);
 
@@ -254,9 +254,8 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     if !conf.foreground {
         // The namespace helper thread did not survive going to background.
         let nsfd = ns.netns.try_clone().context("namespace fd")?;
-        let sw = crate::netns::NsSwitch::new(nsfd).context("network namespace switch")?;
-        if let Some(old) = ctx.ns.replace(sw) {
-            ctx.ns.as_mut().map(|n| n.adopt_pool(old));
+        if let Some(sw) = ctx.ns.as_mut() {
+            sw.restart(nsfd).context("network namespace switch")?;
         }
     }
     ns.release();

@@ -20,7 +20,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::daemon::Ctx;
-use crate::flow::{FlowData, FlowSide, Inany, Proto, Sidx, INI, TGT};
+use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, INI, TGT};
 use crate::fwd::L4;
 use crate::sys;
 use crate::tap::SLOT;
@@ -84,7 +84,7 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Option<Sidx> {
     }
     let (oaddr, oport) = sys::local_addr(fd).unwrap_or((src, 0));
     let tgt = FlowSide { eaddr, eport: oport, oaddr, oport };
-    let s = ctx.new_sock_flow(Proto::Ping, ini, tgt, sock, FlowData::Ping)?;
+    let s = ctx.new_sock_flow(Proto::Ping, [Pif::Tap, Pif::Host], [ini, tgt], sock, FlowData::Ping)?;
     ctx.counters.ping_flows += 1;
     log::debug!("ping flow {}: {} id {} -> {} via {eaddr} id {oport}", s.flow(), ini.eaddr, ini.eport, ini.oaddr);
     Some(s)

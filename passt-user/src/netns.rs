@@ -11,7 +11,7 @@
 //! helper thread parked in the target namespace (setns(2) with
 //! `CLONE_NEWNET` affects only the calling thread) and runs closures there
 //! on request ([`NsSwitch::in_target`]), like upstream's `NS_CALL`. Threads
-//! don't survive fork(2): after going to background, make a new switch.
+//! don't survive fork(2): after going to background, [`NsSwitch::restart`].
 //!
 //! Connections spliced into the namespace need a fresh socket each: a pool
 //! of unbound TCP sockets ([`NsSwitch::tcp_socket`]) is refilled [`POOL`]
@@ -53,6 +53,26 @@ fn gone() -> io::Error {
     io::Error::other("namespace helper thread gone")
 }
 
+/// A thread that joins `target` and runs the jobs sent to it until the
+/// sender is dropped.
+fn spawn(target: OwnedFd) -> io::Result<mpsc::Sender<Job>> {
+    let (jobs, rx) = mpsc::channel::<Job>();
+    let (ready_tx, ready_rx) = mpsc::sync_channel::<io::Result<()>>(1);
+    std::thread::Builder::new().name("netns".into()).stack_size(256 << 10).spawn(move || {
+        let r = setns(&target);
+        let ok = r.is_ok();
+        let _ = ready_tx.send(r);
+        drop(target);
+        if ok {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        }
+    })?;
+    ready_rx.recv().map_err(|_| gone())??;
+    Ok(jobs)
+}
+
 impl NsSwitch {
     /// Start a helper thread in namespace `target` (an fd of
     /// /proc/PID/ns/net or of a bind mount of it).
@@ -60,21 +80,17 @@ impl NsSwitch {
     /// # Errors
     /// Thread creation, or setns(2) into `target`.
     pub fn new(target: OwnedFd) -> io::Result<Self> {
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<io::Result<()>>(1);
-        std::thread::Builder::new().name("netns".into()).stack_size(256 << 10).spawn(move || {
-            let r = setns(&target);
-            let ok = r.is_ok();
-            let _ = ready_tx.send(r);
-            drop(target);
-            if ok {
-                while let Ok(job) = rx.recv() {
-                    job();
-                }
-            }
-        })?;
-        ready_rx.recv().map_err(|_| gone())??;
-        Ok(NsSwitch { jobs, pool: [Vec::new(), Vec::new()] })
+        Ok(NsSwitch { jobs: spawn(target)?, pool: [Vec::new(), Vec::new()] })
+    }
+
+    /// Start a new helper thread in `target`, keeping the pooled sockets:
+    /// after fork(2), which only the calling thread survives.
+    ///
+    /// # Errors
+    /// As [`NsSwitch::new`]; the switch is unchanged then.
+    pub fn restart(&mut self, target: OwnedFd) -> io::Result<()> {
+        self.jobs = spawn(target)?;
+        Ok(())
     }
 
     /// Run `f` on the helper thread, in the target namespace, and return
@@ -115,14 +131,6 @@ impl NsSwitch {
         })??;
         self.pool[i] = made;
         self.pool[i].pop().ok_or_else(|| io::Error::from(io::ErrorKind::Other))
-    }
-
-    /// Take over the pooled sockets of `old` (a switch whose helper
-    /// thread was lost in a fork).
-    pub fn adopt_pool(&mut self, old: NsSwitch) {
-        let [a, b] = old.pool;
-        self.pool[0].extend(a);
-        self.pool[1].extend(b);
     }
 
     /// A non-blocking socket of `ty` (`SOCK_STREAM`, `SOCK_DGRAM`) in the

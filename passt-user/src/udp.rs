@@ -22,7 +22,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::time::Instant;
 
 use crate::epoll::{EpollRef, EpollType};
-use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, SockFlow, INI, TGT};
+use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, INI, TGT};
 use crate::fwd::Fwd;
 use crate::listen::{Target, OUT};
 use crate::fwd::L4;
@@ -77,7 +77,7 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Option<Sidx> {
     }
     let (oaddr, oport) = sys::local_addr(fd).unwrap_or((Inany::UNSPEC4, 0));
     let tgt = FlowSide { eaddr, eport: ini.oport, oaddr, oport };
-    let s = ctx.new_sock_flow(Proto::Udp, ini, tgt, sock, FlowData::Udp)?;
+    let s = ctx.new_sock_flow(Proto::Udp, [Pif::Tap, Pif::Host], [ini, tgt], sock, FlowData::Udp)?;
     ctx.counters.udp_flows += 1;
     log::debug!("UDP flow {}: {}:{} -> {}:{} via {eaddr}", s.flow(), ini.eaddr, ini.eport, ini.oaddr, ini.oport);
     Some(s)
@@ -300,26 +300,12 @@ fn open_inbound(ctx: &mut Ctx, t: &Target, ini: FlowSide) -> Option<Sidx> {
     let pif_ini = if t.dir == OUT { Pif::Splice } else { Pif::Host };
     let now = ctx.now;
     if pif == Pif::Tap {
-        let Some(idx) = ctx.flows.alloc(Proto::Udp, [pif_ini, Pif::Tap], [ini, tgt], FlowData::None) else {
-            ctx.counters.drop_flow_table_full += 1;
-            return None;
-        };
-        let fd = reply.as_raw_fd();
-        let flow_label = ctx.flow_label(idx);
-        let r = EpollRef::new(EpollType::UdpFlow, fd, Sidx::new(idx as u32, INI).raw());
-        if ctx.epoll.add(fd, libc::EPOLLIN as u32, r).is_err() {
-            ctx.counters.drop_socket += 1;
-            ctx.flows.close(idx);
-            return None;
-        }
-        if let Some(f) = ctx.flows.get_mut(idx) {
-            f.data = FlowData::Udp(SockFlow { sock: reply, last: now, flow_label });
-        }
-        ctx.flows.hash_insert(idx, INI);
-        ctx.flows.hash_insert(idx, TGT);
+        let s = ctx.new_sock_flow(Proto::Udp, [pif_ini, Pif::Tap], [ini, tgt], reply, FlowData::Udp)?;
+        // Also found by its client, for datagrams still reaching the listener.
+        ctx.flows.hash_insert(s.flow(), INI);
         ctx.counters.udp_flows += 1;
-        log::debug!("UDP flow {idx}: {}:{} -> tap {}:{}", ini.eaddr, ini.eport, tgt.eaddr, tgt.eport);
-        return Some(Sidx::new(idx as u32, INI));
+        log::debug!("UDP flow {}: {}:{} -> tap {}:{}", s.flow(), ini.eaddr, ini.eport, tgt.eaddr, tgt.eport);
+        return Some(Sidx::new(s.flow() as u32, INI));
     }
     // Spliced: a socket on the other side, connected to the server.
     let v4 = tgt.eaddr.is_v4();
