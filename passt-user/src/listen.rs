@@ -105,6 +105,8 @@ pub struct Target {
     pub taddr: Option<Inany>,
     /// The epoll data word of the socket ([`listen_ref`]).
     pub data: u32,
+    /// The address the socket is bound to (unspecified: any).
+    pub laddr: Inany,
 }
 
 fn rule_name(r: &FwdRule) -> String {
@@ -199,7 +201,8 @@ impl Listeners {
         }
         let (dir, idx, port) = unpack_ref(data);
         let r = self.dirs.get(dir)?.rules.get(idx)?;
-        Some(Target { dir, proto: r.proto, port, to: r.target_port(port)?, taddr: r.taddr.map(Inany::from), data })
+        let laddr = listen_addr(r, self.v4, self.v6).0;
+        Some(Target { dir, proto: r.proto, port, to: r.target_port(port)?, taddr: r.taddr.map(Inany::from), data, laddr })
     }
 
     /// Ports of `proto` we listen on in direction `dir` (to leave out of
@@ -281,17 +284,24 @@ fn bind_port(dir: usize, r: &FwdRule, port: u16, v4: bool, v6: bool, ns: Option<
         Proto::Tcp => libc::SOCK_STREAM,
         Proto::Udp => libc::SOCK_DGRAM,
     };
-    let (a, v6only) = match r.addr {
-        Some(a) => (Inany::from(a), true),
-        None if v6 => (Inany::UNSPEC6, !v4),
-        None => (Inany::UNSPEC4, true),
-    };
+    let (a, v6only) = listen_addr(r, v4, v6);
     if dir == OUT {
         let Some(ns) = ns else { return Err(std::io::ErrorKind::Unsupported.into()) };
         let ifname = r.ifname.clone();
         return ns.in_target(move || bind_one(ty, a, port, ifname.as_deref(), v6only))?;
     }
     bind_one(ty, a, port, r.ifname.as_deref(), v6only)
+}
+
+/// The address the sockets of rule `r` bind to, and whether an IPv6 one
+/// is IPv6-only: the rule's address, else any address (dual-stack if both
+/// versions are on).
+fn listen_addr(r: &FwdRule, v4: bool, v6: bool) -> (Inany, bool) {
+    match r.addr {
+        Some(a) => (Inany::from(a), true),
+        None if v6 => (Inany::UNSPEC6, !v4),
+        None => (Inany::UNSPEC4, true),
+    }
 }
 
 /// One listening socket on `a`:`port` (`v6only` for IPv6 addresses).

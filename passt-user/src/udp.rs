@@ -211,7 +211,8 @@ fn reply_socket(ctx: &Ctx, t: &Target, laddr: Inany, client: Inany, cport: u16) 
 /// already, and is forwarded. Datagrams are received into free transmit
 /// slots, so that those going to the tap become frames in place.
 pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
-    let laddr = sys::local_addr(lfd).map_or(Inany::UNSPEC6, |(a, _)| a);
+    let laddr = t.laddr;
+    let pif_ini = if t.dir == OUT { Pif::Splice } else { Pif::Host };
     let mut out = [sys::Datagram { len: 0, truncated: false, from: None }; 64];
     for _ in 0..4 {
         if ctx.tx.room() < crate::tap::BATCH / 2 {
@@ -232,7 +233,6 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
                 ctx.counters.drop_host_oversize += 1;
                 continue;
             }
-            let pif_ini = if t.dir == OUT { Pif::Splice } else { Pif::Host };
             // `-U` listens on any address of lo: the datagram was sent to a
             // loopback address (which one is not known; the usual one).
             let oaddr = match (t.dir == OUT && laddr.is_unspecified(), from.is_v4()) {
