@@ -32,7 +32,7 @@ use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, SockFlow, INI, TG
 use crate::fwd::Fwd;
 use crate::fwd_rule::PortSet;
 use crate::svc::{self, SvcConf};
-use crate::tap::{RxBatch, Tap, TapError, TxBatch};
+use crate::tap::{PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch};
 use crate::{icmp, tcp, udp};
 
 /// Flows in the table (UDP and ping share it); upstream's default order of
@@ -120,6 +120,12 @@ pub struct Ctx {
     label_seed: u32,
     counters_logged: Counters,
     exit: Option<i32>,
+    /// The tap back-end's fds as registered, and the back-end's
+    /// [`Tap::poll_gen`] when they were.
+    tap_regs: Vec<PollFd>,
+    tap_gen: Option<u64>,
+    /// Guest MAC given at start (pasta), restored when a new guest attaches.
+    guest_mac_init: [u8; 6],
 }
 
 /// Everything needed to build a [`Ctx`].
@@ -191,6 +197,9 @@ impl Ctx {
             label_seed: key.0 as u32,
             counters_logged: Counters::default(),
             exit: None,
+            tap_regs: Vec::with_capacity(8),
+            tap_gen: None,
+            guest_mac_init: i.guest_mac.unwrap_or([0xff; 6]),
         })
     }
 
@@ -282,6 +291,36 @@ impl Ctx {
             Err(e) => log::debug!("{e}"),
         }
         self.tx.clear();
+        self.tap_sync();
+    }
+
+    /// Bring the epoll registrations of the tap back-end's fds up to date
+    /// when its [`Tap::poll_gen`] moved. Called right after every call into
+    /// the back-end that may open or close fds, so that no fd number it
+    /// closed can have been reused by another part of the data plane yet.
+    fn tap_sync(&mut self) {
+        let gen = self.tap.poll_gen();
+        if self.tap_gen == Some(gen) {
+            return;
+        }
+        self.tap_gen = Some(gen);
+        for p in self.tap_regs.drain(..) {
+            self.epoll.del(p.fd);
+        }
+        self.tap.poll_fds(&mut self.tap_regs);
+        for p in &self.tap_regs {
+            if let Err(e) = self.epoll.add(p.fd, p.events, EpollRef::new(EpollType::Tap, p.fd, p.id)) {
+                log::error!("can't poll the tap back-end's fd {}: {e}, exiting", p.fd);
+                self.exit = Some(1);
+            }
+        }
+    }
+
+    /// A new guest attached: forget what was learnt from the previous one
+    /// (its MAC, its addresses).
+    fn guest_reset(&mut self) {
+        self.guest_mac = self.guest_mac_init;
+        self.fwd.guest_reset();
     }
 
     /// Run a responder into the next transmit slot.
@@ -545,11 +584,28 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
     }
 }
 
+/// An event on one of the tap back-end's fds.
+fn tap_event(ctx: &mut Ctx, id: u32, events: u32) {
+    let r = ctx.tap.event(id, events);
+    ctx.tap_sync();
+    match r {
+        Ok(TapEvent::Readable) => tap_ready(ctx),
+        Ok(TapEvent::Connected) => ctx.guest_reset(),
+        Ok(TapEvent::Disconnected) | Ok(TapEvent::Nothing) => {}
+        Err(TapError::Gone(e)) => {
+            log::info!("{e}, exiting");
+            ctx.exit = Some(0);
+        }
+        Err(e) => log::debug!("{e}"),
+    }
+}
+
 fn tap_ready(ctx: &mut Ctx) {
     // A bounded number of batches per wakeup keeps sockets served too.
     for _ in 0..8 {
         let mut rx = std::mem::take(&mut ctx.rx);
         let r = ctx.tap.recv_batch(&mut rx);
+        ctx.tap_sync();
         let n = match r {
             Ok(n) => n,
             Err(TapError::Gone(e)) => {
@@ -595,8 +651,7 @@ fn drain_fd(fd: i32) {
 /// # Errors
 /// epoll registration or wait errors: fatal.
 pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut dyn Watch) -> std::io::Result<i32> {
-    let tap_fd = ctx.tap.fd();
-    ctx.epoll.add(tap_fd, libc::EPOLLIN as u32, EpollRef::new(EpollType::Tap, tap_fd, 0))?;
+    ctx.tap_sync();
     let t = timer_fd.as_raw_fd();
     ctx.epoll.add(t, libc::EPOLLIN as u32, EpollRef::new(EpollType::Timer, t, 0))?;
     let s = signal_fd.as_raw_fd();
@@ -610,7 +665,7 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
         for ev in &events[..n] {
             let r = event_ref(ev);
             match r.kind() {
-                Some(EpollType::Tap) => tap_ready(ctx),
+                Some(EpollType::Tap) => tap_event(ctx, r.data(), ev.events),
                 Some(EpollType::UdpFlow) => udp::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::PingFlow) => icmp::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
                 Some(EpollType::TcpSock) => tcp::io::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),

@@ -148,6 +148,13 @@ impl Fwd {
         Some(dst)
     }
 
+    /// Forget the addresses learnt from the guest (a new guest attached).
+    pub fn guest_reset(&mut self) {
+        self.v4.addr_seen = None;
+        self.v6.addr_seen = None;
+        self.ll_seen6 = None;
+    }
+
     /// The guest's address to send inbound flows to, matching the family
     /// and scope of `src` (the source the guest will see): last seen on
     /// the tap, else the assigned one.

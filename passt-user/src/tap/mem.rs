@@ -8,9 +8,9 @@
 //! Syscalls: eventfd2.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::{RxBatch, Tap, TapError, TxBatch, TxResult, BATCH};
+use super::{PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch, TxResult, BATCH};
 
 /// Frames kept at most; older ones are dropped first.
 const KEEP: usize = 1024;
@@ -42,8 +42,12 @@ impl MemTap {
 }
 
 impl Tap for MemTap {
-    fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    fn poll_fds(&self, out: &mut Vec<PollFd>) {
+        out.push(PollFd { fd: self.fd.as_raw_fd(), events: libc::EPOLLIN as u32, id: 0 });
+    }
+
+    fn event(&mut self, _id: u32, _events: u32) -> Result<TapEvent, TapError> {
+        Ok(TapEvent::Readable)
     }
 
     fn recv_batch(&mut self, rx: &mut RxBatch) -> Result<usize, TapError> {

@@ -6,6 +6,10 @@
 //! in a [`TxBatch`]. Protocol code never knows which back-end it talks to.
 //!
 //! Back-ends: [`tun::TunTap`] (pasta: /dev/net/tun, IFF_TAP | IFF_NO_PI).
+//! A back-end may poll several fds, and their set may change (a guest
+//! connecting to passt's socket): it lists them with [`Tap::poll_fds`], the
+//! data plane re-registers them when [`Tap::poll_gen`] moves and hands
+//! their events to [`Tap::event`].
 //!
 //! Buffers are allocated once at start-up: [`RxBatch`] is one contiguous
 //! buffer holding up to [`BATCH`] frames back to back; [`TxBatch`] has
@@ -155,10 +159,53 @@ pub struct TxResult {
     pub dropped: usize,
 }
 
+/// One fd a back-end wants polled: `events` is an epoll mask
+/// (EPOLLIN, EPOLLOUT, EPOLLRDHUP...), `id` is the back-end's own name for
+/// it, handed back to [`Tap::event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollFd {
+    /// The fd.
+    pub fd: RawFd,
+    /// epoll event mask to register.
+    pub events: u32,
+    /// Back-end-defined identifier (below 2^32).
+    pub id: u32,
+}
+
+/// What an event on one of a back-end's fds amounted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapEvent {
+    /// Frames may be ready: call [`Tap::recv_batch`].
+    Readable,
+    /// A guest attached (passt: a client connected to the socket). Per-guest
+    /// state (its MAC and addresses) starts afresh.
+    Connected,
+    /// The guest left; frames written now are dropped until the next one.
+    Disconnected,
+    /// Nothing for the data path (a control message handled, a spurious
+    /// wakeup, room to write again).
+    Nothing,
+}
+
 /// A tap back-end.
 pub trait Tap {
-    /// The fd to poll for input.
-    fn fd(&self) -> RawFd;
+    /// The fds to poll now, appended to `out`. The set may change after
+    /// [`Tap::event`] or [`Tap::send_batch`]; [`Tap::poll_gen`] tells when.
+    fn poll_fds(&self, out: &mut Vec<PollFd>);
+
+    /// A counter that changes whenever [`Tap::poll_fds`] would return
+    /// something else: the caller re-registers its fds then.
+    fn poll_gen(&self) -> u64 {
+        0
+    }
+
+    /// Handle readiness `events` (epoll mask) of the fd registered with
+    /// identifier `id`.
+    ///
+    /// # Errors
+    /// [`TapError::Gone`] when the back-end cannot go on (device gone, or
+    /// the only guest of `--one-off` left): the process exits.
+    fn event(&mut self, id: u32, events: u32) -> Result<TapEvent, TapError>;
 
     /// Read every frame ready, at most [`BATCH`], into `rx` (cleared first).
     /// Returns the number of frames read; 0 when none was ready.
@@ -173,6 +220,18 @@ pub trait Tap {
     /// # Errors
     /// [`TapError::Gone`] when the device is gone, [`TapError::Io`] otherwise.
     fn send_batch(&mut self, tx: &TxBatch) -> Result<TxResult, TapError>;
+}
+
+/// [`Tap::event`] for a back-end that is one fd: hang-up or error is
+/// [`TapError::Gone`], anything else [`TapEvent::Readable`].
+///
+/// # Errors
+/// [`TapError::Gone`] on EPOLLHUP or EPOLLERR.
+pub fn single_fd_event(events: u32) -> Result<TapEvent, TapError> {
+    if events & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
+        return Err(TapError::Gone(std::io::Error::other("hang-up")));
+    }
+    Ok(TapEvent::Readable)
 }
 
 /// The back-end of `--splice-only` (passt(1): "Do not create a tap device
@@ -204,9 +263,13 @@ impl NoTap {
 }
 
 impl Tap for NoTap {
-    fn fd(&self) -> RawFd {
+    fn poll_fds(&self, out: &mut Vec<PollFd>) {
         use std::os::fd::AsRawFd;
-        self.fd.as_raw_fd()
+        out.push(PollFd { fd: self.fd.as_raw_fd(), events: libc::EPOLLIN as u32, id: 0 });
+    }
+
+    fn event(&mut self, _id: u32, _events: u32) -> Result<TapEvent, TapError> {
+        Ok(TapEvent::Nothing)
     }
 
     fn recv_batch(&mut self, rx: &mut RxBatch) -> Result<usize, TapError> {

@@ -11,9 +11,9 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::{RxBatch, Tap, TapError, TxBatch, TxResult, BATCH, MAX_FRAME};
+use super::{PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch, TxResult, BATCH, MAX_FRAME};
 
 /// A tap device.
 #[derive(Debug)]
@@ -75,8 +75,12 @@ fn classify(e: io::Error) -> TapError {
 }
 
 impl Tap for TunTap {
-    fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    fn poll_fds(&self, out: &mut Vec<PollFd>) {
+        out.push(PollFd { fd: self.fd.as_raw_fd(), events: libc::EPOLLIN as u32, id: 0 });
+    }
+
+    fn event(&mut self, _id: u32, events: u32) -> Result<TapEvent, TapError> {
+        super::single_fd_event(events)
     }
 
     fn recv_batch(&mut self, rx: &mut RxBatch) -> Result<usize, TapError> {
