@@ -45,7 +45,17 @@ const HOST_PACKAGES: &[&str] = &[
     "passt",
     "iperf3",
     "util-linux",
+    // the real-guest runs (../shared/guest/guestlab.sh)
+    "qemu-system-x86",
+    "cpio",
+    "procps",
 ];
+
+/// passt back-ends the real-guest step boots a guest through
+/// (`guestlab.sh run --mode M`).
+const GUEST_MODES: &[&str] = &["stream"];
+/// Checks a guestlab run makes; each must pass.
+const GUEST_CHECKS: u32 = 26;
 
 /// Default run time of each fuzz target in seconds (`--fuzz-secs`).
 const FUZZ_SECS_DEFAULT: u64 = 60;
@@ -53,9 +63,11 @@ const FUZZ_SECS_DEFAULT: u64 = 60;
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
-  test [--no-install] [--no-fuzz] [--fuzz-secs N]
+  test [--no-install] [--no-fuzz] [--fuzz-secs N] [--no-guest]
         install missing host packages, build release, cargo test --workspace
-        --release (unit + netns integration tests, needs root), then fuzz each
+        --release (unit + netns integration tests, needs root), boot a real
+        QEMU guest through passt in each back-end mode with
+        ../shared/guest/guestlab.sh (every check must pass), then fuzz each
         target N seconds (default 60) if passt-user/fuzz exists
   run [--lab] [-- PASTA_ARGS...]
         build release and run pasta --config-net PASTA_ARGS...; --lab: inside
@@ -147,12 +159,14 @@ fn show(cmd: &Command) -> String {
 fn cmd_test(args: &[OsString]) -> Result<()> {
     let mut install = true;
     let mut fuzz = true;
+    let mut guest = true;
     let mut fuzz_secs = FUZZ_SECS_DEFAULT;
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(a) = it.next() {
         match a.as_str() {
             "--no-install" => install = false,
             "--no-fuzz" => fuzz = false,
+            "--no-guest" => guest = false,
             "--fuzz-secs" => {
                 let v = it.next().context("--fuzz-secs needs a number of seconds")?;
                 fuzz_secs = v
@@ -172,7 +186,10 @@ fn cmd_test(args: &[OsString]) -> Result<()> {
     if std::env::var_os("PASTA_BIN").is_none() {
         t.env("PASTA_BIN", root.join("target/release/pasta"));
     }
-    let (passed, failed) = run_counting_tests(&mut t)?;
+    let (mut passed, failed) = run_counting_tests(&mut t)?;
+    if guest {
+        passed += run_guests(&root)?;
+    }
     let fuzz_dir = root.join("passt-user/fuzz");
     if fuzz && fuzz_dir.is_dir() {
         run_fuzz(&fuzz_dir, fuzz_secs)?;
@@ -184,6 +201,41 @@ fn cmd_test(args: &[OsString]) -> Result<()> {
     // binary, often doc-tests with nothing to run).
     println!("tests: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Boot a real guest through `target/release/passt` once per back-end mode
+/// ([`GUEST_MODES`]) with the shared harness `../shared/guest/guestlab.sh`
+/// (QEMU, a Debian kernel and busybox userland it downloads and builds on
+/// first use, in private namespaces). Every one of its [`GUEST_CHECKS`]
+/// checks must pass. Returns the number of runs that passed.
+fn run_guests(root: &Path) -> Result<u64> {
+    let lab = root.join("../shared/guest/guestlab.sh");
+    if !lab.is_file() {
+        bail!(
+            "{} is missing: the real-guest runs need ../shared beside the checkout (or pass --no-guest)",
+            lab.display()
+        );
+    }
+    let mut passed = 0;
+    for mode in GUEST_MODES {
+        let mut c = Command::new("bash");
+        c.arg(&lab)
+            .args(["run", "--backend", "target/release/passt", "--mode", mode])
+            .current_dir(root);
+        eprintln!("xtask: $ {}", show(&c));
+        let out = c.output().with_context(|| format!("cannot start {}", show(&c)))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        print!("{text}");
+        let summary = text.lines().find(|l| l.starts_with("SUMMARY ")).unwrap_or("");
+        let want = format!(" pass={GUEST_CHECKS} fail=0 ");
+        if !out.status.success() || !summary.contains(&want) {
+            bail!("real guest in {mode} mode: not every check passed ({}): {summary}", out.status);
+        }
+        println!("test guest::{mode} ... ok");
+        passed += 1;
+    }
+    Ok(passed)
 }
 
 /// Run `cmd` (a `cargo test`), passing its output through, and add up the
