@@ -1,11 +1,14 @@
 //! # Theory of operation
 //!
 //! The program: `argv[0]` picks passt or pasta, the command line is parsed
-//! ([`crate::conf`]), the host is looked at ([`crate::host`]), the target
-//! namespace joined or created and its tap configured ([`crate::pasta`]),
-//! then, once everything is ready, the PID file is written and we go to
-//! the background (parent exits 0), and the data plane runs
-//! ([`crate::daemon`]). Start-up errors print one line and exit 1.
+//! ([`crate::conf`]), the host is looked at ([`crate::host`]) and the
+//! guest's configuration resolved. Then the back-end is set up: pasta joins
+//! or creates the target namespace and configures its tap
+//! ([`crate::pasta`]); passt listens on its UNIX socket (or takes `--fd`,
+//! [`crate::tap::stream`]). The forwarding listeners are bound, and, once
+//! everything is ready, the PID file is written and we go to the background
+//! (the parent exits 0), and the data plane runs ([`crate::daemon`]).
+//! Start-up errors print one line and exit 1.
 
 use std::ffi::OsString;
 use std::path::Path;
