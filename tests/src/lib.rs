@@ -60,6 +60,7 @@ pub const CASES: &[&str] = &[
     "22-fwd-podman",
     "23-fwd-cli",
     "24-fwd-splice-only",
+    "25-passt-stream",
 ];
 
 /// Why a case did not pass.
