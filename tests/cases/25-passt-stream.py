@@ -680,12 +680,14 @@ def tcp_client(g, src, dst, port, what):
 
 
 def tcp_download(g, src, dst, port, want_sha, want_len, what):
-    """One connection to tcplab.py serve-sendclose: a large window (scale 7)
-    and MSS so that passt's writes to our socket outrun our reading (partial
-    writes, full socket); every frame must still parse (lengths, checksums),
+    """One connection to tcplab.py serve-sendclose with a large window
+    (scale 7) and MSS, read slowly, so that passt's writes to our socket
+    batch many large frames; every frame must parse (lengths, checksums),
     the data arrive in order (in-order segments accepted, anything else
     dropped and answered with a duplicate ACK) up to passt's FIN, with the
-    server's sha256 and length. Then our FIN. Returns our source port."""
+    server's sha256 and length. Then our FIN. Returns our source port.
+    (In the lab, passt's socket never fills: its send buffer, twice
+    net.core.wmem_max, outsizes what one TCP flow keeps in flight.)"""
     sport = random.randint(20000, 60000)
     isn = random.getrandbits(32)
     snd_nxt = (isn + 1) & 0xFFFFFFFF
@@ -730,7 +732,7 @@ def tcp_download(g, src, dst, port, want_sha, want_len, what):
         if p.data or p.flags & FIN:
             seg(snd_nxt, rcv_nxt, ACK)
         if frames % 8 == 0:
-            time.sleep(0.02)   # a slow guest: passt's socket fills up
+            time.sleep(0.02)   # a slow guest
     secs = time.monotonic() - t0
     check(n == want_len and h.hexdigest() == want_sha, f"{what}: downloaded data",
           f"{n} bytes sha256 {h.hexdigest()}, want {want_len} {want_sha}")
