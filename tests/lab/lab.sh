@@ -22,9 +22,10 @@
 # can use ICMP echo sockets.
 #
 # Helpers for cases: log, ok, fail, expect_eq, expect_match, wait_until, PASTA,
-# pasta_spawn, pasta_is_ours, skip_unless_ours, ns_ifname_cmd, alive, kv,
-# capture_start/capture_stop; optional: lab_local_mode, lab_tcp_server (servers
-# from tcplab.py), vm_rss_kib, need_tools. Every external command a case runs
+# PASST_BIN, passt_is_ours, pasta_spawn, pasta_is_ours, skip_unless_ours,
+# ns_ifname_cmd, alive, kv, capture_start/capture_stop; optional:
+# lab_local_mode, lab_tcp_server (servers from tcplab.py), vm_rss_kib,
+# need_tools. Every external command a case runs
 # must be bounded by `timeout`; wait_until is bounded by count and time.
 
 # ---- addresses (read-only for cases) ---------------------------------------
@@ -117,6 +118,18 @@ skip_unless_ours() {
 	pasta_is_ours && return 0
 	log "skip: $1 (only checked for passt-rs; $PASTA_BIN is not)"
 	return 1
+}
+
+# ---- passt ------------------------------------------------------------------
+# PASST_BIN: the passt binary under test, by default the one next to PASTA_BIN
+# (the same build: target/release/passt, or /usr/bin/passt for /usr/bin/pasta).
+PASST_BIN=${PASST_BIN:-${PASTA_BIN%/*}/passt}
+
+# True if PASST_BIN is passt-rs (version line "passt ... passt-rs ...").
+passt_is_ours() {
+	local v
+	v=$(timeout 5 "$PASST_BIN" --version 2>/dev/null | head -n 1)
+	[[ $v == "passt "* && $v == *passt-rs* ]]
 }
 
 # Shell snippet that prints the first non-lo interface name (ip -o link form

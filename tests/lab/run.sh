@@ -5,6 +5,8 @@
 #
 # Environment:
 #   PASTA_BIN        binary under test (default <workspace>/target/release/pasta)
+#   PASST_BIN        passt binary for the passt-mode cases (default: passt in
+#                    PASTA_BIN's directory; see lab.sh)
 #   LAB_TIMEOUT      hard limit for the whole case in seconds (default 120)
 #   LAB_KEEP=1       keep the work directory even when the case passes
 #   LAB_INTERACTIVE=1  keep the terminal (timeout --foreground), for

@@ -21,8 +21,10 @@
 //! success, kept and named in the output on failure).
 //!
 //! Environment: `PASTA_BIN` (binary under test, default
-//! `<workspace>/target/release/pasta`), `PASST_SKIP_PRIV_TESTS=1` (skip every
-//! case instead of failing when not root), `LAB_TIMEOUT`, `LAB_KEEP=1`.
+//! `<workspace>/target/release/pasta`), `PASST_BIN` (passt for the
+//! passt-mode cases, default: `passt` next to `PASTA_BIN`),
+//! `PASST_SKIP_PRIV_TESTS=1` (skip every case instead of failing when not
+//! root), `LAB_TIMEOUT`, `LAB_KEEP=1`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,7 @@ pub const CASES: &[&str] = &[
     "22-fwd-podman",
     "23-fwd-cli",
     "24-fwd-splice-only",
+    "25-passt-stream",
 ];
 
 /// Why a case did not pass.

@@ -169,3 +169,9 @@ fn fwd_cli() {
 fn fwd_splice_only() {
     case("24-fwd-splice-only")
 }
+
+/// passt mode with a socketpair guest: DHCP/ARP/NDP/DHCPv6, UDP/ICMP/TCP, stream framing, -1, --fd, daemon, socket probing, pcap.
+#[test]
+fn passt_stream() {
+    case("25-passt-stream")
+}
