@@ -1420,10 +1420,10 @@ fn clip_middle(s: &str, max: usize) -> String {
 }
 
 /// Longest failure reason kept, characters.
-const GUEST_NOTE_MAX: usize = 300;
+const GUEST_NOTE_MAX: usize = 320;
 /// Longest part of a reason taken from the cause's detail (QEMU's errors
 /// repeat long socket paths) and from the back-end log, characters.
-const GUEST_CAUSE_MAX: usize = 150;
+const GUEST_CAUSE_MAX: usize = 180;
 const GUEST_TAIL_MAX: usize = 100;
 
 /// The outcome of direction `dir` of one guestlab run: Ok(receiver Mbit/s)
@@ -1434,7 +1434,9 @@ const GUEST_TAIL_MAX: usize = 100;
 /// cut to [`GUEST_CAUSE_MAX`]), followed by `backend_tail` (the back-end
 /// log's last line, cut to [`GUEST_TAIL_MAX`]) when given; otherwise
 /// the iperf3 check's own status and detail; `fallback` when guestlab
-/// printed no line for the check.
+/// printed no line for the check. The run directory (from the SUMMARY
+/// line) reads `RUN` in reasons, so that runs failing alike give the same
+/// reason.
 fn guest_outcome(out: &GuestlabOutput, dir: Dir, backend_tail: Option<&str>, fallback: &str) -> Result<f64, String> {
     let name = guest_check(dir);
     let c = out.check(name);
@@ -1449,15 +1451,19 @@ fn guest_outcome(out: &GuestlabOutput, dir: Dir, backend_tail: Option<&str>, fal
     let cause = ["backend_start", "run_timeout", "boot"]
         .iter()
         .find_map(|n| out.check(n).filter(|c| c.status.starts_with("FAIL")));
+    let generic = |detail: &str| match &out.summary {
+        Some(sm) => detail.replace(sm.run_dir.as_str(), "RUN"),
+        None => detail.to_string(),
+    };
     let why = match (cause, c) {
         (Some(k), _) => {
-            let mut w = format!("{} FAIL: {}", k.name, clip_middle(&k.detail, GUEST_CAUSE_MAX));
+            let mut w = format!("{} FAIL: {}", k.name, clip_middle(&generic(&k.detail), GUEST_CAUSE_MAX));
             if let Some(t) = backend_tail.map(str::trim).filter(|t| !t.is_empty()) {
                 let _ = write!(w, "; back-end log: {}", clip(t, GUEST_TAIL_MAX));
             }
             w
         }
-        (None, Some(c)) => format!("{} {}: {}", c.name, c.status, c.detail),
+        (None, Some(c)) => format!("{} {}: {}", c.name, c.status, generic(&c.detail)),
         (None, None) => fallback.to_string(),
     };
     Err(clip(&why, GUEST_NOTE_MAX))
@@ -2490,16 +2496,26 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let out = parse_guestlab(GUESTLAB_VU_FAIL);
         for dir in [Dir::Send, Dir::Recv] {
             let why = guest_outcome(&out, dir, Some(VU_BACKEND_TAIL), "x").unwrap_err();
-            assert!(why.starts_with("boot FAIL: no GLBOOT on console; qemu rc=1: qemu-system-x86_64: -chardev"), "{why}");
-            // QEMU's verdict survives the cut of its long socket paths
-            assert!(why.contains(" ... ") && why.contains("Connection refused; back-end log: "), "{why}");
-            assert!(why.ends_with(&format!("; back-end log: {VU_BACKEND_TAIL}")), "{why}");
+            assert_eq!(
+                why,
+                format!(
+                    "boot FAIL: no GLBOOT on console; qemu rc=1: qemu-system-x86_64: -chardev \
+                     socket,id=c0,path=RUN/sock/backend.sock: Failed to connect to \
+                     'RUN/sock/backend.sock': Connection refused; back-end log: {VU_BACKEND_TAIL}"
+                )
+            );
             assert!(why.chars().count() <= GUEST_NOTE_MAX, "{why}");
             assert!(!why.contains("in-iperf3.log"), "{why}");
         }
-        // without a log, the cause alone
+        // without a log, the cause alone; without the run directory, its path
         let why = guest_outcome(&out, Dir::Send, None, "x").unwrap_err();
         assert!(why.starts_with("boot FAIL: ") && !why.contains("back-end log"), "{why}");
+        let no_summary: String = GUESTLAB_VU_FAIL.lines().filter(|l| !l.starts_with("SUMMARY")).collect::<Vec<_>>().join("\n");
+        let why = guest_outcome(&parse_guestlab(&no_summary), Dir::Recv, Some(VU_BACKEND_TAIL), "x").unwrap_err();
+        // QEMU's verdict survives the cut of its long socket paths
+        assert!(why.contains("/tmp/guestlab-bench/runs/") && why.contains(" ... "), "{why}");
+        assert!(why.contains("Connection refused; back-end log: --vhost-user"), "{why}");
+        assert!(why.chars().count() <= GUEST_NOTE_MAX, "{why}");
         // the back-end never made its socket: that is the cause
         let bs = parse_guestlab("CHECK backend_start FAIL no socket /r/sock/backend.sock; log: bind: EACCES\n");
         assert_eq!(
