@@ -1,7 +1,8 @@
 //! # Theory of operation
 //!
 //! `cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST]
-//! [--only tap|splice] [--no-install]`: two parts, both by default.
+//! [--guest-tools LIST] [--only tap|splice|guest] [--no-install]`: three
+//! parts, all by default.
 //!
 //! - tap: iperf3 TCP throughput through the tap of pasta-rs, side by side in
 //!   the same run with Debian's pasta (`/usr/bin/pasta`, package `passt`) and
@@ -15,7 +16,20 @@
 //!   beside the same clients over plain loopback (the ceiling), with the
 //!   ratios pasta-rs / Debian pasta and each / loopback. Rows come from
 //!   `target/bench/splice.tsv` ([`parse_splice_runs`]); the table follows
-//!   the tap table, bench.json holds `splice_runs` and `splice_summary`.
+//!   the tap table, bench.json holds `splice_runs` and `splice_summary`;
+//! - guest: iperf3 from a real QEMU guest through passt-rs in stream mode
+//!   (`passt-rs`), Debian's passt in stream mode (`debian-passt`,
+//!   `/usr/bin/passt`) and passt-rs as a vhost-user back-end
+//!   (`passt-rs-vu`), one `../shared/guest/guestlab.sh run` per round and
+//!   back-end (round-robin, rotated each round; see [`run_guest_part`]). The
+//!   guest runs under TCG here (no usable KVM), so the absolute Mbit/s mean
+//!   little: the table's point is the ratios passt-rs / Debian passt and
+//!   vhost-user / stream of runs made side by side. Rows come from
+//!   guestlab's `CHECK iperf3_out|iperf3_in` lines ([`parse_guestlab`],
+//!   [`guest_outcome`]); runs go to `target/bench/guest.tsv`
+//!   ([`guest_tsv`]), each run's summary.txt to `target/bench/raw/`, the
+//!   table follows the splice table, bench.json holds `guest_runs` and
+//!   `guest_summary`.
 //!
 //! Steps: install the missing Debian packages (`iperf3 passt slirp4netns`
 //! and the tools the lab script calls; [`super::ensure_packages`]), build
@@ -40,9 +54,17 @@
 //! `target/bench/bench.json`; raw iperf3 JSON and forwarder logs stay in
 //! `target/bench/raw` and `target/bench/logs`.
 //!
+//! The guest part does not use the lab script: the bench starts guestlab.sh
+//! itself (which makes its own private namespaces) once per run, each under
+//! its own `timeout` ([`guest_timeouts`]); guestlab's kernel and initramfs
+//! are built (and its KVM probe cached) before the clock starts, like the
+//! release build. The hard limit of the whole bench ([`hard_limit_secs`])
+//! is the lab's limit plus the sum of those per-run limits.
+//!
 //! Exit status: 0 when at least one run of any tool succeeded, 1 when every
 //! tool failed everywhere, when the lab could not be set up, or when the
-//! hard timeout killed the lab (the partial table is still printed).
+//! hard timeout killed the lab (the partial table is still printed). A guest
+//! run killed by its timeout is a failed run; the bench goes on.
 //!
 //! Limits: one machine's numbers; the client, server and forwarder share its
 //! CPUs, so other load skews them (the medians and ranges show how much).
@@ -113,21 +135,30 @@ struct Opts {
     install: bool,
     /// Selected tools, in column order.
     tools: Vec<&'static Tool>,
-    /// Run the tap part (`--only tap`, or both by default).
+    /// Run the tap part (`--only tap`, or by default).
     tap: bool,
-    /// Run the splice part (`--only splice`, or both by default).
+    /// Run the splice part (`--only splice`, or by default).
     splice: bool,
+    /// Run the guest part (`--only guest`, or by default).
+    guest: bool,
+    /// Selected guest back-ends, in column order.
+    guest_tools: Vec<&'static GuestTool>,
 }
 
 const USAGE: &str = "\
-usage: cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--only tap|splice] [--no-install]
+usage: cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST]
+                         [--only tap|splice|guest] [--no-install]
   --rounds N    rounds, each running every path with every tool (default 3)
-  --secs S      seconds per run (default 5)
+  --secs S      seconds per run (default 5; the guest part: per direction)
   --quick       1 round x 2 s (smoke test)
   --tools LIST  comma-separated subset of pasta-rs,debian-pasta,slirp4netns
                 (the splice table has pasta-rs, debian-pasta and loopback)
-  --only PART   tap (iperf3 through the tap) or splice (pasta's loopback
-                relay beside plain loopback); default both
+  --guest-tools LIST
+                comma-separated subset of passt-rs,debian-passt,passt-rs-vu
+                (the guest part's back-ends: stream, stream, vhost-user)
+  --only PART   tap (iperf3 through the tap), splice (pasta's loopback
+                relay beside plain loopback) or guest (iperf3 from a QEMU
+                guest through passt, ../shared/guest/guestlab.sh); default all
   --no-install  do not install missing Debian packages";
 
 fn parse_args(args: &[OsString]) -> Result<Opts> {
@@ -138,6 +169,8 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
         tools: TOOLS.iter().collect(),
         tap: true,
         splice: true,
+        guest: true,
+        guest_tools: GUEST_TOOLS.iter().collect(),
     };
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
     let positive = |name: &str, v: Option<String>| -> Result<u32> {
@@ -157,10 +190,25 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
             }
             "--no-install" => o.install = false,
             "--only" => match it.next().as_deref() {
-                Some("tap") => (o.tap, o.splice) = (true, false),
-                Some("splice") => (o.tap, o.splice) = (false, true),
-                v => bail!("--only: want tap or splice, not {}", v.unwrap_or("nothing")),
+                Some("tap") => (o.tap, o.splice, o.guest) = (true, false, false),
+                Some("splice") => (o.tap, o.splice, o.guest) = (false, true, false),
+                Some("guest") => (o.tap, o.splice, o.guest) = (false, false, true),
+                v => bail!("--only: want tap, splice or guest, not {}", v.unwrap_or("nothing")),
             },
+            "--guest-tools" => {
+                let v = it.next().context("--guest-tools needs a list")?;
+                let mut want = Vec::new();
+                for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let Some(t) = GUEST_TOOLS.iter().find(|t| t.id == name) else {
+                        bail!("--guest-tools: unknown back-end '{name}' (passt-rs, debian-passt, passt-rs-vu)");
+                    };
+                    want.push(t.id);
+                }
+                if want.is_empty() {
+                    bail!("--guest-tools: empty list");
+                }
+                o.guest_tools = GUEST_TOOLS.iter().filter(|t| want.contains(&t.id)).collect();
+            }
             "--tools" => {
                 let v = it.next().context("--tools needs a list")?;
                 let mut want = Vec::new();
@@ -191,15 +239,31 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     if !is_root()? {
         bail!("bench must run as root (unshare --net --mount --pid for the private lab)");
     }
+    let lab_part = opts.tap || opts.splice;
     if opts.install {
-        ensure_packages(BENCH_PACKAGES)?;
+        let mut pkgs: Vec<&str> = Vec::new();
+        if lab_part {
+            pkgs.extend(BENCH_PACKAGES);
+        }
+        if opts.guest {
+            pkgs.extend(GUEST_PACKAGES.iter().filter(|p| !pkgs.contains(p)).collect::<Vec<_>>());
+        }
+        ensure_packages(&pkgs)?;
     }
     let root = workspace_root();
+    let mut built = false;
+    let mut build_once = || -> Result<()> {
+        if !built {
+            build_release()?;
+            built = true;
+        }
+        Ok(())
+    };
     let mut tool_bins = Vec::new();
-    for t in &opts.tools {
+    for t in opts.tools.iter().filter(|_| lab_part) {
         let bin = match t.id {
             "pasta-rs" => {
-                build_release()?;
+                build_once()?;
                 std::env::var_os("PASTA_BIN")
                     .filter(|p| !p.is_empty())
                     .map_or_else(|| target_dir().join("release/pasta"), PathBuf::from)
@@ -216,6 +280,34 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         }
         tool_bins.push(format!("{}={}", t.id, bin.display()));
     }
+    let guestlab = root.join(GUESTLAB);
+    let mut guest_bins = Vec::new();
+    let mut guest_env = String::new();
+    if opts.guest {
+        if !guestlab.is_file() {
+            bail!(
+                "{} is missing: the guest part needs ../shared beside the checkout (or --only tap|splice)",
+                guestlab.display()
+            );
+        }
+        for &t in &opts.guest_tools {
+            let bin = if t.id == "debian-passt" {
+                PathBuf::from("/usr/bin/passt")
+            } else {
+                build_once()?;
+                std::env::var_os("PASST_BIN")
+                    .filter(|p| !p.is_empty())
+                    .map_or_else(|| target_dir().join("release/passt"), PathBuf::from)
+            };
+            let bin = std::path::absolute(&bin)
+                .with_context(|| format!("{}: bad path {}", t.id, bin.display()))?;
+            if !bin.is_file() {
+                bail!("{}: {} not found", t.id, bin.display());
+            }
+            guest_bins.push((t, bin));
+        }
+        guest_env = prepare_guestlab(&guestlab, &root)?;
+    }
     let out = target_dir().join("bench");
     for d in ["raw", "logs"] {
         let p = out.join(d);
@@ -223,81 +315,131 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
             std::fs::remove_dir_all(&p).with_context(|| format!("rm -r {}", p.display()))?;
         }
     }
-    std::fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
+    std::fs::create_dir_all(out.join("raw")).with_context(|| format!("mkdir {}/raw", out.display()))?;
     let runs_file = out.join("runs.tsv");
-    let _ = std::fs::remove_file(&runs_file);
+    let guest_file = out.join("guest.tsv");
+    for f in [&runs_file, &guest_file] {
+        let _ = std::fs::remove_file(f);
+    }
 
     let limit = hard_limit_secs(&opts);
-    let mtus: Vec<String> = MTUS.iter().map(u16::to_string).collect();
-    let mut c = Command::new("timeout");
-    c.args(["-k", "10", &limit.to_string()])
-        .args(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"])
-        .arg("bash")
-        .arg(root.join(LAB_SCRIPT))
-        .env("BENCH_OUT", &out)
-        .env("BENCH_ROUNDS", opts.rounds.to_string())
-        .env("BENCH_SECS", opts.secs.to_string())
-        .env("BENCH_MTUS", mtus.join(" "))
-        .env("BENCH_TOOLS", tool_bins.join(" "))
-        .env("BENCH_PARTS", parts(&opts))
-        // progress to stderr: stdout carries only the table
-        .stdout(Stdio::from(std::io::stderr()));
+    let mut which = Vec::new();
+    if lab_part {
+        which.push(format!("tools {}", opts.tools.iter().map(|t| t.id).collect::<Vec<_>>().join(",")));
+    }
+    if opts.guest {
+        which.push(format!(
+            "guest back-ends {}",
+            opts.guest_tools.iter().map(|t| t.id).collect::<Vec<_>>().join(",")
+        ));
+    }
     eprintln!(
-        "xtask: bench: {} rounds x {} s, parts {}, tools {}, at most {limit} s",
+        "xtask: bench: {} rounds x {} s, parts {}, {}, at most {limit} s",
         opts.rounds,
         opts.secs,
         parts(&opts),
-        opts.tools.iter().map(|t| t.id).collect::<Vec<_>>().join(",")
+        which.join(", ")
     );
-    eprintln!("xtask: $ {}", show(&c));
     let t0 = Instant::now();
-    let status = c.status().context("cannot start timeout/unshare")?;
+    let mut killed = false;
+    let (mut runs, mut splice_runs, mut env) = (Vec::new(), Vec::new(), String::new());
+    if lab_part {
+        let lab_limit = lab_limit_secs(&opts);
+        let mtus: Vec<String> = MTUS.iter().map(u16::to_string).collect();
+        let mut c = Command::new("timeout");
+        c.args(["-k", "10", &lab_limit.to_string()])
+            .args(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"])
+            .arg("bash")
+            .arg(root.join(LAB_SCRIPT))
+            .env("BENCH_OUT", &out)
+            .env("BENCH_ROUNDS", opts.rounds.to_string())
+            .env("BENCH_SECS", opts.secs.to_string())
+            .env("BENCH_MTUS", mtus.join(" "))
+            .env("BENCH_TOOLS", tool_bins.join(" "))
+            .env("BENCH_PARTS", lab_parts(&opts))
+            // progress to stderr: stdout carries only the table
+            .stdout(Stdio::from(std::io::stderr()));
+        eprintln!("xtask: $ {}", show(&c));
+        let status = c.status().context("cannot start timeout/unshare")?;
+        killed = matches!(status.code(), Some(124 | 137)) || status.code().is_none();
+        if !status.success() && !killed {
+            bail!("bench lab failed ({status}); see the log above");
+        }
+        if killed {
+            eprintln!("xtask: bench: the lab was killed after {lab_limit} s; partial results follow");
+        }
+        let text = std::fs::read_to_string(&runs_file)
+            .with_context(|| format!("cannot read {}", runs_file.display()))?;
+        runs = parse_runs(&text)?;
+        let splice_file = out.join("splice.tsv");
+        let text = std::fs::read_to_string(&splice_file)
+            .with_context(|| format!("cannot read {}", splice_file.display()))?;
+        splice_runs = parse_splice_runs(&text)?;
+        env = std::fs::read_to_string(out.join("env.txt")).unwrap_or_default();
+    }
+    let guest_runs =
+        if opts.guest { run_guest_part(&opts, &guestlab, &root, &guest_bins, &out)? } else { Vec::new() };
     let elapsed = t0.elapsed();
-    let killed = matches!(status.code(), Some(124 | 137)) || status.code().is_none();
-    if !status.success() && !killed {
-        bail!("bench lab failed ({status}); see the log above");
-    }
-    if killed {
-        eprintln!("xtask: bench: the lab was killed after {limit} s; partial results follow");
-    }
-    let text = std::fs::read_to_string(&runs_file)
-        .with_context(|| format!("cannot read {}", runs_file.display()))?;
-    let runs = parse_runs(&text)?;
-    let splice_file = out.join("splice.tsv");
-    let text = std::fs::read_to_string(&splice_file)
-        .with_context(|| format!("cannot read {}", splice_file.display()))?;
-    let splice_runs = parse_splice_runs(&text)?;
-    let env = std::fs::read_to_string(out.join("env.txt")).unwrap_or_default();
     let summary = summarise(&runs, &opts.tools);
-    let mut md = String::new();
-    if opts.tap {
-        md = render_markdown(&summary, &opts, &env, elapsed, &runs);
-    }
+    let mut md = if opts.tap {
+        render_markdown(&summary, &opts, &env, elapsed, &runs)
+    } else {
+        render_markdown_head(&opts, &env, elapsed)
+    };
     let stools = splice_tools(&opts.tools);
     let splice_rows = summarise_splice(&splice_runs, &stools);
     if opts.splice {
-        if !opts.tap {
-            md = render_markdown_head(&opts, &env, elapsed);
-        }
         md.push('\n');
         md.push_str(&render_splice_markdown(&splice_rows, &stools, &opts, &splice_runs));
+    }
+    let guest_rows = summarise_guest(&guest_runs, &opts.guest_tools);
+    if opts.guest {
+        if !md.ends_with("\n\n") {
+            md.push('\n');
+        }
+        md.push_str(&render_guest_markdown(&guest_rows, &opts, &guest_env, &guest_runs));
     }
     print!("{md}");
     let md_path = out.join("bench.md");
     std::fs::write(&md_path, &md).with_context(|| format!("cannot write {}", md_path.display()))?;
     let json_path = out.join("bench.json");
-    let json = render_json(&summary, &runs, &opts, &env, elapsed, (&splice_rows, &splice_runs));
+    let json = render_json(
+        &summary,
+        &runs,
+        &opts,
+        &env,
+        elapsed,
+        (&splice_rows, &splice_runs),
+        (&guest_rows, &guest_runs, &guest_env),
+    );
     std::fs::write(&json_path, json)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     eprintln!("xtask: bench: wrote {} and {}", md_path.display(), json_path.display());
     if killed {
         return Ok(ExitCode::FAILURE);
     }
-    Ok(exit_code(&runs, &splice_runs))
+    Ok(exit_code(&runs, &splice_runs, &guest_runs))
 }
 
-/// `BENCH_PARTS` for the lab script: "tap", "splice" or "tap splice".
+/// The selected parts, space-separated, in run order: a subset of "tap
+/// splice guest" (bench.json's `parts`).
 fn parts(o: &Opts) -> String {
+    let mut v = Vec::new();
+    if o.tap {
+        v.push("tap");
+    }
+    if o.splice {
+        v.push("splice");
+    }
+    if o.guest {
+        v.push("guest");
+    }
+    v.join(" ")
+}
+
+/// `BENCH_PARTS` for the lab script: "tap", "splice" or "tap splice" (the
+/// guest part does not use the lab).
+fn lab_parts(o: &Opts) -> String {
     let mut v = Vec::new();
     if o.tap {
         v.push("tap");
@@ -308,9 +450,10 @@ fn parts(o: &Opts) -> String {
     v.join(" ")
 }
 
-/// 0 if any run (tap or splice) succeeded, else 1 (every tool failed everywhere).
-fn exit_code(runs: &[Run], splice_runs: &[SpliceRun]) -> ExitCode {
-    if runs.iter().any(|r| r.ok) || splice_runs.iter().any(|r| r.ok) {
+/// 0 if any run (tap, splice or guest) succeeded, else 1 (every tool failed
+/// everywhere).
+fn exit_code(runs: &[Run], splice_runs: &[SpliceRun], guest_runs: &[GuestRun]) -> ExitCode {
+    if runs.iter().any(|r| r.ok) || splice_runs.iter().any(|r| r.ok) || guest_runs.iter().any(|r| r.ok) {
         ExitCode::SUCCESS
     } else {
         eprintln!("xtask: bench: every run of every tool failed");
@@ -322,10 +465,14 @@ fn exit_code(runs: &[Run], splice_runs: &[SpliceRun]) -> ExitCode {
 /// for the two iperf3 paths, IPv4 for the other three.
 const SPLICE_RUNS_PER_SESSION: u64 = 7;
 
-/// Upper bound of the whole lab in seconds: per forwarder start 21 s (5 s
-/// namespace, 10 s addresses, 6 s stop), per run the client limit (S + 20 s)
-/// plus 10 s for the server and the kill, and 60 s for set-up.
-fn hard_limit_secs(o: &Opts) -> u64 {
+/// Upper bound of the lab (tap and splice parts) in seconds: per forwarder
+/// start 21 s (5 s namespace, 10 s addresses, 6 s stop), per run the client
+/// limit (S + 20 s) plus 10 s for the server and the kill, and 60 s for
+/// set-up. 0 if neither part is selected.
+fn lab_limit_secs(o: &Opts) -> u64 {
+    if !o.tap && !o.splice {
+        return 0;
+    }
     let per_run = u64::from(o.secs) + 30;
     let mut secs = 60;
     if o.tap {
@@ -335,6 +482,18 @@ fn hard_limit_secs(o: &Opts) -> u64 {
     if o.splice {
         let sessions = u64::from(o.rounds) * splice_tools(&o.tools).len() as u64;
         secs += sessions * (21 + SPLICE_RUNS_PER_SESSION * per_run);
+    }
+    secs
+}
+
+/// Upper bound of the whole bench in seconds: the lab's
+/// ([`lab_limit_secs`]) plus, for the guest part, every guestlab run at its
+/// outer timeout plus the 10 s `timeout -k` grace ([`guest_timeouts`]).
+fn hard_limit_secs(o: &Opts) -> u64 {
+    let mut secs = lab_limit_secs(o);
+    if o.guest {
+        let runs = u64::from(o.rounds) * o.guest_tools.len() as u64;
+        secs += runs * (guest_timeouts(o.secs).outer + 10);
     }
     secs
 }
@@ -610,10 +769,11 @@ fn label(id: &str) -> &str {
     TOOLS.iter().find(|t| t.id == id).map_or(id, |t| t.label)
 }
 
-/// The report's title and environment lines when only the splice part ran.
+/// The report's title and environment lines when the tap part did not run
+/// (`--only splice` or `--only guest`).
 fn render_markdown_head(o: &Opts, env: &str, elapsed: Duration) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# cargo xtask bench --only splice\n");
+    let _ = writeln!(s, "# cargo xtask bench --only {}\n", parts(o));
     let _ = writeln!(s, "{} round(s) x {} s. Run time {:.0} s.\n", o.rounds, o.secs, elapsed.as_secs_f64());
     for l in env.lines().filter(|l| !l.trim().is_empty()) {
         let _ = writeln!(s, "- {l}");
@@ -1022,6 +1182,641 @@ fn render_splice_json(rows: &[SpliceRow], runs: &[SpliceRun]) -> String {
     s
 }
 
+// ---- guest part ---------------------------------------------------------------
+
+/// The real-guest harness, relative to the workspace root (as `xtask test`
+/// finds it).
+const GUESTLAB: &str = "../shared/guest/guestlab.sh";
+
+/// Debian packages the guest part needs: guestlab.sh's HOST_PKGS, and
+/// `passt` for Debian's `/usr/bin/passt`.
+const GUEST_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "socat",
+    "iperf3",
+    "dnsmasq-base",
+    "cpio",
+    "iproute2",
+    "util-linux",
+    "procps",
+    "passt",
+];
+
+/// One passt-compatible back-end the guest part boots a guest through.
+#[derive(Debug, PartialEq, Eq)]
+struct GuestTool {
+    /// Name in `--guest-tools`, guest.tsv and bench.json.
+    id: &'static str,
+    /// Column heading in the table.
+    label: &'static str,
+    /// guestlab.sh `--mode`: `stream` (QEMU `-netdev stream`, passt's
+    /// length-prefixed frames on a UNIX socket) or `vhost-user`.
+    mode: &'static str,
+}
+
+/// Every guest back-end, in column order.
+const GUEST_TOOLS: &[GuestTool] = &[
+    GuestTool { id: "passt-rs", label: "passt-rs stream", mode: "stream" },
+    GuestTool { id: "debian-passt", label: "Debian passt stream", mode: "stream" },
+    GuestTool { id: "passt-rs-vu", label: "passt-rs vhost-user", mode: "vhost-user" },
+];
+
+/// The ratios of the guest table: (numerator, denominator) tool ids.
+const GUEST_RATIOS: &[(&str, &str)] = &[("passt-rs", "debian-passt"), ("passt-rs-vu", "passt-rs")];
+
+fn guest_label(id: &str) -> &str {
+    GUEST_TOOLS.iter().find(|t| t.id == id).map_or(id, |t| t.label)
+}
+
+/// The guestlab check that measures direction `dir`: the guest sends
+/// (`iperf3 -c`, "iperf3_out") or receives (`iperf3 -c -R`, "iperf3_in").
+fn guest_check(dir: Dir) -> &'static str {
+    match dir {
+        Dir::Send => "iperf3_out",
+        Dir::Recv => "iperf3_in",
+    }
+}
+
+fn guest_dir_label(dir: Dir) -> &'static str {
+    match dir {
+        Dir::Send => "guest sends (iperf3_out)",
+        Dir::Recv => "guest receives (iperf3_in)",
+    }
+}
+
+/// Time limits of one guestlab run, seconds.
+#[derive(Debug, PartialEq, Eq)]
+struct GuestTimeouts {
+    /// guestlab `--guest-timeout`: QEMU's limit.
+    guest: u64,
+    /// guestlab `--timeout`: its namespaces, QEMU and the judging.
+    run: u64,
+    /// Our `timeout` around guestlab.sh (then 10 s to SIGKILL).
+    outer: u64,
+}
+
+/// Limits for iperf3 runs of `secs` per direction. A whole run takes about
+/// 35 s + 2 x `secs` under TCG with passt-rs and about 80 s + 2 x `secs`
+/// with Debian's passt (the guest waits for an inbound UDP/IPv6 probe that
+/// never arrives) on an idle 2-CPU host; the guest's own iperf3 clients
+/// stop at `secs` + 30 s each. QEMU gets 240 s + 2 x `secs` (room for a
+/// loaded host), guestlab 30 s more, we 20 s more.
+fn guest_timeouts(secs: u32) -> GuestTimeouts {
+    let guest = 240 + 2 * u64::from(secs);
+    GuestTimeouts { guest, run: guest + 30, outer: guest + 50 }
+}
+
+/// Build guestlab's kernel and initramfs if needed and cache its KVM probe
+/// (`guestlab.sh probe-kvm`; downloads Debian packages on first use), so
+/// that the timed runs do not. Returns environment lines for the report:
+/// guestlab's accelerator verdict, QEMU's version, the guest kernel and
+/// Debian's passt version.
+///
+/// # Errors
+/// guestlab.sh failing (its stderr is passed through).
+fn prepare_guestlab(guestlab: &std::path::Path, root: &std::path::Path) -> Result<String> {
+    let mut c = Command::new("bash");
+    c.arg(guestlab).arg("probe-kvm").current_dir(root).stderr(Stdio::inherit());
+    eprintln!("xtask: $ {}", show(&c));
+    let o = c.output().with_context(|| format!("cannot start {}", show(&c)))?;
+    if !o.status.success() {
+        bail!("{} failed ({}): guestlab could not build its guest", show(&c), o.status);
+    }
+    let verdict = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let first_line = |cmd: &mut Command| -> String {
+        cmd.output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(|l| l.trim().to_string()))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let qemu = first_line(Command::new("qemu-system-x86_64").arg("--version"));
+    let passt = first_line(Command::new("dpkg-query").args(["-W", "-f", "${Version}\n", "passt"]));
+    let lab_dir = std::env::var_os("GUESTLAB_DIR")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp/guestlab"), PathBuf::from);
+    let kernel = std::fs::read_to_string(lab_dir.join("out/kernel-version"))
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_string());
+    Ok(format!(
+        "guestlab accelerator probe: {verdict}\nQEMU: {qemu}\nguest kernel: {kernel}\nDebian passt: {passt}\n"
+    ))
+}
+
+/// One guestlab check line: `CHECK <name> <status> <detail>`.
+#[derive(Debug, PartialEq)]
+struct GuestCheck {
+    /// Check name, e.g. `iperf3_out`, `boot`, `backend_start`.
+    name: String,
+    /// `PASS`, `FAIL`, `SKIP`, or one of those with `(optional)`.
+    status: String,
+    /// The rest of the line, trimmed (may be empty).
+    detail: String,
+}
+
+/// guestlab's `SUMMARY backend=B mode=M accel=A pass=P fail=F
+/// optional/skipped=O run=DIR` line.
+#[derive(Debug, PartialEq)]
+struct GuestSummary {
+    /// `tcg` or `kvm`.
+    accel: String,
+    /// Checks passed.
+    pass: u32,
+    /// Checks failed (not counting optional or skipped ones).
+    fail: u32,
+    /// Optional checks that failed plus skipped ones.
+    other: u32,
+    /// The run directory (summary.txt, backend.log, ...).
+    run_dir: String,
+}
+
+/// What a guestlab run printed on stdout.
+#[derive(Debug, PartialEq, Default)]
+struct GuestlabOutput {
+    /// Every `CHECK` line, in order.
+    checks: Vec<GuestCheck>,
+    /// The `SUMMARY` line, if there was a well-formed one.
+    summary: Option<GuestSummary>,
+}
+
+impl GuestlabOutput {
+    fn check(&self, name: &str) -> Option<&GuestCheck> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// Parse the stdout of `guestlab.sh run` (its summary.txt): `CHECK` lines
+/// (`printf 'CHECK %-14s %-14s %s'`: name, status, detail) and the
+/// `SUMMARY` line; other lines (`INFO`, ...) are ignored, so are `CHECK`
+/// lines without a status and a `SUMMARY` line with a missing or
+/// non-numeric `accel`, `pass`, `fail`, `optional/skipped` or `run` field.
+/// `run=` takes the rest of the line (a path may hold spaces).
+fn parse_guestlab(text: &str) -> GuestlabOutput {
+    let mut out = GuestlabOutput::default();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("CHECK ") {
+            let rest = rest.trim_start();
+            let (name, rest) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            let rest = rest.trim_start();
+            let (status, detail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            if !name.is_empty() && !status.is_empty() {
+                out.checks.push(GuestCheck {
+                    name: name.to_string(),
+                    status: status.to_string(),
+                    detail: detail.trim().to_string(),
+                });
+            }
+        } else if let Some(rest) = line.strip_prefix("SUMMARY ") {
+            let (fields, run_dir) = match rest.split_once(" run=") {
+                Some((f, r)) => (f, r.trim()),
+                None => continue,
+            };
+            let field = |k: &str| fields.split_whitespace().find_map(|w| w.strip_prefix(k));
+            let num = |k: &str| field(k).and_then(|v| v.parse::<u32>().ok());
+            if let (Some(accel), Some(pass), Some(fail), Some(other)) =
+                (field("accel="), num("pass="), num("fail="), num("optional/skipped="))
+            {
+                if !run_dir.is_empty() {
+                    out.summary = Some(GuestSummary {
+                        accel: accel.to_string(),
+                        pass,
+                        fail,
+                        other,
+                        run_dir: run_dir.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `s` on one line (tabs and line breaks become spaces) and at most `max`
+/// characters, with "..." when cut.
+fn clip(s: &str, max: usize) -> String {
+    let one: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let one = one.trim();
+    if one.chars().count() <= max {
+        return one.to_string();
+    }
+    let mut t: String = one.chars().take(max.saturating_sub(3)).collect();
+    t.push_str("...");
+    t
+}
+
+/// `s` on one line (as [`clip`]) and at most `max` characters, keeping its
+/// start and its end (where QEMU's and passt's errors say what went wrong)
+/// with " ... " between them when cut.
+fn clip_middle(s: &str, max: usize) -> String {
+    let one = clip(s, usize::MAX);
+    let n = one.chars().count();
+    if n <= max {
+        return one;
+    }
+    let keep = max.saturating_sub(5);
+    let tail = keep / 3;
+    let head: String = one.chars().take(keep - tail).collect();
+    let end: String = one.chars().skip(n - tail).collect();
+    format!("{} ... {}", head.trim_end(), end.trim_start())
+}
+
+/// Longest failure reason kept, characters.
+const GUEST_NOTE_MAX: usize = 320;
+/// Longest part of a reason taken from the cause's detail (QEMU's errors
+/// repeat long socket paths) and from the back-end log, characters.
+const GUEST_CAUSE_MAX: usize = 180;
+const GUEST_TAIL_MAX: usize = 100;
+
+/// The outcome of direction `dir` of one guestlab run: Ok(receiver Mbit/s)
+/// from a `CHECK iperf3_out|iperf3_in PASS mbps=N secs=S` line (N a
+/// non-negative decimal; 0 counts as a failure), or Err(why). The reason is
+/// the first failed check among `backend_start`, `run_timeout` and `boot`
+/// (the cause, when the iperf3 check only failed because of it; its detail
+/// cut to [`GUEST_CAUSE_MAX`]), followed by `backend_tail` (the back-end
+/// log's last line, cut to [`GUEST_TAIL_MAX`]) when given; otherwise
+/// the iperf3 check's own status and detail; `fallback` when guestlab
+/// printed no line for the check. The run directory (from the SUMMARY
+/// line) reads `RUN` in reasons, so that runs failing alike give the same
+/// reason.
+fn guest_outcome(out: &GuestlabOutput, dir: Dir, backend_tail: Option<&str>, fallback: &str) -> Result<f64, String> {
+    let name = guest_check(dir);
+    let c = out.check(name);
+    if let Some(c) = c.filter(|c| c.status == "PASS") {
+        let mbps = c.detail.split_whitespace().find_map(|w| w.strip_prefix("mbps="));
+        return match mbps.map(str::parse::<f64>) {
+            Some(Ok(v)) if v.is_finite() && v > 0.0 => Ok(v),
+            Some(Ok(0.0)) => Err(format!("{name} moved no data: {}", c.detail)),
+            _ => Err(clip(&format!("{name} PASS without a valid mbps=: {}", c.detail), GUEST_NOTE_MAX)),
+        };
+    }
+    let cause = ["backend_start", "run_timeout", "boot"]
+        .iter()
+        .find_map(|n| out.check(n).filter(|c| c.status.starts_with("FAIL")));
+    let generic = |detail: &str| match &out.summary {
+        Some(sm) => detail.replace(sm.run_dir.as_str(), "RUN"),
+        None => detail.to_string(),
+    };
+    let why = match (cause, c) {
+        (Some(k), _) => {
+            let mut w = format!("{} FAIL: {}", k.name, clip_middle(&generic(&k.detail), GUEST_CAUSE_MAX));
+            if let Some(t) = backend_tail.map(str::trim).filter(|t| !t.is_empty()) {
+                let _ = write!(w, "; back-end log: {}", clip(t, GUEST_TAIL_MAX));
+            }
+            w
+        }
+        (None, Some(c)) => format!("{} {}: {}", c.name, c.status, generic(&c.detail)),
+        (None, None) => fallback.to_string(),
+    };
+    Err(clip(&why, GUEST_NOTE_MAX))
+}
+
+/// One direction of one guestlab run (a line of guest.tsv).
+#[derive(Clone, Debug, PartialEq)]
+struct GuestRun {
+    /// Round, from 1.
+    round: u32,
+    /// Back-end id (see [`GUEST_TOOLS`]).
+    tool: String,
+    /// `Send`: the guest sends (iperf3_out); `Recv`: it receives (iperf3_in).
+    dir: Dir,
+    /// guestlab reported a throughput for this direction.
+    ok: bool,
+    /// Receiver Mbit/s (10^6 bit/s) as iperf3 in the guest reported it; 0 if failed.
+    mbps: f64,
+    /// QEMU accelerator from guestlab's SUMMARY (`tcg`, `kvm`); empty if unknown.
+    accel: String,
+    /// guestlab checks passed and counted (pass, pass + fail + optional/skipped), if known.
+    checks: Option<(u32, u32)>,
+    /// Why it failed; empty if it did not.
+    note: String,
+}
+
+/// The two [`GuestRun`]s (guest sends, guest receives) of one guestlab run
+/// of `tool` in `round`, from its parsed output (see [`guest_outcome`] for
+/// `backend_tail` and `fallback`).
+fn guest_runs_of(round: u32, tool: &str, out: &GuestlabOutput, backend_tail: Option<&str>, fallback: &str) -> [GuestRun; 2] {
+    let accel = out.summary.as_ref().map_or_else(String::new, |s| s.accel.clone());
+    let checks = out.summary.as_ref().map(|s| (s.pass, s.pass.saturating_add(s.fail).saturating_add(s.other)));
+    [Dir::Send, Dir::Recv].map(|dir| {
+        let (ok, mbps, note) = match guest_outcome(out, dir, backend_tail, fallback) {
+            Ok(m) => (true, m, String::new()),
+            Err(why) => (false, 0.0, why),
+        };
+        GuestRun { round, tool: tool.to_string(), dir, ok, mbps, accel: accel.clone(), checks, note }
+    })
+}
+
+/// guest.tsv: one line per [`GuestRun`], nine tab-separated fields `round
+/// tool mode dir status mbps accel checks note`: mode `stream|vhost-user`,
+/// dir `send|recv`, status `ok|fail`, mbps a decimal (0 if failed), accel
+/// `tcg|kvm` or `-`, checks `P/N` (guestlab checks passed / counted) or
+/// `-`, note `-` for none (notes hold no tabs, see [`clip`]).
+fn guest_tsv(runs: &[GuestRun]) -> String {
+    let mut s = String::new();
+    for r in runs {
+        let mode = GUEST_TOOLS.iter().find(|t| t.id == r.tool).map_or("-", |t| t.mode);
+        let dash = |v: &str| if v.is_empty() { "-".to_string() } else { v.to_string() };
+        let _ = writeln!(
+            s,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.round,
+            r.tool,
+            mode,
+            r.dir.id(),
+            if r.ok { "ok" } else { "fail" },
+            r.mbps,
+            dash(&r.accel),
+            r.checks.map_or_else(|| "-".into(), |(p, n)| format!("{p}/{n}")),
+            dash(&r.note)
+        );
+    }
+    s
+}
+
+/// The order of `n` tools in `round` (from 1): 0..n rotated left by
+/// `round - 1`, as lab-bench.sh orders its tools.
+fn round_robin(n: usize, round: u32) -> Vec<usize> {
+    let shift = (round as usize).saturating_sub(1);
+    (0..n).map(|k| (k + shift) % n).collect()
+}
+
+/// The last non-empty line of `text`, if any.
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty())
+}
+
+/// Run the guest part: for each round, every back-end of `bins` in turn
+/// (the order rotated by one per round), one `guestlab.sh run --backend BIN
+/// --mode MODE --iperf-time SECS` under [`guest_timeouts`]; its summary.txt
+/// is copied to `out/raw/guest-rR-TOOL.summary.txt` (guestlab's stdout and
+/// stderr to `.log` when it left none), and guest.tsv is rewritten after
+/// each run so that a killed bench keeps what it measured.
+///
+/// # Errors
+/// guestlab.sh cannot be started, or guest.tsv cannot be written.
+fn run_guest_part(
+    o: &Opts,
+    guestlab: &std::path::Path,
+    root: &std::path::Path,
+    bins: &[(&'static GuestTool, PathBuf)],
+    out: &std::path::Path,
+) -> Result<Vec<GuestRun>> {
+    let lim = guest_timeouts(o.secs);
+    let tsv = out.join("guest.tsv");
+    let raw = out.join("raw");
+    let mut runs = Vec::new();
+    for round in 1..=o.rounds {
+        for i in round_robin(bins.len(), round) {
+            let Some((t, bin)) = bins.get(i) else { continue };
+            let mut c = Command::new("timeout");
+            c.args(["-k", "10", &lim.outer.to_string(), "bash"])
+                .arg(guestlab)
+                .arg("run")
+                .arg("--backend")
+                .arg(bin)
+                .args(["--mode", t.mode, "--iperf-time", &o.secs.to_string()])
+                .args(["--timeout", &lim.run.to_string(), "--guest-timeout", &lim.guest.to_string()])
+                .current_dir(root);
+            eprintln!("xtask: bench: guest round {round}: {} ({})", t.id, t.label);
+            eprintln!("xtask: $ {}", show(&c));
+            let t0 = Instant::now();
+            let res = c.output().with_context(|| format!("cannot start {}", show(&c)))?;
+            let took = t0.elapsed().as_secs_f64();
+            let stdout = String::from_utf8_lossy(&res.stdout);
+            let stderr = String::from_utf8_lossy(&res.stderr);
+            let parsed = parse_guestlab(&stdout);
+            let killed = matches!(res.status.code(), Some(124 | 137)) || res.status.code().is_none();
+            let fallback = if killed {
+                format!("guestlab.sh killed after {took:.0} s (limit {} s)", lim.outer)
+            } else {
+                format!(
+                    "no iperf3 result from guestlab.sh ({}): {}",
+                    res.status,
+                    last_line(&stderr).unwrap_or("no output")
+                )
+            };
+            let run_dir = parsed.summary.as_ref().map(|s| PathBuf::from(&s.run_dir));
+            let backend_log =
+                run_dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("backend.log")).ok()).unwrap_or_default();
+            let stem = format!("guest-r{round}-{}", t.id);
+            let copied = run_dir
+                .as_ref()
+                .map(|d| std::fs::copy(d.join("summary.txt"), raw.join(format!("{stem}.summary.txt"))).is_ok())
+                .unwrap_or(false);
+            if !copied {
+                let _ = std::fs::write(raw.join(format!("{stem}.log")), format!("{stdout}\n--- stderr ---\n{stderr}"));
+            }
+            let two = guest_runs_of(round, t.id, &parsed, last_line(&backend_log), &fallback);
+            for r in &two {
+                let what = if r.ok { format!("{} Mbit/s", sig3(r.mbps)) } else { format!("fail: {}", r.note) };
+                eprintln!("xtask: bench: guest round {round}: {} {}: {what}", t.id, guest_check(r.dir));
+            }
+            eprintln!("xtask: bench: guest round {round}: {} took {took:.0} s", t.id);
+            runs.extend(two);
+            std::fs::write(&tsv, guest_tsv(&runs)).with_context(|| format!("cannot write {}", tsv.display()))?;
+        }
+    }
+    Ok(runs)
+}
+
+/// One direction of the guest table, every selected back-end on it.
+#[derive(Debug, PartialEq)]
+struct GuestRow {
+    /// `Send`: the guest sends; `Recv`: it receives.
+    dir: Dir,
+    /// One cell per back-end, in column order; `gbps` holds the median and
+    /// range of the Mbit/s (not Gbit/s), `cpu_s_per_gb` is unused (None).
+    cells: Vec<Cell>,
+}
+
+impl GuestRow {
+    fn median(&self, tool: &str) -> Option<f64> {
+        self.cells.iter().find(|c| c.tool == tool).and_then(|c| c.gbps).map(|g| g.0)
+    }
+    /// Median of `num` / median of `den`, if both exist and `den` > 0.
+    fn ratio(&self, num: &str, den: &str) -> Option<f64> {
+        match (self.median(num), self.median(den)) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+}
+
+/// Median, minimum and maximum of `v`; `None` if empty.
+fn spread(v: &[f64]) -> Option<(f64, f64, f64)> {
+    median(v).map(|m| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (m, lo, hi)
+    })
+}
+
+/// Group guest `runs` into rows (guest sends, then guest receives) with one
+/// cell per back-end of `tools`; rows without any run are left out.
+fn summarise_guest(runs: &[GuestRun], tools: &[&'static GuestTool]) -> Vec<GuestRow> {
+    let mut rows = Vec::new();
+    for dir in [Dir::Send, Dir::Recv] {
+        let cells: Vec<Cell> = tools
+            .iter()
+            .map(|t| {
+                let mine: Vec<&GuestRun> = runs.iter().filter(|r| r.tool == t.id && r.dir == dir).collect();
+                let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.mbps).collect();
+                Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: None }
+            })
+            .collect();
+        if cells.iter().any(|c| c.runs > 0) {
+            rows.push(GuestRow { dir, cells });
+        }
+    }
+    rows
+}
+
+/// How the guests ran, for the heading: "under TCG" when every run that
+/// reported an accelerator said tcg, "accelerator unknown" when none did,
+/// else the accelerators seen.
+fn guest_accel_phrase(runs: &[GuestRun]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for r in runs.iter().filter(|r| !r.accel.is_empty()) {
+        if !seen.contains(&r.accel.as_str()) {
+            seen.push(&r.accel);
+        }
+    }
+    match seen[..] {
+        [] => "accelerator unknown".into(),
+        ["tcg"] => "under TCG".into(),
+        _ => format!("accelerators {}", seen.join(", ")),
+    }
+}
+
+/// The guest report: a heading (stating the accelerator), the table,
+/// environment lines, failure reasons and guestlab's check scores.
+fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRun]) -> String {
+    let mut s = String::new();
+    let accel = guest_accel_phrase(runs);
+    let _ = writeln!(s, "## Real guest: iperf3 through passt (QEMU {accel}: only the ratios matter)\n");
+    let _ = writeln!(
+        s,
+        "A QEMU guest (Debian kernel, busybox; ../shared/guest/guestlab.sh) attached to each \
+         back-end, {accel}: {}only runs made side by side in the same bench compare. One \
+         guestlab run per round and back-end, round-robin: iperf3 -c from the guest to the \
+         gateway address (host loopback) for {} s, guest sends, then receives (-R). {} \
+         round(s). Mbit/s: median (min-max) of the receiver's rate over the successful runs. \
+         Ratios: of the medians.\n",
+        if accel == "under TCG" { "software CPU emulation, so absolute Mbit/s mean little; " } else { "" },
+        o.secs,
+        o.rounds
+    );
+    for l in env.lines().filter(|l| !l.trim().is_empty()) {
+        let _ = writeln!(s, "- {l}");
+    }
+    if !env.trim().is_empty() {
+        s.push('\n');
+    }
+    let tools = &o.guest_tools;
+    let ratios: Vec<(&str, &str)> = GUEST_RATIOS
+        .iter()
+        .copied()
+        .filter(|(a, b)| tools.iter().any(|t| t.id == *a) && tools.iter().any(|t| t.id == *b))
+        .collect();
+    let mut head = vec!["direction".to_string()];
+    head.extend(tools.iter().map(|t| format!("{} Mbit/s", t.label)));
+    head.extend(ratios.iter().map(|(a, b)| format!("{} / {}", guest_label(a), guest_label(b))));
+    let _ = writeln!(s, "| {} |", head.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+    for r in rows {
+        let mut cols = vec![guest_dir_label(r.dir).to_string()];
+        cols.extend(r.cells.iter().map(gbps_cell));
+        cols.extend(
+            ratios.iter().map(|(a, b)| r.ratio(a, b).map_or_else(|| "-".into(), |x| format!("{x:.2}"))),
+        );
+        let _ = writeln!(s, "| {} |", cols.join(" | "));
+    }
+    let mut reasons: Vec<(String, String, usize)> = Vec::new();
+    for r in runs.iter().filter(|r| !r.ok) {
+        let why = if r.note.is_empty() { "unknown" } else { r.note.as_str() };
+        match reasons.iter_mut().find(|(t, w, _)| *t == r.tool && w == why) {
+            Some(e) => e.2 += 1,
+            None => reasons.push((r.tool.clone(), why.to_string(), 1)),
+        }
+    }
+    let mut scores: Vec<(String, Vec<String>)> = Vec::new();
+    for r in runs.iter().filter(|r| r.dir == Dir::Send) {
+        let Some((p, n)) = r.checks else { continue };
+        let v = format!("{p}/{n}");
+        match scores.iter_mut().find(|(t, _)| *t == r.tool) {
+            Some((_, l)) if !l.contains(&v) => l.push(v),
+            Some(_) => {}
+            None => scores.push((r.tool.clone(), vec![v])),
+        }
+    }
+    if !reasons.is_empty() || !scores.is_empty() {
+        s.push('\n');
+    }
+    for (t, why, n) in &reasons {
+        let _ = writeln!(s, "- {} failed {n} measurement(s): {why}", guest_label(t));
+    }
+    for (t, v) in &scores {
+        let _ = writeln!(s, "- {}: guestlab checks passed {}", guest_label(t), v.join(", "));
+    }
+    s
+}
+
+/// The guest part of bench.json: `"guest_env": [...], "guest_runs": [...],
+/// "guest_summary": [...]` (three members, no surrounding braces, no
+/// trailing comma).
+fn render_guest_json(rows: &[GuestRow], runs: &[GuestRun], env: &str) -> String {
+    let env: Vec<String> = env.lines().filter(|l| !l.trim().is_empty()).map(json_str).collect();
+    let mut s = format!("  \"guest_env\": [{}],\n  \"guest_runs\": [\n", env.join(", "));
+    let lines: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            let (p, n) = r.checks.map_or((None, None), |(p, n)| (Some(p), Some(n)));
+            format!(
+                "    {{\"round\": {}, \"tool\": {}, \"mode\": {}, \"dir\": {}, \"check\": {}, \"ok\": {}, \
+                 \"mbps\": {}, \"accel\": {}, \"checks_passed\": {}, \"checks_total\": {}, \"note\": {}}}",
+                r.round,
+                json_str(&r.tool),
+                json_str(GUEST_TOOLS.iter().find(|t| t.id == r.tool).map_or("", |t| t.mode)),
+                json_str(r.dir.id()),
+                json_str(guest_check(r.dir)),
+                r.ok,
+                json_num(r.ok.then_some(r.mbps)),
+                json_str(&r.accel),
+                p.map_or_else(|| "null".into(), |v| v.to_string()),
+                n.map_or_else(|| "null".into(), |v| v.to_string()),
+                json_str(&r.note)
+            )
+        })
+        .collect();
+    s.push_str(&lines.join(",\n"));
+    s.push_str("\n  ],\n  \"guest_summary\": [\n");
+    let mut lines = Vec::new();
+    for r in rows {
+        for c in &r.cells {
+            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
+            let ratios: Vec<String> = GUEST_RATIOS
+                .iter()
+                .filter(|(a, _)| *a == c.tool)
+                .map(|(a, b)| format!("{}: {}", json_str(&format!("{a}/{b}")), json_num(r.ratio(a, b))))
+                .collect();
+            lines.push(format!(
+                "    {{\"dir\": {}, \"tool\": {}, \"runs\": {}, \"ok\": {}, \"mbps_median\": {}, \
+                 \"mbps_min\": {}, \"mbps_max\": {}, \"ratios\": {{{}}}}}",
+                json_str(r.dir.id()),
+                json_str(c.tool),
+                c.runs,
+                c.ok,
+                json_num(m),
+                json_num(lo),
+                json_num(hi),
+                ratios.join(", ")
+            ));
+        }
+    }
+    s.push_str(&lines.join(",\n"));
+    s.push_str("\n  ]");
+    s
+}
+
 // ---- JSON -------------------------------------------------------------------
 
 /// `v` as a JSON string literal (RFC 8259 §7).
@@ -1062,17 +1857,20 @@ fn render_json(
     env: &str,
     elapsed: Duration,
     splice: (&[SpliceRow], &[SpliceRun]),
+    guest: (&[GuestRow], &[GuestRun], &str),
 ) -> String {
     let mut s = String::from("{\n");
     let tools: Vec<String> = o.tools.iter().map(|t| json_str(t.id)).collect();
+    let gtools: Vec<String> = o.guest_tools.iter().map(|t| json_str(t.id)).collect();
     let mtus: Vec<String> = MTUS.iter().map(u16::to_string).collect();
     let _ = writeln!(
         s,
-        "  \"config\": {{\"rounds\": {}, \"secs\": {}, \"parts\": {}, \"tools\": [{}], \"mtus\": [{}], \"elapsed_s\": {}}},",
+        "  \"config\": {{\"rounds\": {}, \"secs\": {}, \"parts\": {}, \"tools\": [{}], \"guest_tools\": [{}], \"mtus\": [{}], \"elapsed_s\": {}}},",
         o.rounds,
         o.secs,
         json_str(&parts(o)),
         tools.join(", "),
+        gtools.join(", "),
         mtus.join(", "),
         json_num(Some(elapsed.as_secs_f64()))
     );
@@ -1127,6 +1925,8 @@ fn render_json(
     s.push_str(&lines.join(",\n"));
     s.push_str("\n  ],\n");
     s.push_str(&render_splice_json(splice.0, splice.1));
+    s.push_str(",\n");
+    s.push_str(&render_guest_json(guest.0, guest.1, guest.2));
     s.push_str("\n}\n");
     s
 }
@@ -1275,7 +2075,7 @@ mod tests {
         assert_eq!(gbps_cell(&r.cells[2]), "2.00");
         // 1 s at 2 Gbit/s = 0.25 GB for 1 CPU second
         assert!((r.cells[2].cpu_s_per_gb.unwrap() - 4.0).abs() < 1e-9);
-        assert_eq!(exit_code(&runs, &[]), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&runs, &[], &[]), ExitCode::SUCCESS);
     }
 
     #[test]
@@ -1310,8 +2110,8 @@ mod tests {
             run("pasta-rs", 65520, 4, Dir::Send, false, 0.0, None),
             run("slirp4netns", 1500, 6, Dir::Recv, false, 0.0, None),
         ];
-        assert_eq!(exit_code(&runs, &[]), ExitCode::FAILURE);
-        assert_eq!(exit_code(&[], &[]), ExitCode::FAILURE);
+        assert_eq!(exit_code(&runs, &[], &[]), ExitCode::FAILURE);
+        assert_eq!(exit_code(&[], &[], &[]), ExitCode::FAILURE);
     }
 
     #[test]
@@ -1369,7 +2169,7 @@ mod tests {
         ];
         let o = parse_args(&os(&["--tools", "pasta-rs,slirp4netns"])).unwrap();
         let rows = summarise(&runs, &o.tools);
-        let j = render_json(&rows, &runs, &o, "cpus: 2", Duration::from_millis(1500), (&[], &[]));
+        let j = render_json(&rows, &runs, &o, "cpus: 2", Duration::from_millis(1500), (&[], &[]), (&[], &[], ""));
         assert_eq!(j.matches("\"round\":").count(), 2, "{j}");
         assert_eq!(j.matches("\"gbps_median\":").count(), 2, "{j}");
         assert!(j.contains("\"tool\": \"slirp4netns\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 0.4,"), "{j}");
@@ -1427,13 +2227,17 @@ mod tests {
     #[test]
     fn only_selects_one_part_and_rejects_others() {
         let o = parse_args(&[]).unwrap();
-        assert_eq!((o.tap, o.splice, parts(&o).as_str()), (true, true, "tap splice"));
+        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (true, true, true, "tap splice guest"));
+        assert_eq!(lab_parts(&o), "tap splice");
         let o = parse_args(&os(&["--only", "splice"])).unwrap();
-        assert_eq!((o.tap, o.splice, parts(&o).as_str()), (false, true, "splice"));
+        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (false, true, false, "splice"));
         let o = parse_args(&os(&["--only", "tap"])).unwrap();
-        assert_eq!((o.tap, o.splice, parts(&o).as_str()), (true, false, "tap"));
+        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (true, false, false, "tap"));
+        let o = parse_args(&os(&["--only", "guest"])).unwrap();
+        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (false, false, true, "guest"));
+        assert_eq!(lab_parts(&o), "");
         let e = parse_args(&os(&["--only", "udp"])).unwrap_err();
-        assert!(e.to_string().contains("want tap or splice, not udp"), "{e}");
+        assert!(e.to_string().contains("want tap, splice or guest, not udp"), "{e}");
         assert!(parse_args(&os(&["--only"])).is_err());
     }
 
@@ -1517,8 +2321,8 @@ mod tests {
         assert_eq!(gbps_cell(&h2n.cells[0]), "fail");
         assert_eq!(gbps_cell(&h2n.cells[1]), "-");
         assert_eq!(h2n.ratio("pasta-rs", "loopback"), None);
-        assert_eq!(exit_code(&[], &runs), ExitCode::SUCCESS);
-        assert_eq!(exit_code(&[], &runs[5..6]), ExitCode::FAILURE);
+        assert_eq!(exit_code(&[], &runs, &[]), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&[], &runs[5..6], &[]), ExitCode::FAILURE);
     }
 
     #[test]
@@ -1552,12 +2356,12 @@ mod tests {
         let tools = splice_tools(&all_tools());
         let rows = summarise_splice(&runs, &tools);
         let o = parse_args(&[]).unwrap();
-        let j = render_json(&[], &[], &o, "", Duration::from_secs(1), (&rows, &runs));
+        let j = render_json(&[], &[], &o, "", Duration::from_secs(1), (&rows, &runs), (&[], &[], ""));
         assert_eq!(j.matches("\"path\": \"udp-rr\", \"af\": 4, \"ok\": true").count(), 3, "{j}");
         assert!(j.contains("\"ratios\": {\"pasta-rs/debian-pasta\": 2, \"pasta-rs/loopback\": 0.5}"), "{j}");
         assert!(j.contains("\"ratios\": {\"debian-pasta/loopback\": 0.25}"), "{j}");
         assert!(j.contains("\"tool\": \"loopback\", \"unit\": \"round trips/s\", \"runs\": 1, \"ok\": 1, \"median\": 60000,"), "{j}");
-        assert!(j.contains("\"parts\": \"tap splice\""), "{j}");
+        assert!(j.contains("\"parts\": \"tap splice guest\""), "{j}");
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         assert_eq!(j.matches('[').count(), j.matches(']').count());
         assert!(j.ends_with("  ]\n}\n"), "{j}");
@@ -1565,12 +2369,16 @@ mod tests {
 
     #[test]
     fn hard_limit_counts_only_the_selected_parts() {
-        let both = hard_limit_secs(&parse_args(&[]).unwrap());
+        let all = hard_limit_secs(&parse_args(&[]).unwrap());
         let tap = hard_limit_secs(&parse_args(&os(&["--only", "tap"])).unwrap());
         let splice = hard_limit_secs(&parse_args(&os(&["--only", "splice"])).unwrap());
+        let guest = hard_limit_secs(&parse_args(&os(&["--only", "guest"])).unwrap());
         // 3 rounds x 3 splice tools x 7 runs x (5 s + 20 s client limit)
         assert!(splice > 3 * 3 * 7 * 25, "{splice}");
-        assert_eq!(both, tap + splice - 60);
+        // 3 rounds x 3 back-ends x (guestlab's own limit + the outer grace)
+        assert_eq!(guest, 3 * 3 * (guest_timeouts(5).outer + 10));
+        // the lab's 60 s set-up counts once; the guest part adds its runs
+        assert_eq!(all, tap + splice - 60 + guest);
     }
 
     #[test]
@@ -1583,5 +2391,340 @@ mod tests {
             let (id, af) = p.split_once(':').unwrap();
             assert!(SplicePath::from_id(id).is_some() && (af == "4" || af == "6"), "{p}");
         }
+    }
+
+    // ---- guest part ----
+
+    /// From a real passt-rs stream run (guestlab summary.txt, 3 s iperf3).
+    const GUESTLAB_OK: &str = "\
+CHECK boot           PASS           host_wall=2.619s guest_uptime=1.98s accel=tcg
+CHECK tcp4_in        PASS           via=TCP4:127.0.0.1:18080 tries=1 after=4s
+CHECK iperf3_out     PASS           mbps=874 secs=3 
+CHECK iperf3_in      PASS           mbps=1578 secs=3 
+CHECK shutdown       PASS           host_wall=38.053s qemu_rc=0
+INFO  ping6_router   FAIL           rc=1 3 packets transmitted, 0 packets received, 100% packet loss
+INFO  nic_opts none
+SUMMARY backend=/work/main/target/release/passt mode=stream accel=tcg pass=26 fail=0 optional/skipped=0 run=/tmp/guestlab/runs/20261121-085418-stream-tcg-19192
+";
+
+    /// From a real Debian passt stream run: iperf3 passes, five other checks fail.
+    const GUESTLAB_DEBIAN: &str = "\
+CHECK ping4_gw       FAIL           rc=1 3 packets transmitted, 0 packets received, 100% packet loss  3 packets transmitted, 0 packets received, 100% packet loss 
+CHECK iperf3_out     PASS           mbps=997 secs=3 
+CHECK iperf3_in      PASS           mbps=1539 secs=3 
+SUMMARY backend=/usr/bin/passt mode=stream accel=tcg pass=21 fail=5 optional/skipped=0 run=/tmp/guestlab-bench/runs/20261121-085717-stream-tcg-28017
+";
+
+    /// From a real passt-rs --vhost-user run before vhost-user existed: QEMU
+    /// cannot connect, so nothing boots; iperf3_in's own line blames an
+    /// inbound probe that never was.
+    const GUESTLAB_VU_FAIL: &str = "\
+CHECK boot           FAIL           no GLBOOT on console; qemu rc=1: qemu-system-x86_64: -chardev socket,id=c0,path=/tmp/guestlab-bench/runs/20261121-085844-vhost-user-tcg-1403/sock/backend.sock: Failed to connect to '/tmp/guestlab-bench/runs/20261121-085844-vhost-user-tcg-1403/sock/backend.sock': Connection refused 
+CHECK link           FAIL           no result
+CHECK iperf3_out     FAIL           no result
+CHECK iperf3_in      FAIL           no echo from the guest before QEMU exited (see in-iperf3.log: )
+CHECK shutdown       FAIL           guest did not finish (qemu rc=1)
+INFO  nic_opts vectors=0
+SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg pass=0 fail=26 optional/skipped=0 run=/tmp/guestlab-bench/runs/20261121-085844-vhost-user-tcg-1403
+";
+    const VU_BACKEND_TAIL: &str = "--vhost-user: the vhost-user back-end is not supported yet in this version";
+
+    fn grun(tool: &str, dir: Dir, ok: bool, mbps: f64) -> GuestRun {
+        GuestRun {
+            round: 1,
+            tool: tool.into(),
+            dir,
+            ok,
+            mbps: if ok { mbps } else { 0.0 },
+            accel: "tcg".into(),
+            checks: Some(if ok { (26, 26) } else { (0, 26) }),
+            note: if ok { String::new() } else { "boot FAIL: no GLBOOT on console".into() },
+        }
+    }
+
+    #[test]
+    fn guestlab_output_parses_into_checks_and_summary() {
+        let out = parse_guestlab(GUESTLAB_OK);
+        assert_eq!(out.checks.len(), 5);
+        assert_eq!(
+            out.check("iperf3_out"),
+            Some(&GuestCheck { name: "iperf3_out".into(), status: "PASS".into(), detail: "mbps=874 secs=3".into() })
+        );
+        assert_eq!(out.check("tcp4_in").unwrap().detail, "via=TCP4:127.0.0.1:18080 tries=1 after=4s");
+        // INFO lines are not checks, even with FAIL in them
+        assert_eq!(out.check("ping6_router"), None);
+        assert_eq!(
+            out.summary,
+            Some(GuestSummary {
+                accel: "tcg".into(),
+                pass: 26,
+                fail: 0,
+                other: 0,
+                run_dir: "/tmp/guestlab/runs/20261121-085418-stream-tcg-19192".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn guestlab_lines_that_do_not_parse_are_ignored() {
+        let text = "CHECK\nCHECK lonely\nCHECK backend_start FAIL no socket /r/sock/backend.sock; log: bind: EACCES\n\
+                    SUMMARY backend=x mode=stream accel=tcg pass=many fail=0 optional/skipped=0 run=/r\n\
+                    SUMMARY backend=x mode=stream accel=tcg pass=1 fail=0 optional/skipped=0\n\
+                    SUMMARY backend=x mode=stream accel=tcg pass=1 fail=0 optional/skipped=0 run=\n";
+        let out = parse_guestlab(text);
+        assert_eq!(out.checks.len(), 1, "{:?}", out.checks);
+        assert_eq!(out.checks[0].name, "backend_start");
+        assert_eq!(out.checks[0].detail, "no socket /r/sock/backend.sock; log: bind: EACCES");
+        assert_eq!(out.summary, None);
+        assert_eq!(parse_guestlab(""), GuestlabOutput::default());
+    }
+
+    #[test]
+    fn guest_throughput_comes_from_the_iperf3_pass_lines() {
+        let out = parse_guestlab(GUESTLAB_OK);
+        assert_eq!(guest_outcome(&out, Dir::Send, None, "x"), Ok(874.0));
+        assert_eq!(guest_outcome(&out, Dir::Recv, None, "x"), Ok(1578.0));
+        // other failed checks do not matter when iperf3 passed
+        let deb = parse_guestlab(GUESTLAB_DEBIAN);
+        assert_eq!(guest_outcome(&deb, Dir::Send, Some("irrelevant"), "x"), Ok(997.0));
+        let frac = parse_guestlab("CHECK iperf3_in      PASS           mbps=9.45 secs=5 \n");
+        assert_eq!(guest_outcome(&frac, Dir::Recv, None, "x"), Ok(9.45));
+    }
+
+    #[test]
+    fn guest_failure_names_the_boot_failure_and_the_back_end_log() {
+        let out = parse_guestlab(GUESTLAB_VU_FAIL);
+        for dir in [Dir::Send, Dir::Recv] {
+            let why = guest_outcome(&out, dir, Some(VU_BACKEND_TAIL), "x").unwrap_err();
+            assert_eq!(
+                why,
+                format!(
+                    "boot FAIL: no GLBOOT on console; qemu rc=1: qemu-system-x86_64: -chardev \
+                     socket,id=c0,path=RUN/sock/backend.sock: Failed to connect to \
+                     'RUN/sock/backend.sock': Connection refused; back-end log: {VU_BACKEND_TAIL}"
+                )
+            );
+            assert!(why.chars().count() <= GUEST_NOTE_MAX, "{why}");
+            assert!(!why.contains("in-iperf3.log"), "{why}");
+        }
+        // without a log, the cause alone; without the run directory, its path
+        let why = guest_outcome(&out, Dir::Send, None, "x").unwrap_err();
+        assert!(why.starts_with("boot FAIL: ") && !why.contains("back-end log"), "{why}");
+        let no_summary: String = GUESTLAB_VU_FAIL.lines().filter(|l| !l.starts_with("SUMMARY")).collect::<Vec<_>>().join("\n");
+        let why = guest_outcome(&parse_guestlab(&no_summary), Dir::Recv, Some(VU_BACKEND_TAIL), "x").unwrap_err();
+        // QEMU's verdict survives the cut of its long socket paths
+        assert!(why.contains("/tmp/guestlab-bench/runs/") && why.contains(" ... "), "{why}");
+        assert!(why.contains("Connection refused; back-end log: --vhost-user"), "{why}");
+        assert!(why.chars().count() <= GUEST_NOTE_MAX, "{why}");
+        // the back-end never made its socket: that is the cause
+        let bs = parse_guestlab("CHECK backend_start FAIL no socket /r/sock/backend.sock; log: bind: EACCES\n");
+        assert_eq!(
+            guest_outcome(&bs, Dir::Recv, Some(""), "x"),
+            Err("backend_start FAIL: no socket /r/sock/backend.sock; log: bind: EACCES".into())
+        );
+    }
+
+    #[test]
+    fn guest_iperf3_failure_gives_its_own_detail_and_missing_lines_the_fallback() {
+        let out = parse_guestlab(
+            "CHECK boot           PASS           host_wall=2.6s\n\
+             CHECK iperf3_out     FAIL           iperf3: error - unable to connect to server: Connection refused \n",
+        );
+        assert_eq!(
+            guest_outcome(&out, Dir::Send, Some("log line"), "x"),
+            Err("iperf3_out FAIL: iperf3: error - unable to connect to server: Connection refused".into())
+        );
+        assert_eq!(guest_outcome(&out, Dir::Recv, None, "guestlab.sh killed after 260 s"), Err("guestlab.sh killed after 260 s".into()));
+        let timeout = parse_guestlab("CHECK run_timeout    FAIL           whole run exceeded 220s\n");
+        assert_eq!(guest_outcome(&timeout, Dir::Send, None, "x"), Err("run_timeout FAIL: whole run exceeded 220s".into()));
+    }
+
+    #[test]
+    fn guest_pass_without_a_positive_rate_is_a_failure() {
+        let zero = parse_guestlab("CHECK iperf3_out     PASS           mbps=0.00 secs=5 \n");
+        assert_eq!(guest_outcome(&zero, Dir::Send, None, "x"), Err("iperf3_out moved no data: mbps=0.00 secs=5".into()));
+        for bad in ["secs=5", "mbps= secs=5", "mbps=fast", "mbps=-3", "mbps=inf"] {
+            let out = parse_guestlab(&format!("CHECK iperf3_in      PASS           {bad}\n"));
+            let why = guest_outcome(&out, Dir::Recv, None, "x").unwrap_err();
+            assert!(why.starts_with("iperf3_in PASS without a valid mbps=: "), "{bad}: {why}");
+        }
+    }
+
+    #[test]
+    fn one_guestlab_run_gives_both_directions_with_its_accelerator_and_score() {
+        let [send, recv] = guest_runs_of(2, "debian-passt", &parse_guestlab(GUESTLAB_DEBIAN), None, "x");
+        assert_eq!(
+            send,
+            GuestRun {
+                round: 2,
+                tool: "debian-passt".into(),
+                dir: Dir::Send,
+                ok: true,
+                mbps: 997.0,
+                accel: "tcg".into(),
+                checks: Some((21, 26)),
+                note: String::new(),
+            }
+        );
+        assert_eq!((recv.dir, recv.ok, recv.mbps), (Dir::Recv, true, 1539.0));
+        let [s, r] = guest_runs_of(1, "passt-rs-vu", &parse_guestlab(""), None, "guestlab.sh killed after 9 s");
+        assert!(!s.ok && !r.ok);
+        assert_eq!((s.accel.as_str(), s.checks, s.note.as_str()), ("", None, "guestlab.sh killed after 9 s"));
+    }
+
+    #[test]
+    fn guest_tsv_has_nine_fields_per_run_and_dashes_for_nothing() {
+        let mut fail = grun("passt-rs-vu", Dir::Recv, false, 0.0);
+        fail.note = "boot FAIL: a\tb\nc".into();
+        fail.note = clip(&fail.note, GUEST_NOTE_MAX);
+        fail.accel = String::new();
+        fail.checks = None;
+        let t = guest_tsv(&[grun("passt-rs", Dir::Send, true, 874.5), fail]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "1\tpasst-rs\tstream\tsend\tok\t874.5\ttcg\t26/26\t-");
+        assert_eq!(lines[1], "1\tpasst-rs-vu\tvhost-user\trecv\tfail\t0\t-\t-\tboot FAIL: a b c");
+        assert!(lines.iter().all(|l| l.split('\t').count() == 9));
+    }
+
+    #[test]
+    fn clip_middle_keeps_both_ends() {
+        assert_eq!(clip_middle("short\tline", 20), "short line");
+        let s = format!("start {} the end", "x".repeat(100));
+        let c = clip_middle(&s, 30);
+        assert!(c.chars().count() <= 30, "{c}");
+        assert_eq!(c, "start xxxxxxxxxxx ... the end");
+    }
+
+    #[test]
+    fn clip_keeps_one_line_and_cuts_long_text() {
+        assert_eq!(clip("  a\tb\r\nc  ", 20), "a b  c");
+        assert_eq!(clip("abcdefghij", 10), "abcdefghij");
+        assert_eq!(clip("abcdefghijk", 10), "abcdefg...");
+        assert_eq!(clip("ééééé", 4), "é...");
+    }
+
+    #[test]
+    fn guest_tools_option_selects_back_ends_in_column_order() {
+        let o = parse_args(&os(&["--guest-tools", "passt-rs-vu, passt-rs"])).unwrap();
+        let ids: Vec<&str> = o.guest_tools.iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["passt-rs", "passt-rs-vu"]);
+        assert_eq!(parse_args(&[]).unwrap().guest_tools.len(), 3);
+        let e = parse_args(&os(&["--guest-tools", "qemu-user"])).unwrap_err();
+        assert!(e.to_string().contains("unknown back-end 'qemu-user'"), "{e}");
+        assert!(parse_args(&os(&["--guest-tools", " , "])).is_err());
+        assert!(parse_args(&os(&["--guest-tools"])).is_err());
+    }
+
+    #[test]
+    fn round_robin_rotates_by_one_per_round() {
+        assert_eq!(round_robin(3, 1), [0, 1, 2]);
+        assert_eq!(round_robin(3, 2), [1, 2, 0]);
+        assert_eq!(round_robin(3, 4), [0, 1, 2]);
+        assert!(round_robin(0, 1).is_empty());
+    }
+
+    #[test]
+    fn guest_timeouts_nest_and_leave_room_for_both_iperf3_runs() {
+        let t = guest_timeouts(5);
+        assert!(t.guest < t.run && t.run < t.outer, "{t:?}");
+        // the slowest back-end seen, twice as slow: 2 x (~80 s of checks plus 2 iperf3 runs)
+        assert!(t.guest >= 2 * (80 + 2 * 5), "{t:?}");
+        assert_eq!(guest_timeouts(10).guest, t.guest + 10);
+    }
+
+    #[test]
+    fn guest_rows_have_ratios_to_debian_passt_and_vhost_user_to_stream() {
+        let mut runs = Vec::new();
+        for (i, m) in [800.0, 900.0, 1000.0].into_iter().enumerate() {
+            let mut r = grun("passt-rs", Dir::Send, true, m);
+            r.round = i as u32 + 1;
+            runs.push(r);
+        }
+        runs.push(grun("debian-passt", Dir::Send, true, 450.0));
+        runs.push(grun("passt-rs-vu", Dir::Send, true, 1800.0));
+        runs.push(grun("passt-rs", Dir::Recv, true, 1500.0));
+        runs.push(grun("passt-rs-vu", Dir::Recv, false, 0.0));
+        let all: Vec<&'static GuestTool> = GUEST_TOOLS.iter().collect();
+        let rows = summarise_guest(&runs, &all);
+        assert_eq!(rows.iter().map(|r| r.dir).collect::<Vec<_>>(), [Dir::Send, Dir::Recv]);
+        let send = &rows[0];
+        assert_eq!(gbps_cell(&send.cells[0]), "900 (800-1000)");
+        assert_eq!(send.ratio("passt-rs", "debian-passt"), Some(2.0));
+        assert_eq!(send.ratio("passt-rs-vu", "passt-rs"), Some(2.0));
+        let recv = &rows[1];
+        assert_eq!(gbps_cell(&recv.cells[1]), "-");
+        assert_eq!(gbps_cell(&recv.cells[2]), "fail");
+        assert_eq!(recv.ratio("passt-rs-vu", "passt-rs"), None);
+        assert_eq!(exit_code(&[], &[], &runs), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&[], &[], &runs[6..7]), ExitCode::FAILURE);
+        assert!(summarise_guest(&[], &all).is_empty());
+    }
+
+    #[test]
+    fn guest_markdown_states_tcg_and_lists_failures_and_scores() {
+        let mut deb = grun("debian-passt", Dir::Send, true, 997.0);
+        deb.checks = Some((21, 26));
+        let runs = vec![
+            grun("passt-rs", Dir::Send, true, 874.0),
+            deb,
+            grun("passt-rs-vu", Dir::Send, false, 0.0),
+            grun("passt-rs-vu", Dir::Recv, false, 0.0),
+        ];
+        let o = parse_args(&os(&["--only", "guest", "--rounds", "1"])).unwrap();
+        let rows = summarise_guest(&runs, &o.guest_tools);
+        let md = render_guest_markdown(&rows, &o, "QEMU: QEMU emulator version 7.2.22\n", &runs);
+        assert!(md.starts_with("## Real guest: iperf3 through passt (QEMU under TCG: only the ratios matter)"), "{md}");
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(table.len(), 4, "{md}");
+        let bars = |l: &str| l.matches('|').count();
+        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+        assert_eq!(
+            table[0],
+            "| direction | passt-rs stream Mbit/s | Debian passt stream Mbit/s | passt-rs vhost-user Mbit/s \
+             | passt-rs stream / Debian passt stream | passt-rs vhost-user / passt-rs stream |"
+        );
+        assert_eq!(table[2], "| guest sends (iperf3_out) | 874 | 997 | fail | 0.88 | - |");
+        assert_eq!(table[3], "| guest receives (iperf3_in) | - | - | fail | - | - |");
+        assert!(md.contains("- QEMU: QEMU emulator version 7.2.22"), "{md}");
+        assert!(md.contains("- passt-rs vhost-user failed 2 measurement(s): boot FAIL: no GLBOOT on console"), "{md}");
+        assert!(md.contains("- Debian passt stream: guestlab checks passed 21/26"), "{md}");
+        // one back-end only: no ratio columns
+        let o = parse_args(&os(&["--guest-tools", "passt-rs"])).unwrap();
+        let md = render_guest_markdown(&summarise_guest(&runs, &o.guest_tools), &o, "", &runs);
+        assert!(md.contains("| direction | passt-rs stream Mbit/s |\n|---|---|\n| guest sends (iperf3_out) | 874 |"), "{md}");
+    }
+
+    #[test]
+    fn guest_accelerator_phrase_follows_the_runs() {
+        let mut r = grun("passt-rs", Dir::Send, true, 1.0);
+        assert_eq!(guest_accel_phrase(&[r.clone()]), "under TCG");
+        assert_eq!(guest_accel_phrase(&[]), "accelerator unknown");
+        let t = r.clone();
+        r.accel = "kvm".into();
+        assert_eq!(guest_accel_phrase(&[t, r]), "accelerators tcg, kvm");
+    }
+
+    #[test]
+    fn guest_json_holds_every_run_and_ratios_per_numerator_cell() {
+        let runs = vec![
+            grun("passt-rs", Dir::Recv, true, 1500.0),
+            grun("debian-passt", Dir::Recv, true, 1000.0),
+            grun("passt-rs-vu", Dir::Recv, false, 0.0),
+        ];
+        let o = parse_args(&[]).unwrap();
+        let rows = summarise_guest(&runs, &o.guest_tools);
+        let j = render_json(&[], &[], &o, "", Duration::from_secs(1), (&[], &[]), (&rows, &runs, "QEMU: 7.2\n"));
+        assert!(j.contains("\"guest_env\": [\"QEMU: 7.2\"]"), "{j}");
+        assert!(j.contains("\"guest_tools\": [\"passt-rs\", \"debian-passt\", \"passt-rs-vu\"]"), "{j}");
+        assert!(
+            j.contains("{\"round\": 1, \"tool\": \"passt-rs\", \"mode\": \"stream\", \"dir\": \"recv\", \"check\": \"iperf3_in\", \"ok\": true, \"mbps\": 1500, \"accel\": \"tcg\", \"checks_passed\": 26, \"checks_total\": 26, \"note\": \"\"}"),
+            "{j}"
+        );
+        assert!(j.contains("\"mode\": \"vhost-user\", \"dir\": \"recv\", \"check\": \"iperf3_in\", \"ok\": false, \"mbps\": null,"), "{j}");
+        assert!(j.contains("\"tool\": \"passt-rs\", \"runs\": 1, \"ok\": 1, \"mbps_median\": 1500, \"mbps_min\": 1500, \"mbps_max\": 1500, \"ratios\": {\"passt-rs/debian-passt\": 1.5}"), "{j}");
+        assert!(j.contains("\"tool\": \"passt-rs-vu\", \"runs\": 1, \"ok\": 0, \"mbps_median\": null, \"mbps_min\": null, \"mbps_max\": null, \"ratios\": {\"passt-rs-vu/passt-rs\": null}"), "{j}");
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert_eq!(j.matches('[').count(), j.matches(']').count());
+        assert!(j.ends_with("  ]\n}\n"), "{j}");
     }
 }
