@@ -15,11 +15,12 @@
 //!   namespaces as the integration tests (`tests/lab`), so nothing reaches a
 //!   real network. Without `--lab` it runs on this machine's real network.
 //!   `PASTA_BIN` overrides the binary (e.g. to compare with Debian's pasta).
-//! - `bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--only tap|splice] [--no-install]`:
+//! - `bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST] [--only tap|splice|guest] [--no-install]`:
 //!   iperf3 TCP through the tap of pasta-rs, Debian's pasta and slirp4netns,
-//!   and the splice path (throughput, round trips, connections per second)
-//!   beside Debian's pasta and plain loopback, in a private lab, tables with
-//!   ratios and CPU s/GB ([`bench`]).
+//!   the splice path (throughput, round trips, connections per second)
+//!   beside Debian's pasta and plain loopback, in a private lab, and iperf3
+//!   from a QEMU guest through passt (stream, Debian's passt, vhost-user);
+//!   tables with ratios and CPU s/GB ([`bench`]).
 //! - `build-ebpf`: not available yet (later issue); exit 1.
 
 use std::ffi::OsString;
@@ -74,11 +75,14 @@ usage: cargo xtask <command>
         the private test lab (nothing reaches a real network); PASTA_BIN=path
         runs another pasta instead
   build-ebpf    not available yet (eBPF arrives with a later issue)
-  bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--only tap|splice] [--no-install]
+  bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST]
+        [--only tap|splice|guest] [--no-install]
         iperf3 TCP through the tap (IPv4/IPv6, both directions, MTU 65520 and
-        1500) of pasta-rs, Debian's pasta and slirp4netns, and the splice path
+        1500) of pasta-rs, Debian's pasta and slirp4netns, the splice path
         (-t/-T throughput, 64-byte round trips, connections/s) beside Debian's
-        pasta and plain loopback, in a private lab (needs root); medians of N
+        pasta and plain loopback, in a private lab (needs root), and iperf3
+        from a QEMU guest through passt-rs (stream, vhost-user) and Debian's
+        passt (../shared/guest/guestlab.sh); medians of N
         rounds (default 3) x S s (default 5), --quick = 1 x 2 s; tables with
         ratios and CPU s/GB to stdout and target/bench/bench.md, raw numbers
         in target/bench/bench.json
