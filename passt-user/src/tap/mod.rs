@@ -18,6 +18,7 @@
 
 pub mod mem;
 pub mod tun;
+pub mod vhost_user;
 
 use std::ops::Range;
 use std::os::fd::RawFd;

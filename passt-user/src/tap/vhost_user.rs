@@ -1,0 +1,1090 @@
+//! # Theory of operation
+//!
+//! passt's `--vhost-user` back-end: the guest's virtio-net device is
+//! implemented here, in passt, and QEMU (the vhost-user *front-end*) only
+//! hands us the guest's memory and the queues' notification fds over a UNIX
+//! socket. Frames then move by copying between guest memory and our
+//! buffers, with no system call per frame.
+//!
+//! ## Protocol flow (QEMU docs/interop/vhost-user.rst)
+//!
+//! One front-end at a time connects to the listening socket; a second
+//! connection while one is active is accepted and closed at once. Its
+//! messages arrive on the control socket, each one handled by the `vhost`
+//! crate's [`BackendReqHandler`] (framing, fd passing, REPLY_ACK) calling
+//! into [`VhostUserBackendReqHandlerMut`] here. QEMU's usual sequence:
+//!
+//! 1. GET_FEATURES, GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, SET_OWNER
+//!    at start-up;
+//! 2. when the guest driver starts the device: SET_FEATURES (what the
+//!    guest accepted), SET_MEM_TABLE, then per queue SET_VRING_NUM,
+//!    SET_VRING_BASE, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL, and
+//!    SET_VRING_ENABLE 1;
+//! 3. GET_VRING_BASE stops a queue (guest reset, QEMU stopping); step 2
+//!    may follow again.
+//!
+//! A queue is *usable* once it has a kick fd (started), is enabled (at
+//! once when VHOST_USER_F_PROTOCOL_FEATURES is not negotiated) and its
+//! rings lie inside the memory table. The device is *ready* when both
+//! queues are: that transition gives [`TapEvent::Connected`] (once per
+//! start of the device, so once per plain connection). A closed control
+//! socket, or a message we cannot make sense of, ends the connection:
+//! [`TapEvent::Disconnected`] and back to listening, or
+//! [`TapError::Gone`] with `--one-off`.
+//!
+//! Offered: VIRTIO_F_VERSION_1, VIRTIO_NET_F_MRG_RXBUF,
+//! VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+//! VHOST_USER_F_PROTOCOL_FEATURES; protocol features: REPLY_ACK only (no
+//! MQ, CONFIG, LOG_SHMFD, CONFIGURE_MEM_SLOTS, DEVICE_STATE: no migration).
+//! No checksum or segmentation offload: frames are complete, with valid
+//! checksums, both ways, and the header's `flags` and `gso_type` are 0.
+//! Like upstream passt, VIRTIO_NET_F_MAC is not offered: QEMU gives the
+//! guest its MAC.
+//!
+//! ## Memory
+//!
+//! SET_MEM_TABLE carries up to 8 regions, each an fd (QEMU's
+//! memory-backend-memfd) with an offset, a guest-physical address (GPA) and
+//! the address at which QEMU maps it (its user address, QVA). Each region is
+//! mmap()ed MAP_SHARED from fd + offset (the offset must be page-aligned, as
+//! QEMU's are) into a `vm_memory::GuestMemoryMmap` indexed by GPA, which
+//! bounds-checks every access: a descriptor pointing outside the table is an
+//! error, never a stray access. Descriptors carry GPAs, but SET_VRING_ADDR
+//! carries QVAs: the ring addresses are translated QVA -> GPA through the
+//! table, again after every new table.
+//!
+//! ## Queues (virtio 1.1 §5.1.2, §2.6)
+//!
+//! Queue 0 receives (frames towards the guest: [`Tap::send_batch`]), queue
+//! 1 transmits (frames from the guest: [`Tap::recv_batch`]). Split
+//! virtqueues only (virtio 1.1 §2.6): `virtio_queue::Queue` walks the
+//! available ring and the descriptor chains (direct or indirect, §2.6.5.3,
+//! loops cut by a descriptor budget). Used-ring entries are written here,
+//! and the used index published once per batch (one Release store after
+//! all entries, §2.6.8): a frame spread over several receive buffers thus
+//! appears to the guest all at once. After a batch the guest is signalled
+//! through the queue's call eventfd unless it asked not to be: the
+//! `used_event` index with VIRTIO_RING_F_EVENT_IDX, else the avail ring's
+//! VRING_AVAIL_F_NO_INTERRUPT flag (§2.6.7).
+//!
+//! Transmit: the TX queue's kick eventfd is polled. On a kick, chains are
+//! popped with notifications off; when the ring is empty they are turned
+//! back on and the ring checked once more, so that a frame offered in
+//! between is not left without a kick (§2.6.10). A batch that stops at
+//! [`BATCH`] frames with more pending kicks its own eventfd, so the loop
+//! comes back. The receive queue's kick fd is not polled: frames that find
+//! no receive buffer are dropped and counted, as a full link would.
+//!
+//! ## Header (virtio 1.1 §5.1.6)
+//!
+//! Every frame is preceded, in the guest's buffers, by the 12-byte
+//! `struct virtio_net_hdr_mrg_rxbuf`, little-endian (virtio 1.x):
+//!
+//! ```text
+//! 0 flags u8 | 1 gso_type u8 | 2 hdr_len le16 | 4 gso_size le16
+//! 6 csum_start le16 | 8 csum_offset le16 | 10 num_buffers le16
+//! ```
+//!
+//! On transmit it is skipped (it may span descriptors, §5.1.6.2); on
+//! receive it is written with everything 0 but `num_buffers`: the number of
+//! descriptor chains (receive buffers) the frame fills, more than 1 only
+//! with VIRTIO_NET_F_MRG_RXBUF (§5.1.6.3, §5.1.6.4).
+//!
+//! ## Malformed input
+//!
+//! A transmit chain that points outside guest memory, is broken (a `next`
+//! out of the table, a loop), holds device-writable descriptors, carries
+//! less than the header plus an Ethernet header, or more than
+//! [`MAX_FRAME`] bytes of frame, is returned to the guest unused, its frame
+//! dropped and counted ([`VhostUserTap::malformed`]). A receive chain that
+//! cannot be written is returned with length 0, and the frame being written
+//! dropped and counted the same way. Nothing the guest or the front-end
+//! writes can make this code panic.
+//!
+//! Everything runs in the caller's epoll loop: the listener, the control
+//! socket and the TX kick eventfd are listed by [`Tap::poll_fds`]; no
+//! thread of the crates' own.
+//!
+//! Syscalls: accept4, recvmsg, sendmsg, setsockopt (SO_RCVTIMEO,
+//! SO_SNDTIMEO), mmap, munmap, read, write (eventfds), close.
+
+use std::fs::File;
+use std::io;
+use std::num::Wrapping;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use vhost::vhost_user::message::{
+    VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags, VhostUserInflight, VhostUserLog,
+    VhostUserMemoryRegion, VhostUserShMemConfig, VhostUserSharedMsg, VhostUserSingleMemoryRegion,
+    VhostUserVringAddrFlags, VhostUserVringState,
+};
+use vhost::vhost_user::{
+    BackendReqHandler, Error as VuError, GpuBackend, Result as VuResult, VhostUserBackendReqHandlerMut,
+    VhostUserProtocolFeatures,
+};
+use vhost::VhostUserMemoryRegionBase;
+use virtio_queue::{DescriptorChain, Queue, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch, TxResult, BATCH, MAX_FRAME};
+
+/// Index of the receive queue: frames towards the guest (virtio 1.1 §5.1.2).
+pub const RX_QUEUE: usize = 0;
+/// Index of the transmit queue: frames from the guest (virtio 1.1 §5.1.2).
+pub const TX_QUEUE: usize = 1;
+/// Queues of the device: one receive/transmit pair, no control queue.
+const NUM_QUEUES: usize = 2;
+
+/// Length in bytes of `struct virtio_net_hdr_mrg_rxbuf` in front of every
+/// frame (virtio 1.1 §5.1.6; 12 bytes whenever VIRTIO_F_VERSION_1 is
+/// negotiated).
+pub const VNET_HDR_LEN: usize = 12;
+/// Offset of the header's `num_buffers` field (le16).
+const NUM_BUFFERS_OFF: usize = 10;
+/// Shortest frame taken from the guest: an Ethernet header.
+const MIN_FRAME: usize = 14;
+
+/// Largest queue size of a split virtqueue (virtio 1.1 §2.6: 32768).
+const MAX_QUEUE_SIZE: u16 = 32768;
+
+/// VIRTIO_NET_F_MRG_RXBUF (virtio 1.1 §5.1.3): a frame may span receive
+/// buffers.
+pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
+/// VIRTIO_RING_F_INDIRECT_DESC (virtio 1.1 §6).
+pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
+/// VIRTIO_RING_F_EVENT_IDX (virtio 1.1 §6): `used_event`/`avail_event`.
+pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
+/// VHOST_USER_F_PROTOCOL_FEATURES (vhost-user.rst): protocol features and
+/// SET_VRING_ENABLE.
+pub const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
+/// VIRTIO_F_VERSION_1 (virtio 1.1 §6): little-endian, 12-byte header.
+pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// Every virtio feature bit we offer with GET_FEATURES.
+pub const FEATURES: u64 = VIRTIO_F_VERSION_1
+    | VIRTIO_NET_F_MRG_RXBUF
+    | VIRTIO_RING_F_EVENT_IDX
+    | VIRTIO_RING_F_INDIRECT_DESC
+    | VHOST_USER_F_PROTOCOL_FEATURES;
+
+/// Avail ring flag: the driver wants no used buffer notification (virtio
+/// 1.1 §2.6.7).
+const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
+
+/// Poll id of the listening socket.
+const ID_LISTEN: u32 = 0;
+/// Poll id of the front-end's control socket.
+const ID_CTRL: u32 = 1;
+/// Poll id of the transmit queue's kick eventfd.
+const ID_KICK: u32 = 2;
+
+/// Longest wait for the rest of a control message once it started
+/// arriving, or for room to write a reply: the socket is blocking, read
+/// only when epoll says it is readable.
+const CTRL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The JSON object QEMU's vhost-user back-end convention (QEMU
+/// docs/interop/vhost-user.json, "type": "net") expects from
+/// `--print-capabilities`: the same bytes upstream passt prints.
+pub fn print_capabilities() -> &'static str {
+    "{\n  \"type\": \"net\"\n}\n"
+}
+
+/// One region of the memory table: where QEMU maps it (QVA) and where the
+/// guest sees it (GPA), sizes in bytes.
+#[derive(Debug, Clone, Copy)]
+struct MemRegion {
+    gpa: u64,
+    size: u64,
+    qva: u64,
+}
+
+/// Translate a front-end (QEMU) virtual address to a guest physical one.
+fn qva_to_gpa(regions: &[MemRegion], qva: u64) -> Option<u64> {
+    regions.iter().find_map(|r| {
+        let off = qva.checked_sub(r.qva)?;
+        (off < r.size).then(|| r.gpa.checked_add(off)).flatten()
+    })
+}
+
+/// Ring addresses from SET_VRING_ADDR, in the front-end's address space.
+#[derive(Debug, Clone, Copy)]
+struct RingAddrs {
+    desc: u64,
+    avail: u64,
+    used: u64,
+}
+
+/// One virtqueue and its vhost-user state.
+struct Vring {
+    queue: Queue,
+    addrs: Option<RingAddrs>,
+    kick: Option<EventFd>,
+    call: Option<EventFd>,
+    err: Option<File>,
+    /// A kick fd was given (vhost-user.rst: "Starting and stopping rings").
+    started: bool,
+    /// SET_VRING_ENABLE 1, or no protocol features.
+    enabled: bool,
+}
+
+impl Vring {
+    fn new() -> io::Result<Self> {
+        let queue = Queue::new(MAX_QUEUE_SIZE).map_err(|e| io::Error::other(format!("virtqueue: {e}")))?;
+        Ok(Vring { queue, addrs: None, kick: None, call: None, err: None, started: false, enabled: false })
+    }
+
+    fn reset(&mut self) {
+        self.queue.reset();
+        self.addrs = None;
+        self.kick = None;
+        self.call = None;
+        self.err = None;
+        self.started = false;
+        self.enabled = false;
+    }
+
+    fn usable(&self) -> bool {
+        self.started && self.enabled && self.queue.ready()
+    }
+}
+
+/// The device state the front-end's messages set up.
+struct Device {
+    /// Virtio features acked with SET_FEATURES.
+    features: u64,
+    /// Protocol features acked with SET_PROTOCOL_FEATURES.
+    protocol: u64,
+    mem: Option<GuestMemoryMmap>,
+    regions: Vec<MemRegion>,
+    vq: [Vring; NUM_QUEUES],
+    /// Moves whenever the TX kick fd may have changed (never reset).
+    fd_gen: u64,
+}
+
+fn lock(dev: &Mutex<Device>) -> MutexGuard<'_, Device> {
+    dev.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A request we do not serve (its feature is not offered).
+fn unsupported(what: &'static str) -> VuError {
+    VuError::InvalidOperation(what)
+}
+
+impl Device {
+    fn new() -> io::Result<Self> {
+        Ok(Device {
+            features: 0,
+            protocol: 0,
+            mem: None,
+            regions: Vec::new(),
+            vq: [Vring::new()?, Vring::new()?],
+            fd_gen: 0,
+        })
+    }
+
+    /// Back to the state of a fresh connection.
+    fn reset(&mut self) {
+        self.features = 0;
+        self.protocol = 0;
+        self.mem = None;
+        self.regions.clear();
+        for vq in &mut self.vq {
+            vq.reset();
+        }
+        self.fd_gen = self.fd_gen.wrapping_add(1);
+    }
+
+    fn vring(&mut self, index: u32) -> VuResult<&mut Vring> {
+        usize::try_from(index).ok().and_then(|i| self.vq.get_mut(i)).ok_or(VuError::InvalidParam)
+    }
+
+    fn has(&self, feature: u64) -> bool {
+        self.features & feature != 0
+    }
+
+    /// Point queue `i` at its rings, if both its addresses and the memory
+    /// table are known and the rings fit in memory; the queue is usable
+    /// (ready) only then. A queue coming to life takes its used index from
+    /// guest memory (it may resume after a stop).
+    fn refresh(&mut self, i: usize) {
+        let event_idx = self.has(VIRTIO_RING_F_EVENT_IDX);
+        let Some(vq) = self.vq.get_mut(i) else { return };
+        let was_ready = vq.queue.ready();
+        vq.queue.set_ready(false);
+        vq.queue.set_event_idx(event_idx);
+        let (Some(mem), Some(a)) = (self.mem.as_ref(), vq.addrs) else { return };
+        let (Some(desc), Some(avail), Some(used)) =
+            (qva_to_gpa(&self.regions, a.desc), qva_to_gpa(&self.regions, a.avail), qva_to_gpa(&self.regions, a.used))
+        else {
+            log::warn!("vhost-user: rings of queue {i} outside the memory table");
+            return;
+        };
+        if vq.queue.try_set_desc_table_address(GuestAddress(desc)).is_err()
+            || vq.queue.try_set_avail_ring_address(GuestAddress(avail)).is_err()
+            || vq.queue.try_set_used_ring_address(GuestAddress(used)).is_err()
+        {
+            log::warn!("vhost-user: misaligned rings for queue {i}");
+            return;
+        }
+        vq.queue.set_ready(true);
+        if !vq.queue.is_valid(mem) {
+            vq.queue.set_ready(false);
+            return;
+        }
+        if !was_ready {
+            let idx = GuestAddress(used).checked_add(2).and_then(|a| mem.load::<u16>(a, Ordering::Acquire).ok());
+            if let Some(idx) = idx {
+                vq.queue.set_next_used(u16::from_le(idx));
+            }
+        }
+    }
+
+    fn queue_usable(&self, i: usize) -> bool {
+        self.mem.is_some() && self.vq.get(i).is_some_and(Vring::usable)
+    }
+
+    /// Both queues usable.
+    fn ready(&self) -> bool {
+        self.queue_usable(RX_QUEUE) && self.queue_usable(TX_QUEUE)
+    }
+
+    /// Stop every queue, keeping features and memory (RESET_OWNER,
+    /// RESET_DEVICE).
+    fn reset_rings(&mut self) {
+        for vq in &mut self.vq {
+            vq.reset();
+        }
+        self.fd_gen = self.fd_gen.wrapping_add(1);
+    }
+}
+
+impl VhostUserBackendReqHandlerMut for Device {
+    fn set_owner(&mut self) -> VuResult<()> {
+        Ok(())
+    }
+
+    fn reset_owner(&mut self) -> VuResult<()> {
+        self.reset_rings();
+        Ok(())
+    }
+
+    fn reset_device(&mut self) -> VuResult<()> {
+        self.reset_rings();
+        Ok(())
+    }
+
+    fn get_features(&mut self) -> VuResult<u64> {
+        Ok(FEATURES)
+    }
+
+    fn set_features(&mut self, features: u64) -> VuResult<()> {
+        if features & !FEATURES != 0 {
+            log::warn!("vhost-user: front-end acked features {features:#x}, offered {FEATURES:#x}");
+            return Err(VuError::InvalidParam);
+        }
+        if features & VIRTIO_F_VERSION_1 == 0 {
+            log::warn!("vhost-user: legacy (pre-1.0) virtio devices are not supported");
+            return Err(VuError::InvalidParam);
+        }
+        self.features = features;
+        if !self.has(VHOST_USER_F_PROTOCOL_FEATURES) {
+            // vhost-user.rst: without protocol features, rings start enabled.
+            for vq in &mut self.vq {
+                vq.enabled = true;
+            }
+        }
+        for i in 0..NUM_QUEUES {
+            self.refresh(i);
+        }
+        Ok(())
+    }
+
+    fn set_mem_table(
+        &mut self,
+        ctx: &[VhostUserMemoryRegion],
+        files: Vec<File>,
+        _postcopy_listening: Option<bool>,
+    ) -> VuResult<Option<Vec<VhostUserMemoryRegionBase>>> {
+        let mut maps = Vec::with_capacity(ctx.len());
+        for (r, file) in ctx.iter().zip(files) {
+            let (gpa, size, qva) = (r.guest_phys_addr, r.memory_size, r.user_addr);
+            let mmap = r.mmap_region::<()>(file)?;
+            let region = GuestRegionMmap::new(mmap, GuestAddress(gpa)).ok_or(VuError::InvalidParam)?;
+            maps.push((region, MemRegion { gpa, size, qva }));
+        }
+        maps.sort_by_key(|(_, m)| m.gpa);
+        let regions: Vec<MemRegion> = maps.iter().map(|(_, m)| *m).collect();
+        let mem = GuestMemoryMmap::from_regions(maps.into_iter().map(|(r, _)| r).collect())
+            .map_err(|e| VuError::ReqHandlerError(io::Error::other(e)))?;
+        self.mem = Some(mem);
+        self.regions = regions;
+        for i in 0..NUM_QUEUES {
+            self.refresh(i);
+        }
+        Ok(None)
+    }
+
+    fn set_vring_num(&mut self, index: u32, num: u32) -> VuResult<()> {
+        let num = u16::try_from(num).map_err(|_| VuError::InvalidParam)?;
+        self.vring(index)?.queue.try_set_size(num).map_err(|_| VuError::InvalidParam)?;
+        self.refresh(index as usize);
+        Ok(())
+    }
+
+    fn set_vring_addr(
+        &mut self,
+        index: u32,
+        _flags: VhostUserVringAddrFlags,
+        descriptor: u64,
+        used: u64,
+        available: u64,
+        _log: u64,
+    ) -> VuResult<()> {
+        let vq = self.vring(index)?;
+        vq.addrs = Some(RingAddrs { desc: descriptor, avail: available, used });
+        vq.queue.set_ready(false);
+        self.refresh(index as usize);
+        Ok(())
+    }
+
+    fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
+        let base = u16::try_from(base).map_err(|_| VuError::InvalidParam)?;
+        self.vring(index)?.queue.set_next_avail(base);
+        Ok(())
+    }
+
+    fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
+        let vq = self.vring(index)?;
+        let base = vq.queue.next_avail();
+        // vhost-user.rst: GET_VRING_BASE stops the ring.
+        vq.started = false;
+        vq.kick = None;
+        vq.call = None;
+        vq.addrs = None;
+        vq.queue.set_ready(false);
+        self.fd_gen = self.fd_gen.wrapping_add(1);
+        Ok(VhostUserVringState::new(index, u32::from(base)))
+    }
+
+    fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        let vq = self.vring(u32::from(index))?;
+        // SAFETY: the fd comes out of a File we own, and ownership moves to
+        // the EventFd.
+        vq.kick = fd.map(|f| unsafe { EventFd::from_raw_fd(f.into_raw_fd()) });
+        vq.started = true;
+        self.fd_gen = self.fd_gen.wrapping_add(1);
+        Ok(())
+    }
+
+    fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        let vq = self.vring(u32::from(index))?;
+        // SAFETY: as in set_vring_kick.
+        vq.call = fd.map(|f| unsafe { EventFd::from_raw_fd(f.into_raw_fd()) });
+        // A notification the guest may have missed across a reconnection
+        // costs it one spurious interrupt at most.
+        if let Some(call) = &vq.call {
+            let _ = call.write(1);
+        }
+        Ok(())
+    }
+
+    fn set_vring_err(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        self.vring(u32::from(index))?.err = fd;
+        Ok(())
+    }
+
+    fn get_protocol_features(&mut self) -> VuResult<VhostUserProtocolFeatures> {
+        Ok(VhostUserProtocolFeatures::REPLY_ACK)
+    }
+
+    fn set_protocol_features(&mut self, features: u64) -> VuResult<()> {
+        if features & !VhostUserProtocolFeatures::REPLY_ACK.bits() != 0 {
+            return Err(VuError::InvalidParam);
+        }
+        self.protocol = features;
+        Ok(())
+    }
+
+    fn get_queue_num(&mut self) -> VuResult<u64> {
+        Ok(NUM_QUEUES as u64)
+    }
+
+    fn set_vring_enable(&mut self, index: u32, enable: bool) -> VuResult<()> {
+        self.vring(index)?.enabled = enable;
+        Ok(())
+    }
+
+    fn get_config(&mut self, _offset: u32, _size: u32, _flags: VhostUserConfigFlags) -> VuResult<Vec<u8>> {
+        Err(unsupported("GET_CONFIG: CONFIG not offered"))
+    }
+
+    fn set_config(&mut self, _offset: u32, _buf: &[u8], _flags: VhostUserConfigFlags) -> VuResult<()> {
+        Err(unsupported("SET_CONFIG: CONFIG not offered"))
+    }
+
+    fn set_gpu_socket(&mut self, _gpu_backend: GpuBackend) -> VuResult<()> {
+        Err(unsupported("GPU_SET_SOCKET: not a GPU"))
+    }
+
+    fn get_shared_object(&mut self, _uuid: VhostUserSharedMsg) -> VuResult<File> {
+        Err(unsupported("GET_SHARED_OBJECT: SHARED_OBJECT not offered"))
+    }
+
+    fn get_inflight_fd(&mut self, _inflight: &VhostUserInflight) -> VuResult<(VhostUserInflight, File)> {
+        Err(unsupported("GET_INFLIGHT_FD: INFLIGHT_SHMFD not offered"))
+    }
+
+    fn set_inflight_fd(&mut self, _inflight: &VhostUserInflight, _file: File) -> VuResult<()> {
+        Err(unsupported("SET_INFLIGHT_FD: INFLIGHT_SHMFD not offered"))
+    }
+
+    fn get_max_mem_slots(&mut self) -> VuResult<u64> {
+        Err(unsupported("GET_MAX_MEM_SLOTS: CONFIGURE_MEM_SLOTS not offered"))
+    }
+
+    fn add_mem_region(
+        &mut self,
+        _region: &VhostUserSingleMemoryRegion,
+        _fd: File,
+        _postcopy_listening: Option<bool>,
+    ) -> VuResult<Option<VhostUserMemoryRegionBase>> {
+        Err(unsupported("ADD_MEM_REG: CONFIGURE_MEM_SLOTS not offered"))
+    }
+
+    fn remove_mem_region(&mut self, _region: &VhostUserSingleMemoryRegion) -> VuResult<()> {
+        Err(unsupported("REM_MEM_REG: CONFIGURE_MEM_SLOTS not offered"))
+    }
+
+    fn set_device_state_fd(
+        &mut self,
+        _direction: VhostTransferStateDirection,
+        _phase: VhostTransferStatePhase,
+        _fd: File,
+    ) -> VuResult<Option<File>> {
+        Err(unsupported("SET_DEVICE_STATE_FD: DEVICE_STATE not offered"))
+    }
+
+    fn check_device_state(&mut self) -> VuResult<()> {
+        Err(unsupported("CHECK_DEVICE_STATE: DEVICE_STATE not offered"))
+    }
+
+    fn get_shmem_config(&mut self) -> VuResult<VhostUserShMemConfig> {
+        Err(unsupported("GET_SHMEM_CONFIG: SHMEM not offered"))
+    }
+
+    fn set_log_base(&mut self, _log: &VhostUserLog, _file: File) -> VuResult<()> {
+        Err(unsupported("SET_LOG_BASE: LOG_SHMFD not offered"))
+    }
+}
+
+/// Control-socket errors after which the stream is still in step (the
+/// whole message was read and answered): the connection goes on.
+fn recoverable(e: &VuError) -> bool {
+    matches!(
+        e,
+        VuError::InvalidParam
+            | VuError::InvalidOperation(_)
+            | VuError::InactiveFeature(_)
+            | VuError::InactiveOperation(_)
+            | VuError::ReqHandlerError(_)
+            | VuError::BackendInternalError
+            | VuError::FeatureMismatch
+    )
+}
+
+/// Copy the frame of a transmit chain, virtio-net header skipped, to the
+/// start of `dst`; returns its length in bytes.
+///
+/// # Errors
+/// [`crate::wire::Error`] if a descriptor is device-writable or outside
+/// guest memory, the chain is broken (it ends on a descriptor that has a
+/// next one), or the frame is shorter than [`MIN_FRAME`] or longer than
+/// `dst`.
+fn read_chain(mem: &GuestMemoryMmap, chain: DescriptorChain<&GuestMemoryMmap>, dst: &mut [u8]) -> Result<usize, crate::wire::Error> {
+    use crate::wire::Error;
+    let mut skip = VNET_HDR_LEN;
+    let mut len = 0usize;
+    let mut broken = true;
+    for desc in chain {
+        broken = desc.has_next();
+        if desc.is_write_only() {
+            return Err(Error);
+        }
+        let dlen = usize::try_from(desc.len()).map_err(|_| Error)?;
+        let s = skip.min(dlen);
+        skip -= s;
+        let n = dlen - s;
+        if n == 0 {
+            continue;
+        }
+        let addr = desc.addr().checked_add(s as u64).ok_or(Error)?;
+        let end = len.checked_add(n).ok_or(Error)?;
+        let out = dst.get_mut(len..end).ok_or(Error)?;
+        mem.read_slice(out, addr).map_err(|_| Error)?;
+        len = end;
+    }
+    if broken || skip > 0 || len < MIN_FRAME {
+        return Err(Error);
+    }
+    Ok(len)
+}
+
+/// A frame being written to receive buffers, header first.
+struct RxFrame<'a> {
+    hdr: [u8; VNET_HDR_LEN],
+    /// Header bytes written so far.
+    hdr_done: usize,
+    /// Frame bytes still to write.
+    data: &'a [u8],
+    /// Where the two bytes of `num_buffers` landed in guest memory.
+    num_buffers_at: [Option<GuestAddress>; 2],
+}
+
+impl<'a> RxFrame<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        RxFrame { hdr: [0; VNET_HDR_LEN], hdr_done: 0, data, num_buffers_at: [None; 2] }
+    }
+
+    fn done(&self) -> bool {
+        self.hdr_done == VNET_HDR_LEN && self.data.is_empty()
+    }
+
+    /// Write as much of the rest of the frame as fits in the writable
+    /// descriptors of `chain`; returns the bytes written.
+    ///
+    /// # Errors
+    /// [`crate::wire::Error`] if a descriptor is device-readable or outside
+    /// guest memory, the chain is broken, or nothing could be written.
+    fn write_chain(&mut self, mem: &GuestMemoryMmap, chain: DescriptorChain<&GuestMemoryMmap>) -> Result<u32, crate::wire::Error> {
+        use crate::wire::Error;
+        let mut written = 0u32;
+        let mut broken = true;
+        for desc in chain {
+            broken = desc.has_next();
+            if !desc.is_write_only() {
+                return Err(Error);
+            }
+            if self.done() {
+                continue; // Walk to the end to check the chain.
+            }
+            let mut addr = desc.addr();
+            let mut room = usize::try_from(desc.len()).map_err(|_| Error)?;
+            if self.hdr_done < VNET_HDR_LEN && room > 0 {
+                let k = (VNET_HDR_LEN - self.hdr_done).min(room);
+                let src = self.hdr.get(self.hdr_done..self.hdr_done + k).ok_or(Error)?;
+                mem.write_slice(src, addr).map_err(|_| Error)?;
+                for (b, at) in self.num_buffers_at.iter_mut().enumerate() {
+                    let pos = NUM_BUFFERS_OFF + b;
+                    if (self.hdr_done..self.hdr_done + k).contains(&pos) {
+                        *at = addr.checked_add((pos - self.hdr_done) as u64);
+                    }
+                }
+                self.hdr_done += k;
+                room -= k;
+                addr = addr.checked_add(k as u64).ok_or(Error)?;
+                written += k as u32;
+            }
+            if self.hdr_done == VNET_HDR_LEN && room > 0 && !self.data.is_empty() {
+                let k = room.min(self.data.len());
+                let (now, rest) = self.data.split_at(k);
+                mem.write_slice(now, addr).map_err(|_| Error)?;
+                self.data = rest;
+                written = written.checked_add(u32::try_from(k).map_err(|_| Error)?).ok_or(Error)?;
+            }
+        }
+        if broken || written == 0 {
+            return Err(Error);
+        }
+        Ok(written)
+    }
+
+    /// Store `num_buffers` (le16) into the header already written.
+    fn set_num_buffers(&self, mem: &GuestMemoryMmap, n: u16) {
+        for (at, b) in self.num_buffers_at.iter().zip(n.to_le_bytes()) {
+            if let Some(at) = at {
+                let _ = mem.write_obj(b, *at);
+            }
+        }
+    }
+}
+
+/// Append `entries` (head index, bytes written) to the used ring of `q` and
+/// publish them with one store of the used index (virtio 1.1 §2.6.8).
+/// Returns the used index before and after.
+fn flush_used(mem: &GuestMemoryMmap, q: &mut Queue, entries: &[(u16, u32)]) -> Option<(u16, u16)> {
+    let size = q.size();
+    let used = GuestAddress(q.used_ring());
+    let old = q.next_used();
+    let mut idx = Wrapping(old);
+    for &(head, len) in entries {
+        let slot = u64::from(idx.0.checked_rem(size)?);
+        let addr = used.checked_add(4 + 8 * slot)?;
+        let mut elem = [0u8; 8];
+        elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
+        elem[4..].copy_from_slice(&len.to_le_bytes());
+        mem.write_slice(&elem, addr).ok()?;
+        idx += 1;
+    }
+    mem.store(idx.0.to_le(), used.checked_add(2)?, Ordering::Release).ok()?;
+    q.set_next_used(idx.0);
+    Some((old, idx.0))
+}
+
+/// Whether the driver wants a used buffer notification after the used
+/// index moved from `old` to `new` (virtio 1.1 §2.6.7.2).
+fn needs_call(mem: &GuestMemoryMmap, q: &Queue, old: u16, new: u16) -> bool {
+    if old == new {
+        return false;
+    }
+    // The used index store must be visible before we read the driver's
+    // suppression fields.
+    fence(Ordering::SeqCst);
+    let avail = GuestAddress(q.avail_ring());
+    if q.event_idx_enabled() {
+        let at = avail.checked_add(4 + 2 * u64::from(q.size()));
+        let Some(ev) = at.and_then(|a| mem.load::<u16>(a, Ordering::Acquire).ok()) else { return true };
+        let ev = u16::from_le(ev);
+        new.wrapping_sub(ev).wrapping_sub(1) < new.wrapping_sub(old)
+    } else {
+        match mem.load::<u16>(avail, Ordering::Acquire) {
+            Ok(flags) => u16::from_le(flags) & VRING_AVAIL_F_NO_INTERRUPT == 0,
+            Err(_) => true,
+        }
+    }
+}
+
+/// Publish `entries` on queue `vq` and signal its call eventfd if the
+/// driver wants it.
+fn complete(mem: &GuestMemoryMmap, vq: &mut Vring, entries: &[(u16, u32)]) {
+    if entries.is_empty() {
+        return;
+    }
+    let Some((old, new)) = flush_used(mem, &mut vq.queue, entries) else { return };
+    if needs_call(mem, &vq.queue, old, new) {
+        if let Some(call) = &vq.call {
+            let _ = call.write(1);
+        }
+    }
+}
+
+/// The vhost-user back-end: a listening socket, at most one front-end and
+/// the virtio-net device it drives. See the module documentation.
+pub struct VhostUserTap {
+    listener: UnixListener,
+    one_off: bool,
+    conn: Option<BackendReqHandler<Mutex<Device>>>,
+    dev: Arc<Mutex<Device>>,
+    /// Moves on every accepted or closed connection.
+    conn_gen: u64,
+    /// The device was ready after the last control message.
+    was_ready: bool,
+    /// Chains dropped as malformed, both queues.
+    malformed: u64,
+    /// Used ring entries of the batch being completed (head, bytes).
+    used: Vec<(u16, u32)>,
+}
+
+impl std::fmt::Debug for VhostUserTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VhostUserTap")
+            .field("listener", &self.listener.as_raw_fd())
+            .field("one_off", &self.one_off)
+            .field("connected", &self.conn.is_some())
+            .field("ready", &self.was_ready)
+            .field("malformed", &self.malformed)
+            .finish()
+    }
+}
+
+impl VhostUserTap {
+    /// A back-end serving front-ends that connect to `listener`, a bound
+    /// and listening UNIX stream socket (it is made non-blocking here).
+    /// With `one_off`, the end of the first front-end's connection ends the
+    /// back-end ([`TapError::Gone`]); otherwise it waits for the next one.
+    ///
+    /// # Errors
+    /// The OS error of fcntl on `listener`.
+    ///
+    /// Syscalls: fcntl.
+    pub fn new(listener: UnixListener, one_off: bool) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(VhostUserTap {
+            listener,
+            one_off,
+            conn: None,
+            dev: Arc::new(Mutex::new(Device::new()?)),
+            conn_gen: 0,
+            was_ready: false,
+            malformed: 0,
+            used: Vec::with_capacity(usize::from(MAX_QUEUE_SIZE)),
+        })
+    }
+
+    /// Descriptor chains dropped as malformed so far (both queues): see the
+    /// module documentation for what counts.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// True while a front-end is connected.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// True while both queues can carry frames.
+    pub fn is_ready(&self) -> bool {
+        lock(&self.dev).ready()
+    }
+
+    /// Accept pending connections: the first one, if none is active,
+    /// becomes the front-end; the others are closed at once.
+    fn accept(&mut self) -> Result<TapEvent, TapError> {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(TapEvent::Nothing),
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => continue,
+                Err(e) => return Err(TapError::Io(e)),
+            };
+            if self.conn.is_some() {
+                log::info!("vhost-user: another front-end connected while one is active, closing it");
+                continue;
+            }
+            let setup = stream
+                .set_nonblocking(false)
+                .and_then(|()| stream.set_read_timeout(Some(CTRL_TIMEOUT)))
+                .and_then(|()| stream.set_write_timeout(Some(CTRL_TIMEOUT)));
+            if let Err(e) = setup {
+                log::warn!("vhost-user: can't set up the front-end's socket: {e}");
+                continue;
+            }
+            lock(&self.dev).reset();
+            self.conn = Some(BackendReqHandler::from_stream(stream, Arc::clone(&self.dev)));
+            self.conn_gen = self.conn_gen.wrapping_add(1);
+            self.was_ready = false;
+            log::info!("vhost-user: front-end connected");
+        }
+    }
+
+    /// Drop the front-end and everything it set up.
+    fn disconnect(&mut self) -> Result<TapEvent, TapError> {
+        self.conn = None;
+        lock(&self.dev).reset();
+        self.conn_gen = self.conn_gen.wrapping_add(1);
+        self.was_ready = false;
+        if self.one_off {
+            return Err(TapError::Gone(io::Error::other("vhost-user front-end disconnected (--one-off)")));
+        }
+        log::info!("vhost-user: front-end disconnected, waiting for the next one");
+        Ok(TapEvent::Disconnected)
+    }
+
+    /// Handle one message on the control socket.
+    fn control(&mut self) -> Result<TapEvent, TapError> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(TapEvent::Nothing) };
+        match conn.handle_request() {
+            Ok(()) => {}
+            Err(e) if recoverable(&e) => log::warn!("vhost-user: {e}"),
+            Err(VuError::Disconnected) => return self.disconnect(),
+            Err(e) => {
+                log::warn!("vhost-user: {e}, closing the connection");
+                return self.disconnect();
+            }
+        }
+        let dev = lock(&self.dev);
+        let ready = dev.ready();
+        let became_ready = ready && !self.was_ready;
+        self.was_ready = ready;
+        if !became_ready {
+            return Ok(TapEvent::Nothing);
+        }
+        // Frames offered while the queue was not usable had their kick
+        // consumed: look at the queue once more.
+        if let Some(kick) = &dev.vq[TX_QUEUE].kick {
+            let _ = kick.write(1);
+        }
+        log::info!("vhost-user: device ready");
+        Ok(TapEvent::Connected)
+    }
+
+    /// A kick on the transmit queue.
+    fn kick(&mut self) -> TapEvent {
+        let dev = lock(&self.dev);
+        if let Some(kick) = &dev.vq[TX_QUEUE].kick {
+            let _ = kick.read();
+        }
+        if dev.queue_usable(TX_QUEUE) {
+            TapEvent::Readable
+        } else {
+            TapEvent::Nothing
+        }
+    }
+
+    /// Pop up to [`BATCH`] transmit chains into `rx`.
+    fn receive(&mut self, rx: &mut RxBatch) {
+        let mut guard = lock(&self.dev);
+        let dev = &mut *guard;
+        if !dev.queue_usable(TX_QUEUE) {
+            return;
+        }
+        let Some(mem) = dev.mem.as_ref() else { return };
+        let Some(vq) = dev.vq.get_mut(TX_QUEUE) else { return };
+        let size = vq.queue.size();
+        self.used.clear();
+        let _ = vq.queue.disable_notification(mem);
+        let mut off = 0usize;
+        let mut popped = 0usize;
+        let mut more = false;
+        loop {
+            while popped < BATCH {
+                if rx.buf.len().saturating_sub(off) < MAX_FRAME {
+                    more = off > 0;
+                    break;
+                }
+                let Some(chain) = vq.queue.pop_descriptor_chain(mem) else { break };
+                popped += 1;
+                let head = chain.head_index();
+                match read_chain(mem, chain, &mut rx.buf[off..off + MAX_FRAME]) {
+                    Ok(len) => {
+                        rx.frames.push(off..off + len);
+                        off += len;
+                    }
+                    Err(_) => self.malformed += 1,
+                }
+                if head < size {
+                    self.used.push((head, 0));
+                }
+            }
+            if popped >= BATCH {
+                more = true;
+            }
+            if more || rx.buf.len().saturating_sub(off) < MAX_FRAME {
+                break;
+            }
+            // Empty: ask for kicks again, then look once more for a frame
+            // offered before the driver could see that.
+            match vq.queue.enable_notification(mem) {
+                Ok(true) => {
+                    let _ = vq.queue.disable_notification(mem);
+                }
+                _ => break,
+            }
+        }
+        complete(mem, vq, &self.used);
+        if more {
+            if let Some(kick) = &vq.kick {
+                let _ = kick.write(1);
+            }
+        }
+    }
+
+    /// Write the frames of `tx` to receive buffers.
+    fn transmit(&mut self, tx: &TxBatch) -> TxResult {
+        let mut res = TxResult::default();
+        let mut guard = lock(&self.dev);
+        let dev = &mut *guard;
+        let mrg = dev.has(VIRTIO_NET_F_MRG_RXBUF);
+        let (Some(mem), Some(vq)) = (dev.mem.as_ref(), dev.vq.get_mut(RX_QUEUE)) else {
+            res.dropped = tx.len();
+            return res;
+        };
+        if !(vq.usable()) {
+            res.dropped = tx.len();
+            return res;
+        }
+        let size = vq.queue.size();
+        self.used.clear();
+        let mut frames = tx.frames();
+        'frames: for frame in frames.by_ref() {
+            let avail_start = vq.queue.next_avail();
+            let mark = self.used.len();
+            let mut f = RxFrame::new(frame);
+            let mut nbufs = 0u16;
+            let mut bad = false;
+            while !f.done() {
+                // Without MRG_RXBUF a frame must fit in one buffer; with it,
+                // in at most a queue's worth.
+                let out_of_room = (!mrg && nbufs > 0) || nbufs >= size;
+                let chain = if out_of_room { None } else { vq.queue.pop_descriptor_chain(mem) };
+                let Some(chain) = chain else {
+                    // No (more) room for this frame: its buffers go back
+                    // to the available ring, unused.
+                    vq.queue.set_next_avail(avail_start);
+                    self.used.truncate(mark);
+                    res.dropped += 1;
+                    if out_of_room {
+                        continue 'frames;
+                    }
+                    break 'frames;
+                };
+                nbufs += 1;
+                let head = chain.head_index();
+                let r = f.write_chain(mem, chain);
+                if head < size {
+                    self.used.push((head, *r.as_ref().unwrap_or(&0)));
+                }
+                if r.is_err() {
+                    bad = true;
+                    break;
+                }
+            }
+            if bad {
+                // Give the buffers back empty: the guest drops them.
+                for e in self.used.get_mut(mark..).into_iter().flatten() {
+                    e.1 = 0;
+                }
+                self.malformed += 1;
+                res.dropped += 1;
+                continue;
+            }
+            f.set_num_buffers(mem, nbufs);
+            res.sent += 1;
+        }
+        res.dropped += frames.count();
+        complete(mem, vq, &self.used);
+        res
+    }
+}
+
+impl Tap for VhostUserTap {
+    fn poll_fds(&self, out: &mut Vec<PollFd>) {
+        out.push(PollFd { fd: self.listener.as_raw_fd(), events: libc::EPOLLIN as u32, id: ID_LISTEN });
+        if let Some(conn) = &self.conn {
+            out.push(PollFd { fd: conn.as_raw_fd(), events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32, id: ID_CTRL });
+        }
+        if let Some(kick) = &lock(&self.dev).vq[TX_QUEUE].kick {
+            out.push(PollFd { fd: kick.as_raw_fd(), events: libc::EPOLLIN as u32, id: ID_KICK });
+        }
+    }
+
+    fn poll_gen(&self) -> u64 {
+        // Both counters only move forward, so their sum changes whenever
+        // either does.
+        self.conn_gen.wrapping_add(lock(&self.dev).fd_gen)
+    }
+
+    fn event(&mut self, id: u32, _events: u32) -> Result<TapEvent, TapError> {
+        match id {
+            ID_LISTEN => self.accept(),
+            // Data, hang-up or error: reading tells which.
+            ID_CTRL => self.control(),
+            ID_KICK => Ok(self.kick()),
+            _ => Ok(TapEvent::Nothing),
+        }
+    }
+
+    fn recv_batch(&mut self, rx: &mut RxBatch) -> Result<usize, TapError> {
+        rx.frames.clear();
+        self.receive(rx);
+        Ok(rx.frames.len())
+    }
+
+    fn send_batch(&mut self, tx: &TxBatch) -> Result<TxResult, TapError> {
+        Ok(self.transmit(tx))
+    }
+}
