@@ -1088,3 +1088,633 @@ impl Tap for VhostUserTap {
         Ok(self.transmit(tx))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    use std::sync::atomic::AtomicU32;
+    use std::thread;
+    use std::time::Instant;
+    use vhost::vhost_user::message::VhostUserHeaderFlag;
+    use vhost::vhost_user::{Frontend, VhostUserFrontend};
+    use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
+    use vm_memory::{FileOffset, MmapRegion};
+
+    /// Guest memory: MEM_SIZE bytes at GPA, mapped by the "front-end" at QVA.
+    const GPA: u64 = 0x10_0000;
+    const MEM_SIZE: usize = 4 << 20;
+    const QVA: u64 = 0x7f12_3400_0000;
+    const QSIZE: u16 = 256;
+    /// Where frame buffers start.
+    const BUF: u64 = GPA + 0x10000;
+    const F_NEXT: u16 = 1;
+    const F_WRITE: u16 = 2;
+    const F_INDIRECT: u16 = 4;
+
+    /// Descriptor table, avail ring and used ring of queue `q` (GPAs).
+    fn rings(q: usize) -> (u64, u64, u64) {
+        let b = GPA + q as u64 * 0x4000;
+        (b, b + 0x1000, b + 0x2000)
+    }
+
+    fn memfd(size: usize) -> File {
+        // SAFETY: NUL-terminated name; result checked.
+        let fd = unsafe { libc::memfd_create(c"passt-vu-test".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0, "memfd_create: {}", io::Error::last_os_error());
+        // SAFETY: fresh fd, owned from here.
+        let f = unsafe { File::from_raw_fd(fd) };
+        f.set_len(size as u64).unwrap();
+        f
+    }
+
+    fn listener() -> (UnixListener, SocketAddr) {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("passt-vu-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        (UnixListener::bind_addr(&addr).unwrap(), addr)
+    }
+
+    fn frame(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
+    }
+
+    fn batch(frames: &[&[u8]]) -> TxBatch {
+        let mut tx = TxBatch::new();
+        for f in frames {
+            tx.slot(0).unwrap()[..f.len()].copy_from_slice(f);
+            tx.commit(0..f.len());
+        }
+        tx
+    }
+
+    /// The test's side of the guest: the front-end connection, its own
+    /// mapping of guest memory, and the driver's view of the rings.
+    struct Guest {
+        fe: Frontend,
+        mem: GuestMemoryMmap,
+        kick: [EventFd; 2],
+        call: [EventFd; 2],
+        _file: File,
+    }
+
+    impl Guest {
+        fn write(&self, gpa: u64, b: &[u8]) {
+            self.mem.write_slice(b, GuestAddress(gpa)).unwrap();
+        }
+
+        fn read(&self, gpa: u64, len: usize) -> Vec<u8> {
+            let mut v = vec![0; len];
+            self.mem.read_slice(&mut v, GuestAddress(gpa)).unwrap();
+            v
+        }
+
+        fn u16_at(&self, gpa: u64) -> u16 {
+            let b = self.read(gpa, 2);
+            u16::from_le_bytes([b[0], b[1]])
+        }
+
+        /// Write descriptor `i` of queue `q` (virtio 1.1 §2.6.5).
+        fn desc(&self, q: usize, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+            self.desc_at(rings(q).0 + 16 * u64::from(i), addr, len, flags, next);
+        }
+
+        fn desc_at(&self, at: u64, addr: u64, len: u32, flags: u16, next: u16) {
+            let mut d = Vec::new();
+            d.extend_from_slice(&addr.to_le_bytes());
+            d.extend_from_slice(&len.to_le_bytes());
+            d.extend_from_slice(&flags.to_le_bytes());
+            d.extend_from_slice(&next.to_le_bytes());
+            self.write(at, &d);
+        }
+
+        /// Put chain `head` in the avail ring of queue `q`.
+        fn offer(&self, q: usize, head: u16) {
+            let avail = rings(q).1;
+            let idx = self.u16_at(avail + 2);
+            self.write(avail + 4 + 2 * u64::from(idx % QSIZE), &head.to_le_bytes());
+            self.write(avail + 2, &idx.wrapping_add(1).to_le_bytes());
+        }
+
+        fn set_used_event(&self, q: usize, v: u16) {
+            self.write(rings(q).1 + 4 + 2 * u64::from(QSIZE), &v.to_le_bytes());
+        }
+
+        fn used_idx(&self, q: usize) -> u16 {
+            self.u16_at(rings(q).2 + 2)
+        }
+
+        /// Used element `i` of queue `q`: (id, len).
+        fn used(&self, q: usize, i: u16) -> (u32, u32) {
+            let b = self.read(rings(q).2 + 4 + 8 * u64::from(i % QSIZE), 8);
+            (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), u32::from_le_bytes([b[4], b[5], b[6], b[7]]))
+        }
+
+        /// True if the back-end signalled queue `q` since the last look.
+        fn called(&self, q: usize) -> bool {
+            self.call[q].read().is_ok()
+        }
+
+        fn kick(&self, q: usize) {
+            self.kick[q].write(1).unwrap();
+        }
+    }
+
+    /// Run the back-end's events, as the daemon's loop would, until `until`
+    /// holds on the events seen or `ms` milliseconds passed.
+    fn pump(tap: &mut VhostUserTap, ms: u64, mut until: impl FnMut(&[TapEvent]) -> bool) -> Vec<TapEvent> {
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        let mut seen = Vec::new();
+        while !until(&seen) && Instant::now() < deadline {
+            let mut fds = Vec::new();
+            tap.poll_fds(&mut fds);
+            let mut pfds: Vec<libc::pollfd> =
+                fds.iter().map(|p| libc::pollfd { fd: p.fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 }).collect();
+            // SAFETY: pfds is a valid array of pollfd.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 10) };
+            if n <= 0 {
+                continue;
+            }
+            for (p, pf) in fds.iter().zip(&pfds) {
+                if pf.revents != 0 {
+                    match tap.event(p.id, libc::EPOLLIN as u32) {
+                        Ok(ev) => seen.push(ev),
+                        Err(e) => panic!("tap event: {e}"),
+                    }
+                    // The fd set may have changed: poll again.
+                    break;
+                }
+            }
+        }
+        seen
+    }
+
+    /// Connect a front-end to `addr` and start the device with `features`
+    /// (those offered, masked), serving it with `tap` meanwhile. Returns
+    /// the guest, the features offered and the events seen.
+    fn connect(tap: &mut VhostUserTap, addr: &SocketAddr, features: u64) -> (Guest, u64, Vec<TapEvent>) {
+        let addr = addr.clone();
+        let file = memfd(MEM_SIZE);
+        let h = thread::spawn(move || {
+            let mmap = MmapRegion::from_file(FileOffset::new(file.try_clone().unwrap(), 0), MEM_SIZE).unwrap();
+            let mem = GuestMemoryMmap::from_regions(vec![GuestRegionMmap::new(mmap, GuestAddress(GPA)).unwrap()]).unwrap();
+            let kick = [EventFd::new(libc::EFD_NONBLOCK).unwrap(), EventFd::new(libc::EFD_NONBLOCK).unwrap()];
+            let call = [EventFd::new(libc::EFD_NONBLOCK).unwrap(), EventFd::new(libc::EFD_NONBLOCK).unwrap()];
+            let mut fe = Frontend::from_stream(UnixStream::connect_addr(&addr).unwrap(), 2);
+            fe.set_owner().unwrap();
+            let offered = fe.get_features().unwrap();
+            fe.set_features(offered & features).unwrap();
+            let proto = fe.get_protocol_features().unwrap();
+            assert_eq!(proto, VhostUserProtocolFeatures::REPLY_ACK);
+            fe.set_protocol_features(proto).unwrap();
+            // Every message from now on waits for the back-end's ack.
+            fe.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
+            let region = VhostUserMemoryRegionInfo {
+                guest_phys_addr: GPA,
+                memory_size: MEM_SIZE as u64,
+                userspace_addr: QVA,
+                mmap_offset: 0,
+                mmap_handle: file.as_raw_fd(),
+            };
+            fe.set_mem_table(&[region]).unwrap();
+            for q in 0..NUM_QUEUES {
+                let (d, a, u) = rings(q);
+                let cfg = VringConfigData {
+                    queue_max_size: QSIZE,
+                    queue_size: QSIZE,
+                    flags: 0,
+                    desc_table_addr: d - GPA + QVA,
+                    used_ring_addr: u - GPA + QVA,
+                    avail_ring_addr: a - GPA + QVA,
+                    log_addr: None,
+                };
+                fe.set_vring_num(q, QSIZE).unwrap();
+                fe.set_vring_base(q, 0).unwrap();
+                fe.set_vring_addr(q, &cfg).unwrap();
+                fe.set_vring_kick(q, &kick[q]).unwrap();
+                fe.set_vring_call(q, &call[q]).unwrap();
+            }
+            for q in 0..NUM_QUEUES {
+                fe.set_vring_enable(q, true).unwrap();
+            }
+            (Guest { fe, mem, kick, call, _file: file }, offered)
+        });
+        let seen = pump(tap, 10_000, |_| h.is_finished());
+        let (guest, offered) = h.join().expect("front-end thread");
+        // SET_VRING_CALL signals once on its own.
+        guest.called(RX_QUEUE);
+        guest.called(TX_QUEUE);
+        (guest, offered, seen)
+    }
+
+    fn ready_tap(features: u64) -> (VhostUserTap, Guest, SocketAddr) {
+        let (l, addr) = listener();
+        let mut tap = VhostUserTap::new(l, false).unwrap();
+        let (guest, _, seen) = connect(&mut tap, &addr, features);
+        assert!(seen.contains(&TapEvent::Connected), "{seen:?}");
+        (tap, guest, addr)
+    }
+
+    /// Kick the TX queue and read what the back-end gives.
+    fn tx_roundtrip(tap: &mut VhostUserTap, guest: &Guest) -> Vec<Vec<u8>> {
+        guest.kick(TX_QUEUE);
+        let seen = pump(tap, 2000, |ev| ev.contains(&TapEvent::Readable));
+        assert!(seen.contains(&TapEvent::Readable), "{seen:?}");
+        let mut rx = RxBatch::new();
+        let n = tap.recv_batch(&mut rx).unwrap();
+        assert_eq!(n, rx.frames.len());
+        rx.frames.iter().map(|r| rx.buf[r.clone()].to_vec()).collect()
+    }
+
+    const ALL: u64 = u64::MAX;
+
+    #[test]
+    fn print_capabilities_is_upstreams_json() {
+        assert_eq!(print_capabilities().as_bytes(), b"{\n  \"type\": \"net\"\n}\n");
+    }
+
+    #[test]
+    fn front_end_gets_offered_features_and_connected_once_queues_are_enabled() {
+        let (l, addr) = listener();
+        let mut tap = VhostUserTap::new(l, false).unwrap();
+        assert!(!tap.is_connected());
+        let (_guest, offered, seen) = connect(&mut tap, &addr, ALL);
+        assert_eq!(offered, (1 << 32) | (1 << 30) | (1 << 29) | (1 << 28) | (1 << 15));
+        assert_eq!(seen.iter().filter(|e| **e == TapEvent::Connected).count(), 1, "{seen:?}");
+        assert!(tap.is_connected() && tap.is_ready());
+        let mut fds = Vec::new();
+        tap.poll_fds(&mut fds);
+        let ids: Vec<u32> = fds.iter().map(|p| p.id).collect();
+        assert_eq!(ids, [ID_LISTEN, ID_CTRL, ID_KICK]);
+    }
+
+    #[test]
+    fn guest_tx_frames_come_out_of_recv_batch_byte_exact() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        let f1 = frame(60, 1);
+        let f2 = frame(1514, 2);
+        let f3 = frame(100, 3);
+        // Chain 0: header alone, then the frame in two descriptors.
+        g.write(BUF, &[0xaa; VNET_HDR_LEN]);
+        g.write(BUF + 0x100, &f1[..20]);
+        g.write(BUF + 0x200, &f1[20..]);
+        g.desc(TX_QUEUE, 0, BUF, 12, F_NEXT, 1);
+        g.desc(TX_QUEUE, 1, BUF + 0x100, 20, F_NEXT, 2);
+        g.desc(TX_QUEUE, 2, BUF + 0x200, 40, 0, 0);
+        // Chain 3: header and frame in one descriptor.
+        g.write(BUF + 0x1000, &[0; VNET_HDR_LEN]);
+        g.write(BUF + 0x1000 + 12, &f2);
+        g.desc(TX_QUEUE, 3, BUF + 0x1000, 12 + 1514, 0, 0);
+        // Chain 4: indirect table of two descriptors, header split 5 + 7.
+        let table = BUF + 0x2000;
+        g.write(BUF + 0x3000, &[0; 5]);
+        g.write(BUF + 0x3100, &[0; 7]);
+        g.write(BUF + 0x3107, &f3);
+        g.desc_at(table, BUF + 0x3000, 5, F_NEXT, 1);
+        g.desc_at(table + 16, BUF + 0x3100, 7 + 100, 0, 0);
+        g.desc(TX_QUEUE, 4, table, 32, F_INDIRECT, 0);
+        for head in [0, 3, 4] {
+            g.offer(TX_QUEUE, head);
+        }
+        let got = tx_roundtrip(&mut tap, &g);
+        assert_eq!(got, [f1, f2, f3]);
+        assert_eq!(g.used_idx(TX_QUEUE), 3);
+        assert_eq!([g.used(TX_QUEUE, 0).0, g.used(TX_QUEUE, 1).0, g.used(TX_QUEUE, 2).0], [0, 3, 4]);
+        assert!(g.called(TX_QUEUE));
+        assert_eq!(tap.malformed(), 0);
+        // Nothing more: the next read is empty.
+        let mut rx = RxBatch::new();
+        assert_eq!(tap.recv_batch(&mut rx).unwrap(), 0);
+    }
+
+    #[test]
+    fn send_batch_writes_header_and_frame_to_rx_buffers_and_signals_call() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        for i in 0..2u16 {
+            g.desc(RX_QUEUE, i, BUF + u64::from(i) * 0x1000, 2048, F_WRITE, 0);
+            g.offer(RX_QUEUE, i);
+        }
+        let (f1, f2) = (frame(60, 9), frame(100, 10));
+        let r = tap.send_batch(&batch(&[&f1, &f2])).unwrap();
+        assert_eq!(r, TxResult { sent: 2, dropped: 0 });
+        assert_eq!(g.used_idx(RX_QUEUE), 2);
+        assert_eq!(g.used(RX_QUEUE, 0), (0, 12 + 60));
+        assert_eq!(g.used(RX_QUEUE, 1), (1, 12 + 100));
+        // flags, gso_type, hdr_len, gso_size, csum_start, csum_offset: 0;
+        // num_buffers: 1 (le16).
+        assert_eq!(g.read(BUF, 12), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(g.read(BUF + 12, 60), f1);
+        assert_eq!(g.read(BUF + 0x1000 + 12, 100), f2);
+        assert!(g.called(RX_QUEUE));
+    }
+
+    #[test]
+    fn frame_larger_than_one_rx_buffer_spans_several_with_mrg_rxbuf() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        // Buffer 0 is two descriptors, 11 + 989 bytes: num_buffers straddles
+        // them. Buffers 1..3 are 1000 bytes each.
+        g.desc(RX_QUEUE, 0, BUF, 11, F_WRITE | F_NEXT, 1);
+        g.desc(RX_QUEUE, 1, BUF + 0x100, 989, F_WRITE, 0);
+        g.offer(RX_QUEUE, 0);
+        for i in 2..5u16 {
+            g.desc(RX_QUEUE, i, BUF + u64::from(i) * 0x1000, 1000, F_WRITE, 0);
+            g.offer(RX_QUEUE, i);
+        }
+        let f = frame(2500, 33);
+        let r = tap.send_batch(&batch(&[&f])).unwrap();
+        assert_eq!(r, TxResult { sent: 1, dropped: 0 });
+        // 12 + 2500 bytes: 1000 + 1000 + 512, three buffers.
+        assert_eq!(g.used_idx(RX_QUEUE), 3);
+        assert_eq!([g.used(RX_QUEUE, 0), g.used(RX_QUEUE, 1), g.used(RX_QUEUE, 2)], [(0, 1000), (2, 1000), (3, 512)]);
+        let mut hdr = g.read(BUF, 11);
+        hdr.extend(g.read(BUF + 0x100, 1));
+        assert_eq!(hdr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0]);
+        let mut data = g.read(BUF + 0x101, 988);
+        data.extend(g.read(BUF + 0x2000, 1000));
+        data.extend(g.read(BUF + 0x3000, 512));
+        assert_eq!(data, f);
+        assert!(g.called(RX_QUEUE));
+    }
+
+    #[test]
+    fn without_mrg_rxbuf_a_frame_too_big_for_its_buffer_is_dropped_and_the_buffer_kept() {
+        let (mut tap, g, _a) = ready_tap(ALL & !VIRTIO_NET_F_MRG_RXBUF);
+        g.desc(RX_QUEUE, 0, BUF, 100, F_WRITE, 0);
+        g.offer(RX_QUEUE, 0);
+        let (big, small) = (frame(200, 1), frame(50, 2));
+        let r = tap.send_batch(&batch(&[&big, &small])).unwrap();
+        assert_eq!(r, TxResult { sent: 1, dropped: 1 });
+        assert_eq!(g.used_idx(RX_QUEUE), 1);
+        assert_eq!(g.used(RX_QUEUE, 0), (0, 62));
+        assert_eq!(g.read(BUF, 12), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(g.read(BUF + 12, 50), small);
+        assert_eq!(tap.malformed(), 0);
+    }
+
+    #[test]
+    fn no_rx_buffers_drops_and_counts() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        let f = frame(60, 4);
+        let r = tap.send_batch(&batch(&[&f, &f, &f])).unwrap();
+        assert_eq!(r, TxResult { sent: 0, dropped: 3 });
+        assert_eq!(g.used_idx(RX_QUEUE), 0);
+        assert!(!g.called(RX_QUEUE));
+        // One buffer: one frame goes, two are dropped.
+        g.desc(RX_QUEUE, 0, BUF, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 0);
+        let r = tap.send_batch(&batch(&[&f, &f, &f])).unwrap();
+        assert_eq!(r, TxResult { sent: 1, dropped: 2 });
+        assert_eq!(g.used_idx(RX_QUEUE), 1);
+        // A frame that needs two buffers when one is left: the buffer is
+        // not consumed.
+        g.desc(RX_QUEUE, 1, BUF + 0x1000, 100, F_WRITE, 0);
+        g.offer(RX_QUEUE, 1);
+        let big = frame(150, 5);
+        assert_eq!(tap.send_batch(&batch(&[&big])).unwrap(), TxResult { sent: 0, dropped: 1 });
+        assert_eq!(tap.send_batch(&batch(&[&f[..50]])).unwrap(), TxResult { sent: 1, dropped: 0 });
+        assert_eq!(g.used(RX_QUEUE, 1), (1, 62));
+    }
+
+    #[test]
+    fn malformed_tx_chains_are_dropped_counted_and_returned() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        let good = frame(80, 7);
+        // 0: address outside guest memory.
+        g.desc(TX_QUEUE, 0, GPA + MEM_SIZE as u64 + 0x1000, 100, 0, 0);
+        // 1: shorter than the virtio-net header.
+        g.desc(TX_QUEUE, 1, BUF, 8, 0, 0);
+        // 2 -> 3 -> 2: a loop.
+        g.desc(TX_QUEUE, 2, BUF, 12, F_NEXT, 3);
+        g.desc(TX_QUEUE, 3, BUF + 0x100, 60, F_NEXT, 2);
+        // 4: device-writable descriptor in a transmit chain.
+        g.desc(TX_QUEUE, 4, BUF, 100, F_WRITE, 0);
+        // 5: frame longer than MAX_FRAME.
+        g.desc(TX_QUEUE, 5, BUF, (VNET_HDR_LEN + MAX_FRAME + 1) as u32, 0, 0);
+        // 6: next index past the table.
+        g.desc(TX_QUEUE, 6, BUF, 80, F_NEXT, QSIZE + 5);
+        // 7: straddles the end of guest memory.
+        g.desc(TX_QUEUE, 7, GPA + MEM_SIZE as u64 - 50, 100, 0, 0);
+        // 8: fine.
+        g.write(BUF + 0x20000, &[0; VNET_HDR_LEN]);
+        g.write(BUF + 0x20000 + 12, &good);
+        g.desc(TX_QUEUE, 8, BUF + 0x20000, 12 + 80, 0, 0);
+        for head in 0..9 {
+            g.offer(TX_QUEUE, head);
+        }
+        let got = tx_roundtrip(&mut tap, &g);
+        assert_eq!(got, [good]);
+        assert_eq!(tap.malformed(), 8);
+        assert_eq!(g.used_idx(TX_QUEUE), 9);
+        assert!(g.called(TX_QUEUE));
+    }
+
+    #[test]
+    fn malformed_rx_buffer_is_returned_empty_and_its_frame_dropped() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        g.desc(RX_QUEUE, 0, GPA + MEM_SIZE as u64, 2048, F_WRITE, 0);
+        g.desc(RX_QUEUE, 1, BUF, 2048, 0, 0); // device-readable
+        g.desc(RX_QUEUE, 2, BUF + 0x1000, 2048, F_WRITE, 0);
+        for i in 0..3 {
+            g.offer(RX_QUEUE, i);
+        }
+        let f = frame(60, 1);
+        let r = tap.send_batch(&batch(&[&f, &f, &f])).unwrap();
+        assert_eq!(r, TxResult { sent: 1, dropped: 2 });
+        assert_eq!(tap.malformed(), 2);
+        assert_eq!(g.used_idx(RX_QUEUE), 3);
+        assert_eq!([g.used(RX_QUEUE, 0), g.used(RX_QUEUE, 1), g.used(RX_QUEUE, 2)], [(0, 0), (1, 0), (2, 72)]);
+        assert_eq!(g.read(BUF + 0x1000 + 12, 60), f);
+    }
+
+    #[test]
+    fn event_idx_suppresses_call_until_used_event_is_crossed() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        for i in 0..4u16 {
+            g.desc(RX_QUEUE, i, BUF + u64::from(i) * 0x1000, 2048, F_WRITE, 0);
+            g.offer(RX_QUEUE, i);
+        }
+        let f = frame(60, 1);
+        // The driver wants a call once entry 2 is used.
+        g.set_used_event(RX_QUEUE, 2);
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap().sent, 1);
+        assert!(!g.called(RX_QUEUE));
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap().sent, 1);
+        assert!(!g.called(RX_QUEUE));
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap().sent, 1);
+        assert!(g.called(RX_QUEUE));
+        // Without EVENT_IDX, the NO_INTERRUPT flag is what counts.
+        let (mut tap, g, _a) = ready_tap(ALL & !VIRTIO_RING_F_EVENT_IDX);
+        for i in 0..2u16 {
+            g.desc(RX_QUEUE, i, BUF + u64::from(i) * 0x1000, 2048, F_WRITE, 0);
+            g.offer(RX_QUEUE, i);
+        }
+        g.write(rings(RX_QUEUE).1, &VRING_AVAIL_F_NO_INTERRUPT.to_le_bytes());
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap().sent, 1);
+        assert!(!g.called(RX_QUEUE));
+        g.write(rings(RX_QUEUE).1, &0u16.to_le_bytes());
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap().sent, 1);
+        assert!(g.called(RX_QUEUE));
+    }
+
+    #[test]
+    fn a_full_batch_kicks_itself_for_the_rest() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        let n = BATCH as u16 + 1;
+        for i in 0..n {
+            let at = BUF + u64::from(i) * 0x100;
+            g.write(at + 12, &frame(60, i as u8));
+            g.desc(TX_QUEUE, i, at, 72, 0, 0);
+            g.offer(TX_QUEUE, i);
+        }
+        let first = tx_roundtrip(&mut tap, &g);
+        assert_eq!(first.len(), BATCH);
+        // No kick from the guest: the back-end's own brings the last one.
+        let seen = pump(&mut tap, 2000, |ev| ev.contains(&TapEvent::Readable));
+        assert!(seen.contains(&TapEvent::Readable), "{seen:?}");
+        let mut rx = RxBatch::new();
+        assert_eq!(tap.recv_batch(&mut rx).unwrap(), 1);
+        assert_eq!(&rx.buf[rx.frames[0].clone()], &frame(60, BATCH as u8)[..]);
+        assert_eq!(g.used_idx(TX_QUEUE), n);
+    }
+
+    #[test]
+    fn before_ready_send_drops_and_recv_reads_nothing() {
+        let (l, _addr) = listener();
+        let mut tap = VhostUserTap::new(l, false).unwrap();
+        let f = frame(60, 1);
+        assert_eq!(tap.send_batch(&batch(&[&f, &f])).unwrap(), TxResult { sent: 0, dropped: 2 });
+        let mut rx = RxBatch::new();
+        assert_eq!(tap.recv_batch(&mut rx).unwrap(), 0);
+        let mut fds = Vec::new();
+        tap.poll_fds(&mut fds);
+        assert_eq!(fds.len(), 1);
+        assert_eq!(fds[0].id, ID_LISTEN);
+    }
+
+    #[test]
+    fn stopped_ring_returns_its_base_and_takes_no_more_frames() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        g.desc(RX_QUEUE, 0, BUF, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 0);
+        let f = frame(60, 1);
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap().sent, 1);
+        let h = thread::spawn(move || {
+            let base = g.fe.get_vring_base(RX_QUEUE).unwrap();
+            (g, base)
+        });
+        pump(&mut tap, 5000, |_| h.is_finished());
+        let (g, base) = h.join().unwrap();
+        assert_eq!(base, 1);
+        assert!(!tap.is_ready());
+        g.desc(RX_QUEUE, 1, BUF, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 1);
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap(), TxResult { sent: 0, dropped: 1 });
+    }
+
+    #[test]
+    fn disconnect_gives_disconnected_and_a_second_front_end_works() {
+        let (l, addr) = listener();
+        let mut tap = VhostUserTap::new(l, false).unwrap();
+        let (g, _, _) = connect(&mut tap, &addr, ALL);
+        let gen = tap.poll_gen();
+        drop(g);
+        let seen = pump(&mut tap, 5000, |ev| ev.contains(&TapEvent::Disconnected));
+        assert!(seen.contains(&TapEvent::Disconnected), "{seen:?}");
+        assert!(!tap.is_connected() && !tap.is_ready());
+        assert_ne!(tap.poll_gen(), gen);
+        let mut fds = Vec::new();
+        tap.poll_fds(&mut fds);
+        assert_eq!(fds.len(), 1);
+        let f = frame(60, 1);
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap(), TxResult { sent: 0, dropped: 1 });
+
+        let (g, _, seen) = connect(&mut tap, &addr, ALL);
+        assert!(seen.contains(&TapEvent::Connected), "{seen:?}");
+        g.write(BUF + 12, &f);
+        g.desc(TX_QUEUE, 0, BUF, 72, 0, 0);
+        g.offer(TX_QUEUE, 0);
+        assert_eq!(tx_roundtrip(&mut tap, &g), [f]);
+    }
+
+    #[test]
+    fn second_front_end_while_one_is_active_is_closed() {
+        let (mut tap, g, addr) = ready_tap(ALL);
+        let mut other = UnixStream::connect_addr(&addr).unwrap();
+        other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        pump(&mut tap, 200, |ev| !ev.is_empty());
+        let mut b = [0u8; 1];
+        assert_eq!(io::Read::read(&mut other, &mut b).unwrap(), 0, "closed at once");
+        assert!(tap.is_ready());
+        let f = frame(64, 3);
+        g.write(BUF + 12, &f);
+        g.desc(TX_QUEUE, 0, BUF, 76, 0, 0);
+        g.offer(TX_QUEUE, 0);
+        assert_eq!(tx_roundtrip(&mut tap, &g), [f]);
+    }
+
+    #[test]
+    fn one_off_disconnect_is_gone() {
+        let (l, addr) = listener();
+        let mut tap = VhostUserTap::new(l, true).unwrap();
+        let (g, _, _) = connect(&mut tap, &addr, ALL);
+        drop(g);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(Instant::now() < deadline, "no Gone");
+            match tap.event(ID_CTRL, libc::EPOLLIN as u32) {
+                Err(TapError::Gone(_)) => break,
+                Ok(TapEvent::Nothing) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn without_protocol_features_rings_start_enabled() {
+        let (l, addr) = listener();
+        let mut tap = VhostUserTap::new(l, false).unwrap();
+        let addr2 = addr.clone();
+        let file = memfd(MEM_SIZE);
+        let kick = [EventFd::new(libc::EFD_NONBLOCK).unwrap(), EventFd::new(libc::EFD_NONBLOCK).unwrap()];
+        let call = [EventFd::new(libc::EFD_NONBLOCK).unwrap(), EventFd::new(libc::EFD_NONBLOCK).unwrap()];
+        let h = thread::spawn(move || {
+            let fe = Frontend::from_stream(UnixStream::connect_addr(&addr2).unwrap(), 2);
+            fe.set_owner().unwrap();
+            let offered = fe.get_features().unwrap();
+            fe.set_features(offered & !VHOST_USER_F_PROTOCOL_FEATURES).unwrap();
+            let region = VhostUserMemoryRegionInfo {
+                guest_phys_addr: GPA,
+                memory_size: MEM_SIZE as u64,
+                userspace_addr: QVA,
+                mmap_offset: 0,
+                mmap_handle: file.as_raw_fd(),
+            };
+            fe.set_mem_table(&[region]).unwrap();
+            for q in 0..NUM_QUEUES {
+                let (d, a, u) = rings(q);
+                let cfg = VringConfigData {
+                    queue_max_size: QSIZE,
+                    queue_size: QSIZE,
+                    flags: 0,
+                    desc_table_addr: d - GPA + QVA,
+                    used_ring_addr: u - GPA + QVA,
+                    avail_ring_addr: a - GPA + QVA,
+                    log_addr: None,
+                };
+                fe.set_vring_num(q, QSIZE).unwrap();
+                fe.set_vring_base(q, 0).unwrap();
+                fe.set_vring_addr(q, &cfg).unwrap();
+                fe.set_vring_kick(q, &kick[q]).unwrap();
+                fe.set_vring_call(q, &call[q]).unwrap();
+            }
+            // No acks without REPLY_ACK: a reply-bearing request syncs.
+            let _ = fe.get_features().unwrap();
+            (fe, file)
+        });
+        let seen = pump(&mut tap, 10_000, |ev| h.is_finished() && ev.contains(&TapEvent::Connected));
+        let _keep = h.join().unwrap();
+        assert!(seen.contains(&TapEvent::Connected), "{seen:?}");
+        assert!(tap.is_ready());
+    }
+}
