@@ -127,6 +127,18 @@ pub struct Conf {
     pub log_file: Option<PathBuf>,
     /// `-P/--pid FILE`.
     pub pid_file: Option<PathBuf>,
+    /// passt: `-s/--socket PATH` (`None`: the first free of
+    /// /tmp/passt_1.socket to /tmp/passt_64.socket).
+    pub socket: Option<PathBuf>,
+    /// passt: `-F/--fd FD`, a connected socket inherited from the parent
+    /// (implies `one_off`).
+    pub fd: Option<i32>,
+    /// passt: `-1/--one-off`: exit when the guest disconnects.
+    pub one_off: bool,
+    /// passt: `--vhost-user`.
+    pub vhost_user: bool,
+    /// `-p/--pcap FILE`: capture of every frame to and from the tap.
+    pub pcap: Option<PathBuf>,
     /// `-m/--mtu`: `None` is the default (65520), `Some(0)` disables advertising.
     pub mtu: Option<u16>,
     /// `-a` IPv4 address, with prefix length if given in CIDR notation.
@@ -524,11 +536,10 @@ const OPTIONS: &[OptSpec] = &[
         alias: Some("socket-path"),
         ..OptSpec::value(Opt::Socket, "socket", Some('s'))
     }
-    .passt()
-    .later(),
-    OptSpec::value(Opt::Fd, "fd", Some('F')).passt().later(),
+    .passt(),
+    OptSpec::value(Opt::Fd, "fd", Some('F')).passt(),
     OptSpec::value(Opt::NsIfname, "ns-ifname", Some('I')).pasta(),
-    OptSpec::value(Opt::Pcap, "pcap", Some('p')).later(),
+    OptSpec::value(Opt::Pcap, "pcap", Some('p')),
     OptSpec::value(Opt::PidFile, "pid", Some('P')),
     OptSpec::value(Opt::Mtu, "mtu", Some('m')),
     OptSpec::value(Opt::Address, "address", Some('a')),
@@ -553,9 +564,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::flag(Opt::NoMapGw, "no-map-gw", None),
     OptSpec::flag(Opt::Ipv4Only, "ipv4-only", Some('4')),
     OptSpec::flag(Opt::Ipv6Only, "ipv6-only", Some('6')),
-    OptSpec::flag(Opt::OneOff, "one-off", Some('1'))
-        .passt()
-        .later(),
+    OptSpec::flag(Opt::OneOff, "one-off", Some('1')).passt(),
     OptSpec::value(Opt::TcpPorts, "tcp-ports", Some('t')),
     OptSpec::value(Opt::UdpPorts, "udp-ports", Some('u')),
     OptSpec::value(Opt::TcpNs, "tcp-ns", Some('T')).pasta(),
@@ -587,12 +596,8 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::MapGuestAddr, "map-guest-addr", None),
     OptSpec::flag(Opt::HostLoToNsLo, "host-lo-to-ns-lo", None).pasta(),
     OptSpec::value(Opt::DnsHost, "dns-host", None),
-    OptSpec::flag(Opt::VhostUser, "vhost-user", None)
-        .passt()
-        .later(),
-    OptSpec::flag(Opt::PrintCapabilities, "print-capabilities", None)
-        .passt()
-        .later(),
+    OptSpec::flag(Opt::VhostUser, "vhost-user", None).passt(),
+    OptSpec::flag(Opt::PrintCapabilities, "print-capabilities", None).passt(),
     OptSpec::value(Opt::Fqdn, "fqdn", None),
     OptSpec::value(Opt::RepairPath, "repair-path", None)
         .passt()
@@ -607,6 +612,29 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::ConfPath, "conf-path", Some('c')).later(),
     OptSpec::flag(Opt::ChrootFallback, "chroot-fallback", None).later(),
 ];
+
+/// What `--print-capabilities` prints (to stdout, then exit 0): the JSON
+/// object of QEMU's vhost-user back-end convention (QEMU
+/// docs/interop/vhost-user.json, "VHostUserBackendCapabilities"), with the
+/// same text as upstream.
+pub const VHOST_USER_CAPABILITIES: &str = "{\n  \"type\": \"net\"\n}\n";
+
+/// A number as C's strtoul(s, .., 0) reads it, the whole string: decimal,
+/// `0x` hexadecimal or `0` octal; `None` for anything else (upstream's
+/// parse_unsigned() with base 0 and parse_eoi()).
+fn parse_c_unsigned(s: &str) -> Option<u64> {
+    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (h, 16)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| (b as char).is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
 
 /// Program name for messages.
 fn prog(mode: Mode) -> &'static str {
@@ -889,6 +917,11 @@ impl Builder {
             quiet: false,
             log_file: None,
             pid_file: None,
+            socket: None,
+            fd: None,
+            one_off: false,
+            vhost_user: false,
+            pcap: None,
             mtu: None,
             addr4: None,
             addr6: None,
@@ -1091,19 +1124,30 @@ impl Builder {
             Opt::UdpPorts => self.port_forwarding(FwdOpt::UdpPorts, value)?,
             Opt::TcpNs => self.port_forwarding(FwdOpt::TcpNs, value)?,
             Opt::UdpNs => self.port_forwarding(FwdOpt::UdpNs, value)?,
-            Opt::Socket
-            | Opt::Fd
-            | Opt::Pcap
-            | Opt::Freebind
-            | Opt::OneOff
+            Opt::Socket => {
+                self.conf.socket = Some(self.path(value, "Invalid socket path")?);
+                self.conf.fd = None;
+            }
+            Opt::Fd => {
+                let t = self.text(value, "Invalid --fd")?;
+                let fd = parse_c_unsigned(t)
+                    .filter(|&v| v <= i32::MAX as u64)
+                    .ok_or_else(|| self.invalid(format!("Invalid --fd: {t}")))?;
+                self.conf.fd = Some(fd as i32);
+                self.conf.one_off = true;
+                self.conf.socket = None;
+            }
+            Opt::Pcap => self.conf.pcap = Some(self.path(value, "Invalid pcap path")?),
+            Opt::OneOff => self.conf.one_off = true,
+            Opt::VhostUser => self.conf.vhost_user = true,
+            Opt::PrintCapabilities => return Err(ConfError::Version(VHOST_USER_CAPABILITIES.to_owned())),
+            Opt::Freebind
             | Opt::Runas
             | Opt::LogSize
             | Opt::OutboundIf4
             | Opt::OutboundIf6
             | Opt::NoCopyRoutes
             | Opt::NoCopyAddrs
-            | Opt::VhostUser
-            | Opt::PrintCapabilities
             | Opt::RepairPath
             | Opt::MigrateExit
             | Opt::MigrateNoLinger
@@ -1604,6 +1648,15 @@ fn usage(mode: Mode) -> String {
         );
         more(u, "default: same name as the host interface, else tap0");
     }
+    if !pasta {
+        opt(u, "-s, --socket PATH", "UNIX domain socket path (also --socket-path)");
+        more(u, "default: probe free path from /tmp/passt_1.socket");
+        opt(u, "-F, --fd FD", "Use FD as pre-opened connected socket");
+        opt(u, "-1, --one-off", "Quit after handling a single client");
+        opt(u, "    --vhost-user", "Enable vhost-user mode");
+        opt(u, "    --print-capabilities", "Print back-end capabilities in JSON format");
+    }
+    opt(u, "-p, --pcap FILE", "Log tap-facing traffic to pcap FILE");
     opt(u, "-m, --mtu MTU", "Tap MTU, advertised via DHCP and NDP");
     more(u, "0: don't advertise; default: 65520");
     opt(
@@ -2438,14 +2491,39 @@ mod tests {
 
     #[test]
     fn socket_path_is_the_same_option_as_socket() {
-        assert_eq!(
-            invalid(passt(&["--sock", "/tmp/s"])),
-            "passt: option --socket is not supported yet"
-        );
-        assert_eq!(
-            invalid(passt(&["--socket-path=/tmp/s"])),
-            "passt: option --socket is not supported yet"
-        );
+        assert_eq!(ok(passt(&["--sock", "/tmp/s"])).socket, Some(PathBuf::from("/tmp/s")));
+        assert_eq!(ok(passt(&["--socket-path=/tmp/s"])).socket, Some(PathBuf::from("/tmp/s")));
+        assert_eq!(invalid(passt(&["-s", ""])), "passt: Invalid socket path: ");
+    }
+
+    #[test]
+    fn fd_takes_c_numbers_and_implies_one_off() {
+        for (w, fd) in [("5", 5), ("0x10", 16), ("010", 8), ("0", 0)] {
+            let c = ok(passt(&["-F", w]));
+            assert_eq!((c.fd, c.one_off), (Some(fd), true), "{w}");
+        }
+        for w in ["", "x", "-1", "5x", "0x", "2147483648", "09"] {
+            assert_eq!(invalid(passt(&["--fd", w])), format!("passt: Invalid --fd: {w}"));
+        }
+        // The later of --fd and --socket wins, as upstream.
+        let c = ok(passt(&["-F", "5", "-s", "/tmp/s"]));
+        assert_eq!((c.fd, c.socket.as_deref()), (None, Some(std::path::Path::new("/tmp/s"))));
+        assert!(c.one_off, "-F implied --one-off");
+        assert_eq!(ok(passt(&["-s", "/tmp/s", "-F", "5"])).socket, None);
+    }
+
+    #[test]
+    fn passt_back_end_options() {
+        let c = ok(passt(&["-1", "--vhost-user", "-p", "/tmp/x.pcap"]));
+        assert!(c.one_off && c.vhost_user);
+        assert_eq!(c.pcap, Some(PathBuf::from("/tmp/x.pcap")));
+        assert_eq!(ok(pasta(&["-p", "x.pcap"])).pcap, Some(PathBuf::from("x.pcap")));
+        match passt(&["--print-capabilities", "--bogus-later"]) {
+            Err(ConfError::Version(v)) => assert_eq!(v, "{\n  \"type\": \"net\"\n}\n"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(invalid(pasta(&["--vhost-user"])), "pasta: --vhost-user is for passt mode only");
+        assert_eq!(invalid(pasta(&["-1"])), "pasta: --one-off is for passt mode only");
     }
 
     #[test]
@@ -2738,20 +2816,8 @@ mod tests {
     #[test]
     fn unbuilt_short_options_are_refused_by_long_name() {
         assert_eq!(
-            invalid(pasta(&["-p", "x.pcap"])),
-            "pasta: option --pcap is not supported yet"
-        );
-        assert_eq!(
             invalid(pasta(&["-c", "/tmp/c"])),
             "pasta: option --conf-path is not supported yet"
-        );
-        assert_eq!(
-            invalid(passt(&["-1"])),
-            "passt: option --one-off is not supported yet"
-        );
-        assert_eq!(
-            invalid(passt(&["-F", "3"])),
-            "passt: option --fd is not supported yet"
         );
         assert_eq!(
             invalid(pasta(&["-s", "/tmp/s"])),

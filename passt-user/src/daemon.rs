@@ -126,6 +126,8 @@ pub struct Ctx {
     tap_gen: Option<u64>,
     /// Guest MAC given at start (pasta), restored when a new guest attaches.
     guest_mac_init: [u8; 6],
+    /// `-p/--pcap`: capture of every frame to and from the tap.
+    pub pcap: Option<crate::pcap::Pcap>,
 }
 
 /// Everything needed to build a [`Ctx`].
@@ -200,6 +202,7 @@ impl Ctx {
             tap_regs: Vec::with_capacity(8),
             tap_gen: None,
             guest_mac_init: i.guest_mac.unwrap_or([0xff; 6]),
+            pcap: None,
         })
     }
 
@@ -278,6 +281,12 @@ impl Ctx {
         if self.tx.is_empty() {
             self.tx.clear();
             return;
+        }
+        if let Some(p) = &mut self.pcap {
+            for f in self.tx.frames() {
+                p.frame(f);
+            }
+            p.flush();
         }
         match self.tap.send_batch(&self.tx) {
             Ok(r) => {
@@ -621,6 +630,12 @@ fn tap_ready(ctx: &mut Ctx) {
             }
         };
         ctx.counters.tap_rx_frames += n as u64;
+        if let Some(p) = &mut ctx.pcap {
+            for r in &rx.frames {
+                p.frame(&rx.buf[r.clone()]);
+            }
+            p.flush();
+        }
         ctx.in_batch = true;
         for r in &rx.frames {
             dispatch_frame(ctx, &rx.buf[r.clone()]);
@@ -640,6 +655,17 @@ fn drain_fd(fd: i32) {
     let mut b = [0u8; 128];
     // SAFETY: b is writable; the fd is non-blocking.
     unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) };
+}
+
+/// A [`Watch`] that never asks to stop (passt: nothing outside the
+/// process decides its end but signals and the guest).
+#[derive(Debug, Default)]
+pub struct NoWatch;
+
+impl Watch for NoWatch {
+    fn check(&mut self) -> Option<i32> {
+        None
+    }
 }
 
 /// Run the loop until a [`Watch`] or a signal asks to stop; returns the

@@ -44,9 +44,7 @@ pub fn main() -> ! {
     }
     let r = match mode {
         Mode::Pasta => run_pasta(&conf),
-        Mode::Passt => Err(anyhow::anyhow!(
-            "passt mode (qemu socket and vhost-user back-ends) is not supported yet in this version; use pasta"
-        )),
+        Mode::Passt => run_passt(&conf),
     };
     match r {
         Ok(st) => std::process::exit(st),
@@ -135,7 +133,8 @@ fn print_rules(conf: &Conf) {
     }
 }
 
-fn print_info(net: &NetConf, ifname: &str) {
+/// `ifname`: pasta's interface in the namespace (`None` for passt).
+fn print_info(net: &NetConf, ifname: Option<&str>) {
     if net.local_mode4 {
         log::info!("IPv4: no external interface as template, use local mode");
     }
@@ -143,7 +142,11 @@ fn print_info(net: &NetConf, ifname: &str) {
         log::info!("IPv6: no external interface as template, use local mode");
     }
     let outer = if !net.ifname4.is_empty() { &net.ifname4 } else { &net.ifname6 };
-    log::info!("Outbound interface: {}, namespace interface: {ifname}", if outer.is_empty() { "(none)" } else { outer });
+    let outer = if outer.is_empty() { "(none)" } else { outer.as_str() };
+    match ifname {
+        Some(i) => log::info!("Outbound interface: {outer}, namespace interface: {i}"),
+        None => log::info!("Outbound interface: {outer}"),
+    }
     log::info!("ARP:\n    address: {}", mac_str(&net.our_mac));
     if let Some(c) = &net.ip4 {
         let mask = std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(c.prefix_len)).unwrap_or(0));
@@ -177,7 +180,10 @@ fn raise_nofile() {
     }
 }
 
-fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
+/// Start-up common to passt and pasta: file limits, the SO_PEEK_OFF probe,
+/// what the host has and what the guest gets. Returns whether SO_PEEK_OFF
+/// works for TCP, and the resolved configuration.
+fn discover(conf: &Conf) -> anyhow::Result<(bool, NetConf)> {
     raise_nofile();
     let peek_off = match crate::tcp::io::probe_peek_offset() {
         Ok(()) => true,
@@ -193,9 +199,91 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     let resolv = crate::host::read_resolv_conf(Path::new("/etc/resolv.conf"));
     let net = resolve(conf, &host, &resolv).map_err(|e| anyhow::anyhow!("{e}"))?;
     if net.ip4.is_none() && net.ip6.is_none() {
-        bail!("no IPv4 or IPv6 to give to the namespace");
+        bail!("no IPv4 or IPv6 to give to the {}", if conf.mode == Mode::Pasta { "namespace" } else { "guest" });
     }
+    Ok((peek_off, net))
+}
 
+/// The data plane's context on back-end `tap`, with the capture file open
+/// if asked for.
+fn new_ctx(conf: &Conf, net: &NetConf, tap: Box<dyn crate::tap::Tap>, guest_mac: Option<[u8; 6]>, peek_off: bool) -> anyhow::Result<Ctx> {
+    let mut ctx = Ctx::new(CtxInit {
+        tap,
+        fwd: fwd_conf(conf, net),
+        svc: svc_conf(conf, net),
+        guest_mac,
+        no_udp: conf.no_udp,
+        no_icmp: conf.no_icmp,
+        no_tcp: conf.no_tcp,
+        mtu: if net.mtu == 0 { 65520 } else { net.mtu },
+        v4: net.ip4.is_some(),
+        v6: net.ip6.is_some(),
+    })
+    .context("data plane set-up")?;
+    ctx.tcp_peek_off = peek_off;
+    if let Some(p) = &conf.pcap {
+        ctx.pcap = Some(crate::pcap::Pcap::create(p).with_context(|| format!("Failed to open pcap file {}", p.display()))?);
+        log::info!("Saving packet capture to {}", p.display());
+    }
+    Ok(ctx)
+}
+
+/// Write the PID file, or go to the background (the parent writes it and
+/// exits 0): the caller is told we are ready only now.
+fn ready(conf: &Conf) -> anyhow::Result<()> {
+    if conf.foreground {
+        if let Some(p) = &conf.pid_file {
+            crate::pasta::write_pid_file(p, std::process::id()).with_context(|| format!("can't write PID file {}", p.display()))?;
+        }
+    } else {
+        crate::pasta::daemonize(conf.pid_file.as_deref()).context("can't go to background")?;
+        if conf.log_file.is_none() {
+            crate::log::to_background();
+        }
+    }
+    Ok(())
+}
+
+/// passt: a guest on a UNIX stream socket (`-s`, or the first free
+/// /tmp/passt_N.socket, or `--fd`), or a vhost-user front-end.
+fn run_passt(conf: &Conf) -> anyhow::Result<i32> {
+    let (peek_off, net) = discover(conf)?;
+    let tap: Box<dyn crate::tap::Tap> = match conf.fd {
+        Some(fd) => {
+            // SAFETY: fcntl(F_GETFD) only checks that the number is open.
+            if fd <= 2 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                bail!("Invalid --fd: {fd}");
+            }
+            // SAFETY: the parent handed this fd over to us; nothing else
+            // in the process uses it.
+            let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            Box::new(crate::tap::stream::StreamTap::from_fd(owned).with_context(|| format!("Invalid --fd: {fd}"))?)
+        }
+        None => {
+            let (l, path) = crate::tap::unix::listen(conf.socket.as_deref())?;
+            log::info!("UNIX domain socket bound at {}", path.display());
+            if conf.vhost_user {
+                bail!("--vhost-user: the vhost-user back-end is not supported yet in this version");
+            }
+            log::info!("\nYou can now start qemu (>= 7.2, with commit 13c6be96618c):");
+            log::info!("    kvm ... -device virtio-net-pci,netdev=s -netdev stream,id=s,server=off,addr.type=unix,addr.path={}", path.display());
+            Box::new(crate::tap::stream::StreamTap::new(l, conf.one_off).context("tap")?)
+        }
+    };
+    let sigfd = crate::signals::setup(false).context("signals")?;
+    let timer = crate::signals::periodic_timer(1000).context("timer")?;
+    let mut ctx = new_ctx(conf, &net, tap, None, peek_off)?;
+    ctx.listeners = Listeners::new(&conf.fwd_in, &conf.fwd_out, !conf.no_tcp, !conf.no_udp, ctx.v4, ctx.v6);
+    ctx.fwd_rescan(true).context("Couldn't listen on requested ports")?;
+    print_info(&net, None);
+    print_rules(conf);
+    ready(conf)?;
+    let st = crate::daemon::run(&mut ctx, &timer, &sigfd, &mut crate::daemon::NoWatch).context("event loop")?;
+    Ok(st)
+}
+
+fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
+    let (peek_off, net) = discover(conf)?;
     let mut ns = crate::pasta::enter(conf)?;
     let ifname = conf.ns_ifname.clone().unwrap_or_else(|| {
         let n = if !net.ifname4.is_empty() { &net.ifname4 } else { &net.ifname6 };
@@ -211,21 +299,7 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     let interactive = matches!(conf.target, PastaTarget::Spawn { .. });
     let sigfd = crate::signals::setup(interactive).context("signals")?;
     let timer = crate::signals::periodic_timer(1000).context("timer")?;
-    let svc = svc_conf(conf, &net);
-    let mut ctx = Ctx::new(CtxInit {
-        tap,
-        fwd: fwd_conf(conf, &net),
-        svc,
-        guest_mac,
-        no_udp: conf.no_udp,
-        no_icmp: conf.no_icmp,
-        no_tcp: conf.no_tcp,
-        mtu: if net.mtu == 0 { 65520 } else { net.mtu },
-        v4: net.ip4.is_some(),
-        v6: net.ip6.is_some(),
-    })
-    .context("data plane set-up")?;
-    ctx.tcp_peek_off = peek_off;
+    let mut ctx = new_ctx(conf, &net, tap, guest_mac, peek_off)?;
     let nsfd = ns.netns.try_clone().context("namespace fd")?;
     ctx.ns = Some(crate::netns::NsSwitch::new(nsfd).context("network namespace switch")?);
     ctx.listeners = Listeners::new(&conf.fwd_in, &conf.fwd_out, !conf.no_tcp, !conf.no_udp, ctx.v4, ctx.v6);
@@ -238,19 +312,9 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
         ctx.scanners[crate::listen::OUT] = Some(crate::fwd_scan::ProcNet::open().context("can't read listening sockets")?);
     }
     ctx.fwd_rescan(true).context("Couldn't listen on requested ports")?;
-    print_info(&net, &ifname);
+    print_info(&net, Some(&ifname));
     print_rules(conf);
-
-    if conf.foreground {
-        if let Some(p) = &conf.pid_file {
-            crate::pasta::write_pid_file(p, std::process::id()).with_context(|| format!("can't write PID file {}", p.display()))?;
-        }
-    } else {
-        crate::pasta::daemonize(conf.pid_file.as_deref()).context("can't go to background")?;
-        if conf.log_file.is_none() {
-            crate::log::to_background();
-        }
-    }
+    ready(conf)?;
     if !conf.foreground {
         // The namespace helper thread did not survive going to background.
         let nsfd = ns.netns.try_clone().context("namespace fd")?;

@@ -27,3 +27,4 @@ pub mod udp;
 pub mod tcp;
 pub mod netns;
 pub mod listen;
+pub mod pcap;

@@ -5,7 +5,9 @@
 //! batch size) in one wakeup, [`Tap::send_batch`] writes every frame queued
 //! in a [`TxBatch`]. Protocol code never knows which back-end it talks to.
 //!
-//! Back-ends: [`tun::TunTap`] (pasta: /dev/net/tun, IFF_TAP | IFF_NO_PI).
+//! Back-ends: [`tun::TunTap`] (pasta: /dev/net/tun, IFF_TAP | IFF_NO_PI),
+//! [`stream::StreamTap`] (passt: length-prefixed frames on a UNIX stream
+//! socket, [`unix`]).
 //! A back-end may poll several fds, and their set may change (a guest
 //! connecting to passt's socket): it lists them with [`Tap::poll_fds`], the
 //! data plane re-registers them when [`Tap::poll_gen`] moves and hands
@@ -17,7 +19,9 @@
 //! place, headers written in front of data received straight into the slot.
 
 pub mod mem;
+pub mod stream;
 pub mod tun;
+pub mod unix;
 pub mod vhost_user;
 
 use std::ops::Range;
