@@ -182,6 +182,17 @@ const ID_CTRL: u32 = 1;
 /// Poll id of the transmit queue's kick eventfd.
 const ID_KICK: u32 = 2;
 
+/// vhost-user request code of SET_VRING_ENABLE (vhost-user.rst).
+const REQ_SET_VRING_ENABLE: u32 = 18;
+/// A SET_VRING_ENABLE message: header (request, flags, size: u32 each)
+/// and `struct vhost_vring_state` (index, num: u32 each), in the host's
+/// byte order as every vhost-user message.
+const VRING_ENABLE_MSG_LEN: usize = 20;
+/// Header flags (vhost-user.rst "Header"): version 1, reply, need reply.
+const HDR_VERSION_1: u32 = 0x1;
+const HDR_REPLY: u32 = 0x4;
+const HDR_NEED_REPLY: u32 = 0x8;
+
 /// Longest wait for the rest of a control message once it started
 /// arriving, or for room to write a reply: the socket is blocking, read
 /// only when epoll says it is readable.
@@ -336,6 +347,7 @@ impl Device {
             vq.queue.set_ready(false);
             return;
         }
+        log::debug!("vhost-user: queue {i}: rings at GPA {desc:#x} {avail:#x} {used:#x}, size {}", vq.queue.size());
         if !was_ready {
             let idx = GuestAddress(used).checked_add(2).and_then(|a| mem.load::<u16>(a, Ordering::Acquire).ok());
             if let Some(idx) = idx {
@@ -391,6 +403,7 @@ impl VhostUserBackendReqHandlerMut for Device {
             log::warn!("vhost-user: legacy (pre-1.0) virtio devices are not supported");
             return Err(VuError::InvalidParam);
         }
+        log::debug!("vhost-user: SET_FEATURES {features:#x}");
         self.features = features;
         if !self.has(VHOST_USER_F_PROTOCOL_FEATURES) {
             // vhost-user.rst: without protocol features, rings start enabled.
@@ -412,7 +425,8 @@ impl VhostUserBackendReqHandlerMut for Device {
     ) -> VuResult<Option<Vec<VhostUserMemoryRegionBase>>> {
         let mut maps = Vec::with_capacity(ctx.len());
         for (r, file) in ctx.iter().zip(files) {
-            let (gpa, size, qva) = (r.guest_phys_addr, r.memory_size, r.user_addr);
+            let (gpa, size, qva, off) = (r.guest_phys_addr, r.memory_size, r.user_addr, r.mmap_offset);
+            log::debug!("vhost-user: memory region GPA {gpa:#x} size {size:#x} QVA {qva:#x} offset {off:#x}");
             let mmap = r.mmap_region::<()>(file)?;
             let region = GuestRegionMmap::new(mmap, GuestAddress(gpa)).ok_or(VuError::InvalidParam)?;
             maps.push((region, MemRegion { gpa, size, qva }));
@@ -430,6 +444,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn set_vring_num(&mut self, index: u32, num: u32) -> VuResult<()> {
+        log::debug!("vhost-user: SET_VRING_NUM {index} {num}");
         let num = u16::try_from(num).map_err(|_| VuError::InvalidParam)?;
         self.vring(index)?.queue.try_set_size(num).map_err(|_| VuError::InvalidParam)?;
         self.refresh(index as usize);
@@ -445,6 +460,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         available: u64,
         _log: u64,
     ) -> VuResult<()> {
+        log::debug!("vhost-user: SET_VRING_ADDR {index} desc {descriptor:#x} used {used:#x} avail {available:#x}");
         let vq = self.vring(index)?;
         vq.addrs = Some(RingAddrs { desc: descriptor, avail: available, used });
         vq.queue.set_ready(false);
@@ -453,6 +469,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
+        log::debug!("vhost-user: SET_VRING_BASE {index} {base}");
         let base = u16::try_from(base).map_err(|_| VuError::InvalidParam)?;
         self.vring(index)?.queue.set_next_avail(base);
         Ok(())
@@ -461,6 +478,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
         let vq = self.vring(index)?;
         let base = vq.queue.next_avail();
+        log::debug!("vhost-user: GET_VRING_BASE {index}: {base}, ring stopped");
         // vhost-user.rst: GET_VRING_BASE stops the ring.
         vq.started = false;
         vq.kick = None;
@@ -472,6 +490,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        log::debug!("vhost-user: SET_VRING_KICK {index} (fd: {})", fd.is_some());
         let vq = self.vring(u32::from(index))?;
         // SAFETY: the fd comes out of a File we own, and ownership moves to
         // the EventFd.
@@ -482,6 +501,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        log::debug!("vhost-user: SET_VRING_CALL {index} (fd: {})", fd.is_some());
         let vq = self.vring(u32::from(index))?;
         // SAFETY: as in set_vring_kick.
         vq.call = fd.map(|f| unsafe { EventFd::from_raw_fd(f.into_raw_fd()) });
@@ -503,6 +523,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn set_protocol_features(&mut self, features: u64) -> VuResult<()> {
+        log::debug!("vhost-user: SET_PROTOCOL_FEATURES {features:#x}");
         if features & !VhostUserProtocolFeatures::REPLY_ACK.bits() != 0 {
             return Err(VuError::InvalidParam);
         }
@@ -515,6 +536,7 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> VuResult<()> {
+        log::debug!("vhost-user: SET_VRING_ENABLE {index} {enable}");
         self.vring(index)?.enabled = enable;
         Ok(())
     }
@@ -884,10 +906,53 @@ impl VhostUserTap {
         Ok(TapEvent::Disconnected)
     }
 
+    /// QEMU (7.2 at least) sends SET_VRING_ENABLE as soon as the guest
+    /// driver accepts its features, that is, before SET_FEATURES, once
+    /// VHOST_USER_F_PROTOCOL_FEATURES was offered and protocol features
+    /// exchanged; libvhost-user and upstream passt take it. The `vhost`
+    /// crate refuses it, without a reply, until SET_FEATURES acks that bit.
+    /// So until then this message is read and handled here: returns true
+    /// if the next message was one and has been consumed.
+    ///
+    /// Syscalls: recvfrom (MSG_PEEK), sendto.
+    fn early_vring_enable(&mut self, fd: std::os::fd::RawFd) -> bool {
+        use nix::sys::socket::{recv, send, MsgFlags};
+        if lock(&self.dev).has(VHOST_USER_F_PROTOCOL_FEATURES) {
+            return false;
+        }
+        let mut msg = [0u8; VRING_ENABLE_MSG_LEN];
+        match recv(fd, &mut msg, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+            Ok(VRING_ENABLE_MSG_LEN) => {}
+            _ => return false,
+        }
+        let word = |i: usize| msg.get(i..i + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_ne_bytes);
+        let (req, flags, size, index, num) = (word(0), word(4), word(8), word(12), word(16));
+        if req != REQ_SET_VRING_ENABLE || size != 8 {
+            return false;
+        }
+        if recv(fd, &mut msg, MsgFlags::MSG_WAITALL) != Ok(VRING_ENABLE_MSG_LEN) {
+            return false;
+        }
+        log::debug!("vhost-user: SET_VRING_ENABLE {index} {num} (before SET_FEATURES)");
+        let mut dev = lock(&self.dev);
+        let ok = num <= 1 && dev.vring(index).map(|vq| vq.enabled = num == 1).is_ok();
+        if flags & HDR_NEED_REPLY != 0 && dev.protocol & VhostUserProtocolFeatures::REPLY_ACK.bits() != 0 {
+            let mut reply = [0u8; VRING_ENABLE_MSG_LEN];
+            reply[0..4].copy_from_slice(&REQ_SET_VRING_ENABLE.to_ne_bytes());
+            reply[4..8].copy_from_slice(&(HDR_VERSION_1 | HDR_REPLY).to_ne_bytes());
+            reply[8..12].copy_from_slice(&8u32.to_ne_bytes());
+            reply[12..20].copy_from_slice(&u64::from(!ok).to_ne_bytes());
+            let _ = send(fd, &reply, MsgFlags::MSG_NOSIGNAL);
+        }
+        true
+    }
+
     /// Handle one message on the control socket.
     fn control(&mut self) -> Result<TapEvent, TapError> {
+        let Some(fd) = self.conn.as_ref().map(AsRawFd::as_raw_fd) else { return Ok(TapEvent::Nothing) };
+        let handled = self.early_vring_enable(fd);
         let Some(conn) = self.conn.as_mut() else { return Ok(TapEvent::Nothing) };
-        match conn.handle_request() {
+        match if handled { Ok(()) } else { conn.handle_request() } {
             Ok(()) => {}
             Err(e) if recoverable(&e) => log::warn!("vhost-user: {e}"),
             Err(VuError::Disconnected) => return self.disconnect(),
@@ -1254,6 +1319,27 @@ mod tests {
     /// (those offered, masked), serving it with `tap` meanwhile. Returns
     /// the guest, the features offered and the events seen.
     fn connect(tap: &mut VhostUserTap, addr: &SocketAddr, features: u64) -> (Guest, u64, Vec<TapEvent>) {
+        connect_in_order(tap, addr, features, false)
+    }
+
+    /// SET_VRING_ENABLE 1 for `q` as a raw message, as QEMU 7.2 sends it
+    /// (before SET_FEATURES), with NEED_REPLY; returns the ack's value.
+    fn raw_vring_enable(sock: &mut UnixStream, q: u32) -> u64 {
+        let mut m = Vec::new();
+        for w in [REQ_SET_VRING_ENABLE, HDR_VERSION_1 | HDR_NEED_REPLY, 8, q, 1] {
+            m.extend_from_slice(&w.to_ne_bytes());
+        }
+        io::Write::write_all(sock, &m).unwrap();
+        let mut r = [0u8; 20];
+        io::Read::read_exact(sock, &mut r).unwrap();
+        let word = |i: usize| u32::from_ne_bytes(r[i..i + 4].try_into().unwrap());
+        assert_eq!((word(0), word(4), word(8)), (REQ_SET_VRING_ENABLE, HDR_VERSION_1 | HDR_REPLY, 8));
+        u64::from_ne_bytes(r[12..20].try_into().unwrap())
+    }
+
+    /// [`connect`]; with `qemu72`, in the order QEMU 7.2 uses: the rings
+    /// are enabled right after the protocol features, before SET_FEATURES.
+    fn connect_in_order(tap: &mut VhostUserTap, addr: &SocketAddr, features: u64, qemu72: bool) -> (Guest, u64, Vec<TapEvent>) {
         let addr = addr.clone();
         let file = memfd(MEM_SIZE);
         let h = thread::spawn(move || {
@@ -1261,15 +1347,26 @@ mod tests {
             let mem = GuestMemoryMmap::from_regions(vec![GuestRegionMmap::new(mmap, GuestAddress(GPA)).unwrap()]).unwrap();
             let kick = [EventFd::new(libc::EFD_NONBLOCK).unwrap(), EventFd::new(libc::EFD_NONBLOCK).unwrap()];
             let call = [EventFd::new(libc::EFD_NONBLOCK).unwrap(), EventFd::new(libc::EFD_NONBLOCK).unwrap()];
-            let mut fe = Frontend::from_stream(UnixStream::connect_addr(&addr).unwrap(), 2);
+            let sock = UnixStream::connect_addr(&addr).unwrap();
+            let mut raw = sock.try_clone().unwrap();
+            raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut fe = Frontend::from_stream(sock, 2);
             fe.set_owner().unwrap();
             let offered = fe.get_features().unwrap();
-            fe.set_features(offered & features).unwrap();
+            if !qemu72 {
+                fe.set_features(offered & features).unwrap();
+            }
             let proto = fe.get_protocol_features().unwrap();
             assert_eq!(proto, VhostUserProtocolFeatures::REPLY_ACK);
             fe.set_protocol_features(proto).unwrap();
             // Every message from now on waits for the back-end's ack.
             fe.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
+            if qemu72 {
+                for q in 0..NUM_QUEUES as u32 {
+                    assert_eq!(raw_vring_enable(&mut raw, q), 0, "ack of SET_VRING_ENABLE {q}");
+                }
+                fe.set_features(offered & features).unwrap();
+            }
             let region = VhostUserMemoryRegionInfo {
                 guest_phys_addr: GPA,
                 memory_size: MEM_SIZE as u64,
@@ -1295,7 +1392,7 @@ mod tests {
                 fe.set_vring_kick(q, &kick[q]).unwrap();
                 fe.set_vring_call(q, &call[q]).unwrap();
             }
-            for q in 0..NUM_QUEUES {
+            for q in (0..NUM_QUEUES).filter(|_| !qemu72) {
                 fe.set_vring_enable(q, true).unwrap();
             }
             (Guest { fe, mem, kick, call, _file: file }, offered)
@@ -1347,6 +1444,19 @@ mod tests {
         tap.poll_fds(&mut fds);
         let ids: Vec<u32> = fds.iter().map(|p| p.id).collect();
         assert_eq!(ids, [ID_LISTEN, ID_CTRL, ID_KICK]);
+    }
+
+    #[test]
+    fn rings_enabled_before_set_features_as_qemu_7_2_does_work() {
+        let (l, addr) = listener();
+        let mut tap = VhostUserTap::new(l, false).unwrap();
+        let (g, _, seen) = connect_in_order(&mut tap, &addr, ALL, true);
+        assert!(seen.contains(&TapEvent::Connected), "{seen:?}");
+        let f = frame(60, 5);
+        g.write(BUF + 12, &f);
+        g.desc(TX_QUEUE, 0, BUF, 72, 0, 0);
+        g.offer(TX_QUEUE, 0);
+        assert_eq!(tx_roundtrip(&mut tap, &g), [f]);
     }
 
     #[test]
