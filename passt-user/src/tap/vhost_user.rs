@@ -72,8 +72,17 @@
 //! back on and the ring checked once more, so that a frame offered in
 //! between is not left without a kick (§2.6.10). A batch that stops at
 //! [`BATCH`] frames with more pending kicks its own eventfd, so the loop
-//! comes back. The receive queue's kick fd is not polled: frames that find
-//! no receive buffer are dropped and counted, as a full link would.
+//! comes back.
+//!
+//! Receive: frames that find no receive buffer wait, in order, in a
+//! backlog of at most [`BATCH`] slots' worth of bytes (allocated once),
+//! as in a device queue: the guest refills its buffers in bursts, and TCP
+//! recovers badly from frames lost at the end of a window. While frames
+//! wait, the guest is asked to kick the receive queue when it adds buffers
+//! (its kick eventfd is polled too), and the next [`Tap::send_batch`]
+//! writes the waiting frames first. Frames past the backlog's room are
+//! dropped and counted in [`TxResult::dropped`]; frames that wait count as
+//! sent.
 //!
 //! ## Header (virtio 1.1 §5.1.6)
 //!
@@ -102,11 +111,19 @@
 //! writes can make this code panic.
 //!
 //! Everything runs in the caller's epoll loop: the listener, the control
-//! socket and the TX kick eventfd are listed by [`Tap::poll_fds`]; no
-//! thread of the crates' own.
+//! socket and both queues' kick eventfds are listed by [`Tap::poll_fds`];
+//! no thread of the crates' own.
 //!
-//! Syscalls: accept4, recvmsg, sendmsg, setsockopt (SO_RCVTIMEO,
-//! SO_SNDTIMEO), mmap, munmap, read, write (eventfds), close.
+//! One deviation from the `vhost` crate's message handling: QEMU (7.2)
+//! sends SET_VRING_ENABLE before SET_FEATURES, which the crate refuses,
+//! without a reply, until SET_FEATURES acks VHOST_USER_F_PROTOCOL_FEATURES;
+//! until then that message is read and answered here (see
+//! `VhostUserTap::early_vring_enable`). vhost-user messages are in the
+//! host's byte order; everything in guest memory is little-endian.
+//!
+//! Syscalls: accept4, recvmsg, sendmsg, recvfrom, sendto, fcntl,
+//! setsockopt (SO_RCVTIMEO, SO_SNDTIMEO), mmap, munmap, read, write
+//! (eventfds), close.
 
 use std::fs::File;
 use std::io;
@@ -181,6 +198,8 @@ const ID_LISTEN: u32 = 0;
 const ID_CTRL: u32 = 1;
 /// Poll id of the transmit queue's kick eventfd.
 const ID_KICK: u32 = 2;
+/// Poll id of the receive queue's kick eventfd.
+const ID_RX_KICK: u32 = 3;
 
 /// vhost-user request code of SET_VRING_ENABLE (vhost-user.rst).
 const REQ_SET_VRING_ENABLE: u32 = 18;
@@ -794,6 +813,146 @@ fn complete(mem: &GuestMemoryMmap, vq: &mut Vring, entries: &[(u16, u32)]) {
     }
 }
 
+/// What became of a frame offered to the receive queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Put {
+    /// Written; its buffers are in `used`.
+    Sent,
+    /// Not enough buffers now; none consumed.
+    NoRoom,
+    /// It can never fit: larger than one buffer without MRG_RXBUF, or than
+    /// a whole queue of buffers. None consumed.
+    TooBig,
+    /// A buffer could not be written: the buffers taken are in `used`
+    /// with length 0, the frame is lost.
+    Malformed,
+}
+
+/// Write `frame`, header first, to the next receive buffers of `q`
+/// (several with `mrg`, VIRTIO_NET_F_MRG_RXBUF), appending the buffers used
+/// (head, bytes) to `used`.
+fn put_frame(mem: &GuestMemoryMmap, q: &mut Queue, mrg: bool, frame: &[u8], used: &mut Vec<(u16, u32)>) -> Put {
+    let size = q.size();
+    let avail_start = q.next_avail();
+    let mark = used.len();
+    let mut f = RxFrame::new(frame);
+    let mut nbufs = 0u16;
+    while !f.done() {
+        let too_big = (!mrg && nbufs > 0) || nbufs >= size;
+        let chain = if too_big { None } else { q.pop_descriptor_chain(mem) };
+        let Some(chain) = chain else {
+            // Its buffers go back to the available ring, unused.
+            q.set_next_avail(avail_start);
+            used.truncate(mark);
+            return if too_big { Put::TooBig } else { Put::NoRoom };
+        };
+        nbufs += 1;
+        let head = chain.head_index();
+        let r = f.write_chain(mem, chain);
+        if head < size {
+            used.push((head, *r.as_ref().unwrap_or(&0)));
+        }
+        if r.is_err() {
+            // Give the buffers back empty: the guest drops them.
+            for e in used.get_mut(mark..).into_iter().flatten() {
+                e.1 = 0;
+            }
+            return Put::Malformed;
+        }
+    }
+    f.set_num_buffers(mem, nbufs);
+    Put::Sent
+}
+
+/// Bytes of frames the backlog holds at most: as much as a transmit batch.
+const BACKLOG_BYTES: usize = BATCH * super::SLOT;
+/// Frames the backlog holds at most.
+const BACKLOG_FRAMES: usize = 4 * BATCH;
+
+/// Frames accepted by [`Tap::send_batch`] that found no receive buffer,
+/// oldest first, as a device's queue would hold them: the guest refills
+/// its receive queue in bursts, and TCP recovers badly from frames lost at
+/// the end of a window. Frames are stored back to back in `buf`, allocated
+/// once; while any wait, the receive queue asks the guest for a kick when
+/// it adds buffers.
+#[derive(Debug)]
+struct Backlog {
+    buf: Vec<u8>,
+    /// (start, length) in `buf`.
+    frames: std::collections::VecDeque<(usize, usize)>,
+}
+
+impl Backlog {
+    fn new() -> Self {
+        Backlog { buf: Vec::with_capacity(BACKLOG_BYTES), frames: std::collections::VecDeque::with_capacity(BACKLOG_FRAMES) }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.frames.clear();
+    }
+
+    /// Keep a copy of `frame`; false if there is no room for it.
+    fn push(&mut self, frame: &[u8]) -> bool {
+        if self.frames.len() >= BACKLOG_FRAMES {
+            return false;
+        }
+        if self.buf.len() + frame.len() > BACKLOG_BYTES {
+            // Move the waiting frames to the front, then try again.
+            let start = self.frames.front().map_or(self.buf.len(), |f| f.0);
+            self.buf.copy_within(start.., 0);
+            self.buf.truncate(self.buf.len() - start);
+            for f in &mut self.frames {
+                f.0 -= start;
+            }
+            if self.buf.len() + frame.len() > BACKLOG_BYTES {
+                return false;
+            }
+        }
+        self.frames.push_back((self.buf.len(), frame.len()));
+        self.buf.extend_from_slice(frame);
+        true
+    }
+
+    /// Write waiting frames to receive buffers, oldest first, until one
+    /// finds no room. Returns the frames lost to malformed buffers.
+    fn flush(&mut self, mem: &GuestMemoryMmap, q: &mut Queue, mrg: bool, used: &mut Vec<(u16, u32)>) -> u64 {
+        let mut malformed = 0;
+        while let Some(&(start, len)) = self.frames.front() {
+            let Some(frame) = self.buf.get(start..start + len) else { break };
+            match put_frame(mem, q, mrg, frame, used) {
+                Put::NoRoom => break,
+                Put::Malformed => malformed += 1,
+                Put::Sent | Put::TooBig => {}
+            }
+            self.frames.pop_front();
+        }
+        if self.frames.is_empty() {
+            self.buf.clear();
+        }
+        malformed
+    }
+
+    /// After a flush: while frames wait, have the guest kick the receive
+    /// queue when it adds buffers (flushing again if some came meanwhile);
+    /// otherwise, no kicks. Returns the frames lost to malformed buffers.
+    fn arm(&mut self, mem: &GuestMemoryMmap, q: &mut Queue, mrg: bool, used: &mut Vec<(u16, u32)>) -> u64 {
+        let mut malformed = 0;
+        while !self.is_empty() {
+            match q.enable_notification(mem) {
+                Ok(true) => malformed += self.flush(mem, q, mrg, used),
+                _ => return malformed,
+            }
+        }
+        let _ = q.disable_notification(mem);
+        malformed
+    }
+}
+
 /// The vhost-user back-end: a listening socket, at most one front-end and
 /// the virtio-net device it drives. See the module documentation.
 pub struct VhostUserTap {
@@ -809,6 +968,8 @@ pub struct VhostUserTap {
     malformed: u64,
     /// Used ring entries of the batch being completed (head, bytes).
     used: Vec<(u16, u32)>,
+    /// Frames waiting for receive buffers.
+    backlog: Backlog,
 }
 
 impl std::fmt::Debug for VhostUserTap {
@@ -844,6 +1005,7 @@ impl VhostUserTap {
             was_ready: false,
             malformed: 0,
             used: Vec::with_capacity(usize::from(MAX_QUEUE_SIZE)),
+            backlog: Backlog::new(),
         })
     }
 
@@ -886,6 +1048,7 @@ impl VhostUserTap {
                 continue;
             }
             lock(&self.dev).reset();
+            self.backlog.clear();
             self.conn = Some(BackendReqHandler::from_stream(stream, Arc::clone(&self.dev)));
             self.conn_gen = self.conn_gen.wrapping_add(1);
             self.was_ready = false;
@@ -897,6 +1060,10 @@ impl VhostUserTap {
     fn disconnect(&mut self) -> Result<TapEvent, TapError> {
         self.conn = None;
         lock(&self.dev).reset();
+        if !self.backlog.is_empty() {
+            log::debug!("vhost-user: {} frames lost with the front-end", self.backlog.frames.len());
+        }
+        self.backlog.clear();
         self.conn_gen = self.conn_gen.wrapping_add(1);
         self.was_ready = false;
         if self.one_off {
@@ -973,6 +1140,12 @@ impl VhostUserTap {
         if let Some(kick) = &dev.vq[TX_QUEUE].kick {
             let _ = kick.write(1);
         }
+        // Kicks on the receive queue only matter while the backlog waits.
+        let mut dev = dev;
+        let dev = &mut *dev;
+        if let (Some(mem), Some(vq)) = (dev.mem.as_ref(), dev.vq.get_mut(RX_QUEUE)) {
+            let _ = vq.queue.disable_notification(mem);
+        }
         log::info!("vhost-user: device ready");
         Ok(TapEvent::Connected)
     }
@@ -1048,7 +1221,9 @@ impl VhostUserTap {
         }
     }
 
-    /// Write the frames of `tx` to receive buffers.
+    /// Write the frames of `tx` to receive buffers, after those waiting in
+    /// the backlog; frames that find no buffer wait in the backlog while it
+    /// has room.
     fn transmit(&mut self, tx: &TxBatch) -> TxResult {
         let mut res = TxResult::default();
         let mut guard = lock(&self.dev);
@@ -1058,61 +1233,46 @@ impl VhostUserTap {
             res.dropped = tx.len();
             return res;
         };
-        if !(vq.usable()) {
+        if !vq.usable() {
             res.dropped = tx.len();
             return res;
         }
-        let size = vq.queue.size();
         self.used.clear();
-        let mut frames = tx.frames();
-        'frames: for frame in frames.by_ref() {
-            let avail_start = vq.queue.next_avail();
-            let mark = self.used.len();
-            let mut f = RxFrame::new(frame);
-            let mut nbufs = 0u16;
-            let mut bad = false;
-            while !f.done() {
-                // Without MRG_RXBUF a frame must fit in one buffer; with it,
-                // in at most a queue's worth.
-                let out_of_room = (!mrg && nbufs > 0) || nbufs >= size;
-                let chain = if out_of_room { None } else { vq.queue.pop_descriptor_chain(mem) };
-                let Some(chain) = chain else {
-                    // No (more) room for this frame: its buffers go back
-                    // to the available ring, unused.
-                    vq.queue.set_next_avail(avail_start);
-                    self.used.truncate(mark);
+        self.malformed += self.backlog.flush(mem, &mut vq.queue, mrg, &mut self.used);
+        for frame in tx.frames() {
+            let put = if self.backlog.is_empty() { put_frame(mem, &mut vq.queue, mrg, frame, &mut self.used) } else { Put::NoRoom };
+            match put {
+                Put::Sent => res.sent += 1,
+                Put::NoRoom if self.backlog.push(frame) => res.sent += 1,
+                Put::NoRoom | Put::TooBig => res.dropped += 1,
+                Put::Malformed => {
+                    self.malformed += 1;
                     res.dropped += 1;
-                    if out_of_room {
-                        continue 'frames;
-                    }
-                    break 'frames;
-                };
-                nbufs += 1;
-                let head = chain.head_index();
-                let r = f.write_chain(mem, chain);
-                if head < size {
-                    self.used.push((head, *r.as_ref().unwrap_or(&0)));
-                }
-                if r.is_err() {
-                    bad = true;
-                    break;
                 }
             }
-            if bad {
-                // Give the buffers back empty: the guest drops them.
-                for e in self.used.get_mut(mark..).into_iter().flatten() {
-                    e.1 = 0;
-                }
-                self.malformed += 1;
-                res.dropped += 1;
-                continue;
-            }
-            f.set_num_buffers(mem, nbufs);
-            res.sent += 1;
         }
-        res.dropped += frames.count();
+        self.malformed += self.backlog.arm(mem, &mut vq.queue, mrg, &mut self.used);
         complete(mem, vq, &self.used);
         res
+    }
+
+    /// A kick on the receive queue: the guest added buffers while the
+    /// backlog waited for some.
+    fn rx_kick(&mut self) {
+        let mut guard = lock(&self.dev);
+        let dev = &mut *guard;
+        let mrg = dev.has(VIRTIO_NET_F_MRG_RXBUF);
+        let (Some(mem), Some(vq)) = (dev.mem.as_ref(), dev.vq.get_mut(RX_QUEUE)) else { return };
+        if let Some(kick) = &vq.kick {
+            let _ = kick.read();
+        }
+        if !vq.usable() || self.backlog.is_empty() {
+            return;
+        }
+        self.used.clear();
+        self.malformed += self.backlog.flush(mem, &mut vq.queue, mrg, &mut self.used);
+        self.malformed += self.backlog.arm(mem, &mut vq.queue, mrg, &mut self.used);
+        complete(mem, vq, &self.used);
     }
 }
 
@@ -1122,8 +1282,12 @@ impl Tap for VhostUserTap {
         if let Some(conn) = &self.conn {
             out.push(PollFd { fd: conn.as_raw_fd(), events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32, id: ID_CTRL });
         }
-        if let Some(kick) = &lock(&self.dev).vq[TX_QUEUE].kick {
+        let dev = lock(&self.dev);
+        if let Some(kick) = &dev.vq[TX_QUEUE].kick {
             out.push(PollFd { fd: kick.as_raw_fd(), events: libc::EPOLLIN as u32, id: ID_KICK });
+        }
+        if let Some(kick) = &dev.vq[RX_QUEUE].kick {
+            out.push(PollFd { fd: kick.as_raw_fd(), events: libc::EPOLLIN as u32, id: ID_RX_KICK });
         }
     }
 
@@ -1139,6 +1303,10 @@ impl Tap for VhostUserTap {
             // Data, hang-up or error: reading tells which.
             ID_CTRL => self.control(),
             ID_KICK => Ok(self.kick()),
+            ID_RX_KICK => {
+                self.rx_kick();
+                Ok(TapEvent::Nothing)
+            }
             _ => Ok(TapEvent::Nothing),
         }
     }
@@ -1443,7 +1611,7 @@ mod tests {
         let mut fds = Vec::new();
         tap.poll_fds(&mut fds);
         let ids: Vec<u32> = fds.iter().map(|p| p.id).collect();
-        assert_eq!(ids, [ID_LISTEN, ID_CTRL, ID_KICK]);
+        assert_eq!(ids, [ID_LISTEN, ID_CTRL, ID_KICK, ID_RX_KICK]);
     }
 
     #[test]
@@ -1563,27 +1731,73 @@ mod tests {
     }
 
     #[test]
-    fn no_rx_buffers_drops_and_counts() {
+    fn without_rx_buffers_frames_wait_in_order_until_the_guest_adds_some() {
         let (mut tap, g, _a) = ready_tap(ALL);
-        let f = frame(60, 4);
-        let r = tap.send_batch(&batch(&[&f, &f, &f])).unwrap();
-        assert_eq!(r, TxResult { sent: 0, dropped: 3 });
+        let (f1, f2, f3, f4) = (frame(60, 1), frame(70, 2), frame(80, 3), frame(90, 4));
+        let r = tap.send_batch(&batch(&[&f1, &f2, &f3])).unwrap();
+        assert_eq!(r, TxResult { sent: 3, dropped: 0 });
         assert_eq!(g.used_idx(RX_QUEUE), 0);
         assert!(!g.called(RX_QUEUE));
-        // One buffer: one frame goes, two are dropped.
-        g.desc(RX_QUEUE, 0, BUF, 2048, F_WRITE, 0);
-        g.offer(RX_QUEUE, 0);
-        let r = tap.send_batch(&batch(&[&f, &f, &f])).unwrap();
-        assert_eq!(r, TxResult { sent: 1, dropped: 2 });
-        assert_eq!(g.used_idx(RX_QUEUE), 1);
-        // A frame that needs two buffers when one is left: the buffer is
-        // not consumed.
-        g.desc(RX_QUEUE, 1, BUF + 0x1000, 100, F_WRITE, 0);
-        g.offer(RX_QUEUE, 1);
-        let big = frame(150, 5);
-        assert_eq!(tap.send_batch(&batch(&[&big])).unwrap(), TxResult { sent: 0, dropped: 1 });
-        assert_eq!(tap.send_batch(&batch(&[&f[..50]])).unwrap(), TxResult { sent: 1, dropped: 0 });
-        assert_eq!(g.used(RX_QUEUE, 1), (1, 62));
+        // The back-end asked for a kick once buffers come (EVENT_IDX:
+        // avail_event in the used ring is the next avail index, 0).
+        assert_eq!(g.u16_at(rings(RX_QUEUE).2 + 4 + 8 * u64::from(QSIZE)), 0);
+        for i in 0..2u16 {
+            g.desc(RX_QUEUE, i, BUF + u64::from(i) * 0x1000, 2048, F_WRITE, 0);
+            g.offer(RX_QUEUE, i);
+        }
+        g.kick(RX_QUEUE);
+        assert_eq!(tap.event(ID_RX_KICK, libc::EPOLLIN as u32).unwrap(), TapEvent::Nothing);
+        assert_eq!(g.used_idx(RX_QUEUE), 2);
+        assert!(g.called(RX_QUEUE));
+        assert_eq!(g.read(BUF + 12, 60), f1);
+        assert_eq!(g.read(BUF + 0x1000 + 12, 70), f2);
+        // The kick was read.
+        assert!(g.kick[RX_QUEUE].read().is_err());
+        // Still waiting: f3. A new frame goes after it.
+        g.desc(RX_QUEUE, 2, BUF + 0x2000, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 2);
+        assert_eq!(tap.send_batch(&batch(&[&f4])).unwrap(), TxResult { sent: 1, dropped: 0 });
+        assert_eq!(g.used_idx(RX_QUEUE), 3);
+        assert_eq!(g.read(BUF + 0x2000 + 12, 80), f3);
+        g.desc(RX_QUEUE, 3, BUF + 0x3000, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 3);
+        g.kick(RX_QUEUE);
+        tap.event(ID_RX_KICK, libc::EPOLLIN as u32).unwrap();
+        assert_eq!(g.used(RX_QUEUE, 3), (3, 12 + 90));
+        assert_eq!(g.read(BUF + 0x3000 + 12, 90), f4);
+        assert_eq!(tap.malformed(), 0);
+    }
+
+    #[test]
+    fn without_rx_buffers_frames_past_the_backlog_are_dropped_and_counted() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        let f = frame(60, 4);
+        let full: Vec<&[u8]> = (0..BATCH).map(|_| &f[..]).collect();
+        for _ in 0..BACKLOG_FRAMES / BATCH {
+            assert_eq!(tap.send_batch(&batch(&full)).unwrap(), TxResult { sent: BATCH, dropped: 0 });
+        }
+        assert_eq!(tap.send_batch(&batch(&[&f, &f])).unwrap(), TxResult { sent: 0, dropped: 2 });
+        // A frame of more bytes than the backlog holds never waits.
+        let (l, _addr) = listener();
+        let mut fresh = VhostUserTap::new(l, false).unwrap();
+        assert!(fresh.backlog.push(&f));
+        let big = vec![0u8; BACKLOG_BYTES];
+        assert!(!fresh.backlog.push(&big));
+        assert_eq!(g.used_idx(RX_QUEUE), 0);
+    }
+
+    #[test]
+    fn backlog_compacts_to_take_frames_while_older_ones_left() {
+        let mut b = Backlog::new();
+        let half = vec![7u8; BACKLOG_BYTES / 2];
+        assert!(b.push(&half));
+        assert!(b.push(&[1, 2, 3]));
+        assert!(!b.push(&half), "no room while both wait");
+        b.frames.pop_front();
+        assert!(b.push(&half), "room once the first is gone");
+        assert_eq!(b.frames.iter().map(|f| f.1).collect::<Vec<_>>(), [3, BACKLOG_BYTES / 2]);
+        let (s, l) = b.frames[0];
+        assert_eq!(&b.buf[s..s + l], &[1, 2, 3]);
     }
 
     #[test]
