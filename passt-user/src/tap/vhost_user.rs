@@ -864,6 +864,29 @@ fn put_frame(mem: &GuestMemoryMmap, q: &mut Queue, mrg: bool, frame: &[u8], used
     Put::Sent
 }
 
+/// Rounds of flushing while the guest keeps adding buffers, before waiting
+/// for its kick.
+const ARM_TRIES: usize = 4;
+
+/// The available ring's index (virtio 1.1 §2.6.6).
+fn avail_idx(mem: &GuestMemoryMmap, q: &Queue) -> Option<u16> {
+    let at = GuestAddress(q.avail_ring()).checked_add(2)?;
+    mem.load::<u16>(at, Ordering::Acquire).ok().map(u16::from_le)
+}
+
+/// Ask the driver to notify the device once the available index moves
+/// past `seen` (virtio 1.1 §2.6.10): `avail_event` = `seen` with
+/// VIRTIO_RING_F_EVENT_IDX, else clear VRING_USED_F_NO_NOTIFY.
+fn kick_past(mem: &GuestMemoryMmap, q: &Queue, seen: u16) -> Option<()> {
+    let used = GuestAddress(q.used_ring());
+    if q.event_idx_enabled() {
+        let at = used.checked_add(4 + 8 * u64::from(q.size()))?;
+        mem.store(seen.to_le(), at, Ordering::Relaxed).ok()
+    } else {
+        mem.store(0u16.to_le(), used, Ordering::Relaxed).ok()
+    }
+}
+
 /// Bytes of frames the backlog holds at most: as much as a transmit batch.
 const BACKLOG_BYTES: usize = BATCH * super::SLOT;
 /// Frames the backlog holds at most.
@@ -938,17 +961,34 @@ impl Backlog {
     }
 
     /// After a flush: while frames wait, have the guest kick the receive
-    /// queue when it adds buffers (flushing again if some came meanwhile);
-    /// otherwise, no kicks. Returns the frames lost to malformed buffers.
-    fn arm(&mut self, mem: &GuestMemoryMmap, q: &mut Queue, mrg: bool, used: &mut Vec<(u16, u32)>) -> u64 {
+    /// queue when it adds buffers beyond those there now (the oldest frame
+    /// may need more than are there), flushing again if some came
+    /// meanwhile; otherwise, no kicks. Returns the frames lost to malformed
+    /// buffers.
+    fn arm(&mut self, mem: &GuestMemoryMmap, vq: &mut Vring, mrg: bool, used: &mut Vec<(u16, u32)>) -> u64 {
+        let q = &mut vq.queue;
         let mut malformed = 0;
-        while !self.is_empty() {
-            match q.enable_notification(mem) {
-                Ok(true) => malformed += self.flush(mem, q, mrg, used),
-                _ => return malformed,
+        for _ in 0..ARM_TRIES {
+            if self.is_empty() {
+                let _ = q.disable_notification(mem);
+                return malformed;
             }
+            let Some(seen) = avail_idx(mem, q) else { return malformed };
+            if kick_past(mem, q, seen).is_none() {
+                return malformed;
+            }
+            // The driver reads the field after publishing its index
+            // (virtio 1.1 §2.6.10): look again after ours is visible.
+            fence(Ordering::SeqCst);
+            if avail_idx(mem, q) == Some(seen) {
+                return malformed;
+            }
+            malformed += self.flush(mem, q, mrg, used);
         }
-        let _ = q.disable_notification(mem);
+        // The guest keeps adding buffers: come back through the loop.
+        if let Some(kick) = vq.kick.as_ref().filter(|_| !self.is_empty()) {
+            let _ = kick.write(1);
+        }
         malformed
     }
 }
@@ -1251,7 +1291,7 @@ impl VhostUserTap {
                 }
             }
         }
-        self.malformed += self.backlog.arm(mem, &mut vq.queue, mrg, &mut self.used);
+        self.malformed += self.backlog.arm(mem, vq, mrg, &mut self.used);
         complete(mem, vq, &self.used);
         res
     }
@@ -1271,7 +1311,7 @@ impl VhostUserTap {
         }
         self.used.clear();
         self.malformed += self.backlog.flush(mem, &mut vq.queue, mrg, &mut self.used);
-        self.malformed += self.backlog.arm(mem, &mut vq.queue, mrg, &mut self.used);
+        self.malformed += self.backlog.arm(mem, vq, mrg, &mut self.used);
         complete(mem, vq, &self.used);
     }
 }
@@ -1766,6 +1806,31 @@ mod tests {
         assert_eq!(g.used(RX_QUEUE, 3), (3, 12 + 90));
         assert_eq!(g.read(BUF + 0x3000 + 12, 90), f4);
         assert_eq!(tap.malformed(), 0);
+    }
+
+    #[test]
+    fn a_waiting_frame_too_big_for_the_buffers_there_asks_for_a_kick_on_more() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        let f = frame(2500, 8);
+        g.desc(RX_QUEUE, 0, BUF, 1000, F_WRITE, 0);
+        g.offer(RX_QUEUE, 0);
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap(), TxResult { sent: 1, dropped: 0 });
+        assert_eq!(g.used_idx(RX_QUEUE), 0);
+        // avail_event: kick once the avail index passes 1, not 0.
+        assert_eq!(g.u16_at(rings(RX_QUEUE).2 + 4 + 8 * u64::from(QSIZE)), 1);
+        for i in 1..3u16 {
+            g.desc(RX_QUEUE, i, BUF + u64::from(i) * 0x1000, 1000, F_WRITE, 0);
+            g.offer(RX_QUEUE, i);
+        }
+        g.kick(RX_QUEUE);
+        tap.event(ID_RX_KICK, libc::EPOLLIN as u32).unwrap();
+        assert_eq!(g.used_idx(RX_QUEUE), 3);
+        assert_eq!(g.read(BUF + 10, 2), [3, 0]);
+        // Without EVENT_IDX: the NO_NOTIFY flag is cleared while waiting.
+        let (mut tap, g, _a) = ready_tap(ALL & !VIRTIO_RING_F_EVENT_IDX);
+        assert_eq!(g.u16_at(rings(RX_QUEUE).2), 1, "no kicks while nothing waits");
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap(), TxResult { sent: 1, dropped: 0 });
+        assert_eq!(g.u16_at(rings(RX_QUEUE).2), 0);
     }
 
     #[test]
