@@ -22,6 +22,7 @@ pub mod mem;
 pub mod stream;
 pub mod tun;
 pub mod unix;
+pub mod vhost_user;
 
 use std::ops::Range;
 use std::os::fd::RawFd;
