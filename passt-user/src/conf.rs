@@ -613,12 +613,6 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::flag(Opt::ChrootFallback, "chroot-fallback", None).later(),
 ];
 
-/// What `--print-capabilities` prints (to stdout, then exit 0): the JSON
-/// object of QEMU's vhost-user back-end convention (QEMU
-/// docs/interop/vhost-user.json, "VHostUserBackendCapabilities"), with the
-/// same text as upstream.
-pub const VHOST_USER_CAPABILITIES: &str = "{\n  \"type\": \"net\"\n}\n";
-
 /// A number as C's strtoul(s, .., 0) reads it, the whole string: decimal,
 /// `0x` hexadecimal or `0` octal; `None` for anything else (upstream's
 /// parse_unsigned() with base 0 and parse_eoi()).
@@ -1140,7 +1134,7 @@ impl Builder {
             Opt::Pcap => self.conf.pcap = Some(self.path(value, "Invalid pcap path")?),
             Opt::OneOff => self.conf.one_off = true,
             Opt::VhostUser => self.conf.vhost_user = true,
-            Opt::PrintCapabilities => return Err(ConfError::Version(VHOST_USER_CAPABILITIES.to_owned())),
+            Opt::PrintCapabilities => return Err(ConfError::Version(crate::tap::vhost_user::print_capabilities().to_owned())),
             Opt::Freebind
             | Opt::Runas
             | Opt::LogSize

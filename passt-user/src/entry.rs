@@ -248,10 +248,12 @@ fn ready(conf: &Conf) -> anyhow::Result<()> {
 }
 
 /// passt: a guest on a UNIX stream socket (`-s`, or the first free
-/// /tmp/passt_N.socket, or `--fd`), or a vhost-user front-end.
+/// /tmp/passt_N.socket, or `--fd`), or a vhost-user front-end on that
+/// socket (`--vhost-user`).
 fn run_passt(conf: &Conf) -> anyhow::Result<i32> {
     let (peek_off, net) = discover(conf)?;
     let tap: Box<dyn crate::tap::Tap> = match conf.fd {
+        Some(_) if conf.vhost_user => bail!("--vhost-user with --fd (a vhost-user connection from the parent) is not supported yet"),
         Some(fd) => {
             // SAFETY: fcntl(F_GETFD) only checks that the number is open.
             if fd <= 2 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
@@ -266,11 +268,17 @@ fn run_passt(conf: &Conf) -> anyhow::Result<i32> {
             let (l, path) = crate::tap::unix::listen(conf.socket.as_deref())?;
             log::info!("UNIX domain socket bound at {}", path.display());
             if conf.vhost_user {
-                bail!("--vhost-user: the vhost-user back-end is not supported yet in this version");
+                log::info!("You can start qemu with:");
+                log::info!(
+                    "    kvm ... -chardev socket,id=chr0,path={} -netdev vhost-user,id=netdev0,chardev=chr0 -device virtio-net,netdev=netdev0 -object memory-backend-memfd,id=memfd0,share=on,size=$RAMSIZE -numa node,memdev=memfd0",
+                    path.display()
+                );
+                Box::new(crate::tap::vhost_user::VhostUserTap::new(l, conf.one_off).context("vhost-user")?)
+            } else {
+                log::info!("\nYou can now start qemu (>= 7.2, with commit 13c6be96618c):");
+                log::info!("    kvm ... -device virtio-net-pci,netdev=s -netdev stream,id=s,server=off,addr.type=unix,addr.path={}", path.display());
+                Box::new(crate::tap::stream::StreamTap::new(l, conf.one_off).context("tap")?)
             }
-            log::info!("\nYou can now start qemu (>= 7.2, with commit 13c6be96618c):");
-            log::info!("    kvm ... -device virtio-net-pci,netdev=s -netdev stream,id=s,server=off,addr.type=unix,addr.path={}", path.display());
-            Box::new(crate::tap::stream::StreamTap::new(l, conf.one_off).context("tap")?)
         }
     };
     let sigfd = crate::signals::setup(false).context("signals")?;

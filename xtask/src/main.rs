@@ -54,7 +54,7 @@ const HOST_PACKAGES: &[&str] = &[
 
 /// passt back-ends the real-guest step boots a guest through
 /// (`guestlab.sh run --mode M`).
-const GUEST_MODES: &[&str] = &["stream"];
+const GUEST_MODES: &[&str] = &["stream", "vhost-user"];
 /// Checks a guestlab run makes; each must pass.
 const GUEST_CHECKS: u32 = 26;
 

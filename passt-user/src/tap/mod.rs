@@ -7,7 +7,8 @@
 //!
 //! Back-ends: [`tun::TunTap`] (pasta: /dev/net/tun, IFF_TAP | IFF_NO_PI),
 //! [`stream::StreamTap`] (passt: length-prefixed frames on a UNIX stream
-//! socket, [`unix`]).
+//! socket, [`unix`]), [`vhost_user::VhostUserTap`] (passt `--vhost-user`:
+//! virtio-net queues in the guest's shared memory).
 //! A back-end may poll several fds, and their set may change (a guest
 //! connecting to passt's socket): it lists them with [`Tap::poll_fds`], the
 //! data plane re-registers them when [`Tap::poll_gen`] moves and hands
