@@ -962,9 +962,12 @@ impl Backlog {
 
     /// After a flush: while frames wait, have the guest kick the receive
     /// queue when it adds buffers beyond those there now (the oldest frame
-    /// may need more than are there), flushing again if some came
-    /// meanwhile; otherwise, no kicks. Returns the frames lost to malformed
-    /// buffers.
+    /// may need more than are there), then flush again: buffers the guest
+    /// published before it could see our request (it decides whether to
+    /// kick when it publishes them) must be tried now, or nobody would come
+    /// back for them. Stops when a flush has seen every buffer up to the
+    /// index we asked to be kicked past; otherwise, no kicks. Returns the
+    /// frames lost to malformed buffers.
     fn arm(&mut self, mem: &GuestMemoryMmap, vq: &mut Vring, mrg: bool, used: &mut Vec<(u16, u32)>) -> u64 {
         let q = &mut vq.queue;
         let mut malformed = 0;
@@ -978,12 +981,17 @@ impl Backlog {
                 return malformed;
             }
             // The driver reads the field after publishing its index
-            // (virtio 1.1 §2.6.10): look again after ours is visible.
+            // (virtio 1.1 §2.6.10): every buffer up to `seen` is ours to
+            // try once our request is visible, later ones will be kicked.
             fence(Ordering::SeqCst);
+            malformed += self.flush(mem, q, mrg, used);
+            if self.is_empty() {
+                let _ = q.disable_notification(mem);
+                return malformed;
+            }
             if avail_idx(mem, q) == Some(seen) {
                 return malformed;
             }
-            malformed += self.flush(mem, q, mrg, used);
         }
         // The guest keeps adding buffers: come back through the loop.
         if let Some(kick) = vq.kick.as_ref().filter(|_| !self.is_empty()) {
@@ -1831,6 +1839,33 @@ mod tests {
         assert_eq!(g.u16_at(rings(RX_QUEUE).2), 1, "no kicks while nothing waits");
         assert_eq!(tap.send_batch(&batch(&[&f])).unwrap(), TxResult { sent: 1, dropped: 0 });
         assert_eq!(g.u16_at(rings(RX_QUEUE).2), 0);
+    }
+
+    #[test]
+    fn buffers_published_before_the_kick_request_are_used_without_a_kick() {
+        // The guest publishes buffers and decides not to kick (it has not
+        // seen our request yet); our request then names an index past
+        // them. They must be used at once, not after a kick that never
+        // comes.
+        let (mut tap, g, _a) = ready_tap(ALL);
+        let f = frame(60, 6);
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap(), TxResult { sent: 1, dropped: 0 });
+        assert_eq!(g.used_idx(RX_QUEUE), 0);
+        g.desc(RX_QUEUE, 0, BUF, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 0);
+        // No kick: arm again, as the next send_batch or rx_kick would.
+        {
+            let mut guard = lock(&tap.dev);
+            let dev = &mut *guard;
+            let (mem, vq) = (dev.mem.as_ref().unwrap(), dev.vq.get_mut(RX_QUEUE).unwrap());
+            tap.used.clear();
+            assert_eq!(tap.backlog.arm(mem, vq, true, &mut tap.used), 0);
+            complete(mem, vq, &tap.used);
+        }
+        assert!(tap.backlog.is_empty(), "the frame still waits although a buffer is there");
+        assert_eq!(g.used_idx(RX_QUEUE), 1);
+        assert_eq!(g.read(BUF + 12, 60), f);
+        assert!(g.called(RX_QUEUE));
     }
 
     #[test]
