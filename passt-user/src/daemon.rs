@@ -323,6 +323,7 @@ impl Ctx {
                 self.exit = Some(1);
             }
         }
+        self.tap.polled();
     }
 
     /// A new guest attached: forget what was learnt from the previous one

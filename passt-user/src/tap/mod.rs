@@ -205,6 +205,13 @@ pub trait Tap {
         0
     }
 
+    /// The caller removed the registrations of the previous
+    /// [`Tap::poll_fds`] list and added the current one: fds the back-end
+    /// stopped listing can be closed now (closing one while still
+    /// registered could leave the registration behind, when another
+    /// process holds the same file).
+    fn polled(&mut self) {}
+
     /// Handle readiness `events` (epoll mask) of the fd registered with
     /// identifier `id`.
     ///

@@ -71,8 +71,9 @@
 //! popped with notifications off; when the ring is empty they are turned
 //! back on and the ring checked once more, so that a frame offered in
 //! between is not left without a kick (§2.6.10). A batch that stops at
-//! [`BATCH`] frames with more pending kicks its own eventfd, so the loop
-//! comes back.
+//! [`BATCH`] frames kicks its own eventfd, so the loop comes back for any
+//! more. An available index that announces more than the queue can hold
+//! stops the queue (a warning) until the guest resets the device.
 //!
 //! Receive: frames that find no receive buffer wait, in order, in a
 //! backlog of at most [`BATCH`] slots' worth of bytes (allocated once),
@@ -212,10 +213,13 @@ const HDR_VERSION_1: u32 = 0x1;
 const HDR_REPLY: u32 = 0x4;
 const HDR_NEED_REPLY: u32 = 0x8;
 
-/// Longest wait for the rest of a control message once it started
-/// arriving, or for room to write a reply: the socket is blocking, read
+/// Longest wait for the rest of a control message header once it started
+/// arriving (then the front-end is disconnected), for each further read of
+/// its body, or for room to write a reply: the socket is blocking, read
 /// only when epoll says it is readable.
 const CTRL_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bytes of a vhost-user message header (request, flags, size: 3 x u32).
+const HDR_LEN: usize = 12;
 
 /// The JSON object QEMU's vhost-user back-end convention (QEMU
 /// docs/interop/vhost-user.json, "type": "net") expects from
@@ -268,10 +272,10 @@ impl Vring {
         Ok(Vring { queue, addrs: None, kick: None, call: None, err: None, started: false, enabled: false })
     }
 
-    fn reset(&mut self) {
+    fn reset(&mut self, retired: &mut Vec<EventFd>) {
         self.queue.reset();
         self.addrs = None;
-        self.kick = None;
+        retired.extend(self.kick.take());
         self.call = None;
         self.err = None;
         self.started = false;
@@ -294,6 +298,11 @@ struct Device {
     vq: [Vring; NUM_QUEUES],
     /// Moves whenever the TX kick fd may have changed (never reset).
     fd_gen: u64,
+    /// Kick eventfds replaced or dropped, still open until the data plane
+    /// has removed their registrations ([`Tap::polled`]): closing one
+    /// first would leave its registration behind (the front-end holds the
+    /// same eventfd).
+    retired: Vec<EventFd>,
 }
 
 fn lock(dev: &Mutex<Device>) -> MutexGuard<'_, Device> {
@@ -314,6 +323,7 @@ impl Device {
             regions: Vec::new(),
             vq: [Vring::new()?, Vring::new()?],
             fd_gen: 0,
+            retired: Vec::with_capacity(4),
         })
     }
 
@@ -324,7 +334,7 @@ impl Device {
         self.mem = None;
         self.regions.clear();
         for vq in &mut self.vq {
-            vq.reset();
+            vq.reset(&mut self.retired);
         }
         self.fd_gen = self.fd_gen.wrapping_add(1);
     }
@@ -388,7 +398,7 @@ impl Device {
     /// RESET_DEVICE).
     fn reset_rings(&mut self) {
         for vq in &mut self.vq {
-            vq.reset();
+            vq.reset(&mut self.retired);
         }
         self.fd_gen = self.fd_gen.wrapping_add(1);
     }
@@ -446,6 +456,13 @@ impl VhostUserBackendReqHandlerMut for Device {
         for (r, file) in ctx.iter().zip(files) {
             let (gpa, size, qva, off) = (r.guest_phys_addr, r.memory_size, r.user_addr, r.mmap_offset);
             log::debug!("vhost-user: memory region GPA {gpa:#x} size {size:#x} QVA {qva:#x} offset {off:#x}");
+            // A mapping past the file's end would kill us with SIGBUS on
+            // the first access there.
+            let len = file.metadata().map_err(VuError::ReqHandlerError)?.len();
+            if off.checked_add(size).is_none_or(|end| end > len) {
+                log::warn!("vhost-user: memory region of {size:#x} bytes at offset {off:#x} past the end of its file ({len:#x})");
+                return Err(VuError::InvalidParam);
+            }
             let mmap = r.mmap_region::<()>(file)?;
             let region = GuestRegionMmap::new(mmap, GuestAddress(gpa)).ok_or(VuError::InvalidParam)?;
             maps.push((region, MemRegion { gpa, size, qva }));
@@ -500,21 +517,36 @@ impl VhostUserBackendReqHandlerMut for Device {
         log::debug!("vhost-user: GET_VRING_BASE {index}: {base}, ring stopped");
         // vhost-user.rst: GET_VRING_BASE stops the ring.
         vq.started = false;
-        vq.kick = None;
+        let kick = vq.kick.take();
         vq.call = None;
         vq.addrs = None;
         vq.queue.set_ready(false);
+        self.retired.extend(kick);
         self.fd_gen = self.fd_gen.wrapping_add(1);
         Ok(VhostUserVringState::new(index, u32::from(base)))
     }
 
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
         log::debug!("vhost-user: SET_VRING_KICK {index} (fd: {})", fd.is_some());
+        if let Some(f) = &fd {
+            // Kicks are read when epoll says so, but a stale event must not
+            // block the loop: whatever the front-end passed, read it
+            // non-blocking.
+            let raw = f.as_raw_fd();
+            // SAFETY: fcntl on an fd we own.
+            let fl = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+            // SAFETY: as above.
+            if fl < 0 || unsafe { libc::fcntl(raw, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+                return Err(VuError::ReqHandlerError(io::Error::last_os_error()));
+            }
+        }
         let vq = self.vring(u32::from(index))?;
         // SAFETY: the fd comes out of a File we own, and ownership moves to
         // the EventFd.
-        vq.kick = fd.map(|f| unsafe { EventFd::from_raw_fd(f.into_raw_fd()) });
+        let new = fd.map(|f| unsafe { EventFd::from_raw_fd(f.into_raw_fd()) });
+        let old = std::mem::replace(&mut vq.kick, new);
         vq.started = true;
+        self.retired.extend(old);
         self.fd_gen = self.fd_gen.wrapping_add(1);
         Ok(())
     }
@@ -1162,9 +1194,40 @@ impl VhostUserTap {
         true
     }
 
+    /// Wait (at most [`CTRL_TIMEOUT`], the socket's receive timeout) for
+    /// a whole message header, without consuming it: the `vhost` crate
+    /// retries a short header read forever, which would stall the data
+    /// plane on a front-end that sent part of one. `None`: the front-end
+    /// is gone or too slow, disconnect; `Some(false)`: interrupted, come
+    /// back on the next event.
+    ///
+    /// Syscalls: recvfrom (MSG_PEEK | MSG_WAITALL).
+    fn header_ready(fd: std::os::fd::RawFd) -> Option<bool> {
+        use nix::sys::socket::{recv, MsgFlags};
+        let mut hdr = [0u8; HDR_LEN];
+        match recv(fd, &mut hdr, MsgFlags::MSG_PEEK | MsgFlags::MSG_WAITALL) {
+            Ok(HDR_LEN) => Some(true),
+            Err(nix::errno::Errno::EINTR) => Some(false),
+            Ok(0) => None,
+            Ok(n) => {
+                log::warn!("vhost-user: only {n} bytes of a message header in {CTRL_TIMEOUT:?}, closing the connection");
+                None
+            }
+            Err(e) => {
+                log::warn!("vhost-user: control socket: {e}, closing the connection");
+                None
+            }
+        }
+    }
+
     /// Handle one message on the control socket.
     fn control(&mut self) -> Result<TapEvent, TapError> {
         let Some(fd) = self.conn.as_ref().map(AsRawFd::as_raw_fd) else { return Ok(TapEvent::Nothing) };
+        match Self::header_ready(fd) {
+            Some(true) => {}
+            Some(false) => return Ok(TapEvent::Nothing),
+            None => return self.disconnect(),
+        }
         let handled = self.early_vring_enable(fd);
         let Some(conn) = self.conn.as_mut() else { return Ok(TapEvent::Nothing) };
         match if handled { Ok(()) } else { conn.handle_request() } {
@@ -1187,6 +1250,11 @@ impl VhostUserTap {
         // consumed: look at the queue once more.
         if let Some(kick) = &dev.vq[TX_QUEUE].kick {
             let _ = kick.write(1);
+        }
+        // Frames waiting were for the driver before the ring restarted.
+        if !self.backlog.is_empty() {
+            log::debug!("vhost-user: {} waiting frames dropped with the ring restart", self.backlog.frames.len());
+            self.backlog.clear();
         }
         // Kicks on the receive queue only matter while the backlog waits.
         let mut dev = dev;
@@ -1225,6 +1293,7 @@ impl VhostUserTap {
         let _ = vq.queue.disable_notification(mem);
         let mut off = 0usize;
         let mut popped = 0usize;
+        let mut popped_before = usize::MAX;
         let mut more = false;
         loop {
             while popped < BATCH {
@@ -1260,6 +1329,21 @@ impl VhostUserTap {
                 }
                 _ => break,
             }
+            // More is announced but nothing could be popped: an available
+            // index further ahead than the queue holds (virtio 1.1
+            // §2.6.6: a driver bug or a hostile guest). Stop serving the
+            // queue instead of looping; the guest's next device reset
+            // starts it again.
+            if popped == popped_before {
+                log::warn!(
+                    "vhost-user: TX available index {:?} inconsistent with our position {} (queue size {size}): queue stopped",
+                    avail_idx(mem, &vq.queue),
+                    vq.queue.next_avail()
+                );
+                vq.queue.set_ready(false);
+                break;
+            }
+            popped_before = popped;
         }
         complete(mem, vq, &self.used);
         if more {
@@ -1337,6 +1421,10 @@ impl Tap for VhostUserTap {
         if let Some(kick) = &dev.vq[RX_QUEUE].kick {
             out.push(PollFd { fd: kick.as_raw_fd(), events: libc::EPOLLIN as u32, id: ID_RX_KICK });
         }
+    }
+
+    fn polled(&mut self) {
+        lock(&self.dev).retired.clear();
     }
 
     fn poll_gen(&self) -> u64 {
@@ -1866,6 +1954,126 @@ mod tests {
         assert_eq!(g.used_idx(RX_QUEUE), 1);
         assert_eq!(g.read(BUF + 12, 60), f);
         assert!(g.called(RX_QUEUE));
+    }
+
+    /// End the test process if `what` is still running after `secs`: for
+    /// tests whose failure mode is an endless loop.
+    fn watchdog(secs: u64, what: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = std::sync::Arc::clone(&done);
+        thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            while Instant::now() < deadline {
+                if d.load(Ordering::Relaxed) {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!("{what}: still running after {secs} s");
+            std::process::exit(99);
+        });
+        done
+    }
+
+    #[test]
+    fn a_tx_available_index_beyond_the_queue_stops_the_queue_instead_of_looping() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        g.write(rings(TX_QUEUE).1 + 2, &(QSIZE + 1).to_le_bytes());
+        g.kick(TX_QUEUE);
+        let seen = pump(&mut tap, 2000, |ev| ev.contains(&TapEvent::Readable));
+        assert!(seen.contains(&TapEvent::Readable), "{seen:?}");
+        let done = watchdog(5, "recv_batch with an available index past the queue");
+        let mut rx = RxBatch::new();
+        assert_eq!(tap.recv_batch(&mut rx).unwrap(), 0);
+        done.store(true, Ordering::Relaxed);
+        assert!(!lock(&tap.dev).queue_usable(TX_QUEUE));
+        // The other direction still works.
+        g.desc(RX_QUEUE, 0, BUF, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 0);
+        let f = frame(60, 3);
+        assert_eq!(tap.send_batch(&batch(&[&f])).unwrap(), TxResult { sent: 1, dropped: 0 });
+        assert_eq!(g.read(BUF + 12, 60), f);
+    }
+
+    #[test]
+    fn a_partial_message_header_disconnects_within_the_timeout() {
+        let (l, addr) = listener();
+        let mut tap = VhostUserTap::new(l, false).unwrap();
+        let mut s = UnixStream::connect_addr(&addr).unwrap();
+        pump(&mut tap, 2000, |_| false);
+        assert!(tap.is_connected());
+        io::Write::write_all(&mut s, &[1u8, 0, 0]).unwrap();
+        let done = watchdog(5, "control() on a partial header");
+        let t = Instant::now();
+        let r = tap.event(ID_CTRL, libc::EPOLLIN as u32);
+        done.store(true, Ordering::Relaxed);
+        assert_eq!(r.unwrap(), TapEvent::Disconnected);
+        assert!(t.elapsed() < CTRL_TIMEOUT * 3, "took {:?}", t.elapsed());
+        assert!(!tap.is_connected());
+    }
+
+    #[test]
+    fn a_kick_eventfd_sent_again_keeps_a_clean_epoll_registration() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        // As the data plane's tap_sync does: delete every registration,
+        // then list and add the fds again.
+        // SAFETY: plain syscall.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(ep >= 0);
+        let mut regs: Vec<PollFd> = Vec::new();
+        let sync = |tap: &mut VhostUserTap, regs: &mut Vec<PollFd>| -> Vec<i32> {
+            let mut errs = Vec::new();
+            for p in regs.drain(..) {
+                // SAFETY: plain syscall.
+                if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_DEL, p.fd, std::ptr::null_mut()) } < 0 {
+                    errs.push(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                }
+            }
+            tap.poll_fds(regs);
+            for p in regs.iter() {
+                let mut ev = libc::epoll_event { events: p.events, u64: u64::from(p.id) };
+                // SAFETY: a valid event.
+                if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, p.fd, &mut ev) } < 0 {
+                    errs.push(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                }
+            }
+            tap.polled();
+            errs
+        };
+        assert!(sync(&mut tap, &mut regs).is_empty());
+        // The front-end sends the TX kick eventfd it keeps open again.
+        let mut g = g;
+        let mut errs = Vec::new();
+        for _ in 0..3 {
+            let h = thread::spawn(move || {
+                g.fe.set_vring_kick(TX_QUEUE, &g.kick[TX_QUEUE]).unwrap();
+                g
+            });
+            pump(&mut tap, 3000, |_| h.is_finished());
+            g = h.join().unwrap();
+            errs.extend(sync(&mut tap, &mut regs));
+        }
+        assert!(errs.is_empty(), "epoll_ctl errors {errs:?}");
+        // A kick still reaches the (one) registration of the TX queue.
+        g.kick(TX_QUEUE);
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
+        // SAFETY: evs is valid for 8 events.
+        let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), 8, 1000) };
+        let ids: Vec<u64> = evs[..n.max(0) as usize].iter().map(|e| e.u64).collect();
+        assert_eq!(ids, [u64::from(ID_KICK)]);
+        // SAFETY: our epoll fd.
+        unsafe { libc::close(ep) };
+    }
+
+    #[test]
+    fn a_memory_region_past_the_end_of_its_file_is_refused() {
+        let mut dev = Device::new().unwrap();
+        let file = memfd(0x10000);
+        let region = VhostUserMemoryRegion::new(0, 0x20000, 0x7f00_0000_0000, 0);
+        assert!(dev.set_mem_table(&[region], vec![file.try_clone().unwrap()], None).is_err());
+        assert!(dev.mem.is_none());
+        let region = VhostUserMemoryRegion::new(0, 0x10000, 0x7f00_0000_0000, 0);
+        assert!(dev.set_mem_table(&[region], vec![file], None).is_ok());
     }
 
     #[test]
