@@ -133,7 +133,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vhost::vhost_user::message::{
     VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags, VhostUserInflight, VhostUserLog,
@@ -919,6 +919,29 @@ fn kick_past(mem: &GuestMemoryMmap, q: &Queue, seen: u16) -> Option<()> {
     }
 }
 
+/// How long frames may wait for receive buffers before we say so (and
+/// how often we say it again).
+const STALL_REPORT: Duration = Duration::from_secs(2);
+
+/// The indices of queue `q` as the guest and we see them, for logs.
+fn ring_state(mem: &GuestMemoryMmap, q: &Queue) -> String {
+    let at = |base: u64, off: u64| {
+        GuestAddress(base).checked_add(off).and_then(|a| mem.load::<u16>(a, Ordering::Acquire).ok()).map(u16::from_le)
+    };
+    let size = u64::from(q.size());
+    format!(
+        "avail flags {:?} idx {:?} used_event {:?}; used flags {:?} idx {:?} avail_event {:?}; next avail {} next used {}",
+        at(q.avail_ring(), 0),
+        at(q.avail_ring(), 2),
+        at(q.avail_ring(), 4 + 2 * size),
+        at(q.used_ring(), 0),
+        at(q.used_ring(), 2),
+        at(q.used_ring(), 4 + 8 * size),
+        q.next_avail(),
+        q.next_used()
+    )
+}
+
 /// Bytes of frames the backlog holds at most: as much as a transmit batch.
 const BACKLOG_BYTES: usize = BATCH * super::SLOT;
 /// Frames the backlog holds at most.
@@ -1048,6 +1071,14 @@ pub struct VhostUserTap {
     malformed: u64,
     /// Used ring entries of the batch being completed (head, bytes).
     used: Vec<(u16, u32)>,
+    /// Since when frames wait in the backlog, and when that was last
+    /// reported.
+    waiting: Option<(Instant, Instant)>,
+    /// The transmit queue waits for a kick (notifications on, ring empty).
+    tx_armed: bool,
+    /// Times the transmit ring held frames while it waited for a kick
+    /// that had not come when we next wrote to the guest.
+    tx_rescues: u64,
     /// Frames waiting for receive buffers.
     backlog: Backlog,
 }
@@ -1086,6 +1117,9 @@ impl VhostUserTap {
             malformed: 0,
             used: Vec::with_capacity(usize::from(MAX_QUEUE_SIZE)),
             backlog: Backlog::new(),
+            waiting: None,
+            tx_armed: false,
+            tx_rescues: 0,
         })
     }
 
@@ -1093,6 +1127,12 @@ impl VhostUserTap {
     /// module documentation for what counts.
     pub fn malformed(&self) -> u64 {
         self.malformed
+    }
+
+    /// Times the transmit ring was found holding frames, without a kick,
+    /// while we wrote to the guest (each time, the ring is read then).
+    pub fn tx_rescues(&self) -> u64 {
+        self.tx_rescues
     }
 
     /// True while a front-end is connected.
@@ -1290,6 +1330,7 @@ impl VhostUserTap {
         let Some(vq) = dev.vq.get_mut(TX_QUEUE) else { return };
         let size = vq.queue.size();
         self.used.clear();
+        self.tx_armed = false;
         let _ = vq.queue.disable_notification(mem);
         let mut off = 0usize;
         let mut popped = 0usize;
@@ -1327,7 +1368,11 @@ impl VhostUserTap {
                 Ok(true) => {
                     let _ = vq.queue.disable_notification(mem);
                 }
-                _ => break,
+                Ok(false) => {
+                    self.tx_armed = true;
+                    break;
+                }
+                Err(_) => break,
             }
             // More is announced but nothing could be popped: an available
             // index further ahead than the queue holds (virtio 1.1
@@ -1385,6 +1430,36 @@ impl VhostUserTap {
         }
         self.malformed += self.backlog.arm(mem, vq, mrg, &mut self.used);
         complete(mem, vq, &self.used);
+        self.waiting = match (self.waiting, self.backlog.is_empty()) {
+            (_, true) => None,
+            (None, false) => Some((Instant::now(), Instant::now())),
+            (Some((since, told)), false) if told.elapsed() >= STALL_REPORT && since.elapsed() >= STALL_REPORT => {
+                log::warn!(
+                    "vhost-user: {} frames wait {:?} for receive buffers: {}",
+                    self.backlog.frames.len(),
+                    since.elapsed(),
+                    ring_state(mem, &vq.queue)
+                );
+                Some((since, Instant::now()))
+            }
+            (w, false) => w,
+        };
+        // Whenever we write to the guest, look at its transmit ring too: a
+        // kick lost on the way would otherwise leave its frames (its ACKs
+        // among them) unread until it sends again, which it may be waiting
+        // for us to make it do.
+        if let Some(txq) = dev.vq.get(TX_QUEUE).filter(|_| self.tx_armed) {
+            if txq.usable() && avail_idx(mem, &txq.queue).is_some_and(|a| a != txq.queue.next_avail()) {
+                self.tx_armed = false;
+                self.tx_rescues += 1;
+                if self.tx_rescues.is_power_of_two() {
+                    log::info!("vhost-user: transmit ring held frames without a kick ({} times so far)", self.tx_rescues);
+                }
+                if let Some(kick) = &txq.kick {
+                    let _ = kick.write(1);
+                }
+            }
+        }
         res
     }
 
@@ -2074,6 +2149,32 @@ mod tests {
         assert!(dev.mem.is_none());
         let region = VhostUserMemoryRegion::new(0, 0x10000, 0x7f00_0000_0000, 0);
         assert!(dev.set_mem_table(&[region], vec![file], None).is_ok());
+    }
+
+    #[test]
+    fn transmit_frames_left_without_a_kick_are_read_when_we_next_write() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        // The queue is empty and waits for a kick.
+        let mut rx = RxBatch::new();
+        assert_eq!(tap.recv_batch(&mut rx).unwrap(), 0);
+        let f = frame(60, 7);
+        g.write(BUF, &[0; VNET_HDR_LEN]);
+        g.write(BUF + 12, &f);
+        g.desc(TX_QUEUE, 0, BUF, 12 + 60, 0, 0);
+        g.offer(TX_QUEUE, 0);
+        // No kick reaches us; we write to the guest.
+        g.desc(RX_QUEUE, 0, BUF + 0x1000, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 0);
+        assert_eq!(tap.send_batch(&batch(&[&frame(70, 1)])).unwrap(), TxResult { sent: 1, dropped: 0 });
+        assert_eq!(tap.tx_rescues(), 1);
+        assert_eq!(tap.event(ID_KICK, libc::EPOLLIN as u32).unwrap(), TapEvent::Readable);
+        assert_eq!(tap.recv_batch(&mut rx).unwrap(), 1);
+        assert_eq!(&rx.buf[rx.frames[0].clone()], &f[..]);
+        // Nothing pending: the next write doesn't count one.
+        g.desc(RX_QUEUE, 1, BUF + 0x2000, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 1);
+        tap.send_batch(&batch(&[&frame(70, 2)])).unwrap();
+        assert_eq!(tap.tx_rescues(), 1);
     }
 
     #[test]
