@@ -1077,7 +1077,8 @@ pub struct VhostUserTap {
     /// The transmit queue waits for a kick (notifications on, ring empty).
     tx_armed: bool,
     /// Times the transmit ring held frames while it waited for a kick
-    /// that had not come when we next wrote to the guest.
+    /// that had not come when we next wrote to the guest (usually a kick
+    /// on its way; a lost one would otherwise stall the guest's sending).
     tx_rescues: u64,
     /// Frames waiting for receive buffers.
     backlog: Backlog,
@@ -1452,8 +1453,10 @@ impl VhostUserTap {
             if txq.usable() && avail_idx(mem, &txq.queue).is_some_and(|a| a != txq.queue.next_avail()) {
                 self.tx_armed = false;
                 self.tx_rescues += 1;
+                // Mostly a kick still on its way (the guest kicked, the
+                // eventfd is not read yet): reading now costs nothing.
                 if self.tx_rescues.is_power_of_two() {
-                    log::info!("vhost-user: transmit ring held frames without a kick ({} times so far)", self.tx_rescues);
+                    log::debug!("vhost-user: transmit ring read on a write to the guest, without its kick ({} times so far)", self.tx_rescues);
                 }
                 if let Some(kick) = &txq.kick {
                     let _ = kick.write(1);
