@@ -32,12 +32,14 @@
 //! [`TapEvent::Disconnected`] and back to listening, or
 //! [`TapError::Gone`] with `--one-off`.
 //!
-//! Offered: VIRTIO_F_VERSION_1, VIRTIO_NET_F_MRG_RXBUF,
-//! VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
-//! VHOST_USER_F_PROTOCOL_FEATURES; protocol features: REPLY_ACK only (no
-//! MQ, CONFIG, LOG_SHMFD, CONFIGURE_MEM_SLOTS, DEVICE_STATE: no migration).
-//! No checksum or segmentation offload: frames are complete, with valid
-//! checksums, both ways, and the header's `flags` and `gso_type` are 0.
+//! Offered: VIRTIO_F_VERSION_1, VIRTIO_NET_F_GUEST_CSUM,
+//! VIRTIO_NET_F_MRG_RXBUF, VIRTIO_RING_F_EVENT_IDX,
+//! VIRTIO_RING_F_INDIRECT_DESC, VHOST_USER_F_PROTOCOL_FEATURES; protocol
+//! features: REPLY_ACK only (no MQ, CONFIG, LOG_SHMFD, CONFIGURE_MEM_SLOTS,
+//! DEVICE_STATE: no migration). No segmentation offload: frames are
+//! complete, with valid checksums, both ways; towards the guest, with
+//! GUEST_CSUM acked, the header says so (VIRTIO_NET_HDR_F_DATA_VALID, as
+//! upstream) and the guest skips verifying them; `gso_type` is 0.
 //! Like upstream passt, VIRTIO_NET_F_MAC is not offered: QEMU gives the
 //! guest its MAC.
 //!
@@ -170,6 +172,11 @@ const MIN_FRAME: usize = 14;
 /// Largest queue size of a split virtqueue (virtio 1.1 §2.6: 32768).
 const MAX_QUEUE_SIZE: u16 = 32768;
 
+/// VIRTIO_NET_F_GUEST_CSUM (virtio 1.1 §5.1.3): the driver handles
+/// packets with partial or already validated checksums.
+pub const VIRTIO_NET_F_GUEST_CSUM: u64 = 1 << 1;
+/// `flags` bit of the header (virtio 1.1 §5.1.6): checksums validated.
+const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
 /// VIRTIO_NET_F_MRG_RXBUF (virtio 1.1 §5.1.3): a frame may span receive
 /// buffers.
 pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
@@ -184,6 +191,7 @@ pub const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// Every virtio feature bit we offer with GET_FEATURES.
 pub const FEATURES: u64 = VIRTIO_F_VERSION_1
+    | VIRTIO_NET_F_GUEST_CSUM
     | VIRTIO_NET_F_MRG_RXBUF
     | VIRTIO_RING_F_EVENT_IDX
     | VIRTIO_RING_F_INDIRECT_DESC
@@ -719,8 +727,11 @@ struct RxFrame<'a> {
 }
 
 impl<'a> RxFrame<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        RxFrame { hdr: [0; VNET_HDR_LEN], hdr_done: 0, data, num_buffers_at: [None; 2] }
+    /// `flags`: the header's first byte.
+    fn new(data: &'a [u8], flags: u8) -> Self {
+        let mut hdr = [0; VNET_HDR_LEN];
+        hdr[0] = flags;
+        RxFrame { hdr, hdr_done: 0, data, num_buffers_at: [None; 2] }
     }
 
     fn done(&self) -> bool {
@@ -860,17 +871,37 @@ enum Put {
     Malformed,
 }
 
+/// How frames are written to receive buffers, from the features acked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RxMode {
+    /// VIRTIO_NET_F_MRG_RXBUF: a frame may span several buffers.
+    mrg: bool,
+    /// The header's `flags`: VIRTIO_NET_HDR_F_DATA_VALID with
+    /// VIRTIO_NET_F_GUEST_CSUM (every frame we build carries valid
+    /// checksums, so the guest need not verify them), else 0.
+    hdr_flags: u8,
+}
+
+impl RxMode {
+    fn of(dev: &Device) -> Self {
+        RxMode {
+            mrg: dev.has(VIRTIO_NET_F_MRG_RXBUF),
+            hdr_flags: if dev.has(VIRTIO_NET_F_GUEST_CSUM) { VIRTIO_NET_HDR_F_DATA_VALID } else { 0 },
+        }
+    }
+}
+
 /// Write `frame`, header first, to the next receive buffers of `q`
-/// (several with `mrg`, VIRTIO_NET_F_MRG_RXBUF), appending the buffers used
-/// (head, bytes) to `used`.
-fn put_frame(mem: &GuestMemoryMmap, q: &mut Queue, mrg: bool, frame: &[u8], used: &mut Vec<(u16, u32)>) -> Put {
+/// (several with MRG_RXBUF), appending the buffers used (head, bytes) to
+/// `used`.
+fn put_frame(mem: &GuestMemoryMmap, q: &mut Queue, mode: RxMode, frame: &[u8], used: &mut Vec<(u16, u32)>) -> Put {
     let size = q.size();
     let avail_start = q.next_avail();
     let mark = used.len();
-    let mut f = RxFrame::new(frame);
+    let mut f = RxFrame::new(frame, mode.hdr_flags);
     let mut nbufs = 0u16;
     while !f.done() {
-        let too_big = (!mrg && nbufs > 0) || nbufs >= size;
+        let too_big = (!mode.mrg && nbufs > 0) || nbufs >= size;
         let chain = if too_big { None } else { q.pop_descriptor_chain(mem) };
         let Some(chain) = chain else {
             // Its buffers go back to the available ring, unused.
@@ -998,11 +1029,11 @@ impl Backlog {
 
     /// Write waiting frames to receive buffers, oldest first, until one
     /// finds no room. Returns the frames lost to malformed buffers.
-    fn flush(&mut self, mem: &GuestMemoryMmap, q: &mut Queue, mrg: bool, used: &mut Vec<(u16, u32)>) -> u64 {
+    fn flush(&mut self, mem: &GuestMemoryMmap, q: &mut Queue, mode: RxMode, used: &mut Vec<(u16, u32)>) -> u64 {
         let mut malformed = 0;
         while let Some(&(start, len)) = self.frames.front() {
             let Some(frame) = self.buf.get(start..start + len) else { break };
-            match put_frame(mem, q, mrg, frame, used) {
+            match put_frame(mem, q, mode, frame, used) {
                 Put::NoRoom => break,
                 Put::Malformed => malformed += 1,
                 Put::Sent | Put::TooBig => {}
@@ -1023,7 +1054,7 @@ impl Backlog {
     /// back for them. Stops when a flush has seen every buffer up to the
     /// index we asked to be kicked past; otherwise, no kicks. Returns the
     /// frames lost to malformed buffers.
-    fn arm(&mut self, mem: &GuestMemoryMmap, vq: &mut Vring, mrg: bool, used: &mut Vec<(u16, u32)>) -> u64 {
+    fn arm(&mut self, mem: &GuestMemoryMmap, vq: &mut Vring, mode: RxMode, used: &mut Vec<(u16, u32)>) -> u64 {
         let q = &mut vq.queue;
         let mut malformed = 0;
         for _ in 0..ARM_TRIES {
@@ -1039,7 +1070,7 @@ impl Backlog {
             // (virtio 1.1 §2.6.10): every buffer up to `seen` is ours to
             // try once our request is visible, later ones will be kicked.
             fence(Ordering::SeqCst);
-            malformed += self.flush(mem, q, mrg, used);
+            malformed += self.flush(mem, q, mode, used);
             if self.is_empty() {
                 let _ = q.disable_notification(mem);
                 return malformed;
@@ -1406,7 +1437,7 @@ impl VhostUserTap {
         let mut res = TxResult::default();
         let mut guard = lock(&self.dev);
         let dev = &mut *guard;
-        let mrg = dev.has(VIRTIO_NET_F_MRG_RXBUF);
+        let mode = RxMode::of(dev);
         let (Some(mem), Some(vq)) = (dev.mem.as_ref(), dev.vq.get_mut(RX_QUEUE)) else {
             res.dropped = tx.len();
             return res;
@@ -1416,9 +1447,9 @@ impl VhostUserTap {
             return res;
         }
         self.used.clear();
-        self.malformed += self.backlog.flush(mem, &mut vq.queue, mrg, &mut self.used);
+        self.malformed += self.backlog.flush(mem, &mut vq.queue, mode, &mut self.used);
         for frame in tx.frames() {
-            let put = if self.backlog.is_empty() { put_frame(mem, &mut vq.queue, mrg, frame, &mut self.used) } else { Put::NoRoom };
+            let put = if self.backlog.is_empty() { put_frame(mem, &mut vq.queue, mode, frame, &mut self.used) } else { Put::NoRoom };
             match put {
                 Put::Sent => res.sent += 1,
                 Put::NoRoom if self.backlog.push(frame) => res.sent += 1,
@@ -1429,7 +1460,7 @@ impl VhostUserTap {
                 }
             }
         }
-        self.malformed += self.backlog.arm(mem, vq, mrg, &mut self.used);
+        self.malformed += self.backlog.arm(mem, vq, mode, &mut self.used);
         complete(mem, vq, &self.used);
         self.waiting = match (self.waiting, self.backlog.is_empty()) {
             (_, true) => None,
@@ -1471,7 +1502,7 @@ impl VhostUserTap {
     fn rx_kick(&mut self) {
         let mut guard = lock(&self.dev);
         let dev = &mut *guard;
-        let mrg = dev.has(VIRTIO_NET_F_MRG_RXBUF);
+        let mode = RxMode::of(dev);
         let (Some(mem), Some(vq)) = (dev.mem.as_ref(), dev.vq.get_mut(RX_QUEUE)) else { return };
         if let Some(kick) = &vq.kick {
             let _ = kick.read();
@@ -1480,8 +1511,8 @@ impl VhostUserTap {
             return;
         }
         self.used.clear();
-        self.malformed += self.backlog.flush(mem, &mut vq.queue, mrg, &mut self.used);
-        self.malformed += self.backlog.arm(mem, vq, mrg, &mut self.used);
+        self.malformed += self.backlog.flush(mem, &mut vq.queue, mode, &mut self.used);
+        self.malformed += self.backlog.arm(mem, vq, mode, &mut self.used);
         complete(mem, vq, &self.used);
     }
 }
@@ -1819,7 +1850,7 @@ mod tests {
         let mut tap = VhostUserTap::new(l, false).unwrap();
         assert!(!tap.is_connected());
         let (_guest, offered, seen) = connect(&mut tap, &addr, ALL);
-        assert_eq!(offered, (1 << 32) | (1 << 30) | (1 << 29) | (1 << 28) | (1 << 15));
+        assert_eq!(offered, (1 << 32) | (1 << 30) | (1 << 29) | (1 << 28) | (1 << 15) | (1 << 1));
         assert_eq!(seen.iter().filter(|e| **e == TapEvent::Connected).count(), 1, "{seen:?}");
         assert!(tap.is_connected() && tap.is_ready());
         let mut fds = Vec::new();
@@ -1893,12 +1924,18 @@ mod tests {
         assert_eq!(g.used_idx(RX_QUEUE), 2);
         assert_eq!(g.used(RX_QUEUE, 0), (0, 12 + 60));
         assert_eq!(g.used(RX_QUEUE, 1), (1, 12 + 100));
-        // flags, gso_type, hdr_len, gso_size, csum_start, csum_offset: 0;
-        // num_buffers: 1 (le16).
-        assert_eq!(g.read(BUF, 12), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        // flags: DATA_VALID (GUEST_CSUM acked); gso_type, hdr_len,
+        // gso_size, csum_start, csum_offset: 0; num_buffers: 1 (le16).
+        assert_eq!(g.read(BUF, 12), [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
         assert_eq!(g.read(BUF + 12, 60), f1);
         assert_eq!(g.read(BUF + 0x1000 + 12, 100), f2);
         assert!(g.called(RX_QUEUE));
+        // Without GUEST_CSUM, flags stay 0.
+        let (mut tap, g, _a) = ready_tap(ALL & !VIRTIO_NET_F_GUEST_CSUM);
+        g.desc(RX_QUEUE, 0, BUF, 2048, F_WRITE, 0);
+        g.offer(RX_QUEUE, 0);
+        assert_eq!(tap.send_batch(&batch(&[&f1])).unwrap(), TxResult { sent: 1, dropped: 0 });
+        assert_eq!(g.read(BUF, 12), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     }
 
     #[test]
@@ -1921,7 +1958,8 @@ mod tests {
         assert_eq!([g.used(RX_QUEUE, 0), g.used(RX_QUEUE, 1), g.used(RX_QUEUE, 2)], [(0, 1000), (2, 1000), (3, 512)]);
         let mut hdr = g.read(BUF, 11);
         hdr.extend(g.read(BUF + 0x100, 1));
-        assert_eq!(hdr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0]);
+        // flags: DATA_VALID (GUEST_CSUM acked).
+        assert_eq!(hdr, [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0]);
         let mut data = g.read(BUF + 0x101, 988);
         data.extend(g.read(BUF + 0x2000, 1000));
         data.extend(g.read(BUF + 0x3000, 512));
@@ -1939,7 +1977,7 @@ mod tests {
         assert_eq!(r, TxResult { sent: 1, dropped: 1 });
         assert_eq!(g.used_idx(RX_QUEUE), 1);
         assert_eq!(g.used(RX_QUEUE, 0), (0, 62));
-        assert_eq!(g.read(BUF, 12), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(g.read(BUF, 12), [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
         assert_eq!(g.read(BUF + 12, 50), small);
         assert_eq!(tap.malformed(), 0);
     }
@@ -2025,7 +2063,7 @@ mod tests {
             let dev = &mut *guard;
             let (mem, vq) = (dev.mem.as_ref().unwrap(), dev.vq.get_mut(RX_QUEUE).unwrap());
             tap.used.clear();
-            assert_eq!(tap.backlog.arm(mem, vq, true, &mut tap.used), 0);
+            assert_eq!(tap.backlog.arm(mem, vq, RxMode { mrg: true, hdr_flags: 0 }, &mut tap.used), 0);
             complete(mem, vq, &tap.used);
         }
         assert!(tap.backlog.is_empty(), "the frame still waits although a buffer is there");
