@@ -2,7 +2,8 @@
 # framing (tests/cases/25-passt-stream.py: frames built and parsed by hand,
 # checksums verified both ways, every wait bounded). passt runs as the lab's
 # root; /tmp is a private tmpfs for the whole case (the default socket paths
-# /tmp/passt_N.socket never touch the real /tmp).
+# /tmp/passt_N.socket never touch the real /tmp), with the case's own
+# directories under /tmp bound back in.
 #
 # 1. passt -f -s SOCK -p PCAP -l LOG (no forwards):
 #    - DHCP DISCOVER -> OFFER 192.0.2.2, mask 255.255.255.0, router 192.0.2.1,
@@ -72,11 +73,27 @@ if ((PASST_OLD)); then
 	log "relaxed: passt's MAC expected to be $PASST_MAC (the host's, as older upstream versions use), not 9a:55:9a:55:9a:55"
 fi
 
-# ---- a private /tmp; $LAB_WORK (under /tmp) stays visible at its path ----------
-mkdir -p /run/lab-work && mount --bind "$LAB_WORK" /run/lab-work &&
-	mount -t tmpfs -o mode=1777 lab-tmp /tmp && mkdir -p "$LAB_WORK" &&
-	mount --bind /run/lab-work "$LAB_WORK" || fail "can't mount a private /tmp"
-[[ -z $(ls -A /tmp | grep -v '^passt-lab\.') ]] || fail "/tmp is not empty: $(ls -A /tmp)"
+# ---- a private /tmp; what the case needs under /tmp stays visible at its path --
+# ($LAB_WORK always; the checkout, tests/lab and passt too when they live under
+# /tmp, as in CI's clone)
+keep=() k=0
+for d in "$LAB_WORK" "$LAB_DIR" "$(dirname "$LAB_CASE_FILE")" "$(dirname "$PASST_BIN")"; do
+	d=$(readlink -f "$d")
+	[[ $d == /tmp/* ]] && keep+=("$d")
+done
+mkdir -p /run/lab-keep || fail "can't make /run/lab-keep"
+for d in "${keep[@]}"; do
+	mkdir -p "/run/lab-keep/$k" && mount --bind "$d" "/run/lab-keep/$k" || fail "can't keep $d"
+	k=$((k + 1))
+done
+mount -t tmpfs -o mode=1777 lab-tmp /tmp || fail "can't mount a private /tmp"
+k=0
+for d in "${keep[@]}"; do
+	mkdir -p "$d" && mount --bind "/run/lab-keep/$k" "$d" || fail "can't bind $d back"
+	k=$((k + 1))
+done
+tmp_top=$(for d in "${keep[@]}"; do d=${d#/tmp/}; echo "${d%%/*}"; done | sort -u | tr '\n' '|')
+[[ -z $(ls -A /tmp | grep -vxE "${tmp_top%|}") ]] || fail "/tmp is not empty: $(ls -A /tmp)"
 T=$LAB_WORK
 
 # old_chown FILE: for an older upstream, which runs as nobody when started as
