@@ -378,6 +378,9 @@ fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
     if targets.is_empty() {
         bail!("cargo fuzz list found no targets in {}", fuzz_dir.display());
     }
+    // Build first, with the network: the fuzz crate has a lockfile of its
+    // own, and its runs below have no network to fetch anything.
+    run(Command::new("cargo").args(["+nightly", "fuzz", "build"]).current_dir(crate_dir))?;
     for t in &targets {
         // In a network namespace of its own with only a (down) loopback:
         // flows the fuzzer opens from random frames can reach nothing.
