@@ -613,23 +613,6 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::flag(Opt::ChrootFallback, "chroot-fallback", None).later(),
 ];
 
-/// A number as C's strtoul(s, .., 0) reads it, the whole string: decimal,
-/// `0x` hexadecimal or `0` octal; `None` for anything else (upstream's
-/// parse_unsigned() with base 0 and parse_eoi()).
-fn parse_c_unsigned(s: &str) -> Option<u64> {
-    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        (h, 16)
-    } else if s.len() > 1 && s.starts_with('0') {
-        (&s[1..], 8)
-    } else {
-        (s, 10)
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| (b as char).is_digit(radix)) {
-        return None;
-    }
-    u64::from_str_radix(digits, radix).ok()
-}
-
 /// Program name for messages.
 fn prog(mode: Mode) -> &'static str {
     match mode {
@@ -1124,7 +1107,7 @@ impl Builder {
             }
             Opt::Fd => {
                 let t = self.text(value, "Invalid --fd")?;
-                let fd = parse_c_unsigned(t)
+                let fd = parse_ulong(t)
                     .filter(|&v| v <= i32::MAX as u64)
                     .ok_or_else(|| self.invalid(format!("Invalid --fd: {t}")))?;
                 self.conf.fd = Some(fd as i32);
