@@ -283,21 +283,14 @@ impl Ctx {
             return;
         }
         if let Some(p) = &mut self.pcap {
-            for f in self.tx.frames() {
-                p.frame(f);
-            }
-            p.flush();
+            p.frames(self.tx.frames());
         }
         match self.tap.send_batch(&self.tx) {
             Ok(r) => {
                 self.counters.tap_tx_frames += r.sent as u64;
                 self.counters.drop_tap_full += r.dropped as u64;
             }
-            Err(TapError::Gone(e)) => {
-                log::info!("tap device gone ({e}), exiting");
-                self.exit = Some(0);
-            }
-            Err(e) => log::debug!("{e}"),
+            Err(e) => self.tap_failed(e),
         }
         self.tx.clear();
         self.tap_sync();
@@ -324,6 +317,18 @@ impl Ctx {
             }
         }
         self.tap.polled();
+    }
+
+    /// An error of the tap back-end: [`TapError::Gone`] ends the loop
+    /// (status 0, the error says what went), others are logged.
+    fn tap_failed(&mut self, e: TapError) {
+        match e {
+            TapError::Gone(e) => {
+                log::info!("{e}, exiting");
+                self.exit = Some(0);
+            }
+            e => log::debug!("{e}"),
+        }
     }
 
     /// A new guest attached: forget what was learnt from the previous one
@@ -602,11 +607,7 @@ fn tap_event(ctx: &mut Ctx, id: u32, events: u32) {
         Ok(TapEvent::Readable) => tap_ready(ctx),
         Ok(TapEvent::Connected) => ctx.guest_reset(),
         Ok(TapEvent::Disconnected) | Ok(TapEvent::Nothing) => {}
-        Err(TapError::Gone(e)) => {
-            log::info!("{e}, exiting");
-            ctx.exit = Some(0);
-        }
-        Err(e) => log::debug!("{e}"),
+        Err(e) => ctx.tap_failed(e),
     }
 }
 
@@ -618,24 +619,15 @@ fn tap_ready(ctx: &mut Ctx) {
         ctx.tap_sync();
         let n = match r {
             Ok(n) => n,
-            Err(TapError::Gone(e)) => {
-                log::info!("tap device gone ({e}), exiting");
-                ctx.exit = Some(0);
-                ctx.rx = rx;
-                return;
-            }
             Err(e) => {
-                log::debug!("{e}");
+                ctx.tap_failed(e);
                 ctx.rx = rx;
                 return;
             }
         };
         ctx.counters.tap_rx_frames += n as u64;
         if let Some(p) = &mut ctx.pcap {
-            for r in &rx.frames {
-                p.frame(&rx.buf[r.clone()]);
-            }
-            p.flush();
+            p.frames(rx.frames.iter().map(|r| &rx.buf[r.clone()]));
         }
         ctx.in_batch = true;
         for r in &rx.frames {

@@ -75,6 +75,14 @@ impl Pcap {
         }
     }
 
+    /// Add a batch of frames, time-stamped now, and write them.
+    pub fn frames<'a>(&mut self, frames: impl Iterator<Item = &'a [u8]>) {
+        for f in frames {
+            self.frame(f);
+        }
+        self.flush();
+    }
+
     /// Write the buffered frames.
     pub fn flush(&mut self) {
         if self.buf.is_empty() {

@@ -235,6 +235,12 @@ pub trait Tap {
     fn send_batch(&mut self, tx: &TxBatch) -> Result<TxResult, TapError>;
 }
 
+/// [`TapError::Gone`] for a tap device that failed with `e`, saying so
+/// ("tap device gone (Input/output error)").
+pub fn device_gone(e: &std::io::Error) -> TapError {
+    TapError::Gone(std::io::Error::new(e.kind(), format!("tap device gone ({e})")))
+}
+
 /// [`Tap::event`] for a back-end that is one fd: hang-up or error is
 /// [`TapError::Gone`], anything else [`TapEvent::Readable`].
 ///
@@ -242,7 +248,7 @@ pub trait Tap {
 /// [`TapError::Gone`] on EPOLLHUP or EPOLLERR.
 pub fn single_fd_event(events: u32) -> Result<TapEvent, TapError> {
     if events & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
-        return Err(TapError::Gone(std::io::Error::other("hang-up")));
+        return Err(device_gone(&std::io::Error::other("hang-up")));
     }
     Ok(TapEvent::Readable)
 }

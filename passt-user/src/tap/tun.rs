@@ -69,7 +69,7 @@ impl TunTap {
 
 fn classify(e: io::Error) -> TapError {
     match e.raw_os_error() {
-        Some(libc::EBADFD) | Some(libc::ENXIO) | Some(libc::EBADF) | Some(libc::EIO) => TapError::Gone(e),
+        Some(libc::EBADFD) | Some(libc::ENXIO) | Some(libc::EBADF) | Some(libc::EIO) => super::device_gone(&e),
         _ => TapError::Io(e),
     }
 }
@@ -99,7 +99,7 @@ impl Tap for TunTap {
                 }
             }
             if n == 0 {
-                return Err(TapError::Gone(io::Error::from(io::ErrorKind::UnexpectedEof)));
+                return Err(super::device_gone(&io::Error::from(io::ErrorKind::UnexpectedEof)));
             }
             let n = n as usize;
             rx.frames.push(off..off + n);
