@@ -389,11 +389,9 @@ impl Tap for StreamTap {
         }
         let mut lens = [[0u8; PREFIX]; BATCH];
         let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2 * BATCH];
-        let mut sizes = [0usize; BATCH];
         let mut n = 0;
         for (i, f) in tx.frames().enumerate().take(BATCH) {
             lens[i] = (f.len() as u32).to_be_bytes();
-            sizes[i] = f.len();
             n = i + 1;
         }
         for (i, f) in tx.frames().enumerate().take(n) {
@@ -426,7 +424,7 @@ impl Tap for StreamTap {
         // Whole frames sent, then the one cut short (if any).
         let mut left = sent;
         for (i, f) in tx.frames().enumerate().take(n) {
-            let whole = PREFIX + sizes[i];
+            let whole = PREFIX + f.len();
             if left >= whole {
                 left -= whole;
                 r.sent += 1;

@@ -386,9 +386,8 @@ impl Device {
         }
         log::debug!("vhost-user: queue {i}: rings at GPA {desc:#x} {avail:#x} {used:#x}, size {}", vq.queue.size());
         if !was_ready {
-            let idx = GuestAddress(used).checked_add(2).and_then(|a| mem.load::<u16>(a, Ordering::Acquire).ok());
-            if let Some(idx) = idx {
-                vq.queue.set_next_used(u16::from_le(idx));
+            if let Ok(idx) = vq.queue.used_idx(mem, Ordering::Acquire) {
+                vq.queue.set_next_used(idx.0);
             }
         }
     }
@@ -933,8 +932,7 @@ const ARM_TRIES: usize = 4;
 
 /// The available ring's index (virtio 1.1 §2.6.6).
 fn avail_idx(mem: &GuestMemoryMmap, q: &Queue) -> Option<u16> {
-    let at = GuestAddress(q.avail_ring()).checked_add(2)?;
-    mem.load::<u16>(at, Ordering::Acquire).ok().map(u16::from_le)
+    q.avail_idx(mem, Ordering::Acquire).ok().map(|i| i.0)
 }
 
 /// Ask the driver to notify the device once the available index moves
@@ -1750,6 +1748,37 @@ mod tests {
         u64::from_ne_bytes(r[12..20].try_into().unwrap())
     }
 
+    /// As a front-end: send the memory table (`file`, at GPA, seen at QVA
+    /// by the front-end) and set up both queues at [`rings`] with their
+    /// kick and call eventfds.
+    fn set_mem_and_rings(fe: &mut Frontend, file: &File, kick: &[EventFd; 2], call: &[EventFd; 2]) {
+        let region = VhostUserMemoryRegionInfo {
+            guest_phys_addr: GPA,
+            memory_size: MEM_SIZE as u64,
+            userspace_addr: QVA,
+            mmap_offset: 0,
+            mmap_handle: file.as_raw_fd(),
+        };
+        fe.set_mem_table(&[region]).unwrap();
+        for q in 0..NUM_QUEUES {
+            let (d, a, u) = rings(q);
+            let cfg = VringConfigData {
+                queue_max_size: QSIZE,
+                queue_size: QSIZE,
+                flags: 0,
+                desc_table_addr: d - GPA + QVA,
+                used_ring_addr: u - GPA + QVA,
+                avail_ring_addr: a - GPA + QVA,
+                log_addr: None,
+            };
+            fe.set_vring_num(q, QSIZE).unwrap();
+            fe.set_vring_base(q, 0).unwrap();
+            fe.set_vring_addr(q, &cfg).unwrap();
+            fe.set_vring_kick(q, &kick[q]).unwrap();
+            fe.set_vring_call(q, &call[q]).unwrap();
+        }
+    }
+
     /// [`connect`]; with `qemu72`, in the order QEMU 7.2 uses: the rings
     /// are enabled right after the protocol features, before SET_FEATURES.
     fn connect_in_order(tap: &mut VhostUserTap, addr: &SocketAddr, features: u64, qemu72: bool) -> (Guest, u64, Vec<TapEvent>) {
@@ -1780,31 +1809,7 @@ mod tests {
                 }
                 fe.set_features(offered & features).unwrap();
             }
-            let region = VhostUserMemoryRegionInfo {
-                guest_phys_addr: GPA,
-                memory_size: MEM_SIZE as u64,
-                userspace_addr: QVA,
-                mmap_offset: 0,
-                mmap_handle: file.as_raw_fd(),
-            };
-            fe.set_mem_table(&[region]).unwrap();
-            for q in 0..NUM_QUEUES {
-                let (d, a, u) = rings(q);
-                let cfg = VringConfigData {
-                    queue_max_size: QSIZE,
-                    queue_size: QSIZE,
-                    flags: 0,
-                    desc_table_addr: d - GPA + QVA,
-                    used_ring_addr: u - GPA + QVA,
-                    avail_ring_addr: a - GPA + QVA,
-                    log_addr: None,
-                };
-                fe.set_vring_num(q, QSIZE).unwrap();
-                fe.set_vring_base(q, 0).unwrap();
-                fe.set_vring_addr(q, &cfg).unwrap();
-                fe.set_vring_kick(q, &kick[q]).unwrap();
-                fe.set_vring_call(q, &call[q]).unwrap();
-            }
+            set_mem_and_rings(&mut fe, &file, &kick, &call);
             for q in (0..NUM_QUEUES).filter(|_| !qemu72) {
                 fe.set_vring_enable(q, true).unwrap();
             }
@@ -2453,35 +2458,11 @@ mod tests {
         let kick = [EventFd::new(libc::EFD_NONBLOCK).unwrap(), EventFd::new(libc::EFD_NONBLOCK).unwrap()];
         let call = [EventFd::new(libc::EFD_NONBLOCK).unwrap(), EventFd::new(libc::EFD_NONBLOCK).unwrap()];
         let h = thread::spawn(move || {
-            let fe = Frontend::from_stream(UnixStream::connect_addr(&addr2).unwrap(), 2);
+            let mut fe = Frontend::from_stream(UnixStream::connect_addr(&addr2).unwrap(), 2);
             fe.set_owner().unwrap();
             let offered = fe.get_features().unwrap();
             fe.set_features(offered & !VHOST_USER_F_PROTOCOL_FEATURES).unwrap();
-            let region = VhostUserMemoryRegionInfo {
-                guest_phys_addr: GPA,
-                memory_size: MEM_SIZE as u64,
-                userspace_addr: QVA,
-                mmap_offset: 0,
-                mmap_handle: file.as_raw_fd(),
-            };
-            fe.set_mem_table(&[region]).unwrap();
-            for q in 0..NUM_QUEUES {
-                let (d, a, u) = rings(q);
-                let cfg = VringConfigData {
-                    queue_max_size: QSIZE,
-                    queue_size: QSIZE,
-                    flags: 0,
-                    desc_table_addr: d - GPA + QVA,
-                    used_ring_addr: u - GPA + QVA,
-                    avail_ring_addr: a - GPA + QVA,
-                    log_addr: None,
-                };
-                fe.set_vring_num(q, QSIZE).unwrap();
-                fe.set_vring_base(q, 0).unwrap();
-                fe.set_vring_addr(q, &cfg).unwrap();
-                fe.set_vring_kick(q, &kick[q]).unwrap();
-                fe.set_vring_call(q, &call[q]).unwrap();
-            }
+            set_mem_and_rings(&mut fe, &file, &kick, &call);
             // No acks without REPLY_ACK: a reply-bearing request syncs.
             let _ = fe.get_features().unwrap();
             (fe, file)
