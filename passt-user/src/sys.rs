@@ -303,32 +303,6 @@ pub fn take_error(fd: RawFd) -> i32 {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsRawFd;
-
-    #[test]
-    fn udp_loopback_round_trip_through_batch_receive() {
-        let a = socket(true, libc::SOCK_DGRAM, 0).unwrap();
-        bind(a.as_raw_fd(), Inany::LOOPBACK4, 0).unwrap();
-        let (_, pa) = local_addr(a.as_raw_fd()).unwrap();
-        let b = socket(true, libc::SOCK_DGRAM, 0).unwrap();
-        connect(b.as_raw_fd(), Inany::LOOPBACK4, pa).unwrap();
-        let (_, pb) = local_addr(b.as_raw_fd()).unwrap();
-        send(b.as_raw_fd(), b"one", None).unwrap();
-        send(b.as_raw_fd(), b"two!", None).unwrap();
-        let mut x = [0u8; 16];
-        let mut y = [0u8; 2];
-        let mut out = [Datagram { len: 0, truncated: false, from: None }; 64];
-        let bufs: [&mut [u8]; 2] = [&mut x, &mut y];
-        let n = recv_batch(a.as_raw_fd(), bufs.into_iter(), &mut out).unwrap();
-        assert_eq!(n, 2);
-        assert_eq!(&x[..out[0].len], b"one");
-        assert!(out[1].truncated && out[1].len == 2);
-        assert_eq!(out[0].from, Some((Inany::LOOPBACK4, pb)));
-    }
-}
 
 /// listen(2) with a backlog of `backlog` connections.
 ///
@@ -436,4 +410,31 @@ pub fn send_batch(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(r as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn udp_loopback_round_trip_through_batch_receive() {
+        let a = socket(true, libc::SOCK_DGRAM, 0).unwrap();
+        bind(a.as_raw_fd(), Inany::LOOPBACK4, 0).unwrap();
+        let (_, pa) = local_addr(a.as_raw_fd()).unwrap();
+        let b = socket(true, libc::SOCK_DGRAM, 0).unwrap();
+        connect(b.as_raw_fd(), Inany::LOOPBACK4, pa).unwrap();
+        let (_, pb) = local_addr(b.as_raw_fd()).unwrap();
+        send(b.as_raw_fd(), b"one", None).unwrap();
+        send(b.as_raw_fd(), b"two!", None).unwrap();
+        let mut x = [0u8; 16];
+        let mut y = [0u8; 2];
+        let mut out = [Datagram { len: 0, truncated: false, from: None }; 64];
+        let bufs: [&mut [u8]; 2] = [&mut x, &mut y];
+        let n = recv_batch(a.as_raw_fd(), bufs.into_iter(), &mut out).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(&x[..out[0].len], b"one");
+        assert!(out[1].truncated && out[1].len == 2);
+        assert_eq!(out[0].from, Some((Inany::LOOPBACK4, pb)));
+    }
 }
