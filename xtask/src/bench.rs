@@ -661,6 +661,15 @@ fn median(v: &[f64]) -> Option<f64> {
     }
 }
 
+/// Median, minimum and maximum of `v`; `None` if empty.
+fn spread(v: &[f64]) -> Option<(f64, f64, f64)> {
+    median(v).map(|m| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (m, lo, hi)
+    })
+}
+
 /// One tool on one path.
 #[derive(Debug, PartialEq)]
 struct Cell {
@@ -674,6 +683,27 @@ struct Cell {
     gbps: Option<(f64, f64, f64)>,
     /// Median forwarder CPU seconds per GB over the successful runs.
     cpu_s_per_gb: Option<f64>,
+}
+
+/// Median of tool `num` / median of tool `den` among `cells`, if both
+/// exist and `den`'s is > 0.
+fn cells_ratio(cells: &[Cell], num: &str, den: &str) -> Option<f64> {
+    let median = |tool: &str| cells.iter().find(|c| c.tool == tool).and_then(|c| c.gbps).map(|g| g.0);
+    match (median(num), median(den)) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// The JSON members `"num/den": ratio` of the `pairs` whose numerator is
+/// `tool` (see [`cells_ratio`]), comma separated.
+fn ratios_json(pairs: &[(&str, &str)], tool: &str, cells: &[Cell]) -> String {
+    let members: Vec<String> = pairs
+        .iter()
+        .filter(|(a, _)| *a == tool)
+        .map(|(a, b)| format!("{}: {}", json_str(&format!("{a}/{b}")), json_num(cells_ratio(cells, a, b))))
+        .collect();
+    members.join(", ")
 }
 
 /// One table row: a path and every selected tool on it.
@@ -707,12 +737,7 @@ fn summarise(runs: &[Run], tools: &[&'static Tool]) -> Vec<Row> {
                             .collect();
                         let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.gbps()).collect();
                         let cpu: Vec<f64> = mine.iter().filter_map(|r| r.cpu_s_per_gb()).collect();
-                        let gbps = median(&good).map(|m| {
-                            let lo = good.iter().copied().fold(f64::INFINITY, f64::min);
-                            let hi = good.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                            (m, lo, hi)
-                        });
-                        Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps, cpu_s_per_gb: median(&cpu) }
+                        Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: median(&cpu) }
                     })
                     .collect();
                 let ours = cells.iter().find(|c| c.tool == OURS).and_then(|c| c.gbps).map(|g| g.0);
@@ -1025,16 +1050,9 @@ struct SpliceRow {
 }
 
 impl SpliceRow {
-    /// Median of `tool` on this row, if it has one.
-    fn median(&self, tool: &str) -> Option<f64> {
-        self.cells.iter().find(|c| c.tool == tool).and_then(|c| c.gbps).map(|g| g.0)
-    }
-    /// Median of `num` / median of `den`, if both exist and `den` > 0.
+    /// See [`cells_ratio`].
     fn ratio(&self, num: &str, den: &str) -> Option<f64> {
-        match (self.median(num), self.median(den)) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
-        }
+        cells_ratio(&self.cells, num, den)
     }
 }
 
@@ -1054,12 +1072,7 @@ fn summarise_splice(runs: &[SpliceRun], tools: &[&'static Tool]) -> Vec<SpliceRo
                     let mine: Vec<&SpliceRun> =
                         runs.iter().filter(|r| r.tool == t.id && r.path == path && r.af == af).collect();
                     let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.rate()).collect();
-                    let rate = median(&good).map(|m| {
-                        let lo = good.iter().copied().fold(f64::INFINITY, f64::min);
-                        let hi = good.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                        (m, lo, hi)
-                    });
-                    Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: rate, cpu_s_per_gb: None }
+                    Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: None }
                 })
                 .collect();
             if cells.iter().any(|c| c.runs > 0) {
@@ -1156,11 +1169,7 @@ fn render_splice_json(rows: &[SpliceRow], runs: &[SpliceRun]) -> String {
     for r in rows {
         for c in &r.cells {
             let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
-            let ratios: Vec<String> = SPLICE_RATIOS
-                .iter()
-                .filter(|(a, _)| *a == c.tool)
-                .map(|(a, b)| format!("{}: {}", json_str(&format!("{a}/{b}")), json_num(r.ratio(a, b))))
-                .collect();
+            let ratios = ratios_json(SPLICE_RATIOS, c.tool, &r.cells);
             lines.push(format!(
                 "    {{\"path\": {}, \"af\": {}, \"tool\": {}, \"unit\": {}, \"runs\": {}, \"ok\": {}, \
                  \"median\": {}, \"min\": {}, \"max\": {}, \"ratios\": {{{}}}}}",
@@ -1173,7 +1182,7 @@ fn render_splice_json(rows: &[SpliceRow], runs: &[SpliceRun]) -> String {
                 json_num(m),
                 json_num(lo),
                 json_num(hi),
-                ratios.join(", ")
+                ratios
             ));
         }
     }
@@ -1629,26 +1638,12 @@ struct GuestRow {
 }
 
 impl GuestRow {
-    fn median(&self, tool: &str) -> Option<f64> {
-        self.cells.iter().find(|c| c.tool == tool).and_then(|c| c.gbps).map(|g| g.0)
-    }
-    /// Median of `num` / median of `den`, if both exist and `den` > 0.
+    /// See [`cells_ratio`].
     fn ratio(&self, num: &str, den: &str) -> Option<f64> {
-        match (self.median(num), self.median(den)) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
-        }
+        cells_ratio(&self.cells, num, den)
     }
 }
 
-/// Median, minimum and maximum of `v`; `None` if empty.
-fn spread(v: &[f64]) -> Option<(f64, f64, f64)> {
-    median(v).map(|m| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (m, lo, hi)
-    })
-}
 
 /// Group guest `runs` into rows (guest sends, then guest receives) with one
 /// cell per back-end of `tools`; rows without any run are left out.
@@ -1793,11 +1788,7 @@ fn render_guest_json(rows: &[GuestRow], runs: &[GuestRun], env: &str) -> String 
     for r in rows {
         for c in &r.cells {
             let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
-            let ratios: Vec<String> = GUEST_RATIOS
-                .iter()
-                .filter(|(a, _)| *a == c.tool)
-                .map(|(a, b)| format!("{}: {}", json_str(&format!("{a}/{b}")), json_num(r.ratio(a, b))))
-                .collect();
+            let ratios = ratios_json(GUEST_RATIOS, c.tool, &r.cells);
             lines.push(format!(
                 "    {{\"dir\": {}, \"tool\": {}, \"runs\": {}, \"ok\": {}, \"mbps_median\": {}, \
                  \"mbps_min\": {}, \"mbps_max\": {}, \"ratios\": {{{}}}}}",
@@ -1808,7 +1799,7 @@ fn render_guest_json(rows: &[GuestRow], runs: &[GuestRun], env: &str) -> String 
                 json_num(m),
                 json_num(lo),
                 json_num(hi),
-                ratios.join(", ")
+                ratios
             ));
         }
     }
