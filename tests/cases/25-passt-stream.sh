@@ -231,9 +231,14 @@ ok "daemon: ended by SIGTERM"
 lab_bg hold timeout 60 "${G[@]}" hold /tmp/passt_1.socket
 hold_pid=$(awk '$1 == "hold" { print $2 }' "$T/servers")
 wait_until 5 grep -q listening "$T/hold.log" || fail "holder not listening: $(cat "$T/hold.log")"
-passt_bg probe2
-guest arp /tmp/passt_2.socket || fail "probing: no guest served at /tmp/passt_2.socket"
-grep -q "/tmp/passt_2.socket" "$T/probe2.log" || fail "probing: probe2.log does not name /tmp/passt_2.socket"
+# probe NAME PATH: passt NAME, started without -s, serves a guest at PATH and
+# its log names PATH
+probe() {
+	passt_bg "$1"
+	guest arp "$2" || fail "probing: no guest served at $2"
+	grep -q "$2" "$T/$1.log" || fail "probing: $1.log does not name $2"
+}
+probe probe2 /tmp/passt_2.socket
 ok "probing: /tmp/passt_1.socket held by a live listener, passt took /tmp/passt_2.socket"
 passt_stop probe2
 kill "$hold_pid"
@@ -241,9 +246,7 @@ wait_until 5 eval '! alive $hold_pid' || fail "holder still running"
 [[ -S /tmp/passt_1.socket ]] || fail "the holder's /tmp/passt_1.socket is gone: not stale"
 old_chown /tmp/passt_1.socket
 timeout 5 socat -u /dev/null UNIX-CONNECT:/tmp/passt_1.socket 2>/dev/null && fail "/tmp/passt_1.socket still accepts"
-passt_bg probe1
-guest arp /tmp/passt_1.socket || fail "probing: no guest served at the stale /tmp/passt_1.socket"
-grep -q "/tmp/passt_1.socket" "$T/probe1.log" || fail "probing: probe1.log does not name /tmp/passt_1.socket"
+probe probe1 /tmp/passt_1.socket
 ok "probing: a stale /tmp/passt_1.socket (no listener) was reused"
 passt_stop probe1
 log "files left in the private /tmp: $(ls -A /tmp | tr '\n' ' ')"
