@@ -6,10 +6,12 @@
 # Each target gets up to 3 attempts (the first IPv6 one may wait on NDP).
 # A capture on the host's veth shows the echo requests to the remote host
 # leaving the host, and none to the gateway (that one must stay on loopback).
+# pasta's own capture of its tap (-p, read back with tcpdump -r) holds an
+# echo request and its reply for each of the four targets.
 
 capture_start ping icmp or icmp6
 
-pasta_spawn ping 40 --config-net <<'NS'
+pasta_spawn ping 40 --config-net -p "$LAB_WORK/pasta-tap.pcap" <<'NS'
 for t in "4 $GW4" "4 $R4" "6 $GW6" "6 $R6"; do
 	set -- $t
 	rc=1; n=0
@@ -43,3 +45,12 @@ n=$(grep -c "> $R6: ICMP6, echo request" "$LAB_WORK/ping.txt")
 n=$(grep -c -E "> ($GW4|$GW6): ICMP6?,? echo request" "$LAB_WORK/ping.txt")
 ((n == 0)) || fail "$n echo requests to the gateway left the host on $LAB_IF (gateway not mapped to host loopback)"
 ok "capture on $LAB_IF: remote echoes left the host, gateway echoes did not"
+
+timeout 10 tcpdump -r "$LAB_WORK/pasta-tap.pcap" -nn >"$LAB_WORK/pasta-tap.pcap.txt" 2>&1 ||
+	fail "tcpdump -r pasta's capture: $(tail -n 3 "$LAB_WORK/pasta-tap.pcap.txt")"
+dump_file "$LAB_WORK/pasta-tap.pcap.txt"
+for a in $GW4 $R4 $GW6 $R6; do
+	grep -qE "> $a: ICMP6?,? echo request" "$LAB_WORK/pasta-tap.pcap.txt" || fail "pasta's capture: no echo request to $a"
+	grep -qE "IP6? $a > .*: ICMP6?,? echo reply" "$LAB_WORK/pasta-tap.pcap.txt" || fail "pasta's capture: no echo reply from $a"
+done
+ok "pasta's capture (-p): echo requests and replies for all four targets"

@@ -227,6 +227,11 @@ kill -TERM "$dpid"
 wait_until 5 eval '! alive $dpid' || fail "daemon: still running 5 s after SIGTERM"
 ok "daemon: ended by SIGTERM"
 
+# ---- --print-capabilities: QEMU's vhost-user back-end convention, on stdout --
+caps=$(timeout 5 "$PASST_BIN" --print-capabilities 2>/dev/null) || fail "--print-capabilities: exit status $?"
+[[ $caps == $'{\n  "type": "net"\n}' ]] || fail "--print-capabilities printed '$caps'"
+ok "--print-capabilities: {\"type\": \"net\"} on stdout, exit 0"
+
 # ---- 5. socket probing --------------------------------------------------------------
 lab_bg hold timeout 60 "${G[@]}" hold /tmp/passt_1.socket
 hold_pid=$(awk '$1 == "hold" { print $2 }' "$T/servers")
