@@ -201,6 +201,15 @@ pub struct Conf {
     pub no_splice: bool,
     /// `--splice-only`: no tap device, only spliced local traffic.
     pub splice_only: bool,
+    /// `--ebpf` (pasta): load the optional eBPF programs ([`crate::ebpf`]);
+    /// without the privileges or the helper, log why and keep to splice().
+    pub ebpf: bool,
+    /// `--ebpf-helper PATH`: UNIX socket of a privileged `passt-ebpf-helper`
+    /// that loads and attaches the programs for us (implies `--ebpf`).
+    pub ebpf_helper: Option<PathBuf>,
+    /// `--ebpf-cgroup PATH`: cgroup v2 directory whose sockets the sockops
+    /// program sees (default: the root, `/sys/fs/cgroup`; implies `--ebpf`).
+    pub ebpf_cgroup: Option<PathBuf>,
     /// `--host-lo-to-ns-lo`: spliced connections to a host loopback address
     /// reach the same loopback address in the namespace.
     pub host_lo_to_ns_lo: bool,
@@ -391,6 +400,9 @@ const TRAILING: &str = "TRAILING ARGS";
 /// Every option upstream knows, by what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Opt {
+    Ebpf,
+    EbpfHelper,
+    EbpfCgroup,
     Debug,
     Quiet,
     Foreground,
@@ -595,6 +607,9 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::MapHostLoopback, "map-host-loopback", None),
     OptSpec::value(Opt::MapGuestAddr, "map-guest-addr", None),
     OptSpec::flag(Opt::HostLoToNsLo, "host-lo-to-ns-lo", None).pasta(),
+    OptSpec::flag(Opt::Ebpf, "ebpf", None).pasta(),
+    OptSpec::value(Opt::EbpfHelper, "ebpf-helper", None).pasta(),
+    OptSpec::value(Opt::EbpfCgroup, "ebpf-cgroup", None).pasta(),
     OptSpec::value(Opt::DnsHost, "dns-host", None),
     OptSpec::flag(Opt::VhostUser, "vhost-user", None).passt(),
     OptSpec::flag(Opt::PrintCapabilities, "print-capabilities", None).passt(),
@@ -928,6 +943,9 @@ impl Builder {
             no_splice: false,
             splice_only: false,
             host_lo_to_ns_lo: false,
+            ebpf: false,
+            ebpf_helper: None,
+            ebpf_cgroup: None,
             hostname: None,
             fqdn: None,
             no_tcp: false,
@@ -1066,6 +1084,7 @@ impl Builder {
             Opt::NoSplice => c.no_splice = true,
             Opt::SpliceOnly => c.splice_only = true,
             Opt::HostLoToNsLo => c.host_lo_to_ns_lo = true,
+            Opt::Ebpf => c.ebpf = true,
             Opt::NoTcp => c.no_tcp = true,
             Opt::NoUdp => c.no_udp = true,
             Opt::NoIcmp => c.no_icmp = true,
@@ -1115,6 +1134,14 @@ impl Builder {
                 self.conf.socket = None;
             }
             Opt::Pcap => self.conf.pcap = Some(self.path(value, "Invalid pcap path")?),
+            Opt::EbpfHelper => {
+                self.conf.ebpf_helper = Some(self.path(value, "Invalid eBPF helper socket path")?);
+                self.conf.ebpf = true;
+            }
+            Opt::EbpfCgroup => {
+                self.conf.ebpf_cgroup = Some(self.path(value, "Invalid cgroup path")?);
+                self.conf.ebpf = true;
+            }
             Opt::OneOff => self.conf.one_off = true,
             Opt::VhostUser => self.conf.vhost_user = true,
             Opt::PrintCapabilities => return Err(ConfError::Version(crate::tap::vhost_user::print_capabilities().to_owned())),
@@ -1749,6 +1776,12 @@ fn usage(mode: Mode) -> String {
         opt(u, "    --splice-only", "No tap device: only spliced local traffic");
         opt(u, "    --host-lo-to-ns-lo", "Spliced connections to host loopback");
         more(u, "reach loopback in the namespace");
+        opt(u, "    --ebpf", "Load the eBPF fast paths if permitted");
+        more(u, "else log why and keep to splice()");
+        opt(u, "    --ebpf-helper PATH", "Privileged passt-ebpf-helper socket");
+        more(u, "loads the programs for us; implies --ebpf");
+        opt(u, "    --ebpf-cgroup PATH", "cgroup v2 whose sockets may be");
+        more(u, "short-circuited; default: /sys/fs/cgroup");
         opt(u, "    --userns NSPATH", "User namespace to join");
         opt(u, "    --netns PATH|NAME", "Network namespace to join");
         opt(

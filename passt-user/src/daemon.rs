@@ -107,6 +107,8 @@ pub struct Ctx {
     pub v6: bool,
     /// The ping_group_range warning was given.
     pub ping_warned: bool,
+    /// Loaded eBPF programs (`--ebpf`), if any.
+    pub ebpf: Option<crate::ebpf::Accel>,
     /// Listening sockets of the forwarding rules.
     pub listeners: crate::listen::Listeners,
     /// Empty pipes for spliced TCP flows.
@@ -191,6 +193,7 @@ impl Ctx {
             v4: i.v4,
             v6: i.v6,
             ping_warned: false,
+            ebpf: None,
             listeners: crate::listen::Listeners::default(),
             splice_pipes: tcp::splice::PipePool::default(),
             ns: None,
@@ -714,6 +717,13 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
                         ctx.exit = Some(st);
                     }
                 }
+                Some(EpollType::Ebpf) => {
+                    if let Some(a) = ctx.ebpf.as_mut() {
+                        if !a.loaded.log_event() {
+                            ctx.epoll.del(r.fd());
+                        }
+                    }
+                }
                 None => log::debug!("epoll: unknown reference {r:?}"),
             }
         }
@@ -728,6 +738,9 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
         });
         if let Some(st) = ctx.exit {
             log::info!("{}", ctx.counters);
+            for l in ctx.ebpf.iter().flat_map(crate::ebpf::Accel::summary) {
+                log::info!("{l}");
+            }
             return Ok(st);
         }
         let _ = Duration::ZERO;

@@ -293,8 +293,40 @@ fn run_passt(conf: &Conf) -> anyhow::Result<i32> {
     Ok(st)
 }
 
+/// `--ebpf`: load and attach the eBPF programs, or log one line saying why
+/// not and carry on without them (splice(), userspace answers).
+///
+/// # Errors
+/// Only epoll registration of the log source.
+fn ebpf_start(
+    ctx: &mut crate::daemon::Ctx,
+    loader: Result<crate::ebpf::Loader, String>,
+    netns: &std::os::fd::OwnedFd,
+    tap: Option<&str>,
+) -> anyhow::Result<()> {
+    let tap = match tap {
+        Some(ifname) => Some((netns.try_clone().context("namespace fd")?, ifname)),
+        None => None,
+    };
+    match loader.and_then(|l| crate::ebpf::Accel::start(l, tap)) {
+        Ok(a) => {
+            log::info!("eBPF programs {}", a.loaded.how);
+            if let Some(fd) = a.loaded.log_fd() {
+                let r = crate::epoll::EpollRef::new(crate::epoll::EpollType::Ebpf, fd, 0);
+                ctx.epoll.add(fd, libc::EPOLLIN as u32, r).context("epoll")?;
+            }
+            ctx.ebpf = Some(a);
+        }
+        Err(why) => log::warn!("eBPF off, using splice(): {why}"),
+    }
+    Ok(())
+}
+
 fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     let (peek_off, net) = discover(conf)?;
+    // Before entering (and maybe creating) a user namespace, where we'd
+    // lose any privilege to load programs.
+    let loader = conf.ebpf.then(|| crate::ebpf::Loader::prepare(conf.ebpf_helper.as_deref()));
     let mut ns = crate::pasta::enter(conf)?;
     let ifname = conf.ns_ifname.clone().unwrap_or_else(|| {
         let n = if !net.ifname4.is_empty() { &net.ifname4 } else { &net.ifname6 };
@@ -323,6 +355,9 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
         ctx.scanners[crate::listen::OUT] = Some(crate::fwd_scan::ProcNet::open().context("can't read listening sockets")?);
     }
     ctx.fwd_rescan(true).context("Couldn't listen on requested ports")?;
+    if let Some(loader) = loader {
+        ebpf_start(&mut ctx, loader, &ns.netns, (!conf.splice_only).then_some(ifname.as_str()))?;
+    }
     print_info(&net, Some(&ifname));
     print_rules(conf);
     ready(conf)?;

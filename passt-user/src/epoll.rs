@@ -40,6 +40,8 @@ pub enum EpollType {
     TcpSplice = 9,
     /// A socket of a spliced UDP flow; data is a flow side index.
     UdpSplice = 10,
+    /// The eBPF programs' log source ([`crate::ebpf::Loaded::log_fd`]).
+    Ebpf = 11,
 }
 
 impl EpollType {
@@ -55,6 +57,7 @@ impl EpollType {
             8 => Self::Listen,
             9 => Self::TcpSplice,
             10 => Self::UdpSplice,
+            11 => Self::Ebpf,
             _ => return None,
         })
     }

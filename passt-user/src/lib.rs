@@ -28,3 +28,4 @@ pub mod tcp;
 pub mod netns;
 pub mod listen;
 pub mod pcap;
+pub mod ebpf;

@@ -21,7 +21,10 @@
 //!   beside Debian's pasta and plain loopback, in a private lab, and iperf3
 //!   from a QEMU guest through passt (stream, Debian's passt, vhost-user);
 //!   tables with ratios and CPU s/GB ([`bench`]).
-//! - `build-ebpf`: not available yet (later issue); exit 1.
+//! - `build-ebpf`: install the eBPF toolchain if missing (nightly rust-src,
+//!   bpf-linker against nightly's LLVM) and build `passt-ebpf` into
+//!   `target/ebpf-obj/passt-ebpf.o`, which the userspace build embeds ([`ebpf`]).
+//!   `test` does this first unless `--no-ebpf`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod ebpf;
 
 /// Debian packages the integration lab and the guest/bench tooling use.
 const HOST_PACKAGES: &[&str] = &[
@@ -64,8 +68,8 @@ const FUZZ_SECS_DEFAULT: u64 = 60;
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
-  test [--no-install] [--no-fuzz] [--fuzz-secs N] [--no-guest]
-        install missing host packages, build release, cargo test --workspace
+  test [--no-install] [--no-fuzz] [--fuzz-secs N] [--no-guest] [--no-ebpf]
+        install missing host packages, build-ebpf (unless --no-ebpf), build release, cargo test --workspace
         --release (unit + netns integration tests, needs root), boot a real
         QEMU guest through passt in each back-end mode with
         ../shared/guest/guestlab.sh (every check must pass), then fuzz each
@@ -74,7 +78,10 @@ usage: cargo xtask <command>
         build release and run pasta --config-net PASTA_ARGS...; --lab: inside
         the private test lab (nothing reaches a real network); PASTA_BIN=path
         runs another pasta instead
-  build-ebpf    not available yet (eBPF arrives with a later issue)
+  build-ebpf
+        install what the eBPF build needs when missing (rust-src for nightly,
+        bpf-linker against nightly's LLVM 22), build passt-ebpf into
+        target/ebpf-obj/passt-ebpf.o; later builds of passt/pasta embed it
   bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST]
         [--only tap|splice|guest] [--no-install]
         iperf3 TCP through the tap (IPv4/IPv6, both directions, MTU 65520 and
@@ -108,10 +115,7 @@ fn dispatch(args: &[OsString]) -> Result<ExitCode> {
     match cmd {
         "test" => cmd_test(rest).map(|()| ExitCode::SUCCESS),
         "run" => cmd_run(rest),
-        "build-ebpf" => {
-            eprintln!("xtask: build-ebpf is not available yet: the eBPF fast path arrives with a later issue");
-            Ok(ExitCode::FAILURE)
-        }
+        "build-ebpf" => ebpf::cmd_build_ebpf(rest).map(|()| ExitCode::SUCCESS),
         "bench" => bench::cmd_bench(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
@@ -164,6 +168,7 @@ fn cmd_test(args: &[OsString]) -> Result<()> {
     let mut install = true;
     let mut fuzz = true;
     let mut guest = true;
+    let mut bpf = true;
     let mut fuzz_secs = FUZZ_SECS_DEFAULT;
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(a) = it.next() {
@@ -171,6 +176,7 @@ fn cmd_test(args: &[OsString]) -> Result<()> {
             "--no-install" => install = false,
             "--no-fuzz" => fuzz = false,
             "--no-guest" => guest = false,
+            "--no-ebpf" => bpf = false,
             "--fuzz-secs" => {
                 let v = it.next().context("--fuzz-secs needs a number of seconds")?;
                 fuzz_secs = v
@@ -182,6 +188,9 @@ fn cmd_test(args: &[OsString]) -> Result<()> {
     }
     if install {
         ensure_packages(HOST_PACKAGES)?;
+    }
+    if bpf {
+        ebpf::build()?;
     }
     build_release()?;
     let root = workspace_root();

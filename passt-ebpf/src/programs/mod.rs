@@ -1,0 +1,3 @@
+//! One module per attach point.
+
+mod tc;
