@@ -122,8 +122,11 @@ pub fn fork_private() -> anyhow::Result<OwnedFd> {
         nix::unistd::ForkResult::Child => {
             drop(ours);
             // Leave pasta's session so terminal signals go to it only; we
-            // end when its end of the socket closes.
+            // end when its end of the socket closes. Hold none of its other
+            // descriptors: whoever waits for EOF on pasta's output (or for
+            // a file to close) must not wait for us.
             let _ = nix::unistd::setsid();
+            detach_fds(theirs.as_raw_fd());
             let code = match session(&theirs, 0, &[], true) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -133,6 +136,28 @@ pub fn fork_private() -> anyhow::Result<OwnedFd> {
             };
             // SAFETY: leave without running the parent's exit handlers.
             unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// Point stdin, stdout and stderr at /dev/null and close every other
+/// descriptor but `keep`.
+fn detach_fds(keep: RawFd) {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(d) => d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        if fd > 2 && fd != keep {
+            // SAFETY: closing descriptors of this (single-threaded) child;
+            // nothing here uses them (the directory iterator is gone).
+            unsafe { libc::close(fd) };
         }
     }
 }
