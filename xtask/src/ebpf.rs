@@ -82,7 +82,7 @@ pub fn ensure_toolchain() -> Result<()> {
     for e in std::fs::read_dir(sysroot.join("lib")).with_context(|| format!("reading {}/lib", sysroot.display()))? {
         let p = e?.path();
         let Some(name) = p.file_name().and_then(|n| n.to_str()) else { continue };
-        if !name.starts_with("libLLVM.so.") && !(name.starts_with("libLLVM-") && name.ends_with(".so")) {
+        if !name.starts_with("libLLVM.so.") {
             continue;
         }
         for link in [lib.join(name), lib.join("libLLVM.so")] {
