@@ -208,7 +208,8 @@ pub struct Conf {
     /// that loads and attaches the programs for us (implies `--ebpf`).
     pub ebpf_helper: Option<PathBuf>,
     /// `--ebpf-cgroup PATH`: cgroup v2 directory whose sockets the sockops
-    /// program sees (default: the root, `/sys/fs/cgroup`; implies `--ebpf`).
+    /// program sees (default: the cgroup v2 root,
+    /// [`crate::ebpf::default_cgroup`]; implies `--ebpf`).
     pub ebpf_cgroup: Option<PathBuf>,
     /// `--host-lo-to-ns-lo`: spliced connections to a host loopback address
     /// reach the same loopback address in the namespace.
@@ -1781,7 +1782,7 @@ fn usage(mode: Mode) -> String {
         opt(u, "    --ebpf-helper PATH", "Privileged passt-ebpf-helper socket");
         more(u, "loads the programs for us; implies --ebpf");
         opt(u, "    --ebpf-cgroup PATH", "cgroup v2 whose sockets may be");
-        more(u, "short-circuited; default: /sys/fs/cgroup");
+        more(u, "short-circuited; default: the cgroup2 root");
         opt(u, "    --userns NSPATH", "User namespace to join");
         opt(u, "    --netns PATH|NAME", "Network namespace to join");
         opt(
@@ -2912,6 +2913,21 @@ mod tests {
         );
         assert!(ok(passt(&[])).no_splice, "passt never splices");
         assert_eq!(invalid(passt(&["--host-lo-to-ns-lo"])), "passt: --host-lo-to-ns-lo is for pasta mode only");
+    }
+
+    #[test]
+    fn ebpf_options_for_pasta_helper_and_cgroup_imply_ebpf() {
+        let c = pasta(&[]).unwrap();
+        assert!(!c.ebpf && c.ebpf_helper.is_none() && c.ebpf_cgroup.is_none());
+        assert!(pasta(&["--ebpf"]).unwrap().ebpf);
+        let c = pasta(&["--ebpf-helper", "/run/h.sock"]).unwrap();
+        assert!(c.ebpf);
+        assert_eq!(c.ebpf_helper.as_deref(), Some(std::path::Path::new("/run/h.sock")));
+        let c = pasta(&["--ebpf-cgroup", "/sys/fs/cgroup/x"]).unwrap();
+        assert!(c.ebpf);
+        assert_eq!(c.ebpf_cgroup.as_deref(), Some(std::path::Path::new("/sys/fs/cgroup/x")));
+        assert_eq!(invalid(passt(&["--ebpf"])), "passt: --ebpf is for pasta mode only");
+        assert!(invalid(pasta(&["--ebpf-helper", ""])).contains("Invalid eBPF helper socket path"));
         let c = ok(pasta(&["--map-guest-addr", "169.254.1.2", "--map-guest-addr", "fd00::2"]));
         assert_eq!(c.map_guest_addr4, Some(Some(v4("169.254.1.2"))));
         assert_eq!(c.map_guest_addr6, Some(Some(v6("fd00::2"))));

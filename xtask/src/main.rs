@@ -499,8 +499,9 @@ mod tests {
     }
 
     #[test]
-    fn later_issue_commands_exit_1() {
-        assert_eq!(dispatch(&os(&["build-ebpf"])).unwrap(), ExitCode::FAILURE);
+    fn build_ebpf_rejects_options_before_doing_anything() {
+        let e = ebpf::cmd_build_ebpf(&os(&["--bogus"])).unwrap_err();
+        assert!(e.to_string().contains("unknown option '--bogus'"), "{e}");
     }
 
     #[test]

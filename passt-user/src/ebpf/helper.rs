@@ -470,8 +470,8 @@ fn check(a: &Attach, uid: u32) -> anyhow::Result<()> {
         }
         Attach::SockOps { cgroup, .. } => {
             let real = std::fs::canonicalize(cgroup).with_context(|| format!("cgroup {}", cgroup.display()))?;
-            if !real.starts_with(super::DEFAULT_CGROUP) {
-                bail!("{} is not under {}", real.display(), super::DEFAULT_CGROUP);
+            if !super::is_cgroup2(&real) {
+                bail!("{} is not a cgroup v2 directory", real.display());
             }
             let owner = std::fs::metadata(&real)?.uid();
             if uid != 0 && owner != uid {
@@ -563,7 +563,7 @@ mod tests {
         assert!(check(&a, 0).is_ok());
         let e = check(&a, 4242).unwrap_err().to_string();
         assert!(e.contains("not to uid 4242"), "{e}");
-        let c = Attach::SockOps { prog: "p".into(), cgroup: PathBuf::from("/sys/fs/cgroup") };
+        let c = Attach::SockOps { prog: "p".into(), cgroup: super::super::default_cgroup() };
         assert!(check(&c, 4242).is_err());
         let c = Attach::SockOps { prog: "p".into(), cgroup: PathBuf::from("/tmp") };
         assert!(check(&c, 0).is_err(), "outside the cgroup tree");

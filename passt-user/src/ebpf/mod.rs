@@ -84,8 +84,39 @@ pub static OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(env!
 #[cfg(not(passt_ebpf))]
 pub static OBJECT: Option<&[u8]> = None;
 
-/// Default cgroup for the sockops program: the cgroup v2 root.
+/// Where the cgroup v2 hierarchy is usually mounted (unified layout).
 pub const DEFAULT_CGROUP: &str = "/sys/fs/cgroup";
+
+/// `statfs(2)` magic of cgroup2 (`CGROUP2_SUPER_MAGIC`, linux/magic.h).
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// The default cgroup for the sockops program (`--ebpf-cgroup`): the root
+/// of the cgroup v2 hierarchy, as /proc/self/mountinfo shows it
+/// (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid systems);
+/// [`DEFAULT_CGROUP`] if none is listed.
+pub fn default_cgroup() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    cgroup2_mount(&info).unwrap_or_else(|| PathBuf::from(DEFAULT_CGROUP))
+}
+
+/// First cgroup2 mount point in mountinfo text (proc(5): field 5 is the
+/// mount point, the filesystem type follows the " - " separator).
+fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split(' ').next()? == "cgroup2").then(|| pre.split(' ').nth(4).map(PathBuf::from))?
+    })
+}
+
+/// True if `path` is a directory of a cgroup v2 filesystem.
+pub fn is_cgroup2(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: statfs fills the struct we pass.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid C string, st writable.
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
+}
 
 /// Where and how to attach one program of [`OBJECT`].
 #[derive(Debug)]
@@ -375,4 +406,31 @@ fn in_netns<T: Send>(netns: &OwnedFd, f: impl FnOnce() -> anyhow::Result<T> + Se
         .join()
         .map_err(|_| anyhow!("namespace thread panicked"))?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup2_mount_point_from_mountinfo() {
+        let hybrid = "\
+25 30 0:23 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+32 25 0:27 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755
+33 32 0:28 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+34 32 0:29 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,name=systemd
+";
+        assert_eq!(cgroup2_mount(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let unified = "35 25 0:30 / /sys/fs/cgroup rw shared:12 - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_mount(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(cgroup2_mount("32 25 0:27 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n"), None);
+        assert_eq!(cgroup2_mount("garbage\n\n - \n"), None);
+    }
+
+    #[test]
+    fn cgroup2_check_tells_the_hierarchy_from_other_directories() {
+        assert!(!is_cgroup2(std::path::Path::new("/tmp")));
+        assert!(!is_cgroup2(std::path::Path::new("/nonexistent")));
+        assert!(is_cgroup2(&default_cgroup()), "{} is not cgroup2 on this machine", default_cgroup().display());
+    }
 }
