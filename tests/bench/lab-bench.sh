@@ -472,7 +472,7 @@ splice_all() {
 #   pasta-rs-ebpf  the same plus --ebpf --ebpf-cgroup EBPF_CG
 #   loopback       no forwarder, client and server over lo of this netns
 # Per session: the paths of EBPF_PATHS (see "splice path" above) and one
-# stalled-reader run (stall_one). After the rounds, ebpf_fds counts what
+# stalled-reader run (stall_one). Before the rounds, ebpf_fds counts what
 # pasta-rs holds for -t all -u all with and without --ebpf.
 # Output:
 #   $EBPF (ebpf.tsv): the format of splice.tsv
@@ -484,9 +484,9 @@ splice_all() {
 #     tcp_mem1 avail0 avail1 note: rr.py stall-client's fields (bytes, 1|0,
 #     seconds, bytes x4), "-" for each if it failed
 #   $EBPF_FDS (ebpf-fds.tsv): tool status fds sockets tcp_listen udp nofile
-#     note: entries of /proc/PID/fd, those that are sockets, pasta's TCP
-#     listeners and UDP sockets as `ss -p` lists them, and the fd limit
-#     (RLIMIT_NOFILE) pasta had
+#     ports note: entries of /proc/PID/fd, those that are sockets, pasta's TCP
+#     listeners and UDP sockets as `ss -p` lists them, the fd limit
+#     (RLIMIT_NOFILE) pasta had, and how many ports "all" covered
 #   $BENCH_OUT/ebpf-cgroup: the cgroup's path while it exists (the bench
 #     removes it if this script is killed first)
 EBPF_PATHS="tcp-h2n:4 tcp-n2h:4 tcp-rr:4 tcp-crr:4"
@@ -499,10 +499,12 @@ EBPF_CG="" EBPF_CG_FAIL=""
 # (bytes) and how long no write fits before it counts as blocked (seconds)
 STALL_PORT=5204 STALL_READ=$((1 << 20)) STALL_CAP=$((256 << 20)) STALL_IDLE=2
 STALL_LIMIT=60
-# -t all -u all: the kernel's default ephemeral range while pasta starts (the
-# lab's 1024-65535 would leave "all" nothing above 1023), and room for one
-# socket per port, protocol and family (FDS_NOFILE) where this machine lets
-# us raise the hard limit (CAP_SYS_RESOURCE), else its own hard limit
+# -t all -u all: "all" is every port outside the ephemeral range pasta reads
+# at start. Where this machine lets us raise the hard fd limit
+# (CAP_SYS_RESOURCE) to FDS_NOFILE: the kernel's default range (the lab's
+# 1024-65535 would leave "all" nothing above 1023); else, with the machine's
+# hard limit N, a range that leaves "all" (N - 200) / 4 ports, so that one
+# socket per port, protocol and family fits
 FDS_PORT_RANGE="32768 60999" FDS_NOFILE=1048576 FDS_SETTLE=60
 
 # tsv_record FILE FIELD...: one tab-separated line
@@ -540,7 +542,7 @@ ebpf_status() {
 	fi
 	wait_until 5 grep -q -e 'eBPF programs loaded' -e 'eBPF off' "$log" "$log.out" 2>/dev/null
 	line=$(grep -h -o -e 'eBPF programs loaded.*' -e 'eBPF off.*' "$log" "$log.out" 2>/dev/null | head -n 1 |
-		tr '\t\n' '  ' | cut -c1-200)
+		tr '\t\n' '  ' | cut -c1-200 | sed 's/ *$//')
 	case $line in
 	'eBPF programs loaded'*) tsv_record "$EBPF_STATUS" "$round" pasta-rs-ebpf loaded "$line" ;;
 	'eBPF off'*) tsv_record "$EBPF_STATUS" "$round" pasta-rs-ebpf off "${line#eBPF off, using splice(): }" ;;
@@ -591,6 +593,12 @@ stall_one() {
 	fi
 }
 
+# no_time_wait: no TCP socket of this netns is in TIME_WAIT (one would hold
+# its local port against a listener without SO_REUSEADDR)
+no_time_wait() {
+	[[ -z $(ss -Htan state time-wait 2>/dev/null | head -n 1) ]]
+}
+
 # fd_count PID: entries of /proc/PID/fd, empty if gone
 fd_count() {
 	local n
@@ -598,25 +606,33 @@ fd_count() {
 }
 
 # ebpf_fds ID BIN: start pasta-rs (ID pasta-rs or pasta-rs-ebpf) with -t all
-# -u all, wait until its fd count holds still for 2 s (at most FDS_SETTLE s),
-# count what it holds
+# -u all once no socket here is in TIME_WAIT (at most 70 s: earlier parts'
+# short connections), wait until its fd count holds still for 2 s (at most
+# FDS_SETTLE s), count what it holds; the note counts the ports pasta logged
+# "Listen failed" for
 ebpf_fds() {
-	local id=$1 bin=$2 range prev="" n="" i fds socks tl ul note=- nofile
+	local id=$1 bin=$2 range prev="" n="" i fds socks tl ul note=- nofile eph lo hi ports
 	range=$(sysctl -n net.ipv4.ip_local_port_range | tr -s '\t ' ' ')
-	sysctl -qw net.ipv4.ip_local_port_range="$FDS_PORT_RANGE"
-	FWD_PORTS=(-t all -u all -T none -U none) FWD_TAG=fds FWD_FAIL=""
 	if prlimit --nofile=$FDS_NOFILE:$FDS_NOFILE true 2>/dev/null; then
-		FWD_PRE=(prlimit --nofile=$FDS_NOFILE:$FDS_NOFILE) nofile=$FDS_NOFILE
+		FWD_PRE=(prlimit --nofile=$FDS_NOFILE:$FDS_NOFILE) nofile=$FDS_NOFILE eph=$FDS_PORT_RANGE
 	else
 		FWD_PRE=() nofile=$(ulimit -Hn)
+		lo=$(((nofile - 200) / 4 + 1))
+		((lo < 2)) && lo=2
+		eph="$lo 65535"
 	fi
+	read -r lo hi <<<"$eph"
+	ports=$((lo - 1 + 65535 - hi))
+	sysctl -qw net.ipv4.ip_local_port_range="$eph"
+	FWD_PORTS=(-t all -u all -T none -U none) FWD_TAG=fds FWD_FAIL=""
+	wait_until 70 no_time_wait || log "$id: TIME_WAIT sockets left after 70 s"
 	if [[ $id == pasta-rs-ebpf ]]; then
 		FWD_EXTRA=(--ebpf ${EBPF_CG:+--ebpf-cgroup "$EBPF_CG"})
 	else
 		FWD_EXTRA=()
 	fi
 	if ! fwd_start "$id" "$bin" 65520; then
-		tsv_record "$EBPF_FDS" "$id" fail - - - - "$nofile" "${FWD_FAIL:-did not start}"
+		tsv_record "$EBPF_FDS" "$id" fail - - - - "$nofile" "$ports" "${FWD_FAIL:-did not start}"
 		fwd_stop "$id"
 		sysctl -qw net.ipv4.ip_local_port_range="$range"
 		FWD_PRE=() FWD_EXTRA=()
@@ -630,23 +646,29 @@ ebpf_fds() {
 	done
 	sysctl -qw net.ipv4.ip_local_port_range="$range"
 	if [[ -z $n ]] || ! alive $FWD_PID; then
-		tsv_record "$EBPF_FDS" "$id" fail - - - - "$nofile" "exited while binding: $(tail -n 1 "$BENCH_OUT/logs/$id-fds.log" | tr '\t' ' ' | cut -c1-150)"
+		tsv_record "$EBPF_FDS" "$id" fail - - - - "$nofile" "$ports" "exited while binding: $(tail -n 1 "$BENCH_OUT/logs/$id-fds.log" | tr '\t' ' ' | cut -c1-150)"
 	else
-		((i >= FDS_SETTLE)) && note="fd count still changing after $FDS_SETTLE s"
+		local log=$BENCH_OUT/logs/$id-fds.log failed
+		failed=$(grep -c 'Listen failed' "$log")
+		note=""
+		((i >= FDS_SETTLE)) && note="fd count still changing after $FDS_SETTLE s; "
+		((failed > 0)) && note+="$failed listens failed, e.g. $(grep -m 1 -o 'Listen failed.*' "$log" | tr '\t' ' ' | cut -c1-120)"
+		note=${note%; }
+		[[ -z $note ]] && note=-
 		fds=$(fd_count $FWD_PID)
 		socks=$(find "/proc/$FWD_PID/fd" -mindepth 1 -maxdepth 1 -lname 'socket:*' 2>/dev/null | wc -l)
 		tl=$(ss -Htlnp 2>/dev/null | grep -c "pid=$FWD_PID,")
 		ul=$(ss -Hualnp 2>/dev/null | grep -c "pid=$FWD_PID,")
-		tsv_record "$EBPF_FDS" "$id" ok "$fds" "$socks" "$tl" "$ul" "$nofile" "$note"
-		log "$id -t all -u all: $fds fds, $socks sockets, $tl TCP listeners, $ul UDP sockets"
+		tsv_record "$EBPF_FDS" "$id" ok "$fds" "$socks" "$tl" "$ul" "$nofile" "$ports" "$note"
+		log "$id -t all -u all ($ports ports, fd limit $nofile): $fds fds, $socks sockets, $tl TCP listeners, $ul UDP sockets"
 	fi
 	fwd_stop "$id"
 	FWD_PRE=() FWD_EXTRA=()
 }
 
-# ebpf_all: every round, pasta-rs, pasta-rs-ebpf and loopback round-robin
-# (order rotated by one per round), every path of EBPF_PATHS and a stalled
-# reader each; then the -t all -u all counts
+# ebpf_all: the -t all -u all counts, then every round, pasta-rs,
+# pasta-rs-ebpf and loopback round-robin (order rotated by one per round),
+# every path of EBPF_PATHS and a stalled reader each
 ebpf_all() {
 	local bin="" t round k n id p tools=(pasta-rs pasta-rs-ebpf loopback)
 	for t in $BENCH_TOOLS; do
@@ -659,6 +681,9 @@ ebpf_all() {
 	# splice_one's output file and server binding for this section
 	local SPLICE=$EBPF SRV_BIND=1
 	FWD_REAL_ROOT=1
+	# first, while the fewest of this section's connections linger
+	ebpf_fds pasta-rs "$bin"
+	ebpf_fds pasta-rs-ebpf "$bin"
 	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 		for ((k = 0; k < n; k++)); do
 			id=${tools[(k + round - 1) % n]}
@@ -679,8 +704,6 @@ ebpf_all() {
 			[[ $id != loopback ]] && fwd_stop "$id"
 		done
 	done
-	ebpf_fds pasta-rs "$bin"
-	ebpf_fds pasta-rs-ebpf "$bin"
 	FWD_REAL_ROOT="" FWD_EXTRA=()
 	ebpf_cgroup_remove
 }

@@ -1,8 +1,8 @@
 //! # Theory of operation
 //!
 //! `cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST]
-//! [--guest-tools LIST] [--only tap|splice|guest] [--no-install]`: three
-//! parts, all by default.
+//! [--guest-tools LIST] [--only tap|splice|ebpf|guest] [--ebpf]
+//! [--no-install]`: four parts, all by default (`--ebpf` is `--only ebpf`).
 //!
 //! - tap: iperf3 TCP throughput through the tap of pasta-rs, side by side in
 //!   the same run with Debian's pasta (`/usr/bin/pasta`, package `passt`) and
@@ -17,6 +17,36 @@
 //!   ratios pasta-rs / Debian pasta and each / loopback. Rows come from
 //!   `target/bench/splice.tsv` ([`parse_splice_runs`]); the table follows
 //!   the tap table, bench.json holds `splice_runs` and `splice_summary`;
+//! - ebpf (the eBPF section): pasta-rs's spliced TCP path without `--ebpf`
+//!   (splice) and with `--ebpf --ebpf-cgroup CG`, beside the same clients
+//!   over plain loopback, one session per tool and round, round-robin:
+//!   iperf3 host -> namespace (`-t`) and namespace -> host (`-T`), 64-byte
+//!   round trips and connections per second through `-t` (IPv4), with the
+//!   ratios eBPF / splice and loopback / splice. Both pasta-rs columns run
+//!   as root of the initial user namespace (so that `--ebpf` can load its
+//!   own programs: the only difference between them is the flag); the lab
+//!   creates a cgroup v2 CG under the cgroup2 mount and starts every client
+//!   and server in it (the sockops program sees only sockets of processes in
+//!   CG that were created after the attach), and the servers listen on
+//!   0.0.0.0, not dual-stack `[::]`, which the short-circuit leaves on
+//!   splice. Whether the programs loaded is read from pasta's log ("eBPF
+//!   programs loaded", or "eBPF off, using splice(): WHY") and stated above
+//!   the table ([`ebpf_status_phrase`]): an eBPF column at ~1.0x with the
+//!   programs loaded means no feature short-circuited those flows. Each
+//!   session also runs a stalled reader (`rr.py stall-client`: a server
+//!   reads 1 MiB then stops; bytes the client wrote until no write fitted
+//!   for 2 s, or 256 MiB if it never blocked; /proc/net/sockstat's TCP
+//!   memory and MemAvailable before and then, both machine-wide). First,
+//!   pasta-rs without and with `--ebpf` starts once with `-t all -u all`
+//!   (after the lab's TIME_WAIT sockets are gone: they would hold ports
+//!   against its listeners): its /proc/PID/fd entries, sockets, and TCP
+//!   listeners and UDP sockets as `ss -p` lists them (with SK_LOOKUP, a
+//!   handful instead of one per port), and how many ports it logged
+//!   "Listen failed" for. Rows come from `target/bench/ebpf.tsv` (splice.tsv's format),
+//!   `ebpf-status.tsv`, `ebpf-mem.tsv` and `ebpf-fds.tsv`
+//!   ([`read_ebpf_part`]); the section follows the splice table; bench.json
+//!   holds `ebpf_runs`, `ebpf_summary`, `ebpf_status`, `ebpf_stall`,
+//!   `ebpf_stall_summary` and `ebpf_fds`;
 //! - guest: iperf3 from a real QEMU guest through passt-rs in stream mode
 //!   (`passt-rs`), Debian's passt in stream mode (`debian-passt`,
 //!   `/usr/bin/passt`) and passt-rs as a vhost-user back-end
@@ -68,7 +98,11 @@
 //!
 //! Limits: one machine's numbers; the client, server and forwarder share its
 //! CPUs, so other load skews them (the medians and ranges show how much).
-//! CPU time has clock-tick resolution (10 ms at `CLK_TCK` 100).
+//! CPU time has clock-tick resolution (10 ms at `CLK_TCK` 100). The eBPF
+//! section measures IPv4 only; its memory figures are machine-wide, so other
+//! load shows in them (TCP memory less than MemAvailable); its `-t all`
+//! count covers fewer ports than the kernel's default when the bench cannot
+//! raise the fd limit (no CAP_SYS_RESOURCE: lab-bench.sh's FDS_PORT_RANGE).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -1278,9 +1312,10 @@ const EBPF_RUNS_PER_SESSION: u64 = 4;
 
 /// Limits of lab-bench.sh's eBPF section, seconds: a stalled-reader run
 /// (client limit, server grace and start), and a `-t all -u all` count
-/// (forwarder start and stop, FDS_SETTLE, the `ss` listings).
+/// (forwarder start and stop, the TIME_WAIT wait, FDS_SETTLE, the `ss`
+/// listings).
 const EBPF_STALL_LIMIT_S: u64 = 60 + 10 + 5;
-const EBPF_FDS_LIMIT_S: u64 = 21 + 60 + 30;
+const EBPF_FDS_LIMIT_S: u64 = 21 + 70 + 60 + 30;
 
 fn ebpf_tools() -> Vec<&'static Tool> {
     EBPF_TOOLS.iter().collect()
@@ -1355,6 +1390,10 @@ struct FdCount {
     /// pasta's fd limit (RLIMIT_NOFILE): raised to 2^20 where the bench may
     /// (CAP_SYS_RESOURCE), else the machine's hard limit.
     nofile: u64,
+    /// Ports `all` covered (those outside the ephemeral range pasta read):
+    /// 37303 with the kernel's default range, fewer when the fd limit could
+    /// not be raised (see lab-bench.sh's FDS_PORT_RANGE).
+    ports: u64,
     /// Why it failed, or a remark; empty if none.
     note: String,
 }
@@ -1397,6 +1436,18 @@ fn tsv_field<T: std::str::FromStr>(file: &str, n: usize, what: &str, v: &str) ->
     v.parse().map_err(|_| anyhow::anyhow!("{file} line {n}: bad {what} '{v}'"))
 }
 
+/// A tsv status field: `ok` or `fail`.
+///
+/// # Errors
+/// Anything else, naming `file` and the line `n`.
+fn tsv_ok(file: &str, n: usize, v: &str) -> Result<bool> {
+    match v {
+        "ok" => Ok(true),
+        "fail" => Ok(false),
+        s => bail!("{file} line {n}: bad status '{s}'"),
+    }
+}
+
 /// `note` of a tsv line: "-" is none.
 fn tsv_note(note: &str) -> String {
     if note == "-" { String::new() } else { note.to_string() }
@@ -1431,63 +1482,43 @@ fn parse_stall_runs(text: &str) -> Result<Vec<StallRun>> {
     tsv_lines(F, text, 11)?
         .into_iter()
         .map(|(n, f)| {
-            let round = tsv_field(F, n, "round", f[0])?;
-            let (tool, note) = (f[1].to_string(), tsv_note(f[10]));
-            match f[2] {
-                "fail" => Ok(StallRun {
-                    round,
-                    tool,
-                    ok: false,
-                    sent: 0,
-                    blocked: false,
-                    secs: 0.0,
-                    tcp_mem: (0, 0),
-                    avail: (0, 0),
-                    note,
-                }),
-                "ok" => {
-                    let num = |i: usize, what: &str| tsv_field::<u64>(F, n, what, f[i]);
-                    let secs: f64 = tsv_field(F, n, "secs", f[5])?;
-                    if !secs.is_finite() || secs < 0.0 {
-                        bail!("{F} line {n}: bad secs '{}'", f[5]);
-                    }
-                    Ok(StallRun {
-                        round,
-                        tool,
-                        ok: true,
-                        sent: num(3, "sent")?,
-                        blocked: match f[4] {
-                            "1" => true,
-                            "0" => false,
-                            b => bail!("{F} line {n}: bad blocked '{b}'"),
-                        },
-                        secs,
-                        tcp_mem: (num(6, "tcp_mem0")?, num(7, "tcp_mem1")?),
-                        avail: (num(8, "avail0")?, num(9, "avail1")?),
-                        note,
-                    })
-                }
-                s => bail!("{F} line {n}: bad status '{s}'"),
+            let ok = tsv_ok(F, n, f[2])?;
+            let num = |i: usize, what: &str| if ok { tsv_field::<u64>(F, n, what, f[i]) } else { Ok(0) };
+            let secs: f64 = if ok { tsv_field(F, n, "secs", f[5])? } else { 0.0 };
+            if !secs.is_finite() || secs < 0.0 {
+                bail!("{F} line {n}: bad secs '{}'", f[5]);
             }
+            Ok(StallRun {
+                round: tsv_field(F, n, "round", f[0])?,
+                tool: f[1].to_string(),
+                ok,
+                sent: num(3, "sent")?,
+                blocked: match (ok, f[4]) {
+                    (false, _) | (true, "0") => false,
+                    (true, "1") => true,
+                    (true, b) => bail!("{F} line {n}: bad blocked '{b}'"),
+                },
+                secs,
+                tcp_mem: (num(6, "tcp_mem0")?, num(7, "tcp_mem1")?),
+                avail: (num(8, "avail0")?, num(9, "avail1")?),
+                note: tsv_note(f[10]),
+            })
         })
         .collect()
 }
 
-/// Parse ebpf-fds.tsv: `tool status fds sockets tcp_listen udp nofile note`
-/// per line, status `ok|fail`; on `fail` the four counts are `-`.
+/// Parse ebpf-fds.tsv: `tool status fds sockets tcp_listen udp nofile
+/// ports note` per line, status `ok|fail`; on `fail` the first four counts
+/// are `-`.
 ///
 /// # Errors
 /// A malformed line, naming it.
 fn parse_fd_counts(text: &str) -> Result<Vec<FdCount>> {
     const F: &str = "ebpf-fds.tsv";
-    tsv_lines(F, text, 8)?
+    tsv_lines(F, text, 9)?
         .into_iter()
         .map(|(n, f)| {
-            let ok = match f[1] {
-                "ok" => true,
-                "fail" => false,
-                s => bail!("{F} line {n}: bad status '{s}'"),
-            };
+            let ok = tsv_ok(F, n, f[1])?;
             let num = |i: usize, what: &str| if ok { tsv_field::<u64>(F, n, what, f[i]) } else { Ok(0) };
             Ok(FdCount {
                 tool: f[0].to_string(),
@@ -1497,7 +1528,8 @@ fn parse_fd_counts(text: &str) -> Result<Vec<FdCount>> {
                 tcp_listen: num(4, "tcp_listen")?,
                 udp: num(5, "udp")?,
                 nofile: tsv_field(F, n, "nofile", f[6])?,
-                note: tsv_note(f[7]),
+                ports: tsv_field(F, n, "ports", f[7])?,
+                note: tsv_note(f[8]),
             })
         })
         .collect()
@@ -1553,12 +1585,12 @@ fn mib(bytes: f64) -> String {
     sig3(bytes / f64::from(1u32 << 20))
 }
 
-/// A [`spread`] over `ok` runs in MiB: "median (min-max)", the median
-/// alone for one run, "-" for none.
+/// A [`spread`] over `ok` runs in MiB: "median (min to max)" (the values
+/// may be negative), the median alone for one run, "-" for none.
 fn mib_cell(x: Option<(f64, f64, f64)>, ok: usize) -> String {
     match x {
         None => "-".into(),
-        Some((m, lo, hi)) if ok > 1 => format!("{} ({}-{})", mib(m), mib(lo), mib(hi)),
+        Some((m, lo, hi)) if ok > 1 => format!("{} ({} to {})", mib(m), mib(lo), mib(hi)),
         Some((m, _, _)) => mib(m),
     }
 }
@@ -1624,7 +1656,7 @@ fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: 
          stops; the client counts as blocked when no write fits for 2 s, and stops at 256 MiB \
          if it never blocks. Kernel TCP memory (/proc/net/sockstat) and MemAvailable are \
          machine-wide, read before connecting and once blocked: other load on the machine \
-         shows in them. MiB: median (min-max).\n"
+         shows in them. MiB: median (min to max).\n"
     );
     let _ = writeln!(s, "| tool | blocked | sent until blocked or the cap, MiB | kernel TCP memory growth, MiB | MemAvailable drop, MiB |");
     let _ = writeln!(s, "|---|---|---|---|---|");
@@ -1651,19 +1683,24 @@ fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: 
     let _ = writeln!(s, "\n### -t all -u all: what pasta-rs holds\n");
     let _ = writeln!(
         s,
-        "pasta-rs started with `-t all -u all` (every port outside the kernel's default \
-         ephemeral range 32768-60999; fd limit as shown), counted once its fd count held still: \
+        "pasta-rs started with `-t all -u all`, counted once its fd count held still: \
          /proc/PID/fd entries, the sockets among them, and its TCP listeners and UDP sockets \
-         as `ss -p` lists them.\n"
+         as `ss -p` lists them. Ports: how many `all` covered (every port outside the \
+         ephemeral range: the kernel's default 32768-60999 where the bench could raise the fd \
+         limit, else a range that leaves room under the machine's hard limit).\n"
     );
-    let _ = writeln!(s, "| tool | fds | sockets | TCP listeners | UDP sockets | fd limit |");
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(s, "| tool | ports | fds | sockets | TCP listeners | UDP sockets | fd limit |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for c in &part.fds {
         let label = tool_label(&tools, &c.tool);
         if c.ok {
-            let _ = writeln!(s, "| {label} | {} | {} | {} | {} | {} |", c.fds, c.sockets, c.tcp_listen, c.udp, c.nofile);
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {} | {} | {} | {} | {} |",
+                c.ports, c.fds, c.sockets, c.tcp_listen, c.udp, c.nofile
+            );
         } else {
-            let _ = writeln!(s, "| {label} | fail | - | - | - | {} |", c.nofile);
+            let _ = writeln!(s, "| {label} | {} | fail | - | - | - | {} |", c.ports, c.nofile);
         }
     }
     if part.fds.iter().any(|c| !c.note.is_empty()) {
@@ -1740,7 +1777,7 @@ fn render_ebpf_json(rows: &[SpliceRow], stall: &[StallRow], part: &EbpfPart) -> 
         .iter()
         .map(|c| {
             format!(
-                "    {{\"tool\": {}, \"ok\": {}, \"fds\": {}, \"sockets\": {}, \"tcp_listen\": {}, \"udp\": {}, \"nofile\": {}, \"note\": {}}}",
+                "    {{\"tool\": {}, \"ok\": {}, \"fds\": {}, \"sockets\": {}, \"tcp_listen\": {}, \"udp\": {}, \"nofile\": {}, \"ports\": {}, \"note\": {}}}",
                 json_str(&c.tool),
                 c.ok,
                 num(c.ok, c.fds),
@@ -1748,6 +1785,7 @@ fn render_ebpf_json(rows: &[SpliceRow], stall: &[StallRow], part: &EbpfPart) -> 
                 num(c.ok, c.tcp_listen),
                 num(c.ok, c.udp),
                 c.nofile,
+                c.ports,
                 json_str(&c.note)
             )
         })
@@ -2969,8 +3007,8 @@ mod tests {
         1\tpasta-rs-ebpf\tok\t268435456\t0\t2.0\t1048576\t270532608\t8000000000\t7700000000\t-\n\
         2\tpasta-rs-ebpf\tok\t16777216\t1\t0.4\t2097152\t20971520\t8000000000\t7980000000\t-\n\
         1\tloopback\tfail\t-\t-\t-\t-\t-\t-\t-\tstall server did not start\n";
-    const EBPF_FDS_TSV: &str = "pasta-rs\tok\t149215\t149200\t74600\t74600\t1048576\t-\n\
-        pasta-rs-ebpf\tfail\t-\t-\t-\t-\t20000\texited while binding: too many open files\n";
+    const EBPF_FDS_TSV: &str = "pasta-rs\tok\t74620\t74606\t37303\t37303\t1048576\t37303\t-\n\
+        pasta-rs-ebpf\tfail\t-\t-\t-\t-\t20000\t4950\texited while binding: too many open files\n";
 
     fn ebpf_part() -> EbpfPart {
         EbpfPart {
@@ -2997,7 +3035,20 @@ mod tests {
         assert_eq!((r.tcp_mem_growth(), r.avail_drop()), (23068672.0, 30000000.0));
         assert!(!p.stall[1].blocked);
         assert!(!p.stall[3].ok && p.stall[3].note == "stall server did not start");
-        assert_eq!(p.fds[0], FdCount { tool: "pasta-rs".into(), ok: true, fds: 149215, sockets: 149200, tcp_listen: 74600, udp: 74600, nofile: 1048576, note: String::new() });
+        assert_eq!(
+            p.fds[0],
+            FdCount {
+                tool: "pasta-rs".into(),
+                ok: true,
+                fds: 74620,
+                sockets: 74606,
+                tcp_listen: 37303,
+                udp: 37303,
+                nofile: 1048576,
+                ports: 37303,
+                note: String::new()
+            }
+        );
         assert!(!p.fds[1].ok && p.fds[1].note.contains("too many open files"));
         assert!(parse_ebpf_status("").unwrap().is_empty() && parse_stall_runs("\n").unwrap().is_empty());
     }
@@ -3019,7 +3070,7 @@ mod tests {
             let e = parse_stall_runs(line).unwrap_err().to_string();
             assert!(e.contains("ebpf-mem.tsv line 1: ") && e.contains(want), "{line}: {e}");
         }
-        let e = parse_fd_counts("pasta-rs\tok\tmany\t1\t1\t1\t9\t-").unwrap_err().to_string();
+        let e = parse_fd_counts("pasta-rs\tok\tmany\t1\t1\t1\t9\t9\t-").unwrap_err().to_string();
         assert!(e.contains("ebpf-fds.tsv line 1: bad fds 'many'"), "{e}");
         let e = parse_rate_runs("ebpf.tsv", "1\tpasta-rs\ttcp-rr\t4\tok\t1\t1\n").unwrap_err().to_string();
         assert!(e.contains("ebpf.tsv line 1: 7 fields, want 9"), "{e}");
@@ -3061,11 +3112,11 @@ mod tests {
         assert!(md.contains("| TCP host -> namespace (-t), IPv4, Gbit/s | - | fail | - | - | - |"), "{md}");
         assert!(md.contains("- pasta-rs --ebpf failed 1 eBPF section run(s): forwarder not running"), "{md}");
         assert!(md.contains("| pasta-rs splice | 1 of 1 | 20.0 | 22.0 | 28.6 |"), "{md}");
-        assert!(md.contains("| pasta-rs --ebpf | 1 of 2 | 136 (16.0-256) | 138 (18.0-257) | 153 (19.1-286) |"), "{md}");
+        assert!(md.contains("| pasta-rs --ebpf | 1 of 2 | 136 (16.0 to 256) | 138 (18.0 to 257) | 153 (19.1 to 286) |"), "{md}");
         assert!(md.contains("| loopback | 0 of 0, 1/1 fail | - | - | - |"), "{md}");
         assert!(md.contains("- loopback stalled reader, round 1: failed: stall server did not start"), "{md}");
-        assert!(md.contains("| pasta-rs splice | 149215 | 149200 | 74600 | 74600 | 1048576 |"), "{md}");
-        assert!(md.contains("| pasta-rs --ebpf | fail | - | - | - | 20000 |"), "{md}");
+        assert!(md.contains("| pasta-rs splice | 37303 | 74620 | 74606 | 37303 | 37303 | 1048576 |"), "{md}");
+        assert!(md.contains("| pasta-rs --ebpf | 4950 | fail | - | - | - | 20000 |"), "{md}");
         assert!(md.contains("- pasta-rs --ebpf -t all -u all: exited while binding"), "{md}");
         let bars = |l: &str| l.matches('|').count();
         for table in md.split("\n\n").filter(|b| b.starts_with('|')) {
@@ -3088,7 +3139,8 @@ mod tests {
         assert!(j.contains("\"tool\": \"pasta-rs-ebpf\", \"ok\": true, \"sent\": 268435456, \"blocked\": false,"), "{j}");
         assert!(j.contains("\"tool\": \"loopback\", \"ok\": false, \"sent\": null, \"blocked\": null,"), "{j}");
         assert!(j.contains("\"tool\": \"pasta-rs-ebpf\", \"runs\": 2, \"ok\": 2, \"blocked\": 1, \"sent\": {\"median\": 142606336,"), "{j}");
-        assert!(j.contains("{\"tool\": \"pasta-rs\", \"ok\": true, \"fds\": 149215, \"sockets\": 149200,"), "{j}");
+        assert!(j.contains("{\"tool\": \"pasta-rs\", \"ok\": true, \"fds\": 74620, \"sockets\": 74606,"), "{j}");
+        assert!(j.contains("\"nofile\": 20000, \"ports\": 4950, \"note\": \"exited while binding: too many open files\"}"), "{j}");
         assert!(j.contains("\"parts\": \"ebpf\""), "{j}");
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         assert_eq!(j.matches('[').count(), j.matches(']').count());
