@@ -42,9 +42,10 @@
 #   BENCH_MTUS    tap MTUs, space separated ("65520 1500")
 #   BENCH_TOOLS   "ID=PATH ..." with ID one of pasta-rs, debian-pasta, slirp4netns
 # and optionally
-#   BENCH_PARTS   "tap", "splice" or "tap splice" (the default): which parts run;
-#                 the splice part is described and its splice.tsv documented
-#                 under "splice path" below
+#   BENCH_PARTS   a subset of "tap splice ebpf" (default "tap splice"): which
+#                 parts run; the splice part is described and its splice.tsv
+#                 documented under "splice path" below, the ebpf part and its
+#                 files under "eBPF section"
 #
 # Output: $BENCH_OUT/runs.tsv, one line per iperf3 run, tab separated:
 #   round tool mtu af dir status bytes secs cpu_s note
@@ -94,7 +95,7 @@ bench_setup() {
 	# but never the bench's own ports as ephemeral ones (a client's TIME_WAIT
 	# socket on 5202 made later iperf3 servers fail with "Address already in use")
 	sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1 \
-		net.ipv4.ip_local_reserved_ports=5201-5203
+		net.ipv4.ip_local_reserved_ports=5201-5204
 	ip netns add up || return 2
 	$NSX/up sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 	$NSX/up ip link set lo up
@@ -132,6 +133,7 @@ bench_env() {
 FWD_PID="" HOLD_PID=""
 # pasta's port options: none for the tap runs; the splice part sets its ports
 FWD_PORTS=(-t none -u none -T none -U none)
+FWD_PRE=() FWD_EXTRA=() FWD_REAL_ROOT=""
 
 # fwd_start ID BIN MTU: user namespace + netns fw-ID, forwarder attached to it.
 # Sets FWD_PID and HOLD_PID. Fails if the forwarder exits or the namespace does
@@ -151,12 +153,17 @@ fwd_start() {
 	# connection-rate runs: room for TIME_WAIT sockets of short connections,
 	# the bench's own ports excepted
 	$NSX/$ns sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1 \
-		net.ipv4.ip_local_reserved_ports=5201-5203
+		net.ipv4.ip_local_reserved_ports=5201-5204
 	$NSX/$ns ip link set lo up
+	# FWD_REAL_ROOT (eBPF section): pasta as root of the initial user
+	# namespace, which may load eBPF programs; FWD_PRE: a command prefix
+	# (prlimit); FWD_EXTRA: more pasta options (--ebpf ...)
+	local userns=(nsenter --user=/proc/$HOLD_PID/ns/user)
+	[[ -n ${FWD_REAL_ROOT:-} ]] && userns=()
 	case $id in
-	pasta-rs | debian-pasta)
-		nsenter --user=/proc/$HOLD_PID/ns/user "$bin" --config-net -m "$mtu" \
-			"${FWD_PORTS[@]}" -f -l "$log" --netns /run/netns/$ns \
+	pasta-rs | pasta-rs-ebpf | debian-pasta)
+		"${FWD_PRE[@]}" "${userns[@]}" "$bin" --config-net -m "$mtu" \
+			"${FWD_PORTS[@]}" "${FWD_EXTRA[@]}" -f -l "$log" --netns /run/netns/$ns \
 			>>"$log.out" 2>&1 &
 		;;
 	slirp4netns)
@@ -326,6 +333,11 @@ EOF
 # transactions (rr.py), secs = their duration, cpu_s and note as in runs.tsv.
 SPLICE_PATHS="tcp-h2n:4 tcp-h2n:6 tcp-n2h:4 tcp-n2h:6 tcp-rr:4 tcp-crr:4 udp-rr:4"
 RR=$BENCH_DIR/rr.py
+# the eBPF section's wrappers, empty elsewhere: CGX=(prefix) runs a command in
+# the section's cgroup; SRV_BIND=1 binds TCP servers to the wildcard address
+# of the run's family only (0.0.0.0, or :: with IPV6_V6ONLY), not [::]
+# dual-stack
+CGX=() SRV_BIND=""
 
 want_part() { [[ " $BENCH_PARTS " == *" $1 "* ]]; }
 
@@ -338,10 +350,10 @@ splice_record() {
 # splice_one ROUND ID PATH AF
 splice_one() {
 	local round=$1 id=$2 path=$3 af=$4 tag="s$1-$2-$3-v$4"
-	local dst=127.0.0.1 port=5203 proto=t srvns=() clins=() srv=() cli=()
+	local dst=127.0.0.1 bind=0.0.0.0 port=5203 proto=t srvns=() clins=() srv=() cli=()
 	local out=$BENCH_OUT/raw/$tag.out err=$BENCH_OUT/raw/$tag.err
 	local spid c0 c1 rc res cpu note
-	[[ $af == 6 ]] && dst=::1
+	[[ $af == 6 ]] && dst=::1 bind=::
 	if [[ $id != loopback ]]; then
 		if [[ -z $FWD_PID ]] || ! alive $FWD_PID; then
 			splice_record "$round" "$id" "$path" "$af" fail 0 0 - "forwarder not running${FWD_FAIL:+: $FWD_FAIL}"
@@ -358,11 +370,11 @@ splice_one() {
 	case $path in
 	tcp-h2n | tcp-n2h)
 		[[ $path == tcp-h2n ]] && port=5201 || port=5202
-		srv=(iperf3 -s -1 -p $port)
+		srv=(iperf3 -s -1 -p $port ${SRV_BIND:+-B $bind})
 		cli=(iperf3 -c $dst -p $port -t "$BENCH_SECS" -J --connect-timeout 3000)
 		;;
 	tcp-rr | tcp-crr)
-		srv=(python3 "$RR" serve-tcp $port)
+		srv=(python3 "$RR" serve-tcp $port ${SRV_BIND:+$bind})
 		cli=(python3 "$RR" "$path" $dst $port "$BENCH_SECS")
 		;;
 	udp-rr)
@@ -371,7 +383,7 @@ splice_one() {
 		cli=(python3 "$RR" udp-rr $dst $port "$BENCH_SECS")
 		;;
 	esac
-	"${srvns[@]}" timeout -k 2 $((BENCH_SECS + 40)) "${srv[@]}" >"$BENCH_OUT/raw/$tag.server" 2>&1 &
+	"${srvns[@]}" "${CGX[@]}" timeout -k 2 $((BENCH_SECS + 40)) "${srv[@]}" >"$BENCH_OUT/raw/$tag.server" 2>&1 &
 	spid=$!
 	wait_until 5 splice_listening "$proto" "$port" "${srvns[@]}" || {
 		# say why, and who holds the port (for the record under the table)
@@ -384,7 +396,7 @@ splice_one() {
 	}
 	c0="" c1=""
 	[[ $id != loopback ]] && c0=$(cpu_ticks $FWD_PID)
-	"${clins[@]}" timeout -k 2 $((BENCH_SECS + 20)) "${cli[@]}" >"$out" 2>"$err"
+	"${clins[@]}" "${CGX[@]}" timeout -k 2 $((BENCH_SECS + 20)) "${cli[@]}" >"$out" 2>"$err"
 	rc=$?
 	[[ $id != loopback ]] && c1=$(cpu_ticks $FWD_PID)
 	kill $spid 2>/dev/null
@@ -447,6 +459,255 @@ splice_all() {
 	done
 }
 
+# ---- eBPF section -----------------------------------------------------------
+# pasta-rs's spliced TCP path with and without --ebpf, beside plain loopback,
+# in the same run. pasta-rs runs as root of the initial user namespace in both
+# columns (so the only difference is --ebpf); with --ebpf it loads its own
+# programs, and its sockops program watches the cgroup v2 EBPF_CG that this
+# section creates (mktemp -d under the cgroup2 mount) and moves every client
+# and server into (CGX) before they open a socket. Servers bind 0.0.0.0, not
+# [::] (dual-stack listeners stay on splice); -t connects to the namespace's
+# own address, -T to the host's 127.0.0.1. Tools, round-robin per round:
+#   pasta-rs       pasta --config-net -t 5201,5203,5204 -T 5202 -u none -U none
+#   pasta-rs-ebpf  the same plus --ebpf --ebpf-cgroup EBPF_CG
+#   loopback       no forwarder, client and server over lo of this netns
+# Per session: the paths of EBPF_PATHS (see "splice path" above) and one
+# stalled-reader run (stall_one). Before the rounds, ebpf_fds counts what
+# pasta-rs holds for -t all -u all with and without --ebpf.
+# Output:
+#   $EBPF (ebpf.tsv): the format of splice.tsv
+#   $EBPF_STATUS (ebpf-status.tsv): round tool state detail, one line per
+#     pasta-rs-ebpf start: state loaded (pasta logged "eBPF programs loaded"),
+#     off (it logged "eBPF off, using splice(): WHY", detail WHY) or unknown
+#     (neither line within 5 s, or it did not start)
+#   $EBPF_MEM (ebpf-mem.tsv): round tool status sent blocked secs tcp_mem0
+#     tcp_mem1 avail0 avail1 note: rr.py stall-client's fields (bytes, 1|0,
+#     seconds, bytes x4), "-" for each if it failed
+#   $EBPF_FDS (ebpf-fds.tsv): tool status fds sockets tcp_listen udp nofile
+#     ports note: entries of /proc/PID/fd, those that are sockets, pasta's TCP
+#     listeners and UDP sockets as `ss -p` lists them, the fd limit
+#     (RLIMIT_NOFILE) pasta had, and how many ports "all" covered
+#   $BENCH_OUT/ebpf-cgroup: the cgroup's path while it exists (the bench
+#     removes it if this script is killed first)
+EBPF_PATHS="tcp-h2n:4 tcp-n2h:4 tcp-rr:4 tcp-crr:4"
+EBPF=$BENCH_OUT/ebpf.tsv
+EBPF_STATUS=$BENCH_OUT/ebpf-status.tsv
+EBPF_MEM=$BENCH_OUT/ebpf-mem.tsv
+EBPF_FDS=$BENCH_OUT/ebpf-fds.tsv
+EBPF_CG="" EBPF_CG_FAIL=""
+# the stalled reader: port, bytes it reads before it stops, the client's cap
+# (bytes) and how long no write fits before it counts as blocked (seconds)
+STALL_PORT=5204 STALL_READ=$((1 << 20)) STALL_CAP=$((256 << 20)) STALL_IDLE=2
+STALL_LIMIT=60
+# -t all -u all: "all" is every port outside the ephemeral range pasta reads
+# at start. Where this machine lets us raise the hard fd limit
+# (CAP_SYS_RESOURCE) to FDS_NOFILE: the kernel's default range (the lab's
+# 1024-65535 would leave "all" nothing above 1023); else, with the machine's
+# hard limit N, a range that leaves "all" (N - 200) / 4 ports, so that one
+# socket per port, protocol and family fits
+FDS_PORT_RANGE="32768 60999" FDS_NOFILE=1048576 FDS_SETTLE=60
+
+# tsv_record FILE FIELD...: one tab-separated line
+tsv_record() {
+	local f=$1 IFS=$'\t'
+	shift
+	echo "$*" >>"$f"
+}
+
+# ebpf_cgroup: create EBPF_CG under the cgroup2 mount and set CGX, or say why
+# not in EBPF_CG_FAIL (the pasta-rs-ebpf runs then fail with it)
+ebpf_cgroup() {
+	local mnt
+	mnt=$(findmnt -n -o TARGET -t cgroup2 | head -n 1)
+	[[ -n $mnt ]] || { EBPF_CG_FAIL="no cgroup v2 mount for --ebpf-cgroup"; return 1; }
+	EBPF_CG=$(mktemp -d "$mnt/passt-bench.XXXXXX") ||
+		{ EBPF_CG_FAIL="cannot create a cgroup under $mnt"; EBPF_CG=""; return 1; }
+	echo "$EBPF_CG" >"$BENCH_OUT/ebpf-cgroup"
+	# shellcheck disable=SC2016
+	CGX=(bash -c 'echo 0 >"$0/cgroup.procs" && exec "$@"' "$EBPF_CG")
+	log "eBPF section: clients and servers in cgroup $EBPF_CG"
+}
+
+ebpf_cgroup_remove() {
+	[[ -n $EBPF_CG ]] && rmdir "$EBPF_CG" 2>/dev/null && rm -f "$BENCH_OUT/ebpf-cgroup"
+	CGX=()
+}
+
+# ebpf_status ROUND: what pasta-rs-ebpf's log says about its programs
+ebpf_status() {
+	local round=$1 log=$BENCH_OUT/logs/pasta-rs-ebpf-$FWD_TAG.log line
+	if [[ -z $FWD_PID ]]; then
+		tsv_record "$EBPF_STATUS" "$round" pasta-rs-ebpf unknown "not started: ${FWD_FAIL:-?}"
+		return
+	fi
+	wait_until 5 grep -q -e 'eBPF programs loaded' -e 'eBPF off' "$log" "$log.out" 2>/dev/null
+	line=$(grep -h -o -e 'eBPF programs loaded.*' -e 'eBPF off.*' "$log" "$log.out" 2>/dev/null | head -n 1 |
+		tr '\t\n' '  ' | cut -c1-200 | sed 's/ *$//')
+	case $line in
+	'eBPF programs loaded'*) tsv_record "$EBPF_STATUS" "$round" pasta-rs-ebpf loaded "$line" ;;
+	'eBPF off'*) tsv_record "$EBPF_STATUS" "$round" pasta-rs-ebpf off "${line#eBPF off, using splice(): }" ;;
+	*) tsv_record "$EBPF_STATUS" "$round" pasta-rs-ebpf unknown "no eBPF line in its log within 5 s" ;;
+	esac
+	log "pasta-rs-ebpf: ${line:-no eBPF line in its log}"
+}
+
+# stall_one ROUND ID: a client writing to a server that reads STALL_READ
+# bytes and stops: bytes sent until no write fits for STALL_IDLE s, kernel
+# TCP memory and MemAvailable before and then (rr.py stall-client)
+stall_one() {
+	local round=$1 id=$2 tag="m$1-$2" dst=127.0.0.1 srvns=() spid rc res note
+	local out=$BENCH_OUT/raw/$tag.out err=$BENCH_OUT/raw/$tag.err
+	local fail=(- - - - - - -)
+	if [[ $id != loopback ]]; then
+		if [[ -z $FWD_PID ]] || ! alive $FWD_PID; then
+			tsv_record "$EBPF_MEM" "$round" "$id" fail "${fail[@]}" "forwarder not running${FWD_FAIL:+: $FWD_FAIL}"
+			return
+		fi
+		srvns=($NSX/fw-$id)
+	fi
+	"${srvns[@]}" "${CGX[@]}" timeout -k 2 $((STALL_LIMIT + 10)) \
+		python3 "$RR" stall-server $STALL_PORT 0.0.0.0 $STALL_READ >"$BENCH_OUT/raw/$tag.server" 2>&1 &
+	spid=$!
+	if ! wait_until 5 splice_listening t $STALL_PORT "${srvns[@]}"; then
+		tsv_record "$EBPF_MEM" "$round" "$id" fail "${fail[@]}" "stall server did not start"
+		kill $spid 2>/dev/null; wait $spid 2>/dev/null
+		return
+	fi
+	"${CGX[@]}" timeout -k 2 $STALL_LIMIT \
+		python3 "$RR" stall-client $dst $STALL_PORT $STALL_CAP $STALL_IDLE >"$out" 2>"$err"
+	rc=$?
+	kill $spid 2>/dev/null
+	wait $spid 2>/dev/null
+	res=$(head -n 1 "$out")
+	if ((rc == 0)) && [[ $res =~ ^[0-9]+\ [01]\ [0-9.]+(\ [0-9]+){4}$ ]]; then
+		# shellcheck disable=SC2086
+		tsv_record "$EBPF_MEM" "$round" "$id" ok $res -
+		log "$tag: $res (sent blocked secs tcp_mem0 tcp_mem1 avail0 avail1)"
+	else
+		note=$(tail -n 1 "$err")
+		((rc == 124 || rc == 137)) && note="timed out after $STALL_LIMIT s; $note"
+		[[ -z $note ]] && note="stall client exit status $rc"
+		note=$(printf '%s' "$note" | tr '\t\n' '  ' | cut -c1-200)
+		tsv_record "$EBPF_MEM" "$round" "$id" fail "${fail[@]}" "$note"
+		log "$tag: fail ($note)"
+	fi
+}
+
+# no_time_wait: no TCP socket of this netns is in TIME_WAIT (one would hold
+# its local port against a listener without SO_REUSEADDR)
+no_time_wait() {
+	[[ -z $(ss -Htan state time-wait 2>/dev/null | head -n 1) ]]
+}
+
+# fd_count PID: entries of /proc/PID/fd, empty if gone
+fd_count() {
+	local n
+	n=$(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) && ((n > 0)) && echo "$n"
+}
+
+# ebpf_fds ID BIN: start pasta-rs (ID pasta-rs or pasta-rs-ebpf) with -t all
+# -u all once no socket here is in TIME_WAIT (at most 70 s: earlier parts'
+# short connections), wait until its fd count holds still for 2 s (at most
+# FDS_SETTLE s), count what it holds; the note counts the ports pasta logged
+# "Listen failed" for
+ebpf_fds() {
+	local id=$1 bin=$2 range prev="" n="" i fds socks tl ul note=- nofile eph lo hi ports
+	range=$(sysctl -n net.ipv4.ip_local_port_range | tr -s '\t ' ' ')
+	if prlimit --nofile=$FDS_NOFILE:$FDS_NOFILE true 2>/dev/null; then
+		FWD_PRE=(prlimit --nofile=$FDS_NOFILE:$FDS_NOFILE) nofile=$FDS_NOFILE eph=$FDS_PORT_RANGE
+	else
+		FWD_PRE=() nofile=$(ulimit -Hn)
+		lo=$(((nofile - 200) / 4 + 1))
+		((lo < 2)) && lo=2
+		eph="$lo 65535"
+	fi
+	read -r lo hi <<<"$eph"
+	ports=$((lo - 1 + 65535 - hi))
+	sysctl -qw net.ipv4.ip_local_port_range="$eph"
+	FWD_PORTS=(-t all -u all -T none -U none) FWD_TAG=fds FWD_FAIL=""
+	wait_until 70 no_time_wait || log "$id: TIME_WAIT sockets left after 70 s"
+	if [[ $id == pasta-rs-ebpf ]]; then
+		FWD_EXTRA=(--ebpf ${EBPF_CG:+--ebpf-cgroup "$EBPF_CG"})
+	else
+		FWD_EXTRA=()
+	fi
+	if ! fwd_start "$id" "$bin" 65520; then
+		tsv_record "$EBPF_FDS" "$id" fail - - - - "$nofile" "$ports" "${FWD_FAIL:-did not start}"
+		fwd_stop "$id"
+		sysctl -qw net.ipv4.ip_local_port_range="$range"
+		FWD_PRE=() FWD_EXTRA=()
+		return
+	fi
+	for ((i = 0; i < FDS_SETTLE; i++)); do
+		n=$(fd_count $FWD_PID) || break
+		[[ $n == "$prev" ]] && ((i >= 2)) && break
+		prev=$n
+		sleep 1
+	done
+	sysctl -qw net.ipv4.ip_local_port_range="$range"
+	if [[ -z $n ]] || ! alive $FWD_PID; then
+		tsv_record "$EBPF_FDS" "$id" fail - - - - "$nofile" "$ports" "exited while binding: $(tail -n 1 "$BENCH_OUT/logs/$id-fds.log" | tr '\t' ' ' | cut -c1-150)"
+	else
+		local log=$BENCH_OUT/logs/$id-fds.log failed
+		failed=$(grep -c 'Listen failed' "$log")
+		note=""
+		((i >= FDS_SETTLE)) && note="fd count still changing after $FDS_SETTLE s; "
+		((failed > 0)) && note+="$failed listens failed, e.g. $(grep -m 1 -o 'Listen failed.*' "$log" | tr '\t' ' ' | cut -c1-120)"
+		note=${note%; }
+		[[ -z $note ]] && note=-
+		fds=$(fd_count $FWD_PID)
+		socks=$(find "/proc/$FWD_PID/fd" -mindepth 1 -maxdepth 1 -lname 'socket:*' 2>/dev/null | wc -l)
+		tl=$(ss -Htlnp 2>/dev/null | grep -c "pid=$FWD_PID,")
+		ul=$(ss -Hualnp 2>/dev/null | grep -c "pid=$FWD_PID,")
+		tsv_record "$EBPF_FDS" "$id" ok "$fds" "$socks" "$tl" "$ul" "$nofile" "$ports" "$note"
+		log "$id -t all -u all ($ports ports, fd limit $nofile): $fds fds, $socks sockets, $tl TCP listeners, $ul UDP sockets"
+	fi
+	fwd_stop "$id"
+	FWD_PRE=() FWD_EXTRA=()
+}
+
+# ebpf_all: the -t all -u all counts, then every round, pasta-rs,
+# pasta-rs-ebpf and loopback round-robin (order rotated by one per round),
+# every path of EBPF_PATHS and a stalled reader each
+ebpf_all() {
+	local bin="" t round k n id p tools=(pasta-rs pasta-rs-ebpf loopback)
+	for t in $BENCH_TOOLS; do
+		[[ ${t%%=*} == pasta-rs ]] && bin=${t#*=}
+	done
+	[[ -n $bin ]] || { log "eBPF section: pasta-rs is not among the tools; skipped"; return; }
+	: >"$EBPF"; : >"$EBPF_STATUS"; : >"$EBPF_MEM"; : >"$EBPF_FDS"
+	ebpf_cgroup || log "eBPF section: $EBPF_CG_FAIL"
+	n=${#tools[@]}
+	# splice_one's output file and server binding for this section
+	local SPLICE=$EBPF SRV_BIND=1
+	FWD_REAL_ROOT=1
+	# first, while the fewest of this section's connections linger
+	ebpf_fds pasta-rs "$bin"
+	ebpf_fds pasta-rs-ebpf "$bin"
+	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+		for ((k = 0; k < n; k++)); do
+			id=${tools[(k + round - 1) % n]}
+			log "eBPF round $round: $id"
+			FWD_FAIL="" FWD_TAG=ebpf-r$round FWD_PORTS=(-t 5201,5203,$STALL_PORT -T 5202 -u none -U none)
+			FWD_EXTRA=()
+			[[ $id == pasta-rs-ebpf ]] && FWD_EXTRA=(--ebpf --ebpf-cgroup "$EBPF_CG")
+			if [[ $id == pasta-rs-ebpf && -n $EBPF_CG_FAIL ]]; then
+				FWD_FAIL=$EBPF_CG_FAIL FWD_PID=""
+			elif [[ $id != loopback ]] && ! fwd_start "$id" "$bin" 65520; then
+				fwd_stop "$id"   # every run below records "forwarder not running"
+			fi
+			[[ $id == pasta-rs-ebpf ]] && ebpf_status "$round"
+			for p in $EBPF_PATHS; do
+				splice_one "$round" "$id" "${p%:*}" "${p#*:}"
+			done
+			stall_one "$round" "$id"
+			[[ $id != loopback ]] && fwd_stop "$id"
+		done
+	done
+	FWD_REAL_ROOT="" FWD_EXTRA=()
+	ebpf_cgroup_remove
+}
+
 # ---- main -------------------------------------------------------------------
 bench_setup || exit $?
 bench_env
@@ -477,6 +738,8 @@ for ((round = 1; round <= tap_rounds; round++)); do
 	done
 done
 want_part splice && splice_all
+want_part ebpf && ebpf_all
 log "bench done: tap $(grep -c $'\tok\t' "$RUNS") ok, $(grep -c $'\tfail\t' "$RUNS") failed runs;" \
-	"splice $(grep -c $'\tok\t' "$SPLICE") ok, $(grep -c $'\tfail\t' "$SPLICE") failed runs"
+	"splice $(grep -c $'\tok\t' "$SPLICE") ok, $(grep -c $'\tfail\t' "$SPLICE") failed runs;" \
+	"eBPF section $(grep -c $'\tok\t' "$EBPF" 2>/dev/null) ok, $(grep -c $'\tfail\t' "$EBPF" 2>/dev/null) failed runs"
 exit 0

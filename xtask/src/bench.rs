@@ -1,8 +1,8 @@
 //! # Theory of operation
 //!
 //! `cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST]
-//! [--guest-tools LIST] [--only tap|splice|guest] [--no-install]`: three
-//! parts, all by default.
+//! [--guest-tools LIST] [--only tap|splice|ebpf|guest] [--ebpf]
+//! [--no-install]`: four parts, all by default (`--ebpf` is `--only ebpf`).
 //!
 //! - tap: iperf3 TCP throughput through the tap of pasta-rs, side by side in
 //!   the same run with Debian's pasta (`/usr/bin/pasta`, package `passt`) and
@@ -17,6 +17,36 @@
 //!   ratios pasta-rs / Debian pasta and each / loopback. Rows come from
 //!   `target/bench/splice.tsv` ([`parse_splice_runs`]); the table follows
 //!   the tap table, bench.json holds `splice_runs` and `splice_summary`;
+//! - ebpf (the eBPF section): pasta-rs's spliced TCP path without `--ebpf`
+//!   (splice) and with `--ebpf --ebpf-cgroup CG`, beside the same clients
+//!   over plain loopback, one session per tool and round, round-robin:
+//!   iperf3 host -> namespace (`-t`) and namespace -> host (`-T`), 64-byte
+//!   round trips and connections per second through `-t` (IPv4), with the
+//!   ratios eBPF / splice and loopback / splice. Both pasta-rs columns run
+//!   as root of the initial user namespace (so that `--ebpf` can load its
+//!   own programs: the only difference between them is the flag); the lab
+//!   creates a cgroup v2 CG under the cgroup2 mount and starts every client
+//!   and server in it (the sockops program sees only sockets of processes in
+//!   CG that were created after the attach), and the servers listen on
+//!   0.0.0.0, not dual-stack `[::]`, which the short-circuit leaves on
+//!   splice. Whether the programs loaded is read from pasta's log ("eBPF
+//!   programs loaded", or "eBPF off, using splice(): WHY") and stated above
+//!   the table ([`ebpf_status_phrase`]): an eBPF column at ~1.0x with the
+//!   programs loaded means no feature short-circuited those flows. Each
+//!   session also runs a stalled reader (`rr.py stall-client`: a server
+//!   reads 1 MiB then stops; bytes the client wrote until no write fitted
+//!   for 2 s, or 256 MiB if it never blocked; /proc/net/sockstat's TCP
+//!   memory and MemAvailable before and then, both machine-wide). First,
+//!   pasta-rs without and with `--ebpf` starts once with `-t all -u all`
+//!   (after the lab's TIME_WAIT sockets are gone: they would hold ports
+//!   against its listeners): its /proc/PID/fd entries, sockets, and TCP
+//!   listeners and UDP sockets as `ss -p` lists them (with SK_LOOKUP, a
+//!   handful instead of one per port), and how many ports it logged
+//!   "Listen failed" for. Rows come from `target/bench/ebpf.tsv` (splice.tsv's format),
+//!   `ebpf-status.tsv`, `ebpf-mem.tsv` and `ebpf-fds.tsv`
+//!   ([`read_ebpf_part`]); the section follows the splice table; bench.json
+//!   holds `ebpf_runs`, `ebpf_summary`, `ebpf_status`, `ebpf_stall`,
+//!   `ebpf_stall_summary` and `ebpf_fds`;
 //! - guest: iperf3 from a real QEMU guest through passt-rs in stream mode
 //!   (`passt-rs`), Debian's passt in stream mode (`debian-passt`,
 //!   `/usr/bin/passt`) and passt-rs as a vhost-user back-end
@@ -68,7 +98,11 @@
 //!
 //! Limits: one machine's numbers; the client, server and forwarder share its
 //! CPUs, so other load skews them (the medians and ranges show how much).
-//! CPU time has clock-tick resolution (10 ms at `CLK_TCK` 100).
+//! CPU time has clock-tick resolution (10 ms at `CLK_TCK` 100). The eBPF
+//! section measures IPv4 only; its memory figures are machine-wide, so other
+//! load shows in them (TCP memory less than MemAvailable); its `-t all`
+//! count covers fewer ports than the kernel's default when the bench cannot
+//! raise the fd limit (no CAP_SYS_RESOURCE: lab-bench.sh's FDS_PORT_RANGE).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -139,6 +173,8 @@ struct Opts {
     tap: bool,
     /// Run the splice part (`--only splice`, or by default).
     splice: bool,
+    /// Run the eBPF section (`--only ebpf`, `--ebpf`, or by default).
+    ebpf: bool,
     /// Run the guest part (`--only guest`, or by default).
     guest: bool,
     /// Selected guest back-ends, in column order.
@@ -147,7 +183,7 @@ struct Opts {
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST]
-                         [--only tap|splice|guest] [--no-install]
+                         [--only tap|splice|ebpf|guest] [--ebpf] [--no-install]
   --rounds N    rounds, each running every path with every tool (default 3)
   --secs S      seconds per run (default 5; the guest part: per direction)
   --quick       1 round x 2 s (smoke test)
@@ -157,8 +193,12 @@ usage: cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--gue
                 comma-separated subset of passt-rs,debian-passt,passt-rs-vu
                 (the guest part's back-ends: stream, stream, vhost-user)
   --only PART   tap (iperf3 through the tap), splice (pasta's loopback
-                relay beside plain loopback) or guest (iperf3 from a QEMU
-                guest through passt, ../shared/guest/guestlab.sh); default all
+                relay beside plain loopback), ebpf (pasta-rs's spliced TCP
+                with and without --ebpf beside plain loopback, a stalled
+                reader, fds held for -t all -u all) or guest (iperf3 from a
+                QEMU guest through passt, ../shared/guest/guestlab.sh);
+                default all
+  --ebpf        the same as --only ebpf
   --no-install  do not install missing Debian packages";
 
 fn parse_args(args: &[OsString]) -> Result<Opts> {
@@ -169,6 +209,7 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
         tools: TOOLS.iter().collect(),
         tap: true,
         splice: true,
+        ebpf: true,
         guest: true,
         guest_tools: GUEST_TOOLS.iter().collect(),
     };
@@ -189,11 +230,13 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
                 o.secs = 2;
             }
             "--no-install" => o.install = false,
+            "--ebpf" => (o.tap, o.splice, o.ebpf, o.guest) = (false, false, true, false),
             "--only" => match it.next().as_deref() {
-                Some("tap") => (o.tap, o.splice, o.guest) = (true, false, false),
-                Some("splice") => (o.tap, o.splice, o.guest) = (false, true, false),
-                Some("guest") => (o.tap, o.splice, o.guest) = (false, false, true),
-                v => bail!("--only: want tap, splice or guest, not {}", v.unwrap_or("nothing")),
+                Some("tap") => (o.tap, o.splice, o.ebpf, o.guest) = (true, false, false, false),
+                Some("splice") => (o.tap, o.splice, o.ebpf, o.guest) = (false, true, false, false),
+                Some("ebpf") => (o.tap, o.splice, o.ebpf, o.guest) = (false, false, true, false),
+                Some("guest") => (o.tap, o.splice, o.ebpf, o.guest) = (false, false, false, true),
+                v => bail!("--only: want tap, splice, ebpf or guest, not {}", v.unwrap_or("nothing")),
             },
             "--guest-tools" => {
                 let v = it.next().context("--guest-tools needs a list")?;
@@ -239,7 +282,10 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     if !is_root()? {
         bail!("bench must run as root (unshare --net --mount --pid for the private lab)");
     }
-    let lab_part = opts.tap || opts.splice;
+    let lab_part = opts.tap || opts.splice || opts.ebpf;
+    if opts.ebpf && !opts.tools.iter().any(|t| t.id == OURS) {
+        bail!("the eBPF section measures pasta-rs: --tools must include it");
+    }
     if opts.install {
         let mut pkgs: Vec<&str> = Vec::new();
         if lab_part {
@@ -343,6 +389,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     let t0 = Instant::now();
     let mut killed = false;
     let (mut runs, mut splice_runs, mut env) = (Vec::new(), Vec::new(), String::new());
+    let mut ebpf = EbpfPart::default();
     if lab_part {
         let lab_limit = lab_limit_secs(&opts);
         let mtus: Vec<String> = MTUS.iter().map(u16::to_string).collect();
@@ -375,6 +422,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         let text = std::fs::read_to_string(&splice_file)
             .with_context(|| format!("cannot read {}", splice_file.display()))?;
         splice_runs = parse_splice_runs(&text)?;
+        ebpf = read_ebpf_part(&out)?;
         env = std::fs::read_to_string(out.join("env.txt")).unwrap_or_default();
     }
     let guest_runs =
@@ -392,6 +440,14 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         md.push('\n');
         md.push_str(&render_splice_markdown(&splice_rows, &stools, &opts, &splice_runs));
     }
+    let ebpf_rows = summarise_splice(&ebpf.runs, &ebpf_tools());
+    let stall_rows = summarise_stall(&ebpf.stall);
+    if opts.ebpf {
+        if !md.ends_with("\n\n") {
+            md.push('\n');
+        }
+        md.push_str(&render_ebpf_markdown(&ebpf_rows, &stall_rows, &opts, &ebpf));
+    }
     let guest_rows = summarise_guest(&guest_runs, &opts.guest_tools);
     if opts.guest {
         if !md.ends_with("\n\n") {
@@ -404,12 +460,12 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     std::fs::write(&md_path, &md).with_context(|| format!("cannot write {}", md_path.display()))?;
     let json_path = out.join("bench.json");
     let json = render_json(
-        &summary,
-        &runs,
+        (&summary, &runs),
         &opts,
         &env,
         elapsed,
         (&splice_rows, &splice_runs),
+        (&ebpf_rows, &stall_rows, &ebpf),
         (&guest_rows, &guest_runs, &guest_env),
     );
     std::fs::write(&json_path, json)
@@ -418,7 +474,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     if killed {
         return Ok(ExitCode::FAILURE);
     }
-    Ok(exit_code(&runs, &splice_runs, &guest_runs))
+    Ok(exit_code(&runs, &splice_runs, &ebpf.runs, &guest_runs))
 }
 
 /// The selected parts, space-separated, in run order: a subset of "tap
@@ -431,14 +487,17 @@ fn parts(o: &Opts) -> String {
     if o.splice {
         v.push("splice");
     }
+    if o.ebpf {
+        v.push("ebpf");
+    }
     if o.guest {
         v.push("guest");
     }
     v.join(" ")
 }
 
-/// `BENCH_PARTS` for the lab script: "tap", "splice" or "tap splice" (the
-/// guest part does not use the lab).
+/// `BENCH_PARTS` for the lab script: the selected parts among "tap splice
+/// ebpf" (the guest part does not use the lab).
 fn lab_parts(o: &Opts) -> String {
     let mut v = Vec::new();
     if o.tap {
@@ -447,13 +506,20 @@ fn lab_parts(o: &Opts) -> String {
     if o.splice {
         v.push("splice");
     }
+    if o.ebpf {
+        v.push("ebpf");
+    }
     v.join(" ")
 }
 
-/// 0 if any run (tap, splice or guest) succeeded, else 1 (every tool failed
-/// everywhere).
-fn exit_code(runs: &[Run], splice_runs: &[SpliceRun], guest_runs: &[GuestRun]) -> ExitCode {
-    if runs.iter().any(|r| r.ok) || splice_runs.iter().any(|r| r.ok) || guest_runs.iter().any(|r| r.ok) {
+/// 0 if any run (tap, splice, eBPF section or guest) succeeded, else 1
+/// (every tool failed everywhere).
+fn exit_code(runs: &[Run], splice_runs: &[SpliceRun], ebpf_runs: &[SpliceRun], guest_runs: &[GuestRun]) -> ExitCode {
+    if runs.iter().any(|r| r.ok)
+        || splice_runs.iter().any(|r| r.ok)
+        || ebpf_runs.iter().any(|r| r.ok)
+        || guest_runs.iter().any(|r| r.ok)
+    {
         ExitCode::SUCCESS
     } else {
         eprintln!("xtask: bench: every run of every tool failed");
@@ -465,12 +531,14 @@ fn exit_code(runs: &[Run], splice_runs: &[SpliceRun], guest_runs: &[GuestRun]) -
 /// for the two iperf3 paths, IPv4 for the other three.
 const SPLICE_RUNS_PER_SESSION: u64 = 7;
 
-/// Upper bound of the lab (tap and splice parts) in seconds: per forwarder
-/// start 21 s (5 s namespace, 10 s addresses, 6 s stop), per run the client
-/// limit (S + 20 s) plus 10 s for the server and the kill, and 60 s for
-/// set-up. 0 if neither part is selected.
+/// Upper bound of the lab (tap and splice parts, eBPF section) in seconds:
+/// per forwarder start 21 s (5 s namespace, 10 s addresses, 6 s stop), per
+/// run the client limit (S + 20 s) plus 10 s for the server and the kill,
+/// per stalled reader and `-t all` count their own limits
+/// ([`EBPF_STALL_LIMIT_S`], [`EBPF_FDS_LIMIT_S`]), and 60 s for set-up. 0
+/// if none of them is selected.
 fn lab_limit_secs(o: &Opts) -> u64 {
-    if !o.tap && !o.splice {
+    if !o.tap && !o.splice && !o.ebpf {
         return 0;
     }
     let per_run = u64::from(o.secs) + 30;
@@ -482,6 +550,10 @@ fn lab_limit_secs(o: &Opts) -> u64 {
     if o.splice {
         let sessions = u64::from(o.rounds) * splice_tools(&o.tools).len() as u64;
         secs += sessions * (21 + SPLICE_RUNS_PER_SESSION * per_run);
+    }
+    if o.ebpf {
+        let sessions = u64::from(o.rounds) * EBPF_TOOLS.len() as u64;
+        secs += sessions * (21 + EBPF_RUNS_PER_SESSION * per_run + EBPF_STALL_LIMIT_S) + 2 * EBPF_FDS_LIMIT_S;
     }
     secs
 }
@@ -986,6 +1058,12 @@ impl SpliceRun {
 /// # Errors
 /// A line with another field count or an unparsable field, naming the line.
 fn parse_splice_runs(text: &str) -> Result<Vec<SpliceRun>> {
+    parse_rate_runs("splice.tsv", text)
+}
+
+/// [`parse_splice_runs`] for a file of that format named `file` in errors
+/// (splice.tsv, ebpf.tsv).
+fn parse_rate_runs(file: &str, text: &str) -> Result<Vec<SpliceRun>> {
     let mut runs = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -994,9 +1072,9 @@ fn parse_splice_runs(text: &str) -> Result<Vec<SpliceRun>> {
         let n = i + 1;
         let f: Vec<&str> = line.split('\t').collect();
         let [round, tool, path, af, status, count, secs, cpu, note] = f[..] else {
-            bail!("splice.tsv line {n}: {} fields, want 9: {line:?}", f.len());
+            bail!("{file} line {n}: {} fields, want 9: {line:?}", f.len());
         };
-        let bad = |what: &str, v: &str| format!("splice.tsv line {n}: bad {what} '{v}'");
+        let bad = |what: &str, v: &str| format!("{file} line {n}: bad {what} '{v}'");
         let af = match af {
             "4" => 4,
             "6" => 6,
@@ -1083,12 +1161,9 @@ fn summarise_splice(runs: &[SpliceRun], tools: &[&'static Tool]) -> Vec<SpliceRo
     rows
 }
 
-fn splice_label(id: &str) -> &str {
-    if id == LOOPBACK.id {
-        LOOPBACK.label
-    } else {
-        label(id)
-    }
+/// The label of tool `id` among `tools`, else its id.
+fn tool_label<'a>(tools: &[&'a Tool], id: &'a str) -> &'a str {
+    tools.iter().find(|t| t.id == id).map_or(id, |t| t.label)
 }
 
 /// The splice report: a heading, the table, failure notes.
@@ -1104,14 +1179,30 @@ fn render_splice_markdown(rows: &[SpliceRow], tools: &[&'static Tool], o: &Opts,
          of the medians.\n",
         o.rounds, o.secs
     );
-    let ratios: Vec<(&str, &str)> = SPLICE_RATIOS
+    s.push_str(&render_rate_table(rows, tools, SPLICE_RATIOS, runs, "splice"));
+    s
+}
+
+/// A table of rate rows (the splice part's and the eBPF section's): one
+/// column per tool of `tools`, then one per ratio of `ratios` whose two tools
+/// are there; then why runs failed, one line per tool and reason ("failed N
+/// `what` run(s): why").
+fn render_rate_table(
+    rows: &[SpliceRow],
+    tools: &[&'static Tool],
+    ratios: &[(&str, &str)],
+    runs: &[SpliceRun],
+    what: &str,
+) -> String {
+    let mut s = String::new();
+    let ratios: Vec<(&str, &str)> = ratios
         .iter()
         .copied()
         .filter(|(a, b)| tools.iter().any(|t| t.id == *a) && tools.iter().any(|t| t.id == *b))
         .collect();
     let mut head = vec!["path".to_string()];
     head.extend(tools.iter().map(|t| t.label.to_string()));
-    head.extend(ratios.iter().map(|(a, b)| format!("{} / {}", splice_label(a), splice_label(b))));
+    head.extend(ratios.iter().map(|(a, b)| format!("{} / {}", tool_label(tools, a), tool_label(tools, b))));
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
     for r in rows {
@@ -1134,7 +1225,7 @@ fn render_splice_markdown(rows: &[SpliceRow], tools: &[&'static Tool], o: &Opts,
         s.push('\n');
     }
     for (t, why, n) in &reasons {
-        let _ = writeln!(s, "- {} failed {n} splice run(s): {why}", splice_label(t));
+        let _ = writeln!(s, "- {} failed {n} {what} run(s): {why}", tool_label(tools, t));
     }
     s
 }
@@ -1142,7 +1233,13 @@ fn render_splice_markdown(rows: &[SpliceRow], tools: &[&'static Tool], o: &Opts,
 /// The splice part of bench.json: `"splice_runs": [...], "splice_summary":
 /// [...]` (two members, no surrounding braces, no trailing comma).
 fn render_splice_json(rows: &[SpliceRow], runs: &[SpliceRun]) -> String {
-    let mut s = String::from("  \"splice_runs\": [\n");
+    render_rate_json("splice", rows, runs, SPLICE_RATIOS)
+}
+
+/// `"NAME_runs": [...], "NAME_summary": [...]` for rate rows and their runs,
+/// the summary's ratios from `ratios` (see [`ratios_json`]).
+fn render_rate_json(name: &str, rows: &[SpliceRow], runs: &[SpliceRun], ratios: &[(&str, &str)]) -> String {
+    let mut s = format!("  \"{name}_runs\": [\n");
     let lines: Vec<String> = runs
         .iter()
         .map(|r| {
@@ -1164,12 +1261,12 @@ fn render_splice_json(rows: &[SpliceRow], runs: &[SpliceRun]) -> String {
         })
         .collect();
     s.push_str(&lines.join(",\n"));
-    s.push_str("\n  ],\n  \"splice_summary\": [\n");
+    let _ = write!(s, "\n  ],\n  \"{name}_summary\": [\n");
     let mut lines = Vec::new();
     for r in rows {
         for c in &r.cells {
             let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
-            let ratios = ratios_json(SPLICE_RATIOS, c.tool, &r.cells);
+            let ratios = ratios_json(ratios, c.tool, &r.cells);
             lines.push(format!(
                 "    {{\"path\": {}, \"af\": {}, \"tool\": {}, \"unit\": {}, \"runs\": {}, \"ok\": {}, \
                  \"median\": {}, \"min\": {}, \"max\": {}, \"ratios\": {{{}}}}}",
@@ -1188,6 +1285,512 @@ fn render_splice_json(rows: &[SpliceRow], runs: &[SpliceRun]) -> String {
     }
     s.push_str(&lines.join(",\n"));
     s.push_str("\n  ]");
+    s
+}
+
+// ---- eBPF section -------------------------------------------------------------
+
+/// The tool id of pasta-rs started with `--ebpf --ebpf-cgroup CG` in the
+/// eBPF section (ebpf.tsv, ebpf-mem.tsv, ebpf-fds.tsv, bench.json).
+const EBPF_OURS: &str = "pasta-rs-ebpf";
+
+/// The eBPF section's tools, in column order: pasta-rs without `--ebpf`
+/// (splice), with it, both as root of the initial user namespace, and the
+/// [`LOOPBACK`] ceiling.
+const EBPF_TOOLS: &[Tool] = &[
+    Tool { id: OURS, label: "pasta-rs splice", peer: false },
+    Tool { id: EBPF_OURS, label: "pasta-rs --ebpf", peer: false },
+    LOOPBACK,
+];
+
+/// The ratios of the eBPF table: (numerator, denominator) tool ids.
+const EBPF_RATIOS: &[(&str, &str)] = &[(EBPF_OURS, OURS), ("loopback", OURS)];
+
+/// Rate runs per eBPF session (lab-bench.sh's EBPF_PATHS); each session
+/// also runs one stalled reader.
+const EBPF_RUNS_PER_SESSION: u64 = 4;
+
+/// Limits of lab-bench.sh's eBPF section, seconds: a stalled-reader run
+/// (client limit, server grace and start), and a `-t all -u all` count
+/// (forwarder start and stop, the TIME_WAIT wait, FDS_SETTLE, the `ss`
+/// listings).
+const EBPF_STALL_LIMIT_S: u64 = 60 + 10 + 5;
+const EBPF_FDS_LIMIT_S: u64 = 21 + 70 + 60 + 30;
+
+fn ebpf_tools() -> Vec<&'static Tool> {
+    EBPF_TOOLS.iter().collect()
+}
+
+/// What pasta-rs `--ebpf` logged about its programs at one start (a line of
+/// ebpf-status.tsv).
+#[derive(Clone, Debug, PartialEq)]
+struct EbpfStatus {
+    /// Round, from 1.
+    round: u32,
+    /// `loaded` ("eBPF programs loaded"), `off` ("eBPF off, using splice():
+    /// WHY") or `unknown` (neither, or pasta did not start).
+    state: String,
+    /// The log line (`loaded`), WHY (`off`) or what happened (`unknown`).
+    detail: String,
+}
+
+/// One stalled-reader run (a line of ebpf-mem.tsv): a client writing to a
+/// server that read 1 MiB and stopped (`rr.py stall-client`).
+#[derive(Clone, Debug, PartialEq)]
+struct StallRun {
+    /// Round, from 1.
+    round: u32,
+    /// Tool id ([`EBPF_TOOLS`]).
+    tool: String,
+    /// The client ran and reported.
+    ok: bool,
+    /// Bytes the client wrote before no write fitted for 2 s, or until the
+    /// cap (256 MiB) when it never blocked.
+    sent: u64,
+    /// The client blocked (false: it reached the cap).
+    blocked: bool,
+    /// Seconds until the last write that fitted (or the cap).
+    secs: f64,
+    /// Kernel TCP memory before connecting and once blocked, bytes
+    /// (/proc/net/sockstat "TCP: mem" pages x page size, machine-wide).
+    tcp_mem: (u64, u64),
+    /// MemAvailable before connecting and once blocked, bytes (machine-wide).
+    avail: (u64, u64),
+    /// Why it failed; empty if none.
+    note: String,
+}
+
+impl StallRun {
+    /// Growth of kernel TCP memory while the client filled the path, bytes
+    /// (negative if it shrank).
+    fn tcp_mem_growth(&self) -> f64 {
+        self.tcp_mem.1 as f64 - self.tcp_mem.0 as f64
+    }
+    /// Drop of MemAvailable over the same time, bytes (negative if it grew).
+    fn avail_drop(&self) -> f64 {
+        self.avail.0 as f64 - self.avail.1 as f64
+    }
+}
+
+/// What pasta-rs held with `-t all -u all` (a line of ebpf-fds.tsv).
+#[derive(Clone, Debug, PartialEq)]
+struct FdCount {
+    /// Tool id: pasta-rs or pasta-rs-ebpf.
+    tool: String,
+    /// pasta started and was counted.
+    ok: bool,
+    /// Entries of /proc/PID/fd.
+    fds: u64,
+    /// Those that are sockets.
+    sockets: u64,
+    /// TCP listeners `ss -tlnp` lists for pasta.
+    tcp_listen: u64,
+    /// UDP sockets `ss -ualnp` lists for pasta.
+    udp: u64,
+    /// pasta's fd limit (RLIMIT_NOFILE): raised to 2^20 where the bench may
+    /// (CAP_SYS_RESOURCE), else the machine's hard limit.
+    nofile: u64,
+    /// Ports `all` covered (those outside the ephemeral range pasta read):
+    /// 37303 with the kernel's default range, fewer when the fd limit could
+    /// not be raised (see lab-bench.sh's FDS_PORT_RANGE).
+    ports: u64,
+    /// Why it failed, or a remark; empty if none.
+    note: String,
+}
+
+/// Everything the eBPF section measured.
+#[derive(Debug, Default, PartialEq)]
+struct EbpfPart {
+    /// Rate runs (ebpf.tsv, the format of splice.tsv).
+    runs: Vec<SpliceRun>,
+    /// One per pasta-rs `--ebpf` start.
+    status: Vec<EbpfStatus>,
+    /// Stalled-reader runs.
+    stall: Vec<StallRun>,
+    /// `-t all -u all` counts.
+    fds: Vec<FdCount>,
+}
+
+/// The tab-separated fields of each non-empty line of `text`, which must
+/// number `want`.
+///
+/// # Errors
+/// A line with another field count, naming `file` and the line.
+fn tsv_lines<'a>(file: &str, text: &'a str, want: usize) -> Result<Vec<(usize, Vec<&'a str>)>> {
+    let mut v = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != want {
+            bail!("{file} line {}: {} fields, want {want}: {line:?}", i + 1, f.len());
+        }
+        v.push((i + 1, f));
+    }
+    Ok(v)
+}
+
+/// `v` parsed as `T`, or an error naming `file`, the line `n` and `what`.
+fn tsv_field<T: std::str::FromStr>(file: &str, n: usize, what: &str, v: &str) -> Result<T> {
+    v.parse().map_err(|_| anyhow::anyhow!("{file} line {n}: bad {what} '{v}'"))
+}
+
+/// A tsv status field: `ok` or `fail`.
+///
+/// # Errors
+/// Anything else, naming `file` and the line `n`.
+fn tsv_ok(file: &str, n: usize, v: &str) -> Result<bool> {
+    match v {
+        "ok" => Ok(true),
+        "fail" => Ok(false),
+        s => bail!("{file} line {n}: bad status '{s}'"),
+    }
+}
+
+/// `note` of a tsv line: "-" is none.
+fn tsv_note(note: &str) -> String {
+    if note == "-" { String::new() } else { note.to_string() }
+}
+
+/// Parse ebpf-status.tsv: `round tool state detail` per line, tool
+/// pasta-rs-ebpf, state `loaded|off|unknown`.
+///
+/// # Errors
+/// A malformed line, naming it.
+fn parse_ebpf_status(text: &str) -> Result<Vec<EbpfStatus>> {
+    const F: &str = "ebpf-status.tsv";
+    tsv_lines(F, text, 4)?
+        .into_iter()
+        .map(|(n, f)| {
+            if !matches!(f[2], "loaded" | "off" | "unknown") {
+                bail!("{F} line {n}: bad state '{}'", f[2]);
+            }
+            Ok(EbpfStatus { round: tsv_field(F, n, "round", f[0])?, state: f[2].into(), detail: tsv_note(f[3]) })
+        })
+        .collect()
+}
+
+/// Parse ebpf-mem.tsv: `round tool status sent blocked secs tcp_mem0
+/// tcp_mem1 avail0 avail1 note` per line, status `ok|fail`; on `fail` the
+/// seven numbers are `-`.
+///
+/// # Errors
+/// A malformed line, naming it.
+fn parse_stall_runs(text: &str) -> Result<Vec<StallRun>> {
+    const F: &str = "ebpf-mem.tsv";
+    tsv_lines(F, text, 11)?
+        .into_iter()
+        .map(|(n, f)| {
+            let ok = tsv_ok(F, n, f[2])?;
+            let num = |i: usize, what: &str| if ok { tsv_field::<u64>(F, n, what, f[i]) } else { Ok(0) };
+            let secs: f64 = if ok { tsv_field(F, n, "secs", f[5])? } else { 0.0 };
+            if !secs.is_finite() || secs < 0.0 {
+                bail!("{F} line {n}: bad secs '{}'", f[5]);
+            }
+            Ok(StallRun {
+                round: tsv_field(F, n, "round", f[0])?,
+                tool: f[1].to_string(),
+                ok,
+                sent: num(3, "sent")?,
+                blocked: match (ok, f[4]) {
+                    (false, _) | (true, "0") => false,
+                    (true, "1") => true,
+                    (true, b) => bail!("{F} line {n}: bad blocked '{b}'"),
+                },
+                secs,
+                tcp_mem: (num(6, "tcp_mem0")?, num(7, "tcp_mem1")?),
+                avail: (num(8, "avail0")?, num(9, "avail1")?),
+                note: tsv_note(f[10]),
+            })
+        })
+        .collect()
+}
+
+/// Parse ebpf-fds.tsv: `tool status fds sockets tcp_listen udp nofile
+/// ports note` per line, status `ok|fail`; on `fail` the first four counts
+/// are `-`.
+///
+/// # Errors
+/// A malformed line, naming it.
+fn parse_fd_counts(text: &str) -> Result<Vec<FdCount>> {
+    const F: &str = "ebpf-fds.tsv";
+    tsv_lines(F, text, 9)?
+        .into_iter()
+        .map(|(n, f)| {
+            let ok = tsv_ok(F, n, f[1])?;
+            let num = |i: usize, what: &str| if ok { tsv_field::<u64>(F, n, what, f[i]) } else { Ok(0) };
+            Ok(FdCount {
+                tool: f[0].to_string(),
+                ok,
+                fds: num(2, "fds")?,
+                sockets: num(3, "sockets")?,
+                tcp_listen: num(4, "tcp_listen")?,
+                udp: num(5, "udp")?,
+                nofile: tsv_field(F, n, "nofile", f[6])?,
+                ports: tsv_field(F, n, "ports", f[7])?,
+                note: tsv_note(f[8]),
+            })
+        })
+        .collect()
+}
+
+/// Read the eBPF section's files from `out` (missing files: nothing
+/// measured), and remove the section's cgroup if the lab was killed before
+/// it could (`out/ebpf-cgroup` names it; only a `passt-bench.*` directory).
+///
+/// # Errors
+/// A file that exists but does not parse.
+fn read_ebpf_part(out: &std::path::Path) -> Result<EbpfPart> {
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+    let cg = read("ebpf-cgroup");
+    let cg = std::path::Path::new(cg.trim());
+    if cg.file_name().is_some_and(|n| n.to_string_lossy().starts_with("passt-bench.")) {
+        match std::fs::remove_dir(cg) {
+            Ok(()) => eprintln!("xtask: bench: removed the eBPF section's cgroup {}", cg.display()),
+            Err(e) => eprintln!("xtask: bench: cannot remove the eBPF section's cgroup {}: {e}", cg.display()),
+        }
+    }
+    Ok(EbpfPart {
+        runs: parse_rate_runs("ebpf.tsv", &read("ebpf.tsv"))?,
+        status: parse_ebpf_status(&read("ebpf-status.tsv"))?,
+        stall: parse_stall_runs(&read("ebpf-mem.tsv"))?,
+        fds: parse_fd_counts(&read("ebpf-fds.tsv"))?,
+    })
+}
+
+/// One line on pasta-rs `--ebpf`'s programs over all its starts: "loaded in
+/// N of M starts", then each other outcome with its count and reason.
+fn ebpf_status_phrase(status: &[EbpfStatus]) -> String {
+    if status.is_empty() {
+        return "never started".into();
+    }
+    let loaded = status.iter().filter(|s| s.state == "loaded").count();
+    let mut s = format!("eBPF programs loaded in {loaded} of {} start(s)", status.len());
+    let mut others: Vec<(&str, &str, usize)> = Vec::new();
+    for st in status.iter().filter(|s| s.state != "loaded") {
+        match others.iter_mut().find(|(a, d, _)| *a == st.state && *d == st.detail) {
+            Some(e) => e.2 += 1,
+            None => others.push((&st.state, &st.detail, 1)),
+        }
+    }
+    for (state, detail, n) in others {
+        let _ = write!(s, "; {state} in {n}: {detail}");
+    }
+    s
+}
+
+/// `bytes` in MiB with three significant digits.
+fn mib(bytes: f64) -> String {
+    sig3(bytes / f64::from(1u32 << 20))
+}
+
+/// A [`spread`] over `ok` runs in MiB: "median (min to max)" (the values
+/// may be negative), the median alone for one run, "-" for none.
+fn mib_cell(x: Option<(f64, f64, f64)>, ok: usize) -> String {
+    match x {
+        None => "-".into(),
+        Some((m, lo, hi)) if ok > 1 => format!("{} ({} to {})", mib(m), mib(lo), mib(hi)),
+        Some((m, _, _)) => mib(m),
+    }
+}
+
+/// One row of the stalled-reader table per tool of [`EBPF_TOOLS`] that ran.
+#[derive(Debug, PartialEq)]
+struct StallRow {
+    /// Tool id.
+    tool: &'static str,
+    /// Runs attempted, succeeded, and blocked before the cap.
+    runs: usize,
+    ok: usize,
+    blocked: usize,
+    /// Median, minimum, maximum over the successful runs: bytes sent, TCP
+    /// memory growth (bytes), MemAvailable drop (bytes).
+    sent: Option<(f64, f64, f64)>,
+    tcp_mem_growth: Option<(f64, f64, f64)>,
+    avail_drop: Option<(f64, f64, f64)>,
+}
+
+fn summarise_stall(runs: &[StallRun]) -> Vec<StallRow> {
+    EBPF_TOOLS
+        .iter()
+        .filter_map(|t| {
+            let mine: Vec<&StallRun> = runs.iter().filter(|r| r.tool == t.id).collect();
+            let good: Vec<&StallRun> = mine.iter().copied().filter(|r| r.ok).collect();
+            let of = |f: fn(&StallRun) -> f64| spread(&good.iter().map(|r| f(r)).collect::<Vec<_>>());
+            (!mine.is_empty()).then(|| StallRow {
+                tool: t.id,
+                runs: mine.len(),
+                ok: good.len(),
+                blocked: good.iter().filter(|r| r.blocked).count(),
+                sent: of(|r| r.sent as f64),
+                tcp_mem_growth: of(StallRun::tcp_mem_growth),
+                avail_drop: of(StallRun::avail_drop),
+            })
+        })
+        .collect()
+}
+
+/// The eBPF section of the report: heading, what pasta logged, the rate
+/// table, the stalled-reader table and the `-t all -u all` counts.
+fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: &EbpfPart) -> String {
+    let tools = ebpf_tools();
+    let mut s = String::new();
+    let _ = writeln!(s, "## eBPF section: pasta-rs with and without --ebpf beside plain loopback\n");
+    let _ = writeln!(
+        s,
+        "pasta-rs's spliced TCP path (`-t`/`-T`, host loopback <-> namespace loopback) \
+         without `--ebpf` (splice) and with `--ebpf --ebpf-cgroup CG`, both started as root \
+         of the initial user namespace, clients and servers in the cgroup CG the bench \
+         created, IPv4 servers bound to 0.0.0.0 (not dual-stack); loopback: the same client and server over `lo` \
+         of one namespace, no relay. {} round(s) x {} s, tools round-robin per round. Cells: \
+         median (min-max) of the successful runs. Ratios: of the medians.\n",
+        o.rounds, o.secs
+    );
+    let _ = writeln!(s, "- pasta-rs --ebpf: {}\n", ebpf_status_phrase(&part.status));
+    s.push_str(&render_rate_table(rows, &tools, EBPF_RATIOS, &part.runs, "eBPF section"));
+    let _ = writeln!(s, "\n### Stalled reader\n");
+    let _ = writeln!(
+        s,
+        "A client writes 64 KiB at a time through `-t` to a server that reads 1 MiB and \
+         stops; the client counts as blocked when no write fits for 2 s, and stops at 256 MiB \
+         if it never blocks. Kernel TCP memory (/proc/net/sockstat) and MemAvailable are \
+         machine-wide, read before connecting and once blocked: other load on the machine \
+         shows in them. MiB: median (min to max).\n"
+    );
+    let _ = writeln!(s, "| tool | blocked | sent until blocked or the cap, MiB | kernel TCP memory growth, MiB | MemAvailable drop, MiB |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for r in stall {
+        let mut blocked = format!("{} of {}", r.blocked, r.ok);
+        if r.ok < r.runs {
+            let _ = write!(blocked, ", {}/{} fail", r.runs - r.ok, r.runs);
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {blocked} | {} | {} | {} |",
+            tool_label(&tools, r.tool),
+            mib_cell(r.sent, r.ok),
+            mib_cell(r.tcp_mem_growth, r.ok),
+            mib_cell(r.avail_drop, r.ok)
+        );
+    }
+    if part.stall.iter().any(|r| !r.ok) {
+        s.push('\n');
+    }
+    for r in part.stall.iter().filter(|r| !r.ok) {
+        let _ = writeln!(s, "- {} stalled reader, round {}: failed: {}", tool_label(&tools, &r.tool), r.round, r.note);
+    }
+    let _ = writeln!(s, "\n### -t all -u all: what pasta-rs holds\n");
+    let _ = writeln!(
+        s,
+        "pasta-rs started with `-t all -u all`, counted once its fd count held still: \
+         /proc/PID/fd entries, the sockets among them, and its TCP listeners and UDP sockets \
+         as `ss -p` lists them. Ports: how many `all` covered (every port outside the \
+         ephemeral range: the kernel's default 32768-60999 where the bench could raise the fd \
+         limit, else a range that leaves room under the machine's hard limit).\n"
+    );
+    let _ = writeln!(s, "| tool | ports | fds | sockets | TCP listeners | UDP sockets | fd limit |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for c in &part.fds {
+        let label = tool_label(&tools, &c.tool);
+        if c.ok {
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {} | {} | {} | {} | {} |",
+                c.ports, c.fds, c.sockets, c.tcp_listen, c.udp, c.nofile
+            );
+        } else {
+            let _ = writeln!(s, "| {label} | {} | fail | - | - | - | {} |", c.ports, c.nofile);
+        }
+    }
+    if part.fds.iter().any(|c| !c.note.is_empty()) {
+        s.push('\n');
+    }
+    for c in part.fds.iter().filter(|c| !c.note.is_empty()) {
+        let _ = writeln!(s, "- {} -t all -u all: {}", tool_label(&tools, &c.tool), c.note);
+    }
+    s
+}
+
+/// The eBPF section of bench.json: `ebpf_runs`, `ebpf_summary` (as the
+/// splice part's), `ebpf_status`, `ebpf_stall` (runs, bytes),
+/// `ebpf_stall_summary` and `ebpf_fds` (members, no surrounding braces, no
+/// trailing comma).
+fn render_ebpf_json(rows: &[SpliceRow], stall: &[StallRow], part: &EbpfPart) -> String {
+    let mut s = render_rate_json("ebpf", rows, &part.runs, EBPF_RATIOS);
+    let join = |v: Vec<String>| v.join(",\n");
+    let status: Vec<String> = part
+        .status
+        .iter()
+        .map(|x| {
+            format!("    {{\"round\": {}, \"state\": {}, \"detail\": {}}}", x.round, json_str(&x.state), json_str(&x.detail))
+        })
+        .collect();
+    let _ = write!(s, ",\n  \"ebpf_status\": [\n{}\n  ]", join(status));
+    let num = |ok: bool, x: u64| if ok { x.to_string() } else { "null".into() };
+    let runs: Vec<String> = part
+        .stall
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"round\": {}, \"tool\": {}, \"ok\": {}, \"sent\": {}, \"blocked\": {}, \"secs\": {}, \
+                 \"tcp_mem_before\": {}, \"tcp_mem_after\": {}, \"mem_available_before\": {}, \
+                 \"mem_available_after\": {}, \"note\": {}}}",
+                r.round,
+                json_str(&r.tool),
+                r.ok,
+                num(r.ok, r.sent),
+                if r.ok { r.blocked.to_string() } else { "null".into() },
+                json_num(r.ok.then_some(r.secs)),
+                num(r.ok, r.tcp_mem.0),
+                num(r.ok, r.tcp_mem.1),
+                num(r.ok, r.avail.0),
+                num(r.ok, r.avail.1),
+                json_str(&r.note)
+            )
+        })
+        .collect();
+    let _ = write!(s, ",\n  \"ebpf_stall\": [\n{}\n  ]", join(runs));
+    let trio = |x: Option<(f64, f64, f64)>| {
+        let (m, lo, hi) = x.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
+        format!("{{\"median\": {}, \"min\": {}, \"max\": {}}}", json_num(m), json_num(lo), json_num(hi))
+    };
+    let rows: Vec<String> = stall
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"tool\": {}, \"runs\": {}, \"ok\": {}, \"blocked\": {}, \"sent\": {}, \
+                 \"tcp_mem_growth\": {}, \"mem_available_drop\": {}}}",
+                json_str(r.tool),
+                r.runs,
+                r.ok,
+                r.blocked,
+                trio(r.sent),
+                trio(r.tcp_mem_growth),
+                trio(r.avail_drop)
+            )
+        })
+        .collect();
+    let _ = write!(s, ",\n  \"ebpf_stall_summary\": [\n{}\n  ]", join(rows));
+    let fds: Vec<String> = part
+        .fds
+        .iter()
+        .map(|c| {
+            format!(
+                "    {{\"tool\": {}, \"ok\": {}, \"fds\": {}, \"sockets\": {}, \"tcp_listen\": {}, \"udp\": {}, \"nofile\": {}, \"ports\": {}, \"note\": {}}}",
+                json_str(&c.tool),
+                c.ok,
+                num(c.ok, c.fds),
+                num(c.ok, c.sockets),
+                num(c.ok, c.tcp_listen),
+                num(c.ok, c.udp),
+                c.nofile,
+                c.ports,
+                json_str(&c.note)
+            )
+        })
+        .collect();
+    let _ = write!(s, ",\n  \"ebpf_fds\": [\n{}\n  ]", join(fds));
     s
 }
 
@@ -1839,15 +2442,16 @@ fn json_num(x: Option<f64>) -> String {
     }
 }
 
-/// bench.json: configuration, environment lines, every run, the summary, and
-/// the splice part's runs and summary ([`render_splice_json`]).
+/// bench.json: configuration, environment lines, every run, the summary,
+/// the splice part's runs and summary ([`render_splice_json`]), the eBPF
+/// section's ([`render_ebpf_json`]) and the guest part's.
 fn render_json(
-    rows: &[Row],
-    runs: &[Run],
+    (rows, runs): (&[Row], &[Run]),
     o: &Opts,
     env: &str,
     elapsed: Duration,
     splice: (&[SpliceRow], &[SpliceRun]),
+    ebpf: (&[SpliceRow], &[StallRow], &EbpfPart),
     guest: (&[GuestRow], &[GuestRun], &str),
 ) -> String {
     let mut s = String::from("{\n");
@@ -1916,6 +2520,8 @@ fn render_json(
     s.push_str(&lines.join(",\n"));
     s.push_str("\n  ],\n");
     s.push_str(&render_splice_json(splice.0, splice.1));
+    s.push_str(",\n");
+    s.push_str(&render_ebpf_json(ebpf.0, ebpf.1, ebpf.2));
     s.push_str(",\n");
     s.push_str(&render_guest_json(guest.0, guest.1, guest.2));
     s.push_str("\n}\n");
@@ -2066,7 +2672,7 @@ mod tests {
         assert_eq!(gbps_cell(&r.cells[2]), "2.00");
         // 1 s at 2 Gbit/s = 0.25 GB for 1 CPU second
         assert!((r.cells[2].cpu_s_per_gb.unwrap() - 4.0).abs() < 1e-9);
-        assert_eq!(exit_code(&runs, &[], &[]), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&runs, &[], &[], &[]), ExitCode::SUCCESS);
     }
 
     #[test]
@@ -2101,8 +2707,8 @@ mod tests {
             run("pasta-rs", 65520, 4, Dir::Send, false, 0.0, None),
             run("slirp4netns", 1500, 6, Dir::Recv, false, 0.0, None),
         ];
-        assert_eq!(exit_code(&runs, &[], &[]), ExitCode::FAILURE);
-        assert_eq!(exit_code(&[], &[], &[]), ExitCode::FAILURE);
+        assert_eq!(exit_code(&runs, &[], &[], &[]), ExitCode::FAILURE);
+        assert_eq!(exit_code(&[], &[], &[], &[]), ExitCode::FAILURE);
     }
 
     #[test]
@@ -2160,7 +2766,7 @@ mod tests {
         ];
         let o = parse_args(&os(&["--tools", "pasta-rs,slirp4netns"])).unwrap();
         let rows = summarise(&runs, &o.tools);
-        let j = render_json(&rows, &runs, &o, "cpus: 2", Duration::from_millis(1500), (&[], &[]), (&[], &[], ""));
+        let j = render_json((&rows, &runs), &o, "cpus: 2", Duration::from_millis(1500), (&[], &[]), (&[], &[], &EbpfPart::default()), (&[], &[], ""));
         assert_eq!(j.matches("\"round\":").count(), 2, "{j}");
         assert_eq!(j.matches("\"gbps_median\":").count(), 2, "{j}");
         assert!(j.contains("\"tool\": \"slirp4netns\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 0.4,"), "{j}");
@@ -2218,8 +2824,8 @@ mod tests {
     #[test]
     fn only_selects_one_part_and_rejects_others() {
         let o = parse_args(&[]).unwrap();
-        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (true, true, true, "tap splice guest"));
-        assert_eq!(lab_parts(&o), "tap splice");
+        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (true, true, true, "tap splice ebpf guest"));
+        assert_eq!(lab_parts(&o), "tap splice ebpf");
         let o = parse_args(&os(&["--only", "splice"])).unwrap();
         assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (false, true, false, "splice"));
         let o = parse_args(&os(&["--only", "tap"])).unwrap();
@@ -2227,8 +2833,12 @@ mod tests {
         let o = parse_args(&os(&["--only", "guest"])).unwrap();
         assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (false, false, true, "guest"));
         assert_eq!(lab_parts(&o), "");
+        for only in [&["--only", "ebpf"][..], &["--ebpf"]] {
+            let o = parse_args(&os(only)).unwrap();
+            assert_eq!((o.tap, o.splice, o.ebpf, o.guest, lab_parts(&o).as_str()), (false, false, true, false, "ebpf"));
+        }
         let e = parse_args(&os(&["--only", "udp"])).unwrap_err();
-        assert!(e.to_string().contains("want tap, splice or guest, not udp"), "{e}");
+        assert!(e.to_string().contains("want tap, splice, ebpf or guest, not udp"), "{e}");
         assert!(parse_args(&os(&["--only"])).is_err());
     }
 
@@ -2312,8 +2922,8 @@ mod tests {
         assert_eq!(gbps_cell(&h2n.cells[0]), "fail");
         assert_eq!(gbps_cell(&h2n.cells[1]), "-");
         assert_eq!(h2n.ratio("pasta-rs", "loopback"), None);
-        assert_eq!(exit_code(&[], &runs, &[]), ExitCode::SUCCESS);
-        assert_eq!(exit_code(&[], &runs[5..6], &[]), ExitCode::FAILURE);
+        assert_eq!(exit_code(&[], &runs, &[], &[]), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&[], &runs[5..6], &[], &[]), ExitCode::FAILURE);
     }
 
     #[test]
@@ -2347,12 +2957,12 @@ mod tests {
         let tools = splice_tools(&all_tools());
         let rows = summarise_splice(&runs, &tools);
         let o = parse_args(&[]).unwrap();
-        let j = render_json(&[], &[], &o, "", Duration::from_secs(1), (&rows, &runs), (&[], &[], ""));
+        let j = render_json((&[], &[]), &o, "", Duration::from_secs(1), (&rows, &runs), (&[], &[], &EbpfPart::default()), (&[], &[], ""));
         assert_eq!(j.matches("\"path\": \"udp-rr\", \"af\": 4, \"ok\": true").count(), 3, "{j}");
         assert!(j.contains("\"ratios\": {\"pasta-rs/debian-pasta\": 2, \"pasta-rs/loopback\": 0.5}"), "{j}");
         assert!(j.contains("\"ratios\": {\"debian-pasta/loopback\": 0.25}"), "{j}");
         assert!(j.contains("\"tool\": \"loopback\", \"unit\": \"round trips/s\", \"runs\": 1, \"ok\": 1, \"median\": 60000,"), "{j}");
-        assert!(j.contains("\"parts\": \"tap splice guest\""), "{j}");
+        assert!(j.contains("\"parts\": \"tap splice ebpf guest\""), "{j}");
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         assert_eq!(j.matches('[').count(), j.matches(']').count());
         assert!(j.ends_with("  ]\n}\n"), "{j}");
@@ -2364,12 +2974,15 @@ mod tests {
         let tap = hard_limit_secs(&parse_args(&os(&["--only", "tap"])).unwrap());
         let splice = hard_limit_secs(&parse_args(&os(&["--only", "splice"])).unwrap());
         let guest = hard_limit_secs(&parse_args(&os(&["--only", "guest"])).unwrap());
+        let ebpf = hard_limit_secs(&parse_args(&os(&["--ebpf"])).unwrap());
         // 3 rounds x 3 splice tools x 7 runs x (5 s + 20 s client limit)
         assert!(splice > 3 * 3 * 7 * 25, "{splice}");
+        // 3 rounds x 3 tools x (4 runs x 25 s + a stalled reader), two fd counts
+        assert!(ebpf > 3 * 3 * (4 * 25 + EBPF_STALL_LIMIT_S) + 2 * EBPF_FDS_LIMIT_S, "{ebpf}");
         // 3 rounds x 3 back-ends x (guestlab's own limit + the outer grace)
         assert_eq!(guest, 3 * 3 * (guest_timeouts(5).outer + 10));
         // the lab's 60 s set-up counts once; the guest part adds its runs
-        assert_eq!(all, tap + splice - 60 + guest);
+        assert_eq!(all, tap + splice + ebpf - 2 * 60 + guest);
     }
 
     #[test]
@@ -2382,6 +2995,175 @@ mod tests {
             let (id, af) = p.split_once(':').unwrap();
             assert!(SplicePath::from_id(id).is_some() && (af == "4" || af == "6"), "{p}");
         }
+    }
+
+    // ---- eBPF section ----
+
+    const EBPF_STATUS_TSV: &str = "1\tpasta-rs-ebpf\tloaded\teBPF programs loaded\n\
+        2\tpasta-rs-ebpf\toff\tnot permitted: failed to create map\n\n\
+        3\tpasta-rs-ebpf\toff\tnot permitted: failed to create map\n";
+    // sent blocked secs tcp_mem0 tcp_mem1 avail0 avail1 (bytes)
+    const EBPF_MEM_TSV: &str = "1\tpasta-rs\tok\t20971520\t1\t0.5\t1048576\t24117248\t8000000000\t7970000000\t-\n\
+        1\tpasta-rs-ebpf\tok\t268435456\t0\t2.0\t1048576\t270532608\t8000000000\t7700000000\t-\n\
+        2\tpasta-rs-ebpf\tok\t16777216\t1\t0.4\t2097152\t20971520\t8000000000\t7980000000\t-\n\
+        1\tloopback\tfail\t-\t-\t-\t-\t-\t-\t-\tstall server did not start\n";
+    const EBPF_FDS_TSV: &str = "pasta-rs\tok\t74620\t74606\t37303\t37303\t1048576\t37303\t-\n\
+        pasta-rs-ebpf\tfail\t-\t-\t-\t-\t20000\t4950\texited while binding: too many open files\n";
+
+    fn ebpf_part() -> EbpfPart {
+        EbpfPart {
+            runs: vec![
+                srun("pasta-rs", SplicePath::TcpRr, 4, true, 20000.0),
+                srun("pasta-rs-ebpf", SplicePath::TcpRr, 4, true, 50000.0),
+                srun("loopback", SplicePath::TcpRr, 4, true, 60000.0),
+                srun("pasta-rs-ebpf", SplicePath::TcpH2n, 4, false, 0.0),
+            ],
+            status: parse_ebpf_status(EBPF_STATUS_TSV).unwrap(),
+            stall: parse_stall_runs(EBPF_MEM_TSV).unwrap(),
+            fds: parse_fd_counts(EBPF_FDS_TSV).unwrap(),
+        }
+    }
+
+    #[test]
+    fn ebpf_tsv_files_parse_into_status_stall_runs_and_fd_counts() {
+        let p = ebpf_part();
+        assert_eq!(p.status.len(), 3);
+        assert_eq!(p.status[1], EbpfStatus { round: 2, state: "off".into(), detail: "not permitted: failed to create map".into() });
+        assert_eq!(p.stall.len(), 4);
+        let r = &p.stall[0];
+        assert!(r.ok && r.blocked && r.sent == 20 << 20 && r.secs == 0.5);
+        assert_eq!((r.tcp_mem_growth(), r.avail_drop()), (23068672.0, 30000000.0));
+        assert!(!p.stall[1].blocked);
+        assert!(!p.stall[3].ok && p.stall[3].note == "stall server did not start");
+        assert_eq!(
+            p.fds[0],
+            FdCount {
+                tool: "pasta-rs".into(),
+                ok: true,
+                fds: 74620,
+                sockets: 74606,
+                tcp_listen: 37303,
+                udp: 37303,
+                nofile: 1048576,
+                ports: 37303,
+                note: String::new()
+            }
+        );
+        assert!(!p.fds[1].ok && p.fds[1].note.contains("too many open files"));
+        assert!(parse_ebpf_status("").unwrap().is_empty() && parse_stall_runs("\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_ebpf_tsv_lines_are_errors_naming_the_file_and_line() {
+        let e = parse_ebpf_status("\n1\tpasta-rs-ebpf\tmaybe\tx\n").unwrap_err().to_string();
+        assert!(e.contains("ebpf-status.tsv line 2: bad state 'maybe'"), "{e}");
+        let e = parse_ebpf_status("1\tpasta-rs-ebpf\tloaded\n").unwrap_err().to_string();
+        assert!(e.contains("ebpf-status.tsv line 1: 3 fields, want 4"), "{e}");
+        let bad_mem = [
+            ("1\tx\tok\t10\t2\t0.5\t1\t2\t3\t4\t-", "bad blocked '2'"),
+            ("1\tx\tok\t-5\t1\t0.5\t1\t2\t3\t4\t-", "bad sent '-5'"),
+            ("1\tx\tok\t10\t1\tNaN\t1\t2\t3\t4\t-", "bad secs 'NaN'"),
+            ("1\tx\tmeh\t10\t1\t0.5\t1\t2\t3\t4\t-", "bad status 'meh'"),
+            ("one\tx\tfail\t-\t-\t-\t-\t-\t-\t-\t-", "bad round 'one'"),
+        ];
+        for (line, want) in bad_mem {
+            let e = parse_stall_runs(line).unwrap_err().to_string();
+            assert!(e.contains("ebpf-mem.tsv line 1: ") && e.contains(want), "{line}: {e}");
+        }
+        let e = parse_fd_counts("pasta-rs\tok\tmany\t1\t1\t1\t9\t9\t-").unwrap_err().to_string();
+        assert!(e.contains("ebpf-fds.tsv line 1: bad fds 'many'"), "{e}");
+        let e = parse_rate_runs("ebpf.tsv", "1\tpasta-rs\ttcp-rr\t4\tok\t1\t1\n").unwrap_err().to_string();
+        assert!(e.contains("ebpf.tsv line 1: 7 fields, want 9"), "{e}");
+    }
+
+    #[test]
+    fn ebpf_status_phrase_counts_loads_and_groups_reasons() {
+        let p = ebpf_part();
+        assert_eq!(
+            ebpf_status_phrase(&p.status),
+            "eBPF programs loaded in 1 of 3 start(s); off in 2: not permitted: failed to create map"
+        );
+        assert_eq!(ebpf_status_phrase(&[]), "never started");
+    }
+
+    #[test]
+    fn stall_rows_hold_medians_and_block_counts_per_tool() {
+        let rows = summarise_stall(&ebpf_part().stall);
+        assert_eq!(rows.iter().map(|r| r.tool).collect::<Vec<_>>(), ["pasta-rs", "pasta-rs-ebpf", "loopback"]);
+        let e = &rows[1];
+        assert_eq!((e.runs, e.ok, e.blocked), (2, 2, 1));
+        assert_eq!(e.sent, Some((142606336.0, 16777216.0, 268435456.0)));
+        assert_eq!((rows[2].ok, rows[2].sent), (0, None));
+    }
+
+    #[test]
+    fn ebpf_markdown_has_ratios_to_splice_the_stall_and_fd_tables() {
+        let p = ebpf_part();
+        let rows = summarise_splice(&p.runs, &ebpf_tools());
+        let stall = summarise_stall(&p.stall);
+        let o = parse_args(&os(&["--ebpf"])).unwrap();
+        let md = render_ebpf_markdown(&rows, &stall, &o, &p);
+        assert!(md.contains("- pasta-rs --ebpf: eBPF programs loaded in 1 of 3 start(s); off in 2: "), "{md}");
+        assert!(
+            md.contains("| path | pasta-rs splice | pasta-rs --ebpf | loopback | pasta-rs --ebpf / pasta-rs splice | loopback / pasta-rs splice |"),
+            "{md}"
+        );
+        assert!(md.contains("| TCP 64-byte round trips (-t), IPv4, round trips/s | 20000 | 50000 | 60000 | 2.50 | 3.00 |"), "{md}");
+        assert!(md.contains("| TCP host -> namespace (-t), IPv4, Gbit/s | - | fail | - | - | - |"), "{md}");
+        assert!(md.contains("- pasta-rs --ebpf failed 1 eBPF section run(s): forwarder not running"), "{md}");
+        assert!(md.contains("| pasta-rs splice | 1 of 1 | 20.0 | 22.0 | 28.6 |"), "{md}");
+        assert!(md.contains("| pasta-rs --ebpf | 1 of 2 | 136 (16.0 to 256) | 138 (18.0 to 257) | 153 (19.1 to 286) |"), "{md}");
+        assert!(md.contains("| loopback | 0 of 0, 1/1 fail | - | - | - |"), "{md}");
+        assert!(md.contains("- loopback stalled reader, round 1: failed: stall server did not start"), "{md}");
+        assert!(md.contains("| pasta-rs splice | 37303 | 74620 | 74606 | 37303 | 37303 | 1048576 |"), "{md}");
+        assert!(md.contains("| pasta-rs --ebpf | 4950 | fail | - | - | - | 20000 |"), "{md}");
+        assert!(md.contains("- pasta-rs --ebpf -t all -u all: exited while binding"), "{md}");
+        let bars = |l: &str| l.matches('|').count();
+        for table in md.split("\n\n").filter(|b| b.starts_with('|')) {
+            let lines: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
+            assert!(lines.iter().all(|l| bars(l) == bars(lines[0])), "{table}");
+        }
+    }
+
+    #[test]
+    fn ebpf_json_holds_runs_ratios_status_stall_and_fds() {
+        let p = ebpf_part();
+        let rows = summarise_splice(&p.runs, &ebpf_tools());
+        let stall = summarise_stall(&p.stall);
+        let o = parse_args(&os(&["--ebpf"])).unwrap();
+        let j = render_json((&[], &[]), &o, "", Duration::from_secs(1), (&[], &[]), (&rows, &stall, &p), (&[], &[], ""));
+        assert!(j.contains("\"ebpf_runs\": [\n"), "{j}");
+        assert!(j.contains("\"ratios\": {\"pasta-rs-ebpf/pasta-rs\": 2.5}"), "{j}");
+        assert!(j.contains("\"ratios\": {\"loopback/pasta-rs\": 3}"), "{j}");
+        assert!(j.contains("{\"round\": 2, \"state\": \"off\", \"detail\": \"not permitted: failed to create map\"}"), "{j}");
+        assert!(j.contains("\"tool\": \"pasta-rs-ebpf\", \"ok\": true, \"sent\": 268435456, \"blocked\": false,"), "{j}");
+        assert!(j.contains("\"tool\": \"loopback\", \"ok\": false, \"sent\": null, \"blocked\": null,"), "{j}");
+        assert!(j.contains("\"tool\": \"pasta-rs-ebpf\", \"runs\": 2, \"ok\": 2, \"blocked\": 1, \"sent\": {\"median\": 142606336,"), "{j}");
+        assert!(j.contains("{\"tool\": \"pasta-rs\", \"ok\": true, \"fds\": 74620, \"sockets\": 74606,"), "{j}");
+        assert!(j.contains("\"nofile\": 20000, \"ports\": 4950, \"note\": \"exited while binding: too many open files\"}"), "{j}");
+        assert!(j.contains("\"parts\": \"ebpf\""), "{j}");
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert_eq!(j.matches('[').count(), j.matches(']').count());
+    }
+
+    #[test]
+    fn ebpf_section_needs_pasta_rs_among_the_tools() {
+        let e = cmd_bench(&os(&["--ebpf", "--tools", "debian-pasta", "--no-install"])).unwrap_err();
+        assert!(e.to_string().contains("must run as root") || e.to_string().contains("--tools must include it"), "{e}");
+    }
+
+    #[test]
+    fn lab_script_ebpf_paths_match_the_run_count_and_path_ids() {
+        let s = std::fs::read_to_string(workspace_root().join(LAB_SCRIPT)).unwrap();
+        let line = s.lines().find_map(|l| l.strip_prefix("EBPF_PATHS=")).unwrap().trim_matches('"');
+        let paths: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(paths.len() as u64, EBPF_RUNS_PER_SESSION);
+        for p in paths {
+            let (id, af) = p.split_once(':').unwrap();
+            assert!(SplicePath::from_id(id).is_some() && (af == "4" || af == "6"), "{p}");
+        }
+        // the pasta-rs-ebpf sessions are told where the clients are
+        assert!(s.contains("--ebpf --ebpf-cgroup \"$EBPF_CG\""));
     }
 
     // ---- guest part ----
@@ -2646,8 +3428,8 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         assert_eq!(gbps_cell(&recv.cells[1]), "-");
         assert_eq!(gbps_cell(&recv.cells[2]), "fail");
         assert_eq!(recv.ratio("passt-rs-vu", "passt-rs"), None);
-        assert_eq!(exit_code(&[], &[], &runs), ExitCode::SUCCESS);
-        assert_eq!(exit_code(&[], &[], &runs[6..7]), ExitCode::FAILURE);
+        assert_eq!(exit_code(&[], &[], &[], &runs), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&[], &[], &[], &runs[6..7]), ExitCode::FAILURE);
         assert!(summarise_guest(&[], &all).is_empty());
     }
 
@@ -2704,7 +3486,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         ];
         let o = parse_args(&[]).unwrap();
         let rows = summarise_guest(&runs, &o.guest_tools);
-        let j = render_json(&[], &[], &o, "", Duration::from_secs(1), (&[], &[]), (&rows, &runs, "QEMU: 7.2\n"));
+        let j = render_json((&[], &[]), &o, "", Duration::from_secs(1), (&[], &[]), (&[], &[], &EbpfPart::default()), (&rows, &runs, "QEMU: 7.2\n"));
         assert!(j.contains("\"guest_env\": [\"QEMU: 7.2\"]"), "{j}");
         assert!(j.contains("\"guest_tools\": [\"passt-rs\", \"debian-passt\", \"passt-rs-vu\"]"), "{j}");
         assert!(

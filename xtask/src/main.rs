@@ -15,12 +15,14 @@
 //!   namespaces as the integration tests (`tests/lab`), so nothing reaches a
 //!   real network. Without `--lab` it runs on this machine's real network.
 //!   `PASTA_BIN` overrides the binary (e.g. to compare with Debian's pasta).
-//! - `bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST] [--only tap|splice|guest] [--no-install]`:
+//! - `bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST] [--only tap|splice|ebpf|guest] [--ebpf] [--no-install]`:
 //!   iperf3 TCP through the tap of pasta-rs, Debian's pasta and slirp4netns,
 //!   the splice path (throughput, round trips, connections per second)
-//!   beside Debian's pasta and plain loopback, in a private lab, and iperf3
-//!   from a QEMU guest through passt (stream, Debian's passt, vhost-user);
-//!   tables with ratios and CPU s/GB ([`bench`]).
+//!   beside Debian's pasta and plain loopback, in a private lab, the eBPF
+//!   section (pasta-rs without and with `--ebpf` beside plain loopback, a
+//!   stalled reader, fds held for `-t all -u all`; `--ebpf` runs only it),
+//!   and iperf3 from a QEMU guest through passt (stream, Debian's passt,
+//!   vhost-user); tables with ratios and CPU s/GB ([`bench`]).
 //! - `build-ebpf`: install the eBPF toolchain if missing (nightly rust-src,
 //!   bpf-linker against nightly's LLVM) and build `passt-ebpf` into
 //!   `target/ebpf-obj/passt-ebpf.o`, which the userspace build embeds ([`ebpf`]).
@@ -83,11 +85,14 @@ usage: cargo xtask <command>
         bpf-linker against nightly's LLVM 22), build passt-ebpf into
         target/ebpf-obj/passt-ebpf.o; later builds of passt/pasta embed it
   bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST]
-        [--only tap|splice|guest] [--no-install]
+        [--only tap|splice|ebpf|guest] [--ebpf] [--no-install]
         iperf3 TCP through the tap (IPv4/IPv6, both directions, MTU 65520 and
         1500) of pasta-rs, Debian's pasta and slirp4netns, the splice path
         (-t/-T throughput, 64-byte round trips, connections/s) beside Debian's
-        pasta and plain loopback, in a private lab (needs root), and iperf3
+        pasta and plain loopback, in a private lab (needs root), the eBPF
+        section (--ebpf = --only ebpf: the same TCP paths through pasta-rs
+        without and with --ebpf beside plain loopback, a stalled reader's
+        bytes and kernel memory, fds held for -t all -u all), and iperf3
         from a QEMU guest through passt-rs (stream, vhost-user) and Debian's
         passt (../shared/guest/guestlab.sh); medians of N
         rounds (default 3) x S s (default 5), --quick = 1 x 2 s; tables with
