@@ -545,7 +545,10 @@ fn sync_steered(
         st.owner = Some(idx);
     }
     let ports = steered_ports(r, scanned, held);
-    maps.set_ports(st.slot, &ports).map_err(|e| e.to_string())?;
+    if maps.set_ports(st.slot, &ports).map_err(|e| e.to_string())? > 0 {
+        let n: u32 = ports.words().iter().map(|w| w.count_ones()).sum();
+        log::debug!("eBPF socket lookup: {} {} now takes {n} ports", rule_name(r), r.ports);
+    }
     Ok(())
 }
 

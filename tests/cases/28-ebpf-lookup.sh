@@ -25,6 +25,11 @@
 #     and at most 2 of the host's listening TCP / bound UDP sockets are its
 #     (ss -p), as in the namespace (also after the probes);
 #   - at exit, the summary names the 6 rules served by socket lookup.
+# Run C: the same with --ebpf -t auto -u auto (and the default -T auto
+#   -U auto): 4 sockets for socket lookup, at most 2 on the host; the
+#   namespace's servers, started after pasta, become reachable (100 TCP, 20
+#   UDP ports) within 10 s; the log says the TCP rule takes their 1000
+#   ports (not HELD_T, held on the host), and 0 once they stop.
 # Run B: --ebpf as root of a user namespace (the lab's usual PASTA): eBPF
 #   can't be loaded, the log says why, and the rules get one socket per port
 #   as without --ebpf. One socket per port for -t all -u all would be about
@@ -123,6 +128,31 @@ pasta_bg_stop || fail "pasta did not exit"
 grep -q 'ebpf socket lookup: 6 rules' "$W/lka.pasta.log" ||
 	fail "no socket lookup summary: $(grep -i 'socket lookup' "$W/lka.pasta.log" | tail -n 3)"
 ok "run A: socket lookup"
+
+# ---- run C: real root, eBPF, -t auto -u auto -------------------------------------
+pasta_bg lkc --ebpf -P "$W/lkc.pid" --debug --config-net -t auto -u auto
+wait_until 10 test -s "$W/lkc.pid" || fail "no PID file"
+PID=$(<"$W/lkc.pid")
+n=$(grep -c 'eBPF socket lookup: .* through one socket (port [0-9]*)' "$W/lkc.pasta.log")
+# (-T auto -U auto are pasta's default)
+expect_eq "sockets for socket lookup (-t auto -u auto, -T auto -U auto)" "$n" 4
+ns_serve
+# the scan (about once a second) finds the servers
+wait_until 10 eval '[[ $(timeout 20 "${L[@]}" probe 127.0.0.1 "$W/tcp100.ports" "$W/udp20.ports" | tail -n 1) == "result tcp=100/100 udp=20/20 tags=ns "* ]]' ||
+	fail "auto: servers started after pasta not reachable: $(timeout 20 "${L[@]}" probe 127.0.0.1 "$W/tcp100.ports" "$W/udp20.ports" | tail -n 3)"
+ok "auto: 100 TCP and 20 UDP ports of servers started after pasta reachable"
+sockets "run C (--ebpf -t auto -u auto)" "$PID"
+((HOST_SS <= 2)) || fail "pasta's listening sockets on the host: $HOST_SS"
+kill "$NS_SERVE" 2>/dev/null
+wait "$NS_SERVE" 2>/dev/null
+grep -qE 'eBPF socket lookup: TCP \[\*\] 1-[0-9]+ now takes 1000 ports' "$W/lkc.pasta.log" ||
+	fail "auto: not 1000 TCP ports taken: $(grep 'now takes' "$W/lkc.pasta.log" | tail -n 4)"
+ok "auto: the namespace's 1000 TCP ports taken (its HELD_T is held on the host)"
+# once they are gone, their ports are no longer taken
+wait_until 10 grep -qE 'eBPF socket lookup: TCP \[\*\] 1-[0-9]+ now takes 0 ports' "$W/lkc.pasta.log" ||
+	fail "auto: ports still taken after the servers stopped: $(grep 'now takes' "$W/lkc.pasta.log" | tail -n 4)"
+ok "auto: ports released once the namespace's servers stopped"
+pasta_bg_stop || fail "pasta did not exit"
 
 # ---- run B: no privilege, fallback ----------------------------------------------
 PASTA=(unshare --user --map-root-user "$PASTA_BIN")
