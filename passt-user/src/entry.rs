@@ -335,9 +335,11 @@ fn ebpf_start(
 
 /// Where socket lookup is wanted (`--ebpf`, best-effort rules, see
 /// [`crate::listen::steerable`]): pasta's own network namespace for
-/// `-t`/`-u` (only with our own privileged loader: a helper serves an
-/// unprivileged user, who may not steer ports of a namespace owned by
-/// another user namespace), the target namespace `netns` for `-T`/`-U`.
+/// `-t`/`-u`, the target namespace `netns` for `-T`/`-U`. Through a
+/// helper, pasta's own namespace only if we are root outside our user
+/// namespace (`/proc/self/uid_map`): the helper lets no other user steer
+/// the ports of a namespace it doesn't own, and refusing one attachment
+/// fails the whole request.
 ///
 /// # Errors
 /// A namespace file can't be opened.
@@ -347,7 +349,19 @@ fn lookup_netns(
     netns: &std::os::fd::OwnedFd,
 ) -> anyhow::Result<(Option<std::os::fd::OwnedFd>, Option<std::os::fd::OwnedFd>)> {
     use crate::listen::{IN, OUT};
-    let host = if ctx.listeners.steerable(IN) && matches!(loader, crate::ebpf::Loader::Private(_)) {
+    let root_outside = || {
+        let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        // SAFETY: getuid can't fail.
+        crate::ebpf::lookup::outer_uid(&map, unsafe { libc::getuid() }) == Some(0)
+    };
+    let ours = match loader {
+        crate::ebpf::Loader::Private(_) => true,
+        crate::ebpf::Loader::Helper(_) => root_outside(),
+    };
+    if ctx.listeners.steerable(IN) && !ours {
+        log::info!("eBPF socket lookup: not for -t/-u through the helper (pasta's namespace is not ours to steer)");
+    }
+    let host = if ctx.listeners.steerable(IN) && ours {
         Some(std::os::fd::OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net").context("/proc/thread-self/ns/net")?))
     } else {
         None

@@ -30,6 +30,11 @@
 #   namespace's servers, started after pasta, become reachable (100 TCP, 20
 #   UDP ports) within 10 s; the log says the TCP rule takes their 1000
 #   ports (not HELD_T, held on the host), and 0 once they stop.
+# Run D: run A's options for pasta as root of a user namespace, with
+#   --ebpf-helper: a passt-ebpf-helper started as root loads and attaches
+#   the programs (this pasta is root outside its user namespace, so the
+#   helper lets it steer the host's ports too): 4 sockets, fewer than 10
+#   held; 100 TCP and 20 UDP ports, held ports and -T/-U as in run A.
 # Run B: --ebpf as root of a user namespace (the lab's usual PASTA): eBPF
 #   can't be loaded, the log says why, and the rules get one socket per port
 #   as without --ebpf. One socket per port for -t all -u all would be about
@@ -153,6 +158,32 @@ wait_until 10 grep -qE 'eBPF socket lookup: TCP \[\*\] 1-[0-9]+ now takes 0 port
 	fail "auto: ports still taken after the servers stopped: $(grep 'now takes' "$W/lkc.pasta.log" | tail -n 4)"
 ok "auto: ports released once the namespace's servers stopped"
 pasta_bg_stop || fail "pasta did not exit"
+
+# ---- run D: no privilege, served by the helper ------------------------------------
+HELPER=${PASTA_BIN%/*}/passt-ebpf-helper
+[[ -x $HELPER ]] || fail "no $HELPER"
+lab_bg helper timeout 200 "$HELPER" -s "$W/helper.sock"
+wait_until 10 test -S "$W/helper.sock" || fail "helper not listening: $(cat "$W/helper.log")"
+PASTA=(unshare --user --map-root-user "$PASTA_BIN")
+pasta_bg lkd --ebpf-helper "$W/helper.sock" -P "$W/lkd.pid" "${OPTS[@]}"
+wait_until 10 test -s "$W/lkd.pid" || fail "no PID file"
+PID=$(<"$W/lkd.pid")
+grep -q "eBPF programs via helper at $W/helper.sock" "$W/lkd.pasta.log" ||
+	fail "eBPF not loaded by the helper: $(grep -i ebpf "$W/lkd.pasta.log")"
+n=$(grep -c 'eBPF socket lookup: .* through one socket (port [0-9]*)' "$W/lkd.pasta.log")
+expect_eq "sockets for socket lookup through the helper" "$n" 4
+sockets "run D (--ebpf-helper, unprivileged pasta), idle" "$PID"
+((SOCK_FDS < 10)) || fail "pasta holds $SOCK_FDS sockets with socket lookup: $(ls -l /proc/$PID/fd)"
+ns_serve
+expect_match "100 TCP ports from 127.0.0.1" "$(probe d-tcp4 127.0.0.1 "$W/tcp100.ports" "$W/none.ports")" '^result tcp=100/100 udp=0/0 tags=ns '
+expect_match "20 UDP ports from 127.0.0.1" "$(probe d-udp 127.0.0.1 "$W/none.ports" "$W/udp20.ports")" '^result tcp=0/0 udp=20/20 tags=ns '
+expect_match "held ports stay with the host's application" \
+	"$(probe d-held 127.0.0.1 "$W/held-tcp.ports" "$W/held-udp.ports")" '^result tcp=1/1 udp=1/1 tags=host '
+got=$(timeout 20 "${NS[@]}" "${L[@]}" probe 127.0.0.1 "$W/nst.ports" "$W/nst.ports" 2>&1 | tail -n 1)
+expect_match "-T/-U to the host's loopback" "$got" '^result tcp=1/1 udp=1/1 tags=hostlo '
+kill "$NS_SERVE" 2>/dev/null
+pasta_bg_stop || fail "pasta did not exit"
+ok "run D: socket lookup through the helper"
 
 # ---- run B: no privilege, fallback ----------------------------------------------
 PASTA=(unshare --user --map-root-user "$PASTA_BIN")

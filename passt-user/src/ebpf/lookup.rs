@@ -91,6 +91,19 @@ pub fn rule_entry(dir: usize, proto: Proto, addr: Inany, v6only: bool, ifindex: 
     r
 }
 
+/// The uid that `uid` of our user namespace stands for in the parent
+/// namespace, from the text of `/proc/self/uid_map` (lines `INSIDE
+/// OUTSIDE COUNT`, decimal); `None` if it is not mapped or the text is
+/// malformed. In the initial namespace (`0 0 4294967295`) that is `uid`.
+pub fn outer_uid(uid_map: &str, uid: u32) -> Option<u32> {
+    uid_map.lines().find_map(|l| {
+        let mut f = l.split_whitespace().map(str::parse::<u32>);
+        let (Some(Ok(inside)), Some(Ok(outside)), Some(Ok(count))) = (f.next(), f.next(), f.next()) else { return None };
+        let off = uid.checked_sub(inside).filter(|&o| o < count)?;
+        outside.checked_add(off)
+    })
+}
+
 /// Indices and new values of the words of `new` that differ from `old`.
 pub fn changed_words<'a>(old: &'a PortSet, new: &'a PortSet) -> impl Iterator<Item = (u32, u64)> + 'a {
     old.words().iter().zip(new.words().iter()).enumerate().filter(|(_, (o, n))| o != n).map(|(i, (_, &n))| (i as u32, n))
@@ -245,6 +258,16 @@ mod tests {
         assert_eq!((r.family, r.any), (10, 0));
         assert_eq!(r.addr[3].to_ne_bytes(), [0, 0, 0, 1]);
         assert_eq!(&r.addr[..3], &[0, 0, 0]);
+    }
+
+    #[test]
+    fn outer_uid_follows_the_map() {
+        assert_eq!(outer_uid("         0          0 4294967295\n", 1000), Some(1000));
+        assert_eq!(outer_uid("         0       1000          1\n", 0), Some(1000));
+        assert_eq!(outer_uid("         0       1000          1\n", 1), None);
+        assert_eq!(outer_uid("0 100000 65536\n65536 5 1\n", 65536), Some(5));
+        assert_eq!(outer_uid("garbage\n0 x 1\n", 0), None);
+        assert_eq!(outer_uid("4294967295 0 4294967295\n", 4294967295), Some(0));
     }
 
     #[test]
