@@ -25,6 +25,21 @@
 //! a steered port between two scans loses the connections or datagrams
 //! that arrive before the next scan (at most about one second).
 //!
+//! ## Privileges
+//!
+//! The program is attached by the loader (our privileged child, or the
+//! helper), so steered ports need no bind(2) of ours: ports below
+//! `net.ipv4.ip_unprivileged_port_start` are steered too, where an
+//! unprivileged pasta's per-port sockets could not bind them. Through the
+//! helper, pasta's own namespace is asked for only when pasta is root
+//! outside its user namespace ([`outer_uid`]): the helper lets no other
+//! user attach to a namespace it doesn't own, and one refused attachment
+//! fails the whole request (then: splice() and per-port sockets).
+//!
+//! Our socket for a rule is bound to an ephemeral port, which a client can
+//! reach directly; what arrives there is not for one of the rule's ports
+//! and is reset or dropped (counted).
+//!
 //! ## Limits
 //!
 //! [`passt_ebpf::lookup::MAX_RULES`] slots, shared by both directions;
