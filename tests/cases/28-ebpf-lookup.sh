@@ -19,6 +19,9 @@
 #     ::1;
 #   - HELD_T, HELD_U and the lab's UDP echo on :7 still reach the host's
 #     applications, not the namespace;
+#   - a host application that binds port LATE (TCP and UDP) while pasta
+#     runs gets it within 5 s (at the next scan: the race window is about a
+#     second);
 #   - -T/-U: from the namespace's loopback, port 20150 (TCP and UDP) reaches
 #     a host loopback server;
 #   - before any traffic, pasta holds fewer than 10 sockets (/proc/PID/fd),
@@ -47,10 +50,10 @@
 
 need_tools ss
 L=("$PYTHON" "${LAB_CASE_FILE%.sh}.py")
-HELD_T=4001 HELD_U=4002 NS_T=20150
+HELD_T=4001 HELD_U=4002 NS_T=20150 LATE=4003
 W=$LAB_WORK
-"${L[@]}" ports 28 1000 1024 20000 $HELD_T $HELD_U 53 $NS_T >"$W/tcp.ports" || fail "ports"
-"${L[@]}" ports 29 100 1024 20000 $HELD_T $HELD_U 53 $NS_T >"$W/udp.ports" || fail "ports"
+"${L[@]}" ports 28 1000 1024 20000 $HELD_T $HELD_U $LATE 53 $NS_T >"$W/tcp.ports" || fail "ports"
+"${L[@]}" ports 29 100 1024 20000 $HELD_T $HELD_U $LATE 53 $NS_T >"$W/udp.ports" || fail "ports"
 head -n 100 "$W/tcp.ports" >"$W/tcp100.ports"
 head -n 20 "$W/udp.ports" >"$W/udp20.ports"
 { cat "$W/tcp.ports"; echo $HELD_T; } >"$W/ns-tcp.ports"
@@ -123,6 +126,15 @@ expect_match "held ports stay with the host's application" \
 	"$(probe a-held 127.0.0.1 "$W/held-tcp.ports" "$W/held-udp.ports")" '^result tcp=1/1 udp=1/1 tags=host '
 got=$(echo x | timeout 5 socat -T 2 - UDP4:127.0.0.1:$ECHO_PORT 2>&1)
 expect_eq "the lab's UDP echo on :7" "$got" "lo:x"
+# A host application that starts listening on a steered port gets it at the
+# next scan (the race window: about a second).
+echo $LATE >"$W/late.ports"
+t0=${EPOCHREALTIME/./}
+lab_bg late timeout 100 "${L[@]}" serve late "$W/late.ports" "$W/late.ports" "$W/late.ready"
+wait_until 5 test -e "$W/late.ready" || fail "late server not ready"
+wait_until 5 eval '[[ $(timeout 10 "${L[@]}" probe 127.0.0.1 "$W/late.ports" "$W/late.ports" | tail -n 1) == "result tcp=1/1 udp=1/1 tags=late "* ]]' ||
+	fail "port $LATE not given up to the host application that bound it"
+ok "a host application binding port $LATE got it within $(((${EPOCHREALTIME/./} - t0) / 1000)) ms"
 sockets "run A after the probes (UDP flows keep their sockets for 180 s)" "$PID"
 ((HOST_SS <= 2 && NS_SS <= 2)) || fail "pasta's listening sockets: $HOST_SS on the host, $NS_SS in the namespace"
 # -T/-U from the namespace's loopback to the host's
