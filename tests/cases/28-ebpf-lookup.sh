@@ -45,6 +45,9 @@
 #   rules are -t ~10001-65535 -u ~5001-65535 (best effort too: TCP 1-10000,
 #   UDP 1-5000) and -T/-U as in run A: more than 1000 sockets; 100 TCP ports
 #   (spliced), the UDP ports below 5001 and HELD_T/HELD_U behave as in run A.
+# Run E (if capsh is there): run B's options for pasta as real root without
+#   CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON and CAP_NET_ADMIN (capsh --drop):
+#   the same fallback.
 # Sockets and fds held by pasta in both runs, and the TCP connection rate of
 # the probe, are logged (for the README's numbers).
 
@@ -217,4 +220,24 @@ sockets "run B (fallback, one socket per port), after the probes" "$PID"
 B_FDS=$SOCK_FDS B_ALL=$ALL_FDS
 kill "$NS_SERVE" 2>/dev/null
 pasta_bg_stop || fail "pasta did not exit"
+
+# ---- run E: root without the capabilities (capsh), fallback -------------------------
+if command -v capsh >/dev/null; then
+	PASTA=(capsh --drop=cap_bpf,cap_sys_admin,cap_perfmon,cap_net_admin -- -c 'exec "$@"' -- "$PASTA_BIN")
+	pasta_bg lke --ebpf -P "$W/lke.pid" "${OPTS_B[@]}"
+	wait_until 10 test -s "$W/lke.pid" || fail "no PID file"
+	PID=$(<"$W/lke.pid")
+	grep -q 'eBPF off, using splice(): not permitted' "$W/lke.pasta.log" ||
+		fail "no fallback line: $(grep -i ebpf "$W/lke.pasta.log")"
+	grep -q 'through one socket' "$W/lke.pasta.log" && fail "socket lookup without eBPF"
+	ns_serve
+	expect_match "capsh: 100 TCP ports from 127.0.0.1" "$(probe e-tcp4 127.0.0.1 "$W/tcpb.ports" "$W/none.ports")" '^result tcp=100/100 udp=0/0 tags=ns '
+	sockets "run E (capabilities dropped, one socket per port)" "$PID"
+	((SOCK_FDS > 1000)) || fail "only $SOCK_FDS sockets without socket lookup"
+	kill "$NS_SERVE" 2>/dev/null
+	pasta_bg_stop || fail "pasta did not exit"
+	ok "run E: capabilities dropped: fallback to one socket per port"
+else
+	log "skip: run E (no capsh)"
+fi
 ok "sockets (fds) held by pasta: $A_FDS ($A_ALL) with socket lookup for -t all -u all -T -U, idle; $B_FDS ($B_ALL) without, for 15200 ports, after the probes"
