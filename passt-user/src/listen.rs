@@ -138,6 +138,8 @@ pub struct Listeners {
     paused: Vec<(std::os::fd::RawFd, u32)>,
     /// Socket lookup, with `--ebpf`.
     steering: Option<Steering>,
+    /// Per direction: [`Listeners::sync`] ran once.
+    synced: [bool; 2],
 }
 
 /// The epoll data word of a listening socket: bit 31 the direction, bits
@@ -202,7 +204,7 @@ impl Listeners {
             let steer = rules.iter().map(|_| None).collect();
             Dir { rules, socks, steer }
         };
-        Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6, paused: Vec::new(), steering: None }
+        Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6, paused: Vec::new(), steering: None, synced: [false; 2] }
     }
 
     /// Whether direction `dir` has rules that socket lookup could serve
@@ -367,6 +369,11 @@ impl Listeners {
     pub fn sync(&mut self, dir: usize, tcp: &PortSet, udp: &PortSet, epoll: &Epoll, ns: Option<&NsSwitch>) -> Result<(), ListenError> {
         let (v4, v6) = (self.v4, self.v6);
         let d = &mut self.dirs[dir];
+        // Per-port sockets of rules other than `auto` are retried only
+        // where there are `auto` rules (as without socket lookup, whose
+        // periodic sync alone must not retry them every second).
+        let retry_fixed = !self.synced[dir] || d.rules.iter().any(|r| r.scan);
+        self.synced[dir] = true;
         let held = match self.steering.as_mut() {
             Some(st) if d.steer.iter().any(Option::is_some) => Some(held_ports(st, dir, d)),
             _ => None,
@@ -406,7 +413,7 @@ impl Listeners {
                 Proto::Tcp => tcp,
                 Proto::Udp => udp,
             };
-            if steer.is_some() {
+            if steer.is_some() || (!r.scan && !retry_fixed) {
                 continue;
             }
             let mut bound_one = false;
