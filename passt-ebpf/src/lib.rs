@@ -8,6 +8,7 @@
 //! finds them with `Ebpf::map_mut(NAME)` / `Ebpf::program_mut(NAME)`.
 #![no_std]
 
+pub mod lookup;
 pub mod sockmap;
 pub mod tc;
 

@@ -392,7 +392,7 @@ impl Ctx {
         if self.listeners.any_paused() {
             self.listeners.resume(&self.epoll);
         }
-        if self.scanners.iter().any(Option::is_some) {
+        if self.scanners.iter().any(Option::is_some) || self.listeners.steers(crate::listen::IN) || self.listeners.steers(crate::listen::OUT) {
             let _ = self.fwd_rescan(false);
         }
         if log::log_enabled!(log::Level::Debug) && self.counters != self.counters_logged {
@@ -460,7 +460,7 @@ impl Ctx {
         for dir in [IN, OUT] {
             // After start-up only `auto` rules change: don't retry the
             // ports of other rules every second.
-            if !self.listeners.any(dir) || (!strict && !self.listeners.scans(dir)) {
+            if !self.listeners.any(dir) || (!strict && !self.listeners.scans(dir) && !self.listeners.steers(dir)) {
                 continue;
             }
             let (tcp, udp) = self.fwd_scan_ports(dir);
@@ -739,6 +739,9 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
         if let Some(st) = ctx.exit {
             log::info!("{}", ctx.counters);
             for l in ctx.ebpf.iter().flat_map(crate::ebpf::Accel::summary) {
+                log::info!("{l}");
+            }
+            if let Some(l) = ctx.listeners.steer_summary() {
                 log::info!("{l}");
             }
             return Ok(st);

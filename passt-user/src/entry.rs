@@ -308,9 +308,20 @@ fn ebpf_start(
         Some(ifname) => Some((netns.try_clone().context("namespace fd")?, ifname)),
         None => None,
     };
-    match loader.and_then(|l| crate::ebpf::Accel::start(l, tap)) {
-        Ok(a) => {
+    let loader = loader.and_then(|l| {
+        let lookup = lookup_netns(ctx, &l, netns).map_err(|e| format!("socket lookup: {e:#}"))?;
+        Ok((l, lookup))
+    });
+    let mut dirs = [false; 2];
+    match loader.and_then(|(l, lookup)| {
+        dirs = [lookup.0.is_some(), lookup.1.is_some()];
+        crate::ebpf::Accel::start(l, tap, lookup)
+    }) {
+        Ok(mut a) => {
             log::info!("eBPF programs {}", a.loaded.how);
+            if let Some(maps) = a.lookup.take() {
+                lookup_start(ctx, maps, dirs)?;
+            }
             if let Some(fd) = a.loaded.log_fd() {
                 let r = crate::epoll::EpollRef::new(crate::epoll::EpollType::Ebpf, fd, 0);
                 ctx.epoll.add(fd, libc::EPOLLIN as u32, r).context("epoll")?;
@@ -319,6 +330,67 @@ fn ebpf_start(
         }
         Err(why) => log::warn!("eBPF off, using splice(): {why}"),
     }
+    Ok(())
+}
+
+/// Where socket lookup is wanted (`--ebpf`, best-effort rules, see
+/// [`crate::listen::steerable`]): pasta's own network namespace for
+/// `-t`/`-u`, the target namespace `netns` for `-T`/`-U`. Through a
+/// helper, pasta's own namespace only if we are root outside our user
+/// namespace (`/proc/self/uid_map`): the helper lets no other user steer
+/// the ports of a namespace it doesn't own, and refusing one attachment
+/// fails the whole request.
+///
+/// # Errors
+/// A namespace file can't be opened.
+fn lookup_netns(
+    ctx: &crate::daemon::Ctx,
+    loader: &crate::ebpf::Loader,
+    netns: &std::os::fd::OwnedFd,
+) -> anyhow::Result<(Option<std::os::fd::OwnedFd>, Option<std::os::fd::OwnedFd>)> {
+    use crate::listen::{IN, OUT};
+    let root_outside = || {
+        let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        // SAFETY: getuid can't fail.
+        crate::ebpf::lookup::outer_uid(&map, unsafe { libc::getuid() }) == Some(0)
+    };
+    let ours = match loader {
+        crate::ebpf::Loader::Private(_) => true,
+        crate::ebpf::Loader::Helper(_) => root_outside(),
+    };
+    if ctx.listeners.steerable(IN) && !ours {
+        log::info!("eBPF socket lookup: not for -t/-u through the helper (pasta's namespace is not ours to steer)");
+    }
+    let host = if ctx.listeners.steerable(IN) && ours {
+        Some(std::os::fd::OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net").context("/proc/thread-self/ns/net")?))
+    } else {
+        None
+    };
+    let ns = if ctx.listeners.steerable(OUT) { Some(netns.try_clone().context("namespace fd")?) } else { None };
+    Ok((host, ns))
+}
+
+/// Hand the socket lookup maps to the listeners, with a scanner of each
+/// namespace they steer ports in (for the ports applications hold there):
+/// `dirs` says where the program is attached ([`lookup_netns`]).
+///
+/// # Errors
+/// A scanner can't be opened.
+fn lookup_start(ctx: &mut crate::daemon::Ctx, maps: crate::ebpf::lookup::LookupMaps, dirs: [bool; 2]) -> anyhow::Result<()> {
+    use crate::listen::{IN, OUT};
+    let host = if dirs[IN] {
+        Some(crate::fwd_scan::ProcNet::open().context("can't read listening sockets")?)
+    } else {
+        None
+    };
+    let ns = if dirs[OUT] {
+        let sw = ctx.ns.as_ref().context("namespace switch")?;
+        Some(sw.in_target(crate::fwd_scan::ProcNet::open).context("namespace helper")?.context("can't read the namespace's listening sockets")?)
+    } else {
+        None
+    };
+    let n = ctx.listeners.steer(maps, [host, ns]);
+    log::debug!("eBPF socket lookup serves {n} rules");
     Ok(())
 }
 
@@ -354,10 +426,12 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     if ctx.listeners.scans(crate::listen::OUT) {
         ctx.scanners[crate::listen::OUT] = Some(crate::fwd_scan::ProcNet::open().context("can't read listening sockets")?);
     }
-    ctx.fwd_rescan(true).context("Couldn't listen on requested ports")?;
+    // Before the listeners are bound: with socket lookup, rules it serves
+    // get one socket instead of one per port.
     if let Some(loader) = loader {
         ebpf_start(&mut ctx, loader, &ns.netns, (!conf.splice_only).then_some(ifname.as_str()))?;
     }
+    ctx.fwd_rescan(true).context("Couldn't listen on requested ports")?;
     print_info(&net, Some(&ifname));
     print_rules(conf);
     ready(conf)?;

@@ -20,14 +20,34 @@
 //!   [`listen_ref`] data (direction, rule, port), so an event finds its
 //!   rule without a lookup.
 //!
+//! ## Socket lookup (`--ebpf`)
+//!
+//! With [`Listeners::steer`] (the `sk_lookup` program is attached, see
+//! [`crate::ebpf::lookup`]), best-effort rules (`all`, `auto`, exclusions
+//! only) without an interface get one socket each instead of one per
+//! port: bound to the rule's address and an ephemeral port, put in the
+//! program's sockmap, and registered with port 0 in its [`listen_ref`].
+//! [`Listeners::sync`] then writes the rule's ports into the program's
+//! bitmap instead of binding them, less the ports that applications
+//! listen on (TCP) or have bound (UDP) in that namespace, from a
+//! `/proc/net` scan of its own ([`crate::fwd_scan::ProcNet`]) at every
+//! sync. A connection's original port is its accepted socket's local port,
+//! a datagram's comes with it (`IP_ORIGDSTADDR` / `IPV6_ORIGDSTADDR`);
+//! [`Listeners::steered_target`] turns it into the rule's [`Target`].
+//! When the socket of a rule can't be set up, the rule falls back to
+//! per-port sockets (logged).
+//!
 //! Syscalls: socket, setsockopt (SO_REUSEADDR, IPV6_V6ONLY,
-//! SO_BINDTODEVICE), bind, listen, epoll_ctl, close; setns via
-//! [`NsSwitch`].
+//! SO_BINDTODEVICE, IP_RECVORIGDSTADDR, IPV6_RECVORIGDSTADDR), bind,
+//! listen, getsockname, epoll_ctl, close; setns via [`NsSwitch`]; bpf and
+//! pread via [`crate::ebpf::lookup`] and [`crate::fwd_scan`].
 
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use crate::ebpf::lookup::LookupMaps;
 use crate::epoll::{Epoll, EpollRef, EpollType};
+use crate::fwd_scan::{Listening, ProcNet};
 use crate::flow::Inany;
 use crate::fwd_rule::{FwdRule, FwdTable, PortSet, Proto};
 use crate::netns::NsSwitch;
@@ -62,12 +82,51 @@ pub enum ListenError {
     Netns(std::io::Error),
 }
 
-/// The sockets of one direction: for each rule, one slot per port.
+/// The sockets of one direction: for each rule, one slot per port, and
+/// for rules served by socket lookup, their one socket.
 #[derive(Debug, Default)]
 struct Dir {
     rules: Vec<FwdRule>,
     socks: Vec<Vec<Option<OwnedFd>>>,
+    steer: Vec<Option<Steered>>,
 }
+
+/// A rule served by socket lookup.
+#[derive(Debug)]
+struct Steered {
+    /// Its slot in the program's maps.
+    slot: u32,
+    /// Its socket, once set up by [`Listeners::sync`], if it owns one.
+    sock: Option<OwnedFd>,
+    /// The socket's (ephemeral) port.
+    lport: u16,
+    /// Index of the rule whose socket serves this one (its own, or an
+    /// earlier rule's with the same protocol, address and interface: the
+    /// `all` ports below and above the ephemeral range are two rules);
+    /// `None` until set up.
+    owner: Option<usize>,
+}
+
+/// Socket lookup state: the program's maps and, per direction, a scanner
+/// of the namespace where that direction listens (for the ports that
+/// applications hold there).
+#[derive(Debug)]
+struct Steering {
+    maps: LookupMaps,
+    held: [Option<ProcNet>; 2],
+    buf: Listening,
+}
+
+/// Whether rule `r` can be served by socket lookup: best effort, so
+/// failing to take a port is no error, and bound to no interface or to
+/// `lo` (see [`LOOPBACK_IFINDEX`]).
+pub fn steerable(r: &FwdRule) -> bool {
+    (r.weak || r.scan) && r.ifname.as_deref().is_none_or(|i| i == "lo")
+}
+
+/// The loopback interface's index, the same in every network namespace
+/// (the kernel's `LOOPBACK_IFINDEX`).
+pub const LOOPBACK_IFINDEX: u32 = 1;
 
 /// Every listening socket of both directions.
 #[derive(Debug, Default)]
@@ -77,10 +136,15 @@ pub struct Listeners {
     v6: bool,
     /// Listeners taken out of epoll until the next tick: (fd, data word).
     paused: Vec<(std::os::fd::RawFd, u32)>,
+    /// Socket lookup, with `--ebpf`.
+    steering: Option<Steering>,
+    /// Per direction: [`Listeners::sync`] ran once.
+    synced: [bool; 2],
 }
 
 /// The epoll data word of a listening socket: bit 31 the direction, bits
-/// 16..31 the rule index, bits 0..16 the port.
+/// 16..31 the rule index, bits 0..16 the port (0: the rule's socket-lookup
+/// socket).
 pub fn listen_ref(dir: usize, rule: usize, port: u16) -> u32 {
     ((dir as u32 & 1) << 31) | ((rule as u32 & 0x7fff) << 16) | u32::from(port)
 }
@@ -97,7 +161,8 @@ pub struct Target {
     pub dir: usize,
     /// TCP or UDP.
     pub proto: Proto,
-    /// The port the socket listens on.
+    /// The port the socket listens on (0 for a socket-lookup socket,
+    /// until [`Listeners::steered_target`] gives the original port).
     pub port: u16,
     /// The port to forward to.
     pub to: u16,
@@ -136,9 +201,71 @@ impl Listeners {
         let dir = |t: &FwdTable| {
             let rules: Vec<FwdRule> = t.rules.iter().filter(keep).take(0x8000).cloned().collect();
             let socks = rules.iter().map(|r| (0..r.ports.len()).map(|_| None).collect()).collect();
-            Dir { rules, socks }
+            let steer = rules.iter().map(|_| None).collect();
+            Dir { rules, socks, steer }
         };
-        Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6, paused: Vec::new() }
+        Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6, paused: Vec::new(), steering: None, synced: [false; 2] }
+    }
+
+    /// Whether direction `dir` has rules that socket lookup could serve
+    /// ([`steerable`]).
+    pub fn steerable(&self, dir: usize) -> bool {
+        self.dirs[dir].rules.iter().any(steerable)
+    }
+
+    /// Serve the [`steerable`] rules of each direction that has a scanner
+    /// in `held` (of the namespace where it listens) by socket lookup, up
+    /// to the slots `maps` has; must come before the first
+    /// [`Listeners::sync`] (rules that have per-port sockets already are
+    /// left alone). Returns how many rules it will serve.
+    pub fn steer(&mut self, mut maps: LookupMaps, held: [Option<ProcNet>; 2]) -> usize {
+        let mut n = 0;
+        'dirs: for (dir, d) in self.dirs.iter_mut().enumerate() {
+            if held[dir].is_none() {
+                continue;
+            }
+            for ((r, socks), st) in d.rules.iter().zip(&d.socks).zip(d.steer.iter_mut()) {
+                if !steerable(r) || socks.iter().any(Option::is_some) {
+                    continue;
+                }
+                let Ok(slot) = maps.alloc() else {
+                    log::info!("eBPF socket lookup: no slot left, more rules keep one socket per port");
+                    break 'dirs;
+                };
+                *st = Some(Steered { slot, sock: None, lport: 0, owner: None });
+                n += 1;
+            }
+        }
+        self.steering = Some(Steering { maps, held, buf: Listening::new() });
+        n
+    }
+
+    /// Whether direction `dir` has rules served by socket lookup (then
+    /// [`Listeners::sync`] has work to do at every scan).
+    pub fn steers(&self, dir: usize) -> bool {
+        self.dirs[dir].steer.iter().any(Option::is_some)
+    }
+
+    /// The socket-lookup summary line for the exit log, if in use.
+    pub fn steer_summary(&self) -> Option<String> {
+        self.steering.as_ref().map(|s| s.maps.summary())
+    }
+
+    /// The target of a connection or datagram that socket lookup handed to
+    /// the socket of `t` ([`Target::port`] 0), originally for `port`:
+    /// `t` with that port and its target port; `None` if `port` is not
+    /// one of the rule's.
+    pub fn steered_target(&self, t: &Target, port: u16) -> Option<Target> {
+        let (dir, idx, p) = unpack_ref(t.data);
+        if p != 0 || port == 0 {
+            return None;
+        }
+        let d = self.dirs.get(dir)?;
+        // The rules served by this socket: idx's, and those sharing it.
+        let (r, _) = d.rules.iter().zip(&d.steer).find(|(r, s)| {
+            s.as_ref().is_some_and(|s| s.owner == Some(idx)) && r.ports.contains(port)
+        })?;
+        Some(Target { port, to: r.target_port(port)?, taddr: r.taddr.map(Inany::from), ..*t })
     }
 
     /// Stop polling listener `fd` (data word `data`) until [`Listeners::resume`]:
@@ -186,6 +313,10 @@ impl Listeners {
     fn holds(&self, data: u32, fd: std::os::fd::RawFd) -> bool {
         let (dir, idx, port) = unpack_ref(data);
         let Some(d) = self.dirs.get(dir) else { return false };
+        if port == 0 {
+            let st = d.steer.get(idx).and_then(Option::as_ref);
+            return st.and_then(|s| s.sock.as_ref()).is_some_and(|s| s.as_raw_fd() == fd);
+        }
         let (Some(r), Some(socks)) = (d.rules.get(idx), d.socks.get(idx)) else { return false };
         let Some(i) = port.checked_sub(r.ports.first()) else { return false };
         socks.get(usize::from(i)).is_some_and(|s| s.as_ref().is_some_and(|s| s.as_raw_fd() == fd))
@@ -202,7 +333,8 @@ impl Listeners {
         let (dir, idx, port) = unpack_ref(data);
         let r = self.dirs.get(dir)?.rules.get(idx)?;
         let laddr = listen_addr(r, self.v4, self.v6).0;
-        Some(Target { dir, proto: r.proto, port, to: r.target_port(port)?, taddr: r.taddr.map(Inany::from), data, laddr })
+        let to = if port == 0 { 0 } else { r.target_port(port)? };
+        Some(Target { dir, proto: r.proto, port, to, taddr: r.taddr.map(Inany::from), data, laddr })
     }
 
     /// Ports of `proto` we listen on in direction `dir` (to leave out of
@@ -220,6 +352,11 @@ impl Listeners {
                 }
             }
         }
+        for (r, st) in d.rules.iter().zip(&d.steer) {
+            if let Some(st) = st.as_ref().filter(|s| r.proto == proto && s.sock.is_some()) {
+                s.insert(st.lport);
+            }
+        }
         s
     }
 
@@ -232,11 +369,53 @@ impl Listeners {
     pub fn sync(&mut self, dir: usize, tcp: &PortSet, udp: &PortSet, epoll: &Epoll, ns: Option<&NsSwitch>) -> Result<(), ListenError> {
         let (v4, v6) = (self.v4, self.v6);
         let d = &mut self.dirs[dir];
-        for (idx, (r, socks)) in d.rules.iter().zip(d.socks.iter_mut()).enumerate() {
+        // Per-port sockets of rules other than `auto` are retried only
+        // where there are `auto` rules (as without socket lookup, whose
+        // periodic sync alone must not retry them every second).
+        let retry_fixed = !self.synced[dir] || d.rules.iter().any(|r| r.scan);
+        self.synced[dir] = true;
+        let held = match self.steering.as_mut() {
+            Some(st) if d.steer.iter().any(Option::is_some) => Some(held_ports(st, dir, d)),
+            _ => None,
+        };
+        if let (Some(steering), Some((htcp, hudp))) = (self.steering.as_mut(), held.as_ref()) {
+            for idx in 0..d.rules.len() {
+                if d.steer.get(idx).is_none_or(Option::is_none) {
+                    continue;
+                }
+                let r = &d.rules[idx];
+                let (scanned, held) = match r.proto {
+                    Proto::Tcp => (tcp, htcp),
+                    Proto::Udp => (udp, hudp),
+                };
+                let Err(e) = sync_steered(dir, idx, &d.rules, &mut d.steer, &mut steering.maps, scanned, held, (v4, v6), epoll, ns)
+                else {
+                    continue;
+                };
+                // This rule, and any sharing its socket, go back to one
+                // socket per port (below, in this pass).
+                for (k, st) in d.steer.iter_mut().enumerate() {
+                    if k != idx && st.as_ref().is_none_or(|s| s.owner != Some(idx)) {
+                        continue;
+                    }
+                    if let Some(mut s) = st.take() {
+                        log::warn!("eBPF socket lookup for {} {}: {e}; one socket per port instead", rule_name(&d.rules[k]), d.rules[k].ports);
+                        if let Some(fd) = s.sock.take() {
+                            epoll.del(fd.as_raw_fd());
+                        }
+                        steering.maps.release(s.slot);
+                    }
+                }
+            }
+        }
+        for (idx, ((r, socks), steer)) in d.rules.iter().zip(d.socks.iter_mut()).zip(d.steer.iter()).enumerate() {
             let map = match r.proto {
                 Proto::Tcp => tcp,
                 Proto::Udp => udp,
             };
+            if steer.is_some() || (!r.scan && !retry_fixed) {
+                continue;
+            }
             let mut bound_one = false;
             for (i, slot) in socks.iter_mut().enumerate() {
                 let port = r.ports.first().saturating_add(i as u16);
@@ -274,6 +453,127 @@ impl Listeners {
         }
         Ok(())
     }
+}
+
+/// Ports held by applications in the namespace where direction `dir`
+/// listens, (TCP listening, UDP bound), less our own socket-lookup sockets.
+fn held_ports(st: &mut Steering, dir: usize, d: &Dir) -> (PortSet, PortSet) {
+    let Some(scanner) = st.held[dir].as_mut() else { return (PortSet::new(), PortSet::new()) };
+    scanner.scan_into(&mut st.buf);
+    let mut ours = PortSet::new();
+    for s in d.steer.iter().flatten().filter(|s| s.sock.is_some()) {
+        ours.insert(s.lport);
+    }
+    let mut udp = st.buf.udp4.clone();
+    udp.union_with(&st.buf.udp6);
+    udp.difference_with(&ours);
+    let mut tcp = st.buf.tcp_ports();
+    tcp.difference_with(&ours);
+    (tcp, udp)
+}
+
+/// The ports socket lookup takes for rule `r`: all of its ports (for
+/// `auto`, those whose target port is in `scanned`), less `held`.
+pub fn steered_ports(r: &FwdRule, scanned: &PortSet, held: &PortSet) -> PortSet {
+    let mut s = PortSet::new();
+    for p in r.ports.first()..=r.ports.last() {
+        if !r.scan || r.target_port(p).is_some_and(|t| scanned.contains(t)) {
+            s.insert(p);
+        }
+    }
+    s.difference_with(held);
+    s
+}
+
+/// Whether the sockets of rules `a` and `b` would be the same: protocol,
+/// address and interface.
+fn same_socket(a: &FwdRule, b: &FwdRule) -> bool {
+    a.proto == b.proto && a.addr == b.addr && a.ifname == b.ifname
+}
+
+/// Set up steered rule `idx` of `rules` (direction `dir`) if it isn't yet:
+/// share the socket of an earlier rule with the same one
+/// ([`same_socket`]), or open its own; then write its ports
+/// ([`steered_ports`]).
+///
+/// # Errors
+/// Socket, map or epoll errors, as text for the fallback log line.
+#[allow(clippy::too_many_arguments)]
+fn sync_steered(
+    dir: usize,
+    idx: usize,
+    rules: &[FwdRule],
+    steer: &mut [Option<Steered>],
+    maps: &mut LookupMaps,
+    scanned: &PortSet,
+    held: &PortSet,
+    (v4, v6): (bool, bool),
+    epoll: &Epoll,
+    ns: Option<&NsSwitch>,
+) -> Result<(), String> {
+    let r = &rules[idx];
+    let (a, v6only) = listen_addr(r, v4, v6);
+    let ifindex = if r.ifname.is_some() { LOOPBACK_IFINDEX } else { 0 };
+    let entry = crate::ebpf::lookup::rule_entry(dir, r.proto, a, v6only, ifindex);
+    let unset = steer[idx].as_ref().is_some_and(|s| s.owner.is_none());
+    let shared = (0..idx).find(|&j| {
+        steer[j].as_ref().is_some_and(|s| s.owner == Some(j) && s.sock.is_some()) && same_socket(&rules[j], r)
+    });
+    if let (true, Some(j)) = (unset, shared) {
+        let (fd, lport) = match &steer[j] {
+            Some(Steered { sock: Some(s), lport, .. }) => (s.as_raw_fd(), *lport),
+            _ => return Err("shared socket gone".into()),
+        };
+        let Some(st) = steer[idx].as_mut() else { return Err("not steered".into()) };
+        maps.install(st.slot, entry, &fd).map_err(|e| e.to_string())?;
+        log::info!("eBPF socket lookup: {} {} through one socket (port {lport}, shared)", rule_name(r), r.ports);
+        st.owner = Some(j);
+    }
+    let Some(st) = steer[idx].as_mut() else { return Err("not steered".into()) };
+    if st.owner.is_none() {
+        let ty = match r.proto {
+            Proto::Tcp => libc::SOCK_STREAM,
+            Proto::Udp => libc::SOCK_DGRAM,
+        };
+        let s = if dir == OUT {
+            let Some(ns) = ns else { return Err("no namespace".into()) };
+            ns.in_target(move || bind_steered(ty, a, v6only)).and_then(|r| r)
+        } else {
+            bind_steered(ty, a, v6only)
+        }
+        .map_err(|e| format!("socket: {e}"))?;
+        let lport = sys::local_addr(s.as_raw_fd()).map_err(|e| format!("getsockname: {e}"))?.1;
+        maps.install(st.slot, entry, &s).map_err(|e| e.to_string())?;
+        let e = EpollRef::new(EpollType::Listen, s.as_raw_fd(), listen_ref(dir, idx, 0));
+        epoll.add(s.as_raw_fd(), libc::EPOLLIN as u32, e).map_err(|e| format!("epoll: {e}"))?;
+        log::info!("eBPF socket lookup: {} {} through one socket (port {lport})", rule_name(r), r.ports);
+        st.sock = Some(s);
+        st.lport = lport;
+        st.owner = Some(idx);
+    }
+    let ports = steered_ports(r, scanned, held);
+    if maps.set_ports(st.slot, &ports).map_err(|e| e.to_string())? > 0 {
+        let n: u32 = ports.words().iter().map(|w| w.count_ones()).sum();
+        log::debug!("eBPF socket lookup: {} {} now takes {n} ports", rule_name(r), r.ports);
+    }
+    Ok(())
+}
+
+/// The socket of a rule served by socket lookup: on `a` (`v6only` for
+/// IPv6), an ephemeral port; TCP listening, UDP reporting each datagram's
+/// original destination.
+fn bind_steered(ty: i32, a: Inany, v6only: bool) -> std::io::Result<OwnedFd> {
+    let s = bind_one(ty, a, 0, None, v6only)?;
+    if ty == libc::SOCK_DGRAM {
+        let fd = s.as_raw_fd();
+        if a.is_v4() || !v6only {
+            sys::set_int_opt(fd, libc::SOL_IP, libc::IP_RECVORIGDSTADDR, 1)?;
+        }
+        if !a.is_v4() {
+            sys::set_int_opt(fd, libc::SOL_IPV6, libc::IPV6_RECVORIGDSTADDR, 1)?;
+        }
+    }
+    Ok(s)
 }
 
 /// Bind the socket for `port` of rule `r`: on its address, or on any
@@ -337,6 +637,32 @@ mod tests {
 
     fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn steered_ports_leave_out_held_and_unscanned_ports() {
+        let t = table(&[(FwdOpt::TcpPorts, "~2001-65535"), (FwdOpt::UdpPorts, "1000-1999:3000-3999,auto")]);
+        let (all, auto) = (&t.rules[0], &t.rules[1]);
+        assert!(all.weak && steerable(all) && steerable(auto));
+        let mut held = PortSet::new();
+        held.insert(22);
+        let s = steered_ports(all, &PortSet::new(), &held);
+        assert!(s.contains(1) && s.contains(2000) && !s.contains(22) && !s.contains(2001));
+        // auto: only ports whose target (listening port + 2000) is bound
+        // on the other side.
+        let mut scanned = PortSet::new();
+        scanned.insert(3005);
+        scanned.insert(5000);
+        let s = steered_ports(auto, &scanned, &PortSet::new());
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![1005]);
+    }
+
+    #[test]
+    fn explicit_and_interface_rules_keep_one_socket_per_port() {
+        let rule = |spec: &str| table(&[(FwdOpt::TcpPorts, spec)]).rules.remove(0);
+        assert!(!steerable(&rule("80")));
+        assert!(!steerable(&rule("%eth0/~1-999")));
+        assert!(steerable(&rule("%lo/~1-999")), "lo: checked by the program (ingress interface 1)");
     }
 
     #[test]

@@ -173,8 +173,64 @@ pub struct Datagram {
 /// The OS error other than EAGAIN (ECONNREFUSED for a connected UDP socket
 /// after an ICMP error, for instance).
 pub fn recv_batch<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>, out: &mut [Datagram; 64]) -> io::Result<usize> {
+    recv_batch_inner(fd, bufs, out, None)
+}
+
+/// [`recv_batch`] on a socket with `IP_RECVORIGDSTADDR` (and, for IPv6,
+/// `IPV6_RECVORIGDSTADDR`) on: also gives each datagram's original
+/// destination address and port in `dst` (`None` if the kernel sent no
+/// such control message, or a malformed one).
+///
+/// # Errors
+/// As [`recv_batch`].
+pub fn recv_batch_dst<'a>(
+    fd: RawFd,
+    bufs: impl Iterator<Item = &'a mut [u8]>,
+    out: &mut [Datagram; 64],
+    dst: &mut [Option<(Inany, u16)>; 64],
+) -> io::Result<usize> {
+    recv_batch_inner(fd, bufs, out, Some(dst))
+}
+
+/// Room for one `IP_ORIGDSTADDR` or `IPV6_ORIGDSTADDR` control message
+/// (a `cmsghdr` and a `sockaddr_in6`), 8-byte aligned.
+type OrigDstCmsg = [u64; 8];
+
+/// The original destination in the control messages of `h`, if any.
+fn orig_dst(h: &libc::msghdr) -> Option<(Inany, u16)> {
+    // SAFETY: h was filled by recvmmsg; the CMSG_* macros stay within
+    // msg_control..msg_control+msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            let (level, ty, len) = ((*c).cmsg_level, (*c).cmsg_type, (*c).cmsg_len as usize);
+            let data = libc::CMSG_DATA(c);
+            let dlen = len.saturating_sub(libc::CMSG_LEN(0) as usize);
+            let want = match (level, ty) {
+                (libc::SOL_IP, libc::IP_ORIGDSTADDR) => size_of::<libc::sockaddr_in>(),
+                (libc::SOL_IPV6, libc::IPV6_ORIGDSTADDR) => size_of::<libc::sockaddr_in6>(),
+                _ => 0,
+            };
+            if want != 0 && dlen >= want {
+                let mut st: libc::sockaddr_storage = zeroed();
+                std::ptr::copy_nonoverlapping(data, (&mut st as *mut libc::sockaddr_storage).cast::<u8>(), want);
+                return from_storage(&st);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+fn recv_batch_inner<'a>(
+    fd: RawFd,
+    bufs: impl Iterator<Item = &'a mut [u8]>,
+    out: &mut [Datagram; 64],
+    mut dst: Option<&mut [Option<(Inany, u16)>; 64]>,
+) -> io::Result<usize> {
     // SAFETY: zeroed iovec/mmsghdr/sockaddr arrays are valid.
     let mut iov: [libc::iovec; 64] = unsafe { zeroed() };
+    let mut cmsgs: [OrigDstCmsg; 64] = [[0; 8]; 64];
     let mut names: [libc::sockaddr_storage; 64] = unsafe { zeroed() };
     let mut hdrs: [libc::mmsghdr; 64] = unsafe { zeroed() };
     let mut n = 0;
@@ -190,6 +246,10 @@ pub fn recv_batch<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>, out: 
         hdrs[i].msg_hdr.msg_iovlen = 1;
         hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
         hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if dst.is_some() {
+            hdrs[i].msg_hdr.msg_control = cmsgs[i].as_mut_ptr().cast();
+            hdrs[i].msg_hdr.msg_controllen = size_of::<OrigDstCmsg>();
+        }
     }
     // SAFETY: hdrs[..n] point at live buffers for the duration of the call.
     let r = unsafe {
@@ -203,6 +263,9 @@ pub fn recv_batch<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>, out: 
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             from: if h.msg_hdr.msg_namelen > 0 { from_storage(&names[i]) } else { None },
         };
+        if let Some(d) = dst.as_deref_mut() {
+            d[i] = orig_dst(&h.msg_hdr);
+        }
     }
     Ok(r)
 }
@@ -416,6 +479,44 @@ pub fn send_batch(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn recv_batch_dst_reports_each_datagrams_original_destination() {
+        // A dual-stack socket: IPv4 datagrams come with IP_ORIGDSTADDR,
+        // IPv6 ones with IPV6_ORIGDSTADDR.
+        let s = socket(false, libc::SOCK_DGRAM, 0).unwrap();
+        let fd = s.as_raw_fd();
+        set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0).unwrap();
+        set_int_opt(fd, libc::SOL_IP, libc::IP_RECVORIGDSTADDR, 1).unwrap();
+        set_int_opt(fd, libc::SOL_IPV6, libc::IPV6_RECVORIGDSTADDR, 1).unwrap();
+        bind(fd, Inany::UNSPEC6, 0).unwrap();
+        let port = local_addr(fd).unwrap().1;
+        let c4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c4.send_to(b"four", ("127.0.0.1", port)).unwrap();
+        let c6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        c6.send_to(b"six", ("::1", port)).unwrap();
+        let mut bufs = [[0u8; 64]; 2];
+        let mut out = [Datagram { len: 0, truncated: false, from: None }; 64];
+        let mut dst = [None; 64];
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            let n = recv_batch_dst(fd, bufs.iter_mut().map(|b| &mut b[..]), &mut out, &mut dst).unwrap();
+            got.extend((0..n).map(|i| (bufs[i][..out[i].len].to_vec(), dst[i])));
+            if got.len() == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        got.sort();
+        assert_eq!(got, vec![(b"four".to_vec(), Some((Inany::LOOPBACK4, port))), (b"six".to_vec(), Some((Inany::LOOPBACK6, port)))]);
+        // Without the options there is no control message.
+        let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        plain.set_nonblocking(true).unwrap();
+        c4.send_to(b"x", plain.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let n = recv_batch_dst(plain.as_raw_fd(), bufs.iter_mut().map(|b| &mut b[..]), &mut out, &mut dst).unwrap();
+        assert_eq!((n, dst[0]), (1, None));
+    }
 
     #[test]
     fn udp_loopback_round_trip_through_batch_receive() {

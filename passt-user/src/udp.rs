@@ -210,20 +210,25 @@ fn reply_socket(ctx: &Ctx, t: &Target, laddr: Inany, client: Inany, cport: u16) 
 /// starts a flow (to the tap, or spliced) unless its client has one
 /// already, and is forwarded. Datagrams are received into free transmit
 /// slots, so that those going to the tap become frames in place.
-pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
-    let laddr = t.laddr;
-    let pif_ini = if t.dir == OUT { Pif::Splice } else { Pif::Host };
+///
+/// On a socket-lookup socket ([`Target::port`] 0), each datagram's original
+/// destination gives its port and local address.
+pub fn listen_ready(ctx: &mut Ctx, t0: Target, lfd: RawFd) {
+    let steered = t0.port == 0;
+    let pif_ini = if t0.dir == OUT { Pif::Splice } else { Pif::Host };
     let mut out = [sys::Datagram { len: 0, truncated: false, from: None }; 64];
+    let mut dsts = [None; 64];
     for _ in 0..4 {
         if ctx.tx.room() < crate::tap::BATCH / 2 {
             ctx.flush_tx();
         }
         let room = ctx.tx.room();
         let bufs = ctx.tx.free_slots().map(|s| &mut s[frame::L4_OFF + UDP_HDR..SLOT]);
-        let n = match sys::recv_batch(lfd, bufs, &mut out) {
+        let r = if steered { sys::recv_batch_dst(lfd, bufs, &mut out, &mut dsts) } else { sys::recv_batch(lfd, bufs, &mut out) };
+        let n = match r {
             Ok(n) => n,
             Err(e) => {
-                log::trace!("UDP: recv on port {}: {e}", t.port);
+                log::trace!("UDP: recv on port {}: {e}", t0.port);
                 break;
             }
         };
@@ -233,6 +238,16 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
                 ctx.counters.drop_host_oversize += 1;
                 continue;
             }
+            let t = if !steered {
+                t0
+            } else if let Some((t, dst)) = dsts[i].and_then(|(a, p)| Some((ctx.listeners.steered_target(&t0, p)?, a))) {
+                Target { laddr: dst, ..t }
+            } else {
+                log::debug!("UDP: datagram from {from}:{fport} on a socket-lookup socket: no rule for {:?}", dsts[i]);
+                ctx.counters.drop_fwd_nat += 1;
+                continue;
+            };
+            let laddr = t.laddr;
             // `-U` listens on any address of lo: the datagram was sent to a
             // loopback address (which one is not known; the usual one).
             let oaddr = match (t.dir == OUT && laddr.is_unspecified(), from.is_v4()) {

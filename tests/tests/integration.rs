@@ -175,3 +175,8 @@ fn fwd_splice_only() {
 fn passt_stream() {
     case("25-passt-stream")
 }
+
+#[test]
+fn ebpf_lookup() {
+    case("28-ebpf-lookup")
+}

@@ -28,6 +28,7 @@
 //! ([`Loaded::log_fd`], [`Loaded::log_event`]).
 
 pub mod helper;
+pub mod lookup;
 pub mod tap;
 
 /// The eBPF state of a running pasta: what got loaded and each feature's
@@ -37,29 +38,41 @@ pub struct Accel {
     pub loaded: Loaded,
     /// Tap classifier counters, if it is attached.
     pub tap: Option<tap::TapCounters>,
+    /// Socket lookup maps, if the program is attached, until
+    /// [`crate::listen::Listeners::steer`] takes them.
+    pub lookup: Option<lookup::LookupMaps>,
 }
 
 impl Accel {
     /// Load what `--ebpf` asks for in pasta mode: the tap classifier on
-    /// `ifname` in `netns` (none with `--splice-only`).
+    /// `ifname` in `netns` (none with `--splice-only`), and socket lookup
+    /// for forwarded ports in `lookup` (pasta's own namespace, the target
+    /// namespace: see [`lookup::attaches`]).
     ///
     /// # Errors
     /// One line saying why not (logged by the caller, which carries on
     /// without).
-    pub fn start(loader: Loader, tap: Option<(OwnedFd, &str)>) -> Result<Self, String> {
+    pub fn start(loader: Loader, tap: Option<(OwnedFd, &str)>, lookup: (Option<OwnedFd>, Option<OwnedFd>)) -> Result<Self, String> {
         let mut attaches = Vec::new();
         if let Some((netns, ifname)) = tap {
             attaches.extend(tap::attaches(netns, ifname));
         }
         let with_tap = !attaches.is_empty();
+        let with_lookup = lookup.0.is_some() || lookup.1.is_some();
+        attaches.extend(lookup::attaches(lookup.0, lookup.1));
         let mut loaded = load(loader, attaches)?;
+        let lookup = if with_lookup {
+            Some(lookup::LookupMaps::take(&mut loaded).map_err(|e| format!("socket lookup maps: {e:#}"))?)
+        } else {
+            None
+        };
         let tap = if with_tap {
             let m = loaded.take_map(passt_ebpf::tc::COUNTERS_MAP).ok_or("no tap counters map")?;
             Some(tap::TapCounters::new(m).map_err(|e| format!("tap counters: {e:#}"))?)
         } else {
             None
         };
-        Ok(Self { loaded, tap })
+        Ok(Self { loaded, tap, lookup })
     }
 
     /// Lines for the exit summary.

@@ -52,7 +52,18 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
             }
         };
         let any = if peer.is_v4() { Inany::UNSPEC4 } else { Inany::UNSPEC6 };
-        let local = sys::local_addr(sock.as_raw_fd()).map_or(any, |(a, _)| a);
+        let (local, lport) = sys::local_addr(sock.as_raw_fd()).unwrap_or((any, 0));
+        // Socket lookup: the connection's port is its original one.
+        let t = if t.port != 0 {
+            t
+        } else if let Some(st) = ctx.listeners.steered_target(&t, lport) {
+            st
+        } else {
+            log::debug!("TCP: {peer}:{pport} to port {lport} of a socket-lookup socket: no rule");
+            ctx.counters.drop_fwd_nat += 1;
+            sys::set_linger_zero(sock.as_raw_fd());
+            continue;
+        };
         let ini = FlowSide { eaddr: peer, eport: pport, oaddr: local, oport: t.port };
         let (pif, tgt) = if t.dir == OUT {
             match Fwd::nat_from_splice(L4::Tcp, &ini, t.to) {
