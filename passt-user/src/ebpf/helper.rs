@@ -149,11 +149,20 @@ pub fn request(fd: OwnedFd, attaches: Vec<Attach>, how: String) -> anyhow::Resul
     send(fd.as_fd(), text.as_bytes(), &fds).context("sending the request")?;
     let (reply, map_fds) = recv(fd.as_fd()).context("no reply")?;
     let reply = String::from_utf8_lossy(&reply).into_owned();
+    if let Some(e) = reply.strip_prefix("error ") {
+        // Errors may span lines (a verifier log): all of it in the debug
+        // log, the first line for the one-line fallback warning.
+        let mut lines = e.lines();
+        let first = lines.next().unwrap_or_default();
+        if lines.next().is_some() {
+            log::debug!("eBPF loader error, in full:\n{e}");
+            bail!("{first} (more with --debug)");
+        }
+        bail!("{first}");
+    }
     let mut lines = reply.lines();
-    match lines.next() {
-        Some("ok") => {}
-        Some(l) if l.starts_with("error ") => bail!("{}", &l[6..]),
-        _ => bail!("malformed reply"),
+    if lines.next() != Some("ok") {
+        bail!("malformed reply");
     }
     let names: Vec<&str> = lines.collect();
     if names.len() != map_fds.len() {
@@ -323,14 +332,17 @@ pub fn serve(path: &Path, allow: &[u32]) -> anyhow::Result<()> {
 /// `private`: our own forked loader, which drops its capabilities once
 /// the programs are attached.
 fn session(conn: &OwnedFd, uid: u32, allow: &[u32], private: bool) -> anyhow::Result<()> {
-    if uid != 0 && !allow.contains(&uid) {
-        bail!("uid {uid} is not allowed (passt-ebpf-helper --allow-uid {uid})");
-    }
     if !private {
         let t = nix::sys::time::TimeVal::new(5, 0);
         socket::setsockopt(conn, sockopt::ReceiveTimeout, &t).context("SO_RCVTIMEO")?;
     }
+    // Read the request before any refusal: closing with it unread would
+    // reset the connection, and the client would get ECONNRESET instead
+    // of our reason.
     let (req, fds) = recv(conn.as_fd()).context("reading the request")?;
+    if uid != 0 && !allow.contains(&uid) {
+        bail!("uid {uid} is not allowed (passt-ebpf-helper --allow-uid {uid})");
+    }
     let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
     let attaches = decode(&String::from_utf8_lossy(&req), &mut fds)?;
     for a in &attaches {
