@@ -309,8 +309,14 @@ fn ebpf_start(
         None => None,
     };
     match loader.and_then(|l| crate::ebpf::Accel::start(l, tap)) {
-        Ok(a) => {
+        Ok(mut a) => {
             log::info!("eBPF programs {}", a.loaded.how);
+            if let Some(t) = a.tap.as_mut() {
+                let c = crate::ebpf::tap::tap_conf(&ctx.svc, ctx.v4, ctx.v6);
+                if let Err(e) = t.configure(&c) {
+                    log::warn!("eBPF tap classifier: can't configure it, userspace answers ARP and NDP: {e:#}");
+                }
+            }
             if let Some(fd) = a.loaded.log_fd() {
                 let r = crate::epoll::EpollRef::new(crate::epoll::EpollType::Ebpf, fd, 0);
                 ctx.epoll.add(fd, libc::EPOLLIN as u32, r).context("epoll")?;

@@ -48,14 +48,18 @@ impl Accel {
     /// without).
     pub fn start(loader: Loader, tap: Option<(OwnedFd, &str)>) -> Result<Self, String> {
         let mut attaches = Vec::new();
+        // Whether the tap classifier is asked for, not whether anything is:
+        // other features add their own attachments.
+        let with_tap = tap.is_some();
         if let Some((netns, ifname)) = tap {
             attaches.extend(tap::attaches(netns, ifname));
         }
-        let with_tap = !attaches.is_empty();
         let mut loaded = load(loader, attaches)?;
         let tap = if with_tap {
-            let m = loaded.take_map(passt_ebpf::tc::COUNTERS_MAP).ok_or("no tap counters map")?;
-            Some(tap::TapCounters::new(m).map_err(|e| format!("tap counters: {e:#}"))?)
+            use passt_ebpf::tc::{ANSWERS_MAP, CONF_MAP, COUNTERS_MAP};
+            let mut take = |n: &str| loaded.take_map(n).ok_or(format!("no {n} map"));
+            let (frames, answers, conf) = (take(COUNTERS_MAP)?, take(ANSWERS_MAP)?, take(CONF_MAP)?);
+            Some(tap::TapCounters::new(frames, answers, conf).map_err(|e| format!("tap classifier maps: {e:#}"))?)
         } else {
             None
         };
