@@ -61,6 +61,8 @@ pub const CASES: &[&str] = &[
     "23-fwd-cli",
     "24-fwd-splice-only",
     "25-passt-stream",
+    "26-ebpf-tc",
+    "29-ebpf-fallback",
 ];
 
 /// Why a case did not pass.

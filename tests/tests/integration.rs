@@ -175,3 +175,15 @@ fn fwd_splice_only() {
 fn passt_stream() {
     case("25-passt-stream")
 }
+
+/// --ebpf as root: the tap classifier answers ARP and NS in the kernel (the tap reader sees none), program logs reach pasta's log; userspace answers without it.
+#[test]
+fn ebpf_tc() {
+    case("26-ebpf-tc")
+}
+
+/// --ebpf without privileges (user namespace, capsh), through the helper daemon (killed mid-run, uid refused) and with a missing helper: one log line, splice() and userspace answers.
+#[test]
+fn ebpf_fallback() {
+    case("29-ebpf-fallback")
+}
