@@ -313,18 +313,24 @@ pub fn serve(path: &Path, allow: &[u32]) -> anyhow::Result<()> {
         std::thread::spawn(move || {
             let cred = socket::getsockopt(&conn, sockopt::PeerCredentials).ok();
             let who = cred.map_or("unknown peer".into(), |c| format!("pid {} uid {}", c.pid(), c.uid()));
-            let r = match cred {
-                Some(c) => session(&conn, c.uid(), &allow, false),
-                None => Err(anyhow!("no peer credentials")),
-            };
-            match r {
-                Ok(()) => log::info!("passt-ebpf-helper: {who}: done, programs detached"),
-                Err(e) => {
-                    log::warn!("passt-ebpf-helper: {who}: {e:#}");
-                    let _ = send(conn.as_fd(), format!("error {e:#}").as_bytes(), &[]);
-                }
-            }
+            serve_conn(&conn, cred.map(|c| c.uid()), &allow, &who);
         });
+    }
+}
+
+/// Serve one accepted connection from `uid` (`None`: unknown, refused):
+/// a session, or the reason it failed sent back as `error TEXT`.
+fn serve_conn(conn: &OwnedFd, uid: Option<u32>, allow: &[u32], who: &str) {
+    let r = match uid {
+        Some(uid) => session(conn, uid, allow, false),
+        None => Err(anyhow!("no peer credentials")),
+    };
+    match r {
+        Ok(()) => log::info!("passt-ebpf-helper: {who}: done, programs detached"),
+        Err(e) => {
+            log::warn!("passt-ebpf-helper: {who}: {e:#}");
+            let _ = send(conn.as_fd(), format!("error {e:#}").as_bytes(), &[]);
+        }
     }
 }
 
@@ -540,6 +546,23 @@ mod tests {
         // One descriptor can't serve two lines.
         let mut one = vec![Some(netns())];
         assert!(decode("passt-ebpf-helper 1\nsk_lookup a 0\nsk_lookup b 0", &mut one).is_err());
+    }
+
+    #[test]
+    fn refused_uid_gets_the_reason_not_a_reset() {
+        // The request is already queued when the helper refuses: it must
+        // still be read, or closing resets the connection and the client
+        // reads ECONNRESET instead of the reason.
+        let (ours, theirs) =
+            socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        let attaches = [Attach::SkLookup { prog: "p".into(), netns: netns() }];
+        let (text, fds) = encode(&attaches);
+        send(ours.as_fd(), text.as_bytes(), &fds).unwrap();
+        serve_conn(&theirs, Some(4242), &[4243], "test");
+        drop(theirs);
+        let (reply, _) = recv(ours.as_fd()).unwrap();
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(reply.starts_with("error uid 4242 is not allowed"), "{reply}");
     }
 
     #[test]
