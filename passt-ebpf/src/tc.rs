@@ -96,8 +96,9 @@ pub enum Answer {
     /// (probe, gratuitous, DAD, the guest's own address), with options we
     /// don't check, or malformed (pasta counts and drops those).
     Passed = 2,
-    /// Answers built but not delivered (resizing or the redirect failed):
-    /// the request was dropped, the namespace retries.
+    /// Answers built but not sent: resizing the frame failed (the request
+    /// went to pasta unchanged) or writing the reply did (the frame was
+    /// dropped; the namespace retries).
     Failed = 3,
 }
 

@@ -176,13 +176,15 @@ fn send(ctx: &TcContext, reply: &[u8; NA_FRAME_LEN], len: usize, kind: Answer) -
     if ctx.len() as usize != len {
         // SAFETY: plain helper call on our context.
         if unsafe { bpf_skb_change_tail(ctx.skb.skb, len as u32, 0) } != 0 {
+            // Nothing written yet: pasta gets the request and answers.
             bump(&TAP_ANSWERS, Answer::Failed as u32);
-            return TC_ACT_SHOT;
+            return TC_ACT_OK;
         }
     }
     // SAFETY: reply holds at least len bytes; plain helper call.
     let stored = unsafe { bpf_skb_store_bytes(ctx.skb.skb, 0, reply.as_ptr().cast(), len as u32, 0) };
     if stored != 0 {
+        // Partly overwritten, maybe: neither request nor reply any more.
         bump(&TAP_ANSWERS, Answer::Failed as u32);
         return TC_ACT_SHOT;
     }
