@@ -21,6 +21,7 @@
 
 need_tools python3
 skip_unless_ours "the eBPF tap classifier" || exit 0
+need_ebpf
 PASTA=("$PASTA_BIN")
 
 # The namespace side, shared by both runs: ping each gateway (3 tries, the

@@ -26,6 +26,7 @@
 
 need_tools socat sha256sum capsh setpriv
 skip_unless_ours "eBPF fallback" || exit 0
+need_ebpf
 HELPER=${PASTA_BIN%/*}/passt-ebpf-helper
 [[ -x $HELPER ]] || fail "no passt-ebpf-helper next to $PASTA_BIN"
 UNPRIV=("${PASTA[@]}")
