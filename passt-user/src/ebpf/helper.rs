@@ -21,7 +21,10 @@
 //! cgroup must be owned by the client's uid, and a network namespace must
 //! belong to a user namespace owned by it (the client could already
 //! administer it), unless the client is root: an allowed user can't attach
-//! programs to namespaces or cgroups of others.
+//! programs to namespaces or cgroups of others. Anyone may connect (the
+//! socket is mode 0666): the helper serves at most `SESSIONS_MAX` sessions
+//! at once, waits at most 5 s for a request, and reads it before refusing
+//! one, so that the client reads the reason rather than a reset.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -297,6 +300,7 @@ pub fn serve(path: &Path, allow: &[u32]) -> anyhow::Result<()> {
     socket::listen(&fd, socket::Backlog::new(16).context("backlog")?).context("listen")?;
     log::info!("passt-ebpf-helper: listening on {}", path.display());
     let allow = allow.to_vec();
+    let active = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let c = match socket::accept4(fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             Ok(c) => c,
@@ -309,12 +313,49 @@ pub fn serve(path: &Path, allow: &[u32]) -> anyhow::Result<()> {
         };
         // SAFETY: accept4 returned a new descriptor we own.
         let conn = unsafe { OwnedFd::from_raw_fd(c) };
+        // Anyone may connect: bound what connections can hold.
+        let Some(slot) = Slot::take(&active, SESSIONS_MAX) else {
+            log::warn!("passt-ebpf-helper: {SESSIONS_MAX} sessions already, connection refused");
+            let _ = send(conn.as_fd(), format!("error the helper serves {SESSIONS_MAX} sessions already").as_bytes(), &[]);
+            // Whatever the client sent must be read, or closing resets the
+            // connection before it reads why.
+            let mut buf = vec![0u8; MSG_MAX];
+            while socket::recv(conn.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n > 0) {}
+            continue;
+        };
         let allow = allow.clone();
-        std::thread::spawn(move || {
+        let spawned = std::thread::Builder::new().name("session".into()).spawn(move || {
+            let _slot = slot;
             let cred = socket::getsockopt(&conn, sockopt::PeerCredentials).ok();
             let who = cred.map_or("unknown peer".into(), |c| format!("pid {} uid {}", c.pid(), c.uid()));
             serve_conn(&conn, cred.map(|c| c.uid()), &allow, &who);
         });
+        if let Err(e) = spawned {
+            // The connection closes unanswered: the client reports no reply.
+            log::warn!("passt-ebpf-helper: can't start a session thread: {e}");
+        }
+    }
+}
+
+/// Most sessions served at once: each holds a thread and, once attached,
+/// its programs and maps. Connections beyond it are refused.
+const SESSIONS_MAX: usize = 1024;
+
+/// One of the sessions counted by an [`AtomicUsize`], given back on drop.
+struct Slot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    /// Count one more session if fewer than `max` are active.
+    fn take(active: &std::sync::Arc<std::sync::atomic::AtomicUsize>, max: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering::SeqCst;
+        active.fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Self(active.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -563,6 +604,18 @@ mod tests {
         let (reply, _) = recv(ours.as_fd()).unwrap();
         let reply = String::from_utf8(reply).unwrap();
         assert!(reply.starts_with("error uid 4242 is not allowed"), "{reply}");
+    }
+
+    #[test]
+    fn sessions_are_bounded_and_given_back() {
+        let active = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let a = Slot::take(&active, 2).unwrap();
+        let b = Slot::take(&active, 2).unwrap();
+        assert!(Slot::take(&active, 2).is_none(), "third session over a limit of 2");
+        drop(a);
+        let c = Slot::take(&active, 2).expect("a place freed by the end of a session");
+        drop((b, c));
+        assert_eq!(active.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[test]
