@@ -32,7 +32,7 @@ counters! {
     svc_replies,
     /// ARP frames read from the tap (requests or not; with the eBPF tap
     /// classifier, those it left to us).
-    svc_arp_requests,
+    svc_arp_frames,
     /// Neighbour solicitations read from the tap (ICMPv6 type 135; with
     /// the eBPF tap classifier, those it left to us).
     svc_ns_requests,

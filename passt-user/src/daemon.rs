@@ -511,7 +511,7 @@ pub fn dispatch_frame(ctx: &mut Ctx, frame: &[u8]) {
     learn_mac(ctx, eth.source());
     match eth.ether_type() {
         EtherType::ARP => {
-            ctx.counters.svc_arp_requests += 1;
+            ctx.counters.svc_arp_frames += 1;
             if ctx.v4 {
                 ctx.answer(svc::arp::handle, frame);
             } else {
@@ -905,7 +905,7 @@ mod tests {
         assert_eq!(&out[0][20..22], &[0, 2], "ARP reply opcode");
         assert_eq!(&out[0][22..28], &OUR_MAC, "sender hardware address is ours");
         assert_eq!(ctx.counters.svc_replies, 1);
-        assert_eq!(ctx.counters.svc_arp_requests, 1);
+        assert_eq!(ctx.counters.svc_arp_frames, 1);
     }
 
     #[test]

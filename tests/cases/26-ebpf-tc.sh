@@ -12,7 +12,7 @@
 #   the program logs why it left each to pasta ("ebpf: tap_tc: ..." lines in
 #   pasta's log, relayed from aya-log). pasta's capture of what it read from
 #   the tap (-p) holds no ARP request and no valid solicitation, only those
-#   three; its exit counters (svc_arp_requests, svc_ns_requests) add up to
+#   three; its exit counters (svc_arp_frames, svc_ns_requests) add up to
 #   what the program passed, while the program counted its answers
 #   (arp_replies, na_replies >= 2: the gateway and the crafted one).
 #   Without --ebpf: the same pings and crafted-frame checks pass (userspace
@@ -113,12 +113,12 @@ ok "pasta's capture: no ARP request or valid solicitation reached the tap reader
 
 # Userspace saw exactly what the program left to it: the crafted frame, and
 # DAD probes (from ::) if any.
-sarp=$(counter "$plog" svc_arp_requests) sns=$(counter "$plog" svc_ns_requests)
+sarp=$(counter "$plog" svc_arp_frames) sns=$(counter "$plog" svc_ns_requests)
 passed=$(answer "$plog" passed)
 ((sarp == 1)) || fail "pasta read $sarp ARP frames from the tap, want 1 (hardware type 6)"
 ((sns >= 2)) || fail "pasta read $sns solicitations from the tap, want the two invalid ones at least"
 ((sarp + sns == passed)) || fail "pasta read $sarp ARP + $sns NS frames, the program passed $passed"
-ok "userspace counters: svc_arp_requests $sarp, svc_ns_requests $sns (the refused ones, DAD), program passed $passed"
+ok "userspace counters: svc_arp_frames $sarp, svc_ns_requests $sns (the refused ones, DAD), program passed $passed"
 
 for l in "ARP not for Ethernet/IPv4, hardware type (6)" "neighbour solicitation with a hop limit other than 255 (64)" \
 	"neighbour solicitation with a bad checksum, sum"; do
@@ -133,7 +133,7 @@ plog=$LAB_WORK/user.pasta.log
 ((rc == 0)) || fail "pasta exited with status $rc"
 check_pings "$LAB_WORK/user.out"
 check_crafted "$LAB_WORK/user.out"
-sarp=$(counter "$plog" svc_arp_requests) sns=$(counter "$plog" svc_ns_requests)
-((sarp >= 1 && sns >= 1)) || fail "without --ebpf pasta read svc_arp_requests=$sarp svc_ns_requests=$sns, want both >= 1"
+sarp=$(counter "$plog" svc_arp_frames) sns=$(counter "$plog" svc_ns_requests)
+((sarp >= 1 && sns >= 1)) || fail "without --ebpf pasta read svc_arp_frames=$sarp svc_ns_requests=$sns, want both >= 1"
 ! grep -qi "ebpf" "$plog" || fail "eBPF mentioned without --ebpf: $(grep -i ebpf "$plog")"
-ok "without --ebpf: userspace answered (svc_arp_requests $sarp, svc_ns_requests $sns)"
+ok "without --ebpf: userspace answered (svc_arp_frames $sarp, svc_ns_requests $sns)"

@@ -134,7 +134,7 @@ kill "$srv" 2>/dev/null
 pasta_bg_stop || fail "pasta did not exit after its command"
 n=$(grep -o "answers:.* arp_replies [0-9]*" "$plog" | awk '{ print $NF }')
 ((${n:-0} >= 1)) || fail "the program answered no ARP request before the helper went: $(grep 'answers:' "$plog")"
-n2=$(grep -o "counters:.*" "$plog" | grep -oE "svc_arp_requests=[0-9]+" | cut -d= -f2)
+n2=$(grep -o "counters:.*" "$plog" | grep -oE "svc_arp_frames=[0-9]+" | cut -d= -f2)
 ((${n2:-0} >= 1)) || fail "userspace answered no ARP request after the helper went: $(grep 'counters:' "$plog")"
 ok "after the helper went: ping and transfer work; ARP answered by the program ($n) then by pasta ($n2)"
 

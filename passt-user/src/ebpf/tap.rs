@@ -15,7 +15,7 @@
 //! detached.
 //!
 //! pasta prints both counter sets at exit next to its own counters
-//! (`svc_arp_requests`, `svc_ns_requests`: what userspace still saw).
+//! (`svc_arp_frames`, `svc_ns_requests`: what userspace still saw).
 
 use std::os::fd::OwnedFd;
 
