@@ -30,6 +30,12 @@ counters! {
     tap_tx_frames,
     /// ARP/DHCP/NDP/DHCPv6 replies sent.
     svc_replies,
+    /// ARP frames read from the tap (requests or not; with the eBPF tap
+    /// classifier, those it left to us).
+    svc_arp_frames,
+    /// Neighbour solicitations read from the tap (ICMPv6 type 135; with
+    /// the eBPF tap classifier, those it left to us).
+    svc_ns_requests,
     /// UDP flows created.
     udp_flows,
     /// Spliced UDP flows created.

@@ -511,6 +511,7 @@ pub fn dispatch_frame(ctx: &mut Ctx, frame: &[u8]) {
     learn_mac(ctx, eth.source());
     match eth.ether_type() {
         EtherType::ARP => {
+            ctx.counters.svc_arp_frames += 1;
             if ctx.v4 {
                 ctx.answer(svc::arp::handle, frame);
             } else {
@@ -589,7 +590,12 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
                 }
                 k if k == echo_request && !ctx.no_icmp && !src_ok => ctx.counters.drop_addr += 1,
                 // Router and neighbour solicitations.
-                133 | 135 if !v4 => ctx.answer(svc::ndp::handle, frame),
+                133 | 135 if !v4 => {
+                    if kind == 135 {
+                        ctx.counters.svc_ns_requests += 1;
+                    }
+                    ctx.answer(svc::ndp::handle, frame)
+                }
                 // RA, NA, redirects, MLD and the rest are for the link only.
                 _ if !v4 && kind != echo_request => ctx.counters.ignored_ctrl += 1,
                 _ => ctx.counters.drop_icmp_type += 1,
@@ -902,6 +908,7 @@ mod tests {
         assert_eq!(&out[0][20..22], &[0, 2], "ARP reply opcode");
         assert_eq!(&out[0][22..28], &OUR_MAC, "sender hardware address is ours");
         assert_eq!(ctx.counters.svc_replies, 1);
+        assert_eq!(ctx.counters.svc_arp_frames, 1);
     }
 
     #[test]

@@ -319,6 +319,12 @@ fn ebpf_start(
     }) {
         Ok(mut a) => {
             log::info!("eBPF programs {}", a.loaded.how);
+            if let Some(t) = a.tap.as_mut() {
+                let c = crate::ebpf::tap::tap_conf(&ctx.svc, ctx.v4, ctx.v6);
+                if let Err(e) = t.configure(&c) {
+                    log::warn!("eBPF tap classifier: can't configure it, userspace answers ARP and NDP: {e:#}");
+                }
+            }
             if let Some(maps) = a.lookup.take() {
                 lookup_start(ctx, maps, dirs)?;
             }

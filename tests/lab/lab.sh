@@ -25,7 +25,7 @@
 # PASST_BIN, passt_is_ours, pasta_spawn, pasta_is_ours, skip_unless_ours,
 # ns_ifname_cmd, alive, kv, capture_start/capture_stop; optional:
 # lab_local_mode, lab_tcp_server (servers from tcplab.py), vm_rss_kib,
-# need_tools. Every external command a case runs
+# need_tools, need_ebpf. Every external command a case runs
 # must be bounded by `timeout`; wait_until is bounded by count and time.
 
 # ---- addresses (read-only for cases) ---------------------------------------
@@ -304,6 +304,17 @@ need_tools() {
 	for t in "$@"; do command -v "$t" >/dev/null || missing+=" $t"; done
 	[[ -z $missing ]] && return 0
 	log "missing tools:$missing (needed by $LAB_CASE)"
+	exit 3
+}
+
+# need_ebpf: end the case with status 3 ("missing prerequisite") when PASTA_BIN
+# was built without the eBPF programs (cargo xtask build-ebpf, then rebuild):
+# --ebpf can then only fall back, whoever runs it.
+need_ebpf() {
+	local out
+	out=$(timeout 10 "$PASTA_BIN" --splice-only --ebpf -- true 2>&1)
+	[[ $out == *"built without the eBPF programs"* ]] || return 0
+	log "$PASTA_BIN was built without the eBPF programs (needed by $LAB_CASE): $out"
 	exit 3
 }
 

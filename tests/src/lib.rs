@@ -61,7 +61,9 @@ pub const CASES: &[&str] = &[
     "23-fwd-cli",
     "24-fwd-splice-only",
     "25-passt-stream",
+    "26-ebpf-tc",
     "28-ebpf-lookup",
+    "29-ebpf-fallback",
 ];
 
 /// Why a case did not pass.

@@ -176,7 +176,20 @@ fn passt_stream() {
     case("25-passt-stream")
 }
 
+/// --ebpf as root: the tap classifier answers ARP and NS in the kernel (the tap reader sees none), program logs reach pasta's log; userspace answers without it.
+#[test]
+fn ebpf_tc() {
+    case("26-ebpf-tc")
+}
+
+/// --ebpf: SK_LOOKUP steers -t/-u all/auto (and -T/-U) to one socket per protocol and address; 1000 random ports, held ports left alone, fallback to per-port sockets.
 #[test]
 fn ebpf_lookup() {
     case("28-ebpf-lookup")
+}
+
+/// --ebpf without privileges (user namespace, capsh), through the helper daemon (killed mid-run, uid refused) and with a missing helper: one log line, splice() and userspace answers.
+#[test]
+fn ebpf_fallback() {
+    case("29-ebpf-fallback")
 }

@@ -52,6 +52,8 @@ const HOST_PACKAGES: &[&str] = &[
     "passt",
     "iperf3",
     "util-linux",
+    // capsh, for the eBPF fallback case (29-ebpf-fallback)
+    "libcap2-bin",
     // the real-guest runs (../shared/guest/guestlab.sh)
     "qemu-system-x86",
     "cpio",

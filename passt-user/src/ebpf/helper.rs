@@ -21,7 +21,10 @@
 //! cgroup must be owned by the client's uid, and a network namespace must
 //! belong to a user namespace owned by it (the client could already
 //! administer it), unless the client is root: an allowed user can't attach
-//! programs to namespaces or cgroups of others.
+//! programs to namespaces or cgroups of others. Anyone may connect (the
+//! socket is mode 0666): the helper serves at most `SESSIONS_MAX` sessions
+//! at once, waits at most 5 s for a request, and reads it before refusing
+//! one, so that the client reads the reason rather than a reset.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -174,11 +177,20 @@ pub fn request(fd: OwnedFd, attaches: Vec<Attach>, how: String) -> anyhow::Resul
     send(fd.as_fd(), text.as_bytes(), &fds).context("sending the request")?;
     let (reply, map_fds) = recv(fd.as_fd()).context("no reply")?;
     let reply = String::from_utf8_lossy(&reply).into_owned();
+    if let Some(e) = reply.strip_prefix("error ") {
+        // Errors may span lines (a verifier log): all of it in the debug
+        // log, the first line for the one-line fallback warning.
+        let mut lines = e.lines();
+        let first = lines.next().unwrap_or_default();
+        if lines.next().is_some() {
+            log::debug!("eBPF loader error, in full:\n{e}");
+            bail!("{first} (more with --debug)");
+        }
+        bail!("{first}");
+    }
     let mut lines = reply.lines();
-    match lines.next() {
-        Some("ok") => {}
-        Some(l) if l.starts_with("error ") => bail!("{}", &l[6..]),
-        _ => bail!("malformed reply"),
+    if lines.next() != Some("ok") {
+        bail!("malformed reply");
     }
     let names: Vec<&str> = lines.collect();
     if names.len() != map_fds.len() {
@@ -313,6 +325,7 @@ pub fn serve(path: &Path, allow: &[u32]) -> anyhow::Result<()> {
     socket::listen(&fd, socket::Backlog::new(16).context("backlog")?).context("listen")?;
     log::info!("passt-ebpf-helper: listening on {}", path.display());
     let allow = allow.to_vec();
+    let active = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let c = match socket::accept4(fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             Ok(c) => c,
@@ -325,22 +338,65 @@ pub fn serve(path: &Path, allow: &[u32]) -> anyhow::Result<()> {
         };
         // SAFETY: accept4 returned a new descriptor we own.
         let conn = unsafe { OwnedFd::from_raw_fd(c) };
+        // Anyone may connect: bound what connections can hold.
+        let Some(slot) = Slot::take(&active, SESSIONS_MAX) else {
+            log::warn!("passt-ebpf-helper: {SESSIONS_MAX} sessions already, connection refused");
+            let _ = send(conn.as_fd(), format!("error the helper serves {SESSIONS_MAX} sessions already").as_bytes(), &[]);
+            // Whatever the client sent must be read, or closing resets the
+            // connection before it reads why.
+            let mut buf = vec![0u8; MSG_MAX];
+            while socket::recv(conn.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n > 0) {}
+            continue;
+        };
         let allow = allow.clone();
-        std::thread::spawn(move || {
+        let spawned = std::thread::Builder::new().name("session".into()).spawn(move || {
+            let _slot = slot;
             let cred = socket::getsockopt(&conn, sockopt::PeerCredentials).ok();
             let who = cred.map_or("unknown peer".into(), |c| format!("pid {} uid {}", c.pid(), c.uid()));
-            let r = match cred {
-                Some(c) => session(&conn, c.uid(), &allow, false),
-                None => Err(anyhow!("no peer credentials")),
-            };
-            match r {
-                Ok(()) => log::info!("passt-ebpf-helper: {who}: done, programs detached"),
-                Err(e) => {
-                    log::warn!("passt-ebpf-helper: {who}: {e:#}");
-                    let _ = send(conn.as_fd(), format!("error {e:#}").as_bytes(), &[]);
-                }
-            }
+            serve_conn(&conn, cred.map(|c| c.uid()), &allow, &who);
         });
+        if let Err(e) = spawned {
+            // The connection closes unanswered: the client reports no reply.
+            log::warn!("passt-ebpf-helper: can't start a session thread: {e}");
+        }
+    }
+}
+
+/// Most sessions served at once: each holds a thread and, once attached,
+/// its programs and maps. Connections beyond it are refused.
+const SESSIONS_MAX: usize = 1024;
+
+/// One of the sessions counted by an [`AtomicUsize`], given back on drop.
+struct Slot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    /// Count one more session if fewer than `max` are active.
+    fn take(active: &std::sync::Arc<std::sync::atomic::AtomicUsize>, max: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering::SeqCst;
+        active.fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Self(active.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Serve one accepted connection from `uid` (`None`: unknown, refused):
+/// a session, or the reason it failed sent back as `error TEXT`.
+fn serve_conn(conn: &OwnedFd, uid: Option<u32>, allow: &[u32], who: &str) {
+    let r = match uid {
+        Some(uid) => session(conn, uid, allow, false),
+        None => Err(anyhow!("no peer credentials")),
+    };
+    match r {
+        Ok(()) => log::info!("passt-ebpf-helper: {who}: done, programs detached"),
+        Err(e) => {
+            log::warn!("passt-ebpf-helper: {who}: {e:#}");
+            let _ = send(conn.as_fd(), format!("error {e:#}").as_bytes(), &[]);
+        }
     }
 }
 
@@ -348,14 +404,17 @@ pub fn serve(path: &Path, allow: &[u32]) -> anyhow::Result<()> {
 /// `private`: our own forked loader, which drops its capabilities once
 /// the programs are attached.
 fn session(conn: &OwnedFd, uid: u32, allow: &[u32], private: bool) -> anyhow::Result<()> {
-    if uid != 0 && !allow.contains(&uid) {
-        bail!("uid {uid} is not allowed (passt-ebpf-helper --allow-uid {uid})");
-    }
     if !private {
         let t = nix::sys::time::TimeVal::new(5, 0);
         socket::setsockopt(conn, sockopt::ReceiveTimeout, &t).context("SO_RCVTIMEO")?;
     }
+    // Read the request before any refusal: closing with it unread would
+    // reset the connection, and the client would get ECONNRESET instead
+    // of our reason.
     let (req, fds) = recv(conn.as_fd()).context("reading the request")?;
+    if uid != 0 && !allow.contains(&uid) {
+        bail!("uid {uid} is not allowed (passt-ebpf-helper --allow-uid {uid})");
+    }
     let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
     let attaches = decode(&String::from_utf8_lossy(&req), &mut fds)?;
     for a in &attaches {
@@ -553,6 +612,35 @@ mod tests {
         // One descriptor can't serve two lines.
         let mut one = vec![Some(netns())];
         assert!(decode("passt-ebpf-helper 1\nsk_lookup a 0\nsk_lookup b 0", &mut one).is_err());
+    }
+
+    #[test]
+    fn refused_uid_gets_the_reason_not_a_reset() {
+        // The request is already queued when the helper refuses: it must
+        // still be read, or closing resets the connection and the client
+        // reads ECONNRESET instead of the reason.
+        let (ours, theirs) =
+            socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        let attaches = [Attach::SkLookup { prog: "p".into(), netns: netns() }];
+        let (text, fds) = encode(&attaches);
+        send(ours.as_fd(), text.as_bytes(), &fds).unwrap();
+        serve_conn(&theirs, Some(4242), &[4243], "test");
+        drop(theirs);
+        let (reply, _) = recv(ours.as_fd()).unwrap();
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(reply.starts_with("error uid 4242 is not allowed"), "{reply}");
+    }
+
+    #[test]
+    fn sessions_are_bounded_and_given_back() {
+        let active = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let a = Slot::take(&active, 2).unwrap();
+        let b = Slot::take(&active, 2).unwrap();
+        assert!(Slot::take(&active, 2).is_none(), "third session over a limit of 2");
+        drop(a);
+        let c = Slot::take(&active, 2).expect("a place freed by the end of a session");
+        drop((b, c));
+        assert_eq!(active.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[test]

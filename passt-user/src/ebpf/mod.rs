@@ -54,10 +54,12 @@ impl Accel {
     /// without).
     pub fn start(loader: Loader, tap: Option<(OwnedFd, &str)>, lookup: (Option<OwnedFd>, Option<OwnedFd>)) -> Result<Self, String> {
         let mut attaches = Vec::new();
+        // Whether the tap classifier is asked for, not whether anything is:
+        // other features add their own attachments.
+        let with_tap = tap.is_some();
         if let Some((netns, ifname)) = tap {
             attaches.extend(tap::attaches(netns, ifname));
         }
-        let with_tap = !attaches.is_empty();
         let with_lookup = lookup.0.is_some() || lookup.1.is_some();
         attaches.extend(lookup::attaches(lookup.0, lookup.1));
         let mut loaded = load(loader, attaches)?;
@@ -67,8 +69,10 @@ impl Accel {
             None
         };
         let tap = if with_tap {
-            let m = loaded.take_map(passt_ebpf::tc::COUNTERS_MAP).ok_or("no tap counters map")?;
-            Some(tap::TapCounters::new(m).map_err(|e| format!("tap counters: {e:#}"))?)
+            use passt_ebpf::tc::{ANSWERS_MAP, CONF_MAP, COUNTERS_MAP};
+            let mut take = |n: &str| loaded.take_map(n).ok_or(format!("no {n} map"));
+            let (frames, answers, conf) = (take(COUNTERS_MAP)?, take(ANSWERS_MAP)?, take(CONF_MAP)?);
+            Some(tap::TapCounters::new(frames, answers, conf).map_err(|e| format!("tap classifier maps: {e:#}"))?)
         } else {
             None
         };
