@@ -304,19 +304,40 @@ fn ebpf_start(
     netns: &std::os::fd::OwnedFd,
     tap: Option<&str>,
 ) -> anyhow::Result<()> {
-    let tap = match tap {
-        Some(ifname) => Some((netns.try_clone().context("namespace fd")?, ifname)),
-        None => None,
+    let fds = || -> anyhow::Result<_> {
+        Ok(match tap {
+            Some(ifname) => Some((netns.try_clone().context("namespace fd")?, ifname)),
+            None => None,
+        })
     };
-    let loader = loader.and_then(|l| {
-        let lookup = lookup_netns(ctx, &l, netns).map_err(|e| format!("socket lookup: {e:#}"))?;
-        Ok((l, lookup))
-    });
     let mut dirs = [false; 2];
-    match loader.and_then(|(l, lookup)| {
+    let started = loader.and_then(|l| {
+        let err = |e: anyhow::Error| format!("socket lookup: {e:#}");
+        let host = host_lookup_allowed(&l);
+        if !host && ctx.listeners.steerable(crate::listen::IN) {
+            log::info!("eBPF socket lookup: not for -t/-u through the helper (pasta's namespace is not ours to steer)");
+        }
+        let lookup = lookup_netns(ctx, host, netns).map_err(err)?;
         dirs = [lookup.0.is_some(), lookup.1.is_some()];
-        crate::ebpf::Accel::start(l, tap, lookup)
-    }) {
+        let retry = match &l {
+            crate::ebpf::Loader::Helper(p) if dirs[crate::listen::IN] => Some(p.clone()),
+            _ => None,
+        };
+        match crate::ebpf::Accel::start(l, fds().map_err(err)?, lookup) {
+            Err(why) if why.contains("not to uid") => match retry {
+                // The guess was wrong: ask again without our namespace.
+                Some(path) => {
+                    log::info!("eBPF socket lookup: the helper won't attach to pasta's namespace, not for -t/-u");
+                    dirs[crate::listen::IN] = false;
+                    let lookup = lookup_netns(ctx, false, netns).map_err(err)?;
+                    crate::ebpf::Accel::start(crate::ebpf::Loader::Helper(path), fds().map_err(err)?, lookup)
+                }
+                None => Err(why),
+            },
+            r => r,
+        }
+    });
+    match started {
         Ok(mut a) => {
             log::info!("eBPF programs {}", a.loaded.how);
             if let Some(t) = a.tap.as_mut() {
@@ -341,39 +362,47 @@ fn ebpf_start(
 
 /// Where socket lookup is wanted (`--ebpf`, best-effort rules, see
 /// [`crate::listen::steerable`]): pasta's own network namespace for
-/// `-t`/`-u`, the target namespace `netns` for `-T`/`-U`. Through a
-/// helper, pasta's own namespace only if we are root outside our user
-/// namespace (`/proc/self/uid_map`): the helper lets no other user steer
-/// the ports of a namespace it doesn't own, and refusing one attachment
-/// fails the whole request.
+/// `-t`/`-u` (if `host`), the target namespace `netns` for `-T`/`-U`.
 ///
 /// # Errors
 /// A namespace file can't be opened.
 fn lookup_netns(
     ctx: &crate::daemon::Ctx,
-    loader: &crate::ebpf::Loader,
+    host: bool,
     netns: &std::os::fd::OwnedFd,
 ) -> anyhow::Result<(Option<std::os::fd::OwnedFd>, Option<std::os::fd::OwnedFd>)> {
     use crate::listen::{IN, OUT};
-    let root_outside = || {
-        let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-        // SAFETY: getuid can't fail.
-        crate::ebpf::lookup::outer_uid(&map, unsafe { libc::getuid() }) == Some(0)
-    };
-    let ours = match loader {
-        crate::ebpf::Loader::Private(_) => true,
-        crate::ebpf::Loader::Helper(_) => root_outside(),
-    };
-    if ctx.listeners.steerable(IN) && !ours {
-        log::info!("eBPF socket lookup: not for -t/-u through the helper (pasta's namespace is not ours to steer)");
-    }
-    let host = if ctx.listeners.steerable(IN) && ours {
-        Some(std::os::fd::OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net").context("/proc/thread-self/ns/net")?))
+    let host = if host && ctx.listeners.steerable(IN) {
+        let f = std::fs::File::open("/proc/thread-self/ns/net").context("/proc/thread-self/ns/net")?;
+        Some(std::os::fd::OwnedFd::from(f))
     } else {
         None
     };
     let ns = if ctx.listeners.steerable(OUT) { Some(netns.try_clone().context("namespace fd")?) } else { None };
     Ok((host, ns))
+}
+
+/// Whether `loader` will attach socket lookup to pasta's own network
+/// namespace: our own child always; the helper serves root and otherwise
+/// only namespaces whose user namespace the client's uid owns, which we
+/// guess from inside: the owner as our user namespace sees it, or, when
+/// that namespace is an ancestor of ours (NS_GET_USERNS refuses), whether
+/// we are root outside (`/proc/self/uid_map`). [`ebpf_start`] asks again
+/// without it if the guess was wrong.
+fn host_lookup_allowed(loader: &crate::ebpf::Loader) -> bool {
+    let crate::ebpf::Loader::Helper(_) = loader else { return true };
+    // SAFETY: getuid can't fail.
+    let uid = unsafe { libc::getuid() };
+    let owner = std::fs::File::open("/proc/thread-self/ns/net")
+        .map_err(anyhow::Error::from)
+        .and_then(|f| crate::ebpf::helper::netns_owner(&f.into()));
+    match owner {
+        Ok(o) => o == uid,
+        Err(_) => {
+            let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+            crate::ebpf::lookup::outer_uid(&map, uid) == Some(0)
+        }
+    }
 }
 
 /// Hand the socket lookup maps to the listeners, with a scanner of each

@@ -119,7 +119,7 @@ wait_until 5 tcp_listening "${NS[@]}" -- 10904 || fail "echo server in the names
 timeout 5 "${NS[@]}" ping -4 -n -c1 -W2 $GW4 >/dev/null || fail "ping through the helper's programs failed"
 got=$(transfer 10904)
 [[ $got == "$want" ]] || fail "transfer with the helper's programs: $got, want $want"
-grep -q "uid 0: attached 1 program(s)" "$LAB_WORK/helper.log" || fail "the helper did not log the attach"
+grep -Eq "uid 0: attached [1-9][0-9]* program\(s\)" "$LAB_WORK/helper.log" || fail "the helper did not log the attach"
 ok "helper: programs attached, ping and 4 MiB spliced byte-exact"
 
 kill "$helper_pid"
@@ -152,5 +152,5 @@ PASTA=(setpriv --reuid 4242 --regid 4242 --clear-groups "${UNPRIV[@]}")
 fallback_run uid4242 10905 "eBPF helper at $sock: uid 4242 is not allowed" --ebpf-helper "$sock"
 PASTA=(setpriv --reuid 4243 --regid 4243 --clear-groups "${UNPRIV[@]}")
 fallback_run uid4243 10906 loaded --ebpf-helper "$sock"
-grep -q "uid 4243: attached 1 program(s)" "$LAB_WORK/helper2.log" || fail "helper: no attach for uid 4243"
+grep -Eq "uid 4243: attached [1-9][0-9]* program\(s\)" "$LAB_WORK/helper2.log" || fail "helper: no attach for uid 4243"
 ok "helper refused uid 4242, served uid 4243 (--allow-uid) on its own namespace"

@@ -497,33 +497,40 @@ fn drop_capabilities() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The uid owning the user namespace that owns network namespace `netns`,
+/// as the caller's user namespace sees it (65534 if unmapped there).
+///
+/// # Errors
+/// `netns` is not a network namespace; ioctl_ns(2) failures.
+pub fn netns_owner(netns: &OwnedFd) -> anyhow::Result<u32> {
+    // ioctl_ns(2): NS_GET_NSTYPE = _IO(0xb7, 3), NS_GET_USERNS = _IO(0xb7, 1),
+    // NS_GET_OWNER_UID = _IO(0xb7, 4).
+    // SAFETY: ioctl without arguments on an fd we own.
+    let ty = unsafe { libc::ioctl(netns.as_raw_fd(), 0xb703) };
+    if ty != libc::CLONE_NEWNET {
+        bail!("descriptor is not a network namespace");
+    }
+    // SAFETY: as above; returns a new fd.
+    let userns = unsafe { libc::ioctl(netns.as_raw_fd(), 0xb701) };
+    if userns < 0 {
+        bail!("NS_GET_USERNS: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: userns was just returned to us.
+    let userns = unsafe { OwnedFd::from_raw_fd(userns) };
+    let mut owner: libc::uid_t = u32::MAX;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t.
+    if unsafe { libc::ioctl(userns.as_raw_fd(), 0xb704, &mut owner) } < 0 {
+        bail!("NS_GET_OWNER_UID: {}", std::io::Error::last_os_error());
+    }
+    Ok(owner)
+}
+
 /// Refuse attach points the client doesn't own.
 fn check(a: &Attach, uid: u32) -> anyhow::Result<()> {
     match a {
         Attach::Tc { netns, .. } | Attach::SkLookup { netns, .. } => {
-            // ioctl_ns(2): NS_GET_NSTYPE = _IO(0xb7, 3), NS_GET_USERNS =
-            // _IO(0xb7, 1), NS_GET_OWNER_UID = _IO(0xb7, 4).
-            // SAFETY: ioctls on an fd we own, no pointer arguments except the uid.
-            let ty = unsafe { libc::ioctl(netns.as_raw_fd(), 0xb703) };
-            if ty != libc::CLONE_NEWNET {
-                bail!("descriptor is not a network namespace");
-            }
-            if uid == 0 {
-                return Ok(());
-            }
-            // SAFETY: as above; returns a new fd.
-            let userns = unsafe { libc::ioctl(netns.as_raw_fd(), 0xb701) };
-            if userns < 0 {
-                bail!("NS_GET_USERNS: {}", std::io::Error::last_os_error());
-            }
-            // SAFETY: userns was just returned to us.
-            let userns = unsafe { OwnedFd::from_raw_fd(userns) };
-            let mut owner: libc::uid_t = u32::MAX;
-            // SAFETY: NS_GET_OWNER_UID writes one uid_t.
-            if unsafe { libc::ioctl(userns.as_raw_fd(), 0xb704, &mut owner) } < 0 {
-                bail!("NS_GET_OWNER_UID: {}", std::io::Error::last_os_error());
-            }
-            if owner != uid {
+            let owner = netns_owner(netns)?;
+            if uid != 0 && owner != uid {
                 bail!("network namespace belongs to uid {owner}'s user namespace, not to uid {uid}");
             }
         }
