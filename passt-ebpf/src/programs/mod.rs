@@ -1,3 +1,4 @@
 //! One module per attach point.
 
+mod sockmap;
 mod tc;
