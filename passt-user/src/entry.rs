@@ -303,14 +303,20 @@ fn ebpf_start(
     loader: Result<crate::ebpf::Loader, String>,
     netns: &std::os::fd::OwnedFd,
     tap: Option<&str>,
+    conf_cgroup: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let tap = match tap {
         Some(ifname) => Some((netns.try_clone().context("namespace fd")?, ifname)),
         None => None,
     };
-    match loader.and_then(|l| crate::ebpf::Accel::start(l, tap)) {
-        Ok(a) => {
+    let cgroup = conf_cgroup.unwrap_or(std::path::Path::new(crate::ebpf::DEFAULT_CGROUP));
+    match loader.and_then(|l| crate::ebpf::Accel::start(l, tap, Some(cgroup))) {
+        Ok(mut a) => {
             log::info!("eBPF programs {}", a.loaded.how);
+            match sockmap_start(ctx, &mut a) {
+                Ok(sm) => a.sockmap = Some(sm),
+                Err(why) => log::warn!("eBPF TCP short-circuit off, using splice(): {why}"),
+            }
             if let Some(fd) = a.loaded.log_fd() {
                 let r = crate::epoll::EpollRef::new(crate::epoll::EpollType::Ebpf, fd, 0);
                 ctx.epoll.add(fd, libc::EPOLLIN as u32, r).context("epoll")?;
@@ -320,6 +326,26 @@ fn ebpf_start(
         Err(why) => log::warn!("eBPF off, using splice(): {why}"),
     }
     Ok(())
+}
+
+/// The spliced TCP short-circuit's maps: namespace cookies of a socket
+/// here and one in the target namespace, an inet_diag socket there, the
+/// candidate ports of the current listeners.
+///
+/// # Errors
+/// One line saying why not.
+fn sockmap_start(ctx: &mut crate::daemon::Ctx, a: &mut crate::ebpf::Accel) -> Result<crate::ebpf::sockmap::Sockmap, String> {
+    use std::os::fd::AsRawFd;
+    let ns = ctx.ns.as_ref().ok_or("no target namespace")?;
+    let host = crate::sys::socket(true, libc::SOCK_STREAM, 0).map_err(|e| format!("socket: {e}"))?;
+    let ns_sock = ns.socket(true, libc::SOCK_STREAM).map_err(|e| format!("namespace socket: {e}"))?;
+    let ns_diag = ns
+        .in_target(crate::sys::sock_diag_socket)
+        .map_err(|e| format!("namespace helper: {e}"))?
+        .map_err(|e| format!("inet_diag socket in the namespace: {e}"))?;
+    let mut sm = crate::ebpf::sockmap::Sockmap::new(&mut a.loaded, host.as_raw_fd(), ns_sock.as_raw_fd(), ns_diag)?;
+    ctx.listeners.sync_sockmap(&mut sm);
+    Ok(sm)
 }
 
 fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
@@ -356,7 +382,7 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     }
     ctx.fwd_rescan(true).context("Couldn't listen on requested ports")?;
     if let Some(loader) = loader {
-        ebpf_start(&mut ctx, loader, &ns.netns, (!conf.splice_only).then_some(ifname.as_str()))?;
+        ebpf_start(&mut ctx, loader, &ns.netns, (!conf.splice_only).then_some(ifname.as_str()), conf.ebpf_cgroup.as_deref())?;
     }
     print_info(&net, Some(&ifname));
     print_rules(conf);

@@ -223,6 +223,31 @@ impl Listeners {
         s
     }
 
+    /// (listening port, target port) of every bound TCP listener of
+    /// direction `dir`.
+    pub fn tcp_forwards(&self, dir: usize) -> Vec<(u16, u16)> {
+        let mut v = Vec::new();
+        let d = &self.dirs[dir];
+        for (r, socks) in d.rules.iter().zip(&d.socks) {
+            if r.proto != Proto::Tcp {
+                continue;
+            }
+            for (i, p) in socks.iter().enumerate() {
+                let port = r.ports.first().saturating_add(i as u16);
+                if let (Some(_), Some(to)) = (p, r.target_port(port)) {
+                    v.push((port, to));
+                }
+            }
+        }
+        v
+    }
+
+    /// Tell the eBPF TCP short-circuit which ports our TCP listeners
+    /// forward, both ways.
+    pub fn sync_sockmap(&self, sm: &mut crate::ebpf::sockmap::Sockmap) {
+        sm.sync_ports(&self.tcp_forwards(IN), &self.tcp_forwards(OUT));
+    }
+
     /// Bind and close sockets of direction `dir` so that they match its
     /// rules; `auto` rules listen only on the ports in `tcp`/`udp` (the
     /// target ports bound on the other side). Direction [`OUT`] needs `ns`.

@@ -61,6 +61,7 @@ pub const CASES: &[&str] = &[
     "23-fwd-cli",
     "24-fwd-splice-only",
     "25-passt-stream",
+    "27-ebpf-sockmap",
 ];
 
 /// Why a case did not pass.

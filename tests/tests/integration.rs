@@ -175,3 +175,9 @@ fn fwd_splice_only() {
 fn passt_stream() {
     case("25-passt-stream")
 }
+
+/// pasta --ebpf: spliced TCP short-circuited by sockops + sk_msg (200 MB each way byte-exact, mid-stream switch, half-close, RST, round trips, bounded memory with a stalled reader), against splice alone.
+#[test]
+fn ebpf_sockmap() {
+    case("27-ebpf-sockmap")
+}

@@ -81,7 +81,9 @@ pub fn sockmap_ops(ctx: SockOpsContext) -> u32 {
         }
         return 0;
     }
-    if netns == 0 || !loopback(family, &key.raddr) {
+    // Local connections only: a loopback peer, or one on our own address
+    // (pasta connects to the namespace's address from it).
+    if netns == 0 || !(loopback(family, &key.raddr) || key.raddr == key.laddr) {
         return 0;
     }
     let (host, ns) = (NETNS.get(NETNS_HOST).copied().unwrap_or(0), NETNS.get(NETNS_NS).copied().unwrap_or(0));

@@ -28,6 +28,7 @@
 //! ([`Loaded::log_fd`], [`Loaded::log_event`]).
 
 pub mod helper;
+pub mod sockmap;
 pub mod tap;
 
 /// The eBPF state of a running pasta: what got loaded and each feature's
@@ -37,21 +38,28 @@ pub struct Accel {
     pub loaded: Loaded,
     /// Tap classifier counters, if it is attached.
     pub tap: Option<tap::TapCounters>,
+    /// The spliced TCP short-circuit, once its maps are set up
+    /// ([`sockmap::Sockmap::new`], by the caller of [`Accel::start`]).
+    pub sockmap: Option<sockmap::Sockmap>,
 }
 
 impl Accel {
     /// Load what `--ebpf` asks for in pasta mode: the tap classifier on
-    /// `ifname` in `netns` (none with `--splice-only`).
+    /// `ifname` in `netns` (none with `--splice-only`), and the spliced TCP
+    /// short-circuit's programs with sockops on cgroup `sockmap_cgroup`.
     ///
     /// # Errors
     /// One line saying why not (logged by the caller, which carries on
     /// without).
-    pub fn start(loader: Loader, tap: Option<(OwnedFd, &str)>) -> Result<Self, String> {
+    pub fn start(loader: Loader, tap: Option<(OwnedFd, &str)>, sockmap_cgroup: Option<&std::path::Path>) -> Result<Self, String> {
         let mut attaches = Vec::new();
         if let Some((netns, ifname)) = tap {
             attaches.extend(tap::attaches(netns, ifname));
         }
-        let with_tap = !attaches.is_empty();
+        if let Some(cg) = sockmap_cgroup {
+            attaches.extend(sockmap::attaches(cg));
+        }
+        let with_tap = attaches.iter().any(|a| matches!(a, Attach::Tc { .. }));
         let mut loaded = load(loader, attaches)?;
         let tap = if with_tap {
             let m = loaded.take_map(passt_ebpf::tc::COUNTERS_MAP).ok_or("no tap counters map")?;
@@ -59,12 +67,14 @@ impl Accel {
         } else {
             None
         };
-        Ok(Self { loaded, tap })
+        Ok(Self { loaded, tap, sockmap: None })
     }
 
     /// Lines for the exit summary.
     pub fn summary(&self) -> Vec<String> {
-        self.tap.iter().map(ToString::to_string).collect()
+        let mut v: Vec<String> = self.tap.iter().map(ToString::to_string).collect();
+        v.extend(self.sockmap.iter().map(ToString::to_string));
+        v
     }
 }
 
