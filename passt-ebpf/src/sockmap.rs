@@ -16,10 +16,11 @@
 /// `SockHash<SockKey>` holding the end sockets (the client's and the
 /// server's) of spliced flows, inserted by the sockops program.
 pub const SOCKS_MAP: &str = "SOCKS";
-/// `HashMap<SockKey, FlowStats>`: per end socket counters, created zeroed by
-/// the sockops program when it inserts the socket in [`SOCKS_MAP`], written
-/// only by the programs, removed when the socket closes (or by pasta when
-/// the flow ends).
+/// `LruHashMap<SockKey, FlowStats>`: per end socket counters, created
+/// zeroed by the sockops program when it inserts the socket in
+/// [`SOCKS_MAP`], written only by the programs, removed by pasta when the
+/// flow ends; entries of sockets that were never paired age out (an
+/// evicted entry stops redirection for its socket: it stays on splice).
 pub const STATS_MAP: &str = "STATS";
 /// `HashMap<SockKey, FlowCtl>`: written only by pasta, keyed by the sending
 /// end socket.

@@ -6,8 +6,9 @@ with seed S is (i * 131 + S) & 0xff over blocks, so both ends can hash what
 they expect without storing it.
 
     serve PORT
-        listens on 127.0.0.1 and ::1 port PORT (threads, one per
-        connection); the client's first line picks the mode:
+        listens on 0.0.0.0 and [::] (IPv6 only) port PORT (threads, one
+        per connection; pasta's splice connects to the namespace's own
+        address); the client's first line picks the mode:
         "xfer N"   send N bytes (seed 2) and shut down, while reading to EOF;
                    then print "xfer PEER: got LEN SHA"
         "echo"     echo every byte until EOF, then close
@@ -138,9 +139,12 @@ def handle(c, peer):
 
 def serve(port):
     ls = []
-    for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
         s = socket.socket(fam, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if fam == socket.AF_INET6:
+            # Not dual-stack: IPv4 peers would be seen as mapped addresses.
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         s.bind((addr, port))
         s.listen(64)
         ls.append(s)

@@ -24,8 +24,9 @@
 #     MemAvailable before and after are logged; all must stay under 64 MiB.
 # With --ebpf, pasta's exit summary must show paired flows, switches to
 # redirect and redirected bytes (and some passed bytes: mid-stream); without
-# it, no eBPF line. Ratios (eBPF / splice) of round trips and throughput are
-# logged, not asserted (a loaded 2-CPU machine makes them noisy).
+# it, no eBPF line. Round trips with eBPF must be at least 1.3 times
+# splice's (3.5x was measured; the margin is for a loaded 2-CPU machine);
+# the throughput ratio is logged, not asserted.
 
 need_tools nsenter ss
 S=("$PYTHON" "${LAB_CASE_FILE%.sh}.py")
@@ -64,13 +65,15 @@ declare -A RATE SECS
 # suite NAME [PASTA_OPTION...]
 suite() {
 	local name=$1 a r l peer; shift
-	pasta_bg "$name" --config-net -u none -U none -t 10701 -T 10702 "$@"
+	# --debug: the spawn form is quiet otherwise, and the exit summary is
+	# an informational message (a few lines per flow, none per event).
+	pasta_bg "$name" --debug --config-net -u none -U none -t 10701 -T 10702 "$@"
 	echo $$ >"$CG/cgroup.procs" || fail "can't join $CG"
 	lab_bg "$name-ns" "${NS[@]}" timeout 600 "${S[@]}" serve 10701
 	lab_bg "$name-host" timeout 600 "${S[@]}" serve 10702
 	dump_file "$LAB_WORK/$name-ns.log" "$LAB_WORK/$name-host.log"
-	wait_until 10 grep -q "listening ::1" "$LAB_WORK/$name-ns.log" || fail "$name: the namespace's server did not start"
-	wait_until 10 grep -q "listening ::1" "$LAB_WORK/$name-host.log" || fail "$name: the host's server did not start"
+	wait_until 10 grep -q "listening :: " "$LAB_WORK/$name-ns.log" || fail "$name: the namespace's server did not start"
+	wait_until 10 grep -q "listening :: " "$LAB_WORK/$name-host.log" || fail "$name: the host's server did not start"
 	wait_until 10 eval 'ss -tln | grep -q ":10701 "' || fail "$name: pasta does not listen on 10701"
 	wait_until 10 eval '"${NS[@]}" ss -tln | grep -q ":10702 "' || fail "$name: pasta does not listen on 10702 in the namespace"
 
@@ -132,9 +135,13 @@ log "$l"
 num() { local v=${l#*" $1 "}; echo "${v%% *}"; }
 (($(num paired) >= 10)) || fail "ebpf: fewer paired flows than connections: $l"
 (($(num switches) >= 10)) || fail "ebpf: too few switches to redirect: $l"
-(($(num redirected-bytes) >= 3 * BIG)) || fail "ebpf: less than 600 MB redirected of 1.2 GB: $l"
+# Each arming allows 4 MiB; a sender that never pauses stays on the relay
+# after its first budget (re-arming needs the relay drained and read).
+(($(num redirected-bytes) >= 8 << 20)) || fail "ebpf: less than 8 MiB redirected: $l"
 (($(num passed-bytes) > 0)) || fail "ebpf: nothing went through the relay before a switch: $l"
 ok "ebpf: short-circuit used: $l"
+awk -v a="${RATE[ebpf]}" -v b="${RATE[splice]}" 'BEGIN { exit !(a >= 1.3 * b) }' ||
+	fail "ebpf: ${RATE[ebpf]} round trips per second, not 1.3 times splice's ${RATE[splice]}"
 log "ratios eBPF/splice: round trips $(awk -v a="${RATE[ebpf]}" -v b="${RATE[splice]}" 'BEGIN { printf "%.2f", a / b }')x," \
 	"200 MB each way over 127.0.0.1 $(awk -v a="${SECS[ebpf-127.0.0.1]}" -v b="${SECS[splice-127.0.0.1]}" 'BEGIN { printf "%.2f", b / a }')x," \
 	"over ::1 $(awk -v a="${SECS[ebpf-::1]}" -v b="${SECS[splice-::1]}" 'BEGIN { printf "%.2f", b / a }')x"

@@ -3,19 +3,21 @@
 use aya_ebpf::{
     bindings::{
         sk_action::SK_PASS, BPF_ANY, BPF_F_INGRESS, BPF_F_NO_PREALLOC, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB,
-        BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_TCP_CLOSE,
+        BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
     },
     helpers::bpf_get_netns_cookie,
     macros::{map, sk_msg, sock_ops},
-    maps::{Array, HashMap, PerCpuArray, SockHash},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, SockHash},
     programs::{SkMsgContext, SockOpsContext},
 };
+use core::ptr::read_volatile;
+
 use passt_ebpf::sockmap::*;
 
 #[map]
 static SOCKS: SockHash<SockKey> = SockHash::with_max_entries(MAX_SOCKS, 0);
 #[map]
-static STATS: HashMap<SockKey, FlowStats> = HashMap::with_max_entries(MAX_SOCKS, BPF_F_NO_PREALLOC);
+static STATS: LruHashMap<SockKey, FlowStats> = LruHashMap::with_max_entries(MAX_SOCKS, 0);
 #[map]
 static CTL: HashMap<SockKey, FlowCtl> = HashMap::with_max_entries(MAX_CTL, BPF_F_NO_PREALLOC);
 #[map]
@@ -56,30 +58,38 @@ fn loopback(family: u32, a: &[u32; 4]) -> bool {
 #[sock_ops]
 pub fn sockmap_ops(ctx: SockOpsContext) -> u32 {
     let op = ctx.op();
-    if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_STATE_CB {
+    if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
         return 0;
     }
-    let family = ctx.family();
+    // Whole-word loads only (volatile, so that LLVM can't narrow them):
+    // the verifier refuses narrower loads of most context fields.
+    // SAFETY: the context pointer is the program's argument; plain loads
+    // of its fields.
+    let (family, lport, rport, l4, r4, l6, r6) = unsafe {
+        let o = ctx.ops;
+        (
+            read_volatile(&(*o).family),
+            read_volatile(&(*o).local_port),
+            read_volatile(&(*o).remote_port),
+            read_volatile(&(*o).local_ip4),
+            read_volatile(&(*o).remote_ip4),
+            [0, 1, 2, 3].map(|i| read_volatile(&(*o).local_ip6[i])),
+            [0, 1, 2, 3].map(|i| read_volatile(&(*o).remote_ip6[i])),
+        )
+    };
     // SAFETY: the context pointer is the program's argument.
     let netns = unsafe { bpf_get_netns_cookie(ctx.ops as *mut _) };
-    let mut key = SockKey { netns, family, lport: ctx.local_port(), rport: remote_port(ctx.remote_port()), ..SockKey::default() };
+    let mut key = SockKey { netns, family, lport, rport: remote_port(rport), ..SockKey::default() };
     match family {
         AF_INET => {
-            key.laddr[0] = ctx.local_ip4();
-            key.raddr[0] = ctx.remote_ip4();
+            key.laddr[0] = l4;
+            key.raddr[0] = r4;
         }
         AF_INET6 => {
-            key.laddr = ctx.local_ip6();
-            key.raddr = ctx.remote_ip6();
+            key.laddr = l6;
+            key.raddr = r6;
         }
         _ => return 0,
-    }
-    if op == BPF_SOCK_OPS_STATE_CB {
-        // Only sockets we inserted asked for this callback.
-        if ctx.arg(1) == BPF_TCP_CLOSE {
-            let _ = STATS.remove(&key);
-        }
-        return 0;
     }
     // Local connections only: a loopback peer, or one on our own address
     // (pasta connects to the namespace's address from it).
@@ -109,7 +119,6 @@ pub fn sockmap_ops(ctx: SockOpsContext) -> u32 {
         let _ = STATS.remove(&key);
         return 0;
     }
-    let _ = ctx.set_cb_flags(BPF_SOCK_OPS_STATE_CB_FLAG as i32);
     0
 }
 
@@ -118,8 +127,17 @@ pub fn sockmap_msg(ctx: SkMsgContext) -> u32 {
     // SAFETY: the context pointer is the program's argument; these are
     // plain loads of context fields.
     let (family, lport, rport, l4, r4, l6, r6, size) = unsafe {
-        let m = &*ctx.msg;
-        (m.family, m.local_port, m.remote_port, m.local_ip4, m.remote_ip4, m.local_ip6, m.remote_ip6, m.size)
+        let m = ctx.msg;
+        (
+            read_volatile(&(*m).family),
+            read_volatile(&(*m).local_port),
+            read_volatile(&(*m).remote_port),
+            read_volatile(&(*m).local_ip4),
+            read_volatile(&(*m).remote_ip4),
+            [0, 1, 2, 3].map(|i| read_volatile(&(*m).local_ip6[i])),
+            [0, 1, 2, 3].map(|i| read_volatile(&(*m).remote_ip6[i])),
+            read_volatile(&(*m).size),
+        )
     };
     // SAFETY: as above.
     let netns = unsafe { bpf_get_netns_cookie(ctx.msg as *mut _) };
