@@ -29,7 +29,8 @@ they expect without storing it.
     rst ADDR PORT               "result errno=ECONNRESET" when the server's
                                 abort reaches us
     abort ADDR PORT             send a line, close with SO_LINGER 0
-    stall ADDR PORT SECONDS     non-blocking sends until no progress for
+    stall ADDR PORT SECONDS     after 0.5 s (the server read its line),
+                                non-blocking sends until no progress for
                                 SECONDS; print "result sent=BYTES
                                 tcp_mem_kib=DELTA memavail_kib=DELTA"
                                 (kernel TCP memory, /proc/net/sockstat, and
@@ -268,6 +269,9 @@ def stall(addr, port, seconds):
     m0, a0 = tcp_mem_kib(), mem_avail_kib()
     s = connect(addr, port)
     s.sendall(b"stall\n")
+    # Let the server read its line first: with --ebpf, the direction is
+    # then switched to redirect, so the flood fills its budget first.
+    time.sleep(0.5)
     s.setblocking(False)
     buf = block(1)
     sent, last = 0, time.monotonic()

@@ -19,14 +19,22 @@
 #   - RST from the server reaches the client; the client's abort reaches the
 #     server (ECONNRESET);
 #   - 20000 64-byte round trips (rate logged, and with --ebpf compared);
-#   - a server that reads nothing: the client's non-blocking sends stop
-#     making progress; bytes it got through, kernel TCP memory and
-#     MemAvailable before and after are logged; all must stay under 64 MiB.
+#   - a server that reads its first line, then nothing: the client's
+#     non-blocking sends (from 0.5 s later, so that with --ebpf the direction
+#     was switched to redirect) stop making progress; bytes it got through,
+#     kernel TCP memory and MemAvailable before and after are logged; bytes
+#     and TCP memory must stay under 64 MiB (measured: splice 10-25 MiB,
+#     eBPF about 16 MiB more: its budget).
+# Then the same suite with --ebpf from an unprivileged user namespace (the
+# lab's usual "${PASTA[@]}"): pasta logs one "eBPF off, using splice(): not
+# permitted ..." line and everything passes through splice.
 # With --ebpf, pasta's exit summary must show paired flows, switches to
 # redirect and redirected bytes (and some passed bytes: mid-stream); without
-# it, no eBPF line. Round trips with eBPF must be at least 1.3 times
-# splice's (3.5x was measured; the margin is for a loaded 2-CPU machine);
-# the throughput ratio is logged, not asserted.
+# it, no eBPF line; the round trips' flow must have had 90% of its bytes
+# redirected (pasta's per-flow debug line). The ratios eBPF / splice of
+# round trips and throughput are logged, not asserted: with Python clients
+# on a loaded 2-CPU machine they ranged from 1.1x to 7x (round trips) and
+# 0.8x to 1.05x (throughput, both ways at once).
 
 need_tools nsenter ss
 S=("$PYTHON" "${LAB_CASE_FILE%.sh}.py")
@@ -42,6 +50,7 @@ cg_cleanup() {
 	for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$CG" 2>/dev/null && return; sleep 0.2; done
 }
 trap cg_cleanup EXIT
+PASTA_UNPRIV=("${PASTA[@]}")
 PASTA=("$PASTA_BIN")
 
 BIG=$((200 * 1000 * 1000)) MIB4=$((4 << 20)) RTTS=20000 LIMIT_KIB=$((64 * 1024))
@@ -105,10 +114,23 @@ suite() {
 	expect_eq "$name: -T: 200 MB to the host's server" "$l" "xfer 127.0.0.1: got $SHA_UP"
 	ok "$name: -T: 200 MB each way, byte-exact, ${r##*seconds=} s"
 
+	local flows=0
+	flows=$(grep -c "eBPF short-circuit: redirected" "$LAB_WORK/$name.pasta.log")
 	r=$(client -- rtt 127.0.0.1 10701 $RTTS)
 	expect_match "$name: $RTTS round trips" "$r" "^result rtts=$RTTS per_second=[0-9]+$"
 	RATE[$name]=${r##*per_second=}
 	ok "$name: ${RATE[$name]} round trips per second"
+	if [[ $name == ebpf ]]; then
+		# The round trips' flow, once it ended: nearly all its bytes (64
+		# each way per round trip, plus "echo\n") skipped the relay.
+		wait_until 10 eval '(($(grep -c "eBPF short-circuit: redirected" "$LAB_WORK/$name.pasta.log") > flows))' ||
+			fail "ebpf: no short-circuit summary for the round trips' flow"
+		l=$(grep "eBPF short-circuit: redirected" "$LAB_WORK/$name.pasta.log" | tail -n 1)
+		local red=${l#*redirected }
+		red=${red%% *}
+		((red >= RTTS * 128 * 9 / 10)) || fail "ebpf: only $red of $((RTTS * 128)) round-trip bytes redirected: $l"
+		ok "ebpf: round trips short-circuited: ${l#*: }"
+	fi
 
 	r=$(client -- stall 127.0.0.1 10701 2)
 	expect_match "$name: stalled reader" "$r" "^result sent=[0-9]+ tcp_mem_kib=-?[0-9]+ memavail_kib=-?[0-9]+$"
@@ -140,8 +162,16 @@ num() { local v=${l#*" $1 "}; echo "${v%% *}"; }
 (($(num redirected-bytes) >= 8 << 20)) || fail "ebpf: less than 8 MiB redirected: $l"
 (($(num passed-bytes) > 0)) || fail "ebpf: nothing went through the relay before a switch: $l"
 ok "ebpf: short-circuit used: $l"
-awk -v a="${RATE[ebpf]}" -v b="${RATE[splice]}" 'BEGIN { exit !(a >= 1.3 * b) }' ||
-	fail "ebpf: ${RATE[ebpf]} round trips per second, not 1.3 times splice's ${RATE[splice]}"
+
+# Fall back: the same suite from an unprivileged user namespace (the lab's
+# usual pasta) with --ebpf: one warning saying why, then splice.
+PASTA=("${PASTA_UNPRIV[@]}")
+suite fallback --ebpf --ebpf-cgroup "$CG"
+l=$(grep "eBPF off, using splice(): " "$LAB_WORK/fallback.pasta.log")
+[[ $(grep -c "eBPF off" <<<"$l") == 1 && $l == *"not permitted"* ]] ||
+	fail "fallback: no single 'eBPF off ... not permitted' line: $(grep -i ebpf "$LAB_WORK/fallback.pasta.log")"
+grep -q "ebpf sockmap" "$LAB_WORK/fallback.pasta.log" && fail "fallback: an eBPF summary without eBPF"
+ok "fallback: ${l#*: }"
 log "ratios eBPF/splice: round trips $(awk -v a="${RATE[ebpf]}" -v b="${RATE[splice]}" 'BEGIN { printf "%.2f", a / b }')x," \
 	"200 MB each way over 127.0.0.1 $(awk -v a="${SECS[ebpf-127.0.0.1]}" -v b="${SECS[splice-127.0.0.1]}" 'BEGIN { printf "%.2f", b / a }')x," \
 	"over ::1 $(awk -v a="${SECS[ebpf-::1]}" -v b="${SECS[splice-::1]}" 'BEGIN { printf "%.2f", b / a }')x"

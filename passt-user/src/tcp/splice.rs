@@ -195,7 +195,8 @@ fn reset(ctx: &mut Ctx, idx: usize) {
 fn end(ctx: &mut Ctx, idx: usize) {
     if let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
         if let (Some(p), Some(sm)) = (s.pair.take(), ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut())) {
-            sm.unpair(&p);
+            let (redirected, passed) = sm.unpair(&p);
+            log::debug!("TCP splice flow {idx}: eBPF short-circuit: redirected {redirected} bytes, passed {passed}");
         }
     }
     ctx.flows.close(idx);
