@@ -120,6 +120,13 @@ pub struct Pair {
     backoff: Duration,
 }
 
+impl Pair {
+    /// When the flow's queued re-check is due, if one is.
+    pub fn check_at(&self) -> Option<Instant> {
+        self.check_at
+    }
+}
+
 /// What [`decide`] looks at for one direction, gathered in this order
 /// (each check only means something once the ones before it held).
 #[derive(Debug, Clone, Copy, Default)]

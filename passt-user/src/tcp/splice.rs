@@ -178,6 +178,9 @@ pub fn open(ctx: &mut Ctx, pif: [Pif; 2], ini: FlowSide, tgt: FlowSide, sock: Ow
     }
     ctx.counters.tcp_splice_flows += 1;
     log::debug!("TCP splice flow {idx}: {}:{} -> {}:{}", ini.eaddr, ini.eport, tgt.eaddr, tgt.eport);
+    if !connecting {
+        pair(ctx, idx);
+    }
     update(ctx, idx);
 }
 
@@ -256,23 +259,25 @@ pub fn sockmap_timer(ctx: &mut Ctx) {
     }
     let waiting = std::mem::take(&mut sm.waiting);
     let mut due = Vec::new();
+    let mut next: Option<std::time::Instant> = None;
     for idx in waiting {
         let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx as usize).map(|f| &mut f.data) else { continue };
         let Some(p) = s.pair.as_deref_mut() else { continue };
         if crate::ebpf::sockmap::Sockmap::due(p, now) {
             crate::ebpf::sockmap::Sockmap::ran(p);
             due.push(idx);
-        } else if let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) {
+        } else if let (Some(at), Some(sm)) = (p.check_at(), ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut())) {
             sm.waiting.push(idx);
+            next = Some(next.map_or(at, |n| n.min(at)));
         }
     }
     for idx in due {
+        // Queues the flow again (and arms the timer) if it still waits.
         recheck(ctx, idx as usize, false);
     }
     // Not due yet: fire again for the earliest.
-    let Some(sm) = ctx.ebpf.as_ref().and_then(|a| a.sockmap.as_ref()) else { return };
-    if !sm.waiting.is_empty() {
-        ctx.arm_fast_timer(std::time::Duration::from_millis(1));
+    if let Some(at) = next {
+        ctx.arm_fast_timer(at.saturating_duration_since(now));
     }
 }
 
