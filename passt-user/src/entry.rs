@@ -309,13 +309,18 @@ fn ebpf_start(
         Some(ifname) => Some((netns.try_clone().context("namespace fd")?, ifname)),
         None => None,
     };
-    let cgroup = conf_cgroup.unwrap_or(std::path::Path::new(crate::ebpf::DEFAULT_CGROUP));
-    match loader.and_then(|l| crate::ebpf::Accel::start(l, tap, Some(cgroup))) {
+    let cgroup = conf_cgroup.map(std::path::Path::to_path_buf).or_else(crate::ebpf::sockmap::default_cgroup);
+    if cgroup.is_none() && loader.is_ok() {
+        log::warn!("eBPF TCP short-circuit off, using splice(): no cgroup v2 at {} (--ebpf-cgroup)", crate::ebpf::DEFAULT_CGROUP);
+    }
+    match loader.and_then(|l| crate::ebpf::Accel::start(l, tap, cgroup.as_deref())) {
         Ok(mut a) => {
             log::info!("eBPF programs {}", a.loaded.how);
-            match sockmap_start(ctx, &mut a) {
-                Ok(sm) => a.sockmap = Some(sm),
-                Err(why) => log::warn!("eBPF TCP short-circuit off, using splice(): {why}"),
+            if cgroup.is_some() {
+                match sockmap_start(ctx, &mut a) {
+                    Ok(sm) => a.sockmap = Some(sm),
+                    Err(why) => log::warn!("eBPF TCP short-circuit off, using splice(): {why}"),
+                }
             }
             if let Some(fd) = a.loaded.log_fd() {
                 let r = crate::epoll::EpollRef::new(crate::epoll::EpollType::Ebpf, fd, 0);

@@ -51,7 +51,13 @@
 //! ## Limits
 //! Sockets in the sockhash that read with splice(2) never see redirected
 //! bytes; MSG_ZEROCOPY completions of redirected sends never arrive. One
-//! pasta per cgroup (the sockops program is attached in single mode).
+//! pasta per cgroup: the sockops program is attached in single mode, so a
+//! later pasta's replaces an earlier one's, whose new flows then stay on
+//! splice (unpaired). Without `--ebpf-cgroup`, the cgroup v2 root
+//! ([`default_cgroup`]) catches every process of the machine, but only
+//! sockets of our two namespaces, on forwarded ports, with local peers,
+//! get into the sockhash. `STATS` is an LRU hash, preallocated by the
+//! kernel: about 8 MiB for its 65536 entries.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -73,6 +79,20 @@ pub const BUDGET: u64 = 16 << 20;
 const RECHECK_MIN: Duration = Duration::from_millis(1);
 /// Longest re-check delay.
 const RECHECK_MAX: Duration = Duration::from_millis(64);
+
+/// The cgroup v2 root for the sockops program when `--ebpf-cgroup` isn't
+/// given: [`super::DEFAULT_CGROUP`] if it is a cgroup v2 mount, else
+/// `/sys/fs/cgroup/unified` (hybrid hierarchy) if that one is; `None`
+/// without cgroup v2.
+///
+/// Syscalls: statfs.
+pub fn default_cgroup() -> Option<std::path::PathBuf> {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    [super::DEFAULT_CGROUP, "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .find(|p| statfs(*p).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC))
+        .map(Into::into)
+}
 
 /// What the short-circuit needs: sockops on `cgroup`, sk_msg on `SOCKS`.
 pub fn attaches(cgroup: &std::path::Path) -> Vec<Attach> {
