@@ -19,8 +19,10 @@ they expect without storing it.
         "stall"    read nothing; hold the connection until the client goes
     pattern-sha N SEED          print "N SHA" of N bytes of the pattern
     xfer ADDR PORT N            send N bytes (seed 1) in chunks, pausing 0.3 s
-                                after the first 2 MiB (so a switch can happen
-                                mid-stream), shut down, read to EOF; print
+                                after the first 40 MiB (past pasta's 16 MiB
+                                budget, so that bytes went through its relay
+                                and a switch back happens mid-stream), shut
+                                down, read to EOF; print
                                 "result got=LEN SHA seconds=T"
     rtt ADDR PORT COUNT         COUNT 64-byte round trips; print
                                 "result rtts=COUNT per_second=R"
@@ -180,7 +182,7 @@ def xfer(addr, port, n):
     for ch in chunks(n, 1):
         s.sendall(ch)
         sent += len(ch)
-        if sent == 2 << 20:
+        if sent == 40 << 20:
             time.sleep(0.3)
     s.shutdown(socket.SHUT_WR)
     t.join(120)

@@ -111,6 +111,9 @@ pub struct SockmapCounters {
     pub unpaired: u64,
     /// Directions switched to redirect.
     pub armed: u64,
+    /// Of those, switches after bytes of the direction went through the
+    /// relay (mid-stream).
+    pub armed_mid: u64,
     /// Directions that went back to the relay (budget spent, or bytes sent
     /// while a switch waited).
     pub fallbacks: u64,
@@ -461,6 +464,9 @@ impl Sockmap {
                     Ok(()) => {
                         pair.armed[d] = Some(passed_at);
                         self.counters.armed += 1;
+                        if passed_at > 0 {
+                            self.counters.armed_mid += 1;
+                        }
                         false
                     }
                     Err(e) => {
@@ -538,15 +544,16 @@ impl Sockmap {
 }
 
 impl std::fmt::Display for Sockmap {
-    /// `ebpf sockmap: paired N unpaired N switches N fallbacks N
-    /// redirected-bytes N passed-bytes N errors N prog-errors I/S/R`.
+    /// `ebpf sockmap: paired N unpaired N switches N mid-stream N
+    /// fallbacks N redirected-bytes N passed-bytes N errors N prog-errors
+    /// I/S/R`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.counters;
         let [i, s, r] = self.prog_errors();
         write!(
             f,
-            "ebpf sockmap: paired {} unpaired {} switches {} fallbacks {} redirected-bytes {} passed-bytes {} errors {} prog-errors {i}/{s}/{r}",
-            c.paired, c.unpaired, c.armed, c.fallbacks, c.redirected, c.passed, c.errors
+            "ebpf sockmap: paired {} unpaired {} switches {} mid-stream {} fallbacks {} redirected-bytes {} passed-bytes {} errors {} prog-errors {i}/{s}/{r}",
+            c.paired, c.unpaired, c.armed, c.armed_mid, c.fallbacks, c.redirected, c.passed, c.errors
         )
     }
 }
