@@ -441,7 +441,7 @@ pub fn netns_cookie(fd: RawFd) -> io::Result<u64> {
 }
 
 /// A NETLINK_SOCK_DIAG socket of the calling thread's network namespace
-/// (non-blocking, close-on-exec), for [`tcp_diag_rqueue`].
+/// (non-blocking, close-on-exec), for [`tcp_diag_queues`].
 ///
 /// # Errors
 /// The OS error of socket(2).
@@ -454,12 +454,15 @@ pub fn sock_diag_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Bytes received but not yet read by the TCP socket whose own view is
-/// `family` (`AF_INET`/`AF_INET6`), local `src`:`sport`, remote
-/// `dst`:`dport` (addresses as network byte order words, an IPv4 address
-/// in word 0; ports in host byte order), in the namespace of `diag` (a
-/// [`sock_diag_socket`]): the `idiag_rqueue` of an exact inet_diag lookup
-/// (for an established socket, `rcv_nxt - copied_seq`). `seq` tags the
+/// The receive-side queues of the TCP socket whose own view is `family`
+/// (`AF_INET`/`AF_INET6`), local `src`:`sport`, remote `dst`:`dport`
+/// (addresses as network byte order words, an IPv4 address in word 0;
+/// ports in host byte order), in the namespace of `diag` (a
+/// [`sock_diag_socket`]), from an exact inet_diag lookup: `(rqueue,
+/// rmem_alloc)`, in bytes. `rqueue` is what TCP received and the socket
+/// has not read (`rcv_nxt - copied_seq` when established); `rmem_alloc`
+/// the memory charged to its receive side (INET_DIAG_SKMEMINFO), which
+/// also counts bytes queued by an eBPF ingress redirect. `seq` tags the
 /// request. `Ok(None)`: no such socket.
 ///
 /// # Errors
@@ -468,7 +471,7 @@ pub fn sock_diag_socket() -> io::Result<OwnedFd> {
 /// answer.
 ///
 /// Syscalls: sendto, recvfrom.
-pub fn tcp_diag_rqueue(
+pub fn tcp_diag_queues(
     diag: RawFd,
     family: u8,
     src: [u32; 4],
@@ -476,9 +479,10 @@ pub fn tcp_diag_rqueue(
     dst: [u32; 4],
     dport: u16,
     seq: u32,
-) -> io::Result<Option<u32>> {
+) -> io::Result<Option<(u32, u32)>> {
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const NLMSG_ERROR: u16 = 2;
+    const INET_DIAG_SKMEMINFO: u16 = 7;
     // nlmsghdr (16) + inet_diag_req_v2 (56).
     let mut req = [0u8; 72];
     req[0..4].copy_from_slice(&72u32.to_ne_bytes());
@@ -487,6 +491,7 @@ pub fn tcp_diag_rqueue(
     req[8..12].copy_from_slice(&seq.to_ne_bytes());
     req[16] = family;
     req[17] = libc::IPPROTO_TCP as u8;
+    req[18] = 1 << (INET_DIAG_SKMEMINFO - 1); // idiag_ext
     req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
     // inet_diag_sockid at 24: sport, dport (big endian), src[4], dst[4],
     // if, cookie[2] (INET_DIAG_NOCOOKIE: don't check it).
@@ -536,8 +541,26 @@ pub fn tcp_diag_rqueue(
         }
         // inet_diag_msg at 16: family, state, timer, retrans, id (48),
         // expires, rqueue (at 56), wqueue, uid, inode.
-        let q = msg.get(72..76).ok_or(io::Error::from(io::ErrorKind::InvalidData))?;
-        return Ok(Some(u32::from_ne_bytes([q[0], q[1], q[2], q[3]])));
+        let word = |at: usize| msg.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        let rqueue = word(72).ok_or(io::Error::from(io::ErrorKind::InvalidData))?;
+        // Attributes (rtattr: length, type; 4-byte aligned) after the
+        // 72-byte inet_diag_msg; SKMEMINFO's first word is rmem_alloc.
+        let len = (u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize).min(msg.len());
+        let mut at = 88;
+        let mut rmem = None;
+        while at + 4 <= len {
+            let alen = usize::from(u16::from_ne_bytes([msg[at], msg[at + 1]]));
+            let aty = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]);
+            if alen < 4 {
+                break;
+            }
+            if aty == INET_DIAG_SKMEMINFO && alen >= 8 {
+                rmem = word(at + 4);
+            }
+            at += (alen + 3) & !3;
+        }
+        let rmem = rmem.ok_or(io::Error::from(io::ErrorKind::InvalidData))?;
+        return Ok(Some((rqueue, rmem)));
     }
 }
 

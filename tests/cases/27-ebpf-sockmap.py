@@ -19,7 +19,7 @@ they expect without storing it.
         "stall"    read nothing; hold the connection until the client goes
     pattern-sha N SEED          print "N SHA" of N bytes of the pattern
     xfer ADDR PORT N            send N bytes (seed 1) in chunks, pausing 0.3 s
-                                after the first 40 MiB (past pasta's 16 MiB
+                                after the first 40 MiB (past pasta's 8 MiB
                                 budget, so that bytes went through its relay
                                 and a switch back happens mid-stream), shut
                                 down, read to EOF; print

@@ -37,16 +37,23 @@
 //! ## Budget
 //! The receive queue a redirect fills is not bounded by the receiver's
 //! buffer (measured: 1 GiB queued in 3 s behind a stalled reader). So each
-//! arming allows [`BUDGET`] bytes; then the sender's bytes go through TCP
-//! and our relay, whose backpressure (splice's) applies, and we re-arm
+//! arming allows [`BUDGET`] bytes. While the direction redirects, we poll
+//! the receiver's receive memory (inet_diag SKMEMINFO `rmem_alloc`, which
+//! counts redirected bytes not read yet): below half the budget, the limit
+//! moves to [`BUDGET`] past what was redirected so far ([`extend`]; same
+//! `passed_at`, so no race with the sender either). A receiver that keeps
+//! up never sees the budget run out; one that stops reading holds at most
+//! 1.5 x [`BUDGET`] redirected bytes, then the sender's bytes go through
+//! TCP and our relay, whose backpressure (splice's) applies, and we re-arm
 //! only after Y read what passed, which means it also read everything
-//! redirected before. A stalled reader holds at most [`BUDGET`] bytes more
-//! than with splice alone.
+//! redirected before.
 //!
 //! ## Re-checks
 //! A direction that moved bytes through the relay is re-checked on the
 //! fast timer (1 ms, backing off to 64 ms while it stays unsafe), until it
-//! is armed again or its sender is done (end of file).
+//! is armed again or its sender is done (end of file); an armed direction
+//! is polled for [`extend`] the same way (1 ms while it redirects, backing
+//! off while idle).
 //!
 //! ## Limits
 //! Sockets in the sockhash that read with splice(2) never see redirected
@@ -69,11 +76,12 @@ use super::Attach;
 use crate::flow::Inany;
 use crate::sys;
 
-/// Bytes one arming lets a sender redirect: 16 MiB. Measured here (iperf3
-/// through pasta, same run): 4 MiB gave 1.02x splice's throughput (10% of
-/// the bytes redirected), 16 MiB 1.2x (32%); a stalled reader then holds
-/// about 16 MiB more than splice's 10-25 MiB (case 27-ebpf-sockmap).
-pub const BUDGET: u64 = 16 << 20;
+/// Bytes a sender may redirect beyond what its receiver has read: 8 MiB.
+/// An armed direction gets this much; while it redirects, the budget is
+/// extended ([`extend`]) when the receiver's unread memory is below half
+/// of it, so a stalled reader holds at most 1.5 times this more than with
+/// splice alone.
+pub const BUDGET: u64 = 8 << 20;
 
 /// First re-check delay of a direction waiting to switch back.
 const RECHECK_MIN: Duration = Duration::from_millis(1);
@@ -114,6 +122,8 @@ pub struct SockmapCounters {
     /// Of those, switches after bytes of the direction went through the
     /// relay (mid-stream).
     pub armed_mid: u64,
+    /// Budget extensions of redirecting directions whose receiver kept up.
+    pub extended: u64,
     /// Directions that went back to the relay (budget spent, or bytes sent
     /// while a switch waited).
     pub fallbacks: u64,
@@ -135,6 +145,10 @@ pub struct Pair {
     ns: [usize; 2],
     /// `passed_at` of the current arming of each direction.
     armed: [Option<u64>; 2],
+    /// `redirect_limit` of the current arming of each direction.
+    limit: [u64; 2],
+    /// `FlowStats::redirected` of each direction at the last check.
+    seen: [u64; 2],
     /// Direction `d` is done (its sender sent its FIN, or failed).
     done: [bool; 2],
     /// Next re-check, if queued.
@@ -222,6 +236,14 @@ pub fn decide(s: &DirSnapshot, budget: u64) -> Verdict {
         return Verdict::Wait(WaitReason::Unread);
     }
     Verdict::Arm { passed_at: s.stats.passed, redirect_limit: s.stats.redirected.saturating_add(budget) }
+}
+
+/// The new `redirect_limit` of a redirecting direction whose receiver
+/// holds `rmem` bytes of receive memory (redirected bytes it hasn't read
+/// included): `budget` past what was redirected so far if `rmem` is under
+/// half the budget, else `None` (let the budget run out). Pure.
+pub fn extend(stats: &FlowStats, rmem: u32, budget: u64) -> Option<u64> {
+    (u64::from(rmem) < budget / 2).then(|| stats.redirected.saturating_add(budget))
 }
 
 /// The key a socket `laddr`:`lport` connected to `raddr`:`rport` in
@@ -375,7 +397,16 @@ impl Sockmap {
             let ns = [self.ns_of(socks[0])?, self.ns_of(socks[1])?];
             let k0 = self.find_peer(socks[0], self.netns[ns[0]])?;
             let k1 = self.find_peer(socks[1], self.netns[ns[1]])?;
-            Some(Pair { keys: [k0, k1], ns, armed: [None; 2], done: [false; 2], check_at: None, backoff: RECHECK_MIN })
+            Some(Pair {
+                keys: [k0, k1],
+                ns,
+                armed: [None; 2],
+                limit: [0; 2],
+                seen: [0; 2],
+                done: [false; 2],
+                check_at: None,
+                backoff: RECHECK_MIN,
+            })
         })();
         match found {
             Some(_) => self.counters.paired += 1,
@@ -384,61 +415,96 @@ impl Sockmap {
         found
     }
 
-    /// Unread bytes of the TCP receive queue of end `key` in namespace
-    /// `ns`.
-    fn rqueue(&mut self, ns: usize, k: &SockKey) -> std::io::Result<u32> {
+    /// (unread bytes of the TCP receive queue, receive memory) of end
+    /// `key` in namespace `ns`.
+    fn queues(&mut self, ns: usize, k: &SockKey) -> std::io::Result<(u32, u32)> {
         self.diag_seq = self.diag_seq.wrapping_add(1);
         let lport = u16::try_from(k.lport).unwrap_or(0);
         let rport = u16::try_from(k.rport).unwrap_or(0);
         let fd = self.diag[ns].as_raw_fd();
-        match sys::tcp_diag_rqueue(fd, k.family as u8, k.laddr, lport, k.raddr, rport, self.diag_seq)? {
+        match sys::tcp_diag_queues(fd, k.family as u8, k.laddr, lport, k.raddr, rport, self.diag_seq)? {
             Some(q) => Ok(q),
             None => Err(std::io::ErrorKind::NotFound.into()),
         }
     }
 
-    /// Re-check direction `d` of `pair` and arm it if safe. `relayed` is
-    /// what we read from `socks[d]`, `pipe` what waits in its pipe,
-    /// `to` our socket facing the receiver, `eof` whether the sender is
-    /// done. Returns true if the direction still waits.
+    /// Re-check direction `d` of `pair`: arm it if safe, or extend the
+    /// budget of an armed one if its receiver keeps up. `relayed` is what
+    /// we read from `socks[d]`, `pipe` what waits in its pipe, `to` our
+    /// socket facing the receiver, `eof` whether the sender is done.
+    /// Returns whether to check again (`None`: no), and if so whether the
+    /// direction was busy (`Some(true)`: soon).
     ///
     /// Syscalls: bpf, ioctl (SIOCOUTQ), sendto, recvfrom.
-    pub fn check_dir(&mut self, pair: &mut Pair, d: usize, relayed: u64, pipe: usize, to: RawFd, eof: bool) -> bool {
+    pub fn check_dir(&mut self, pair: &mut Pair, d: usize, relayed: u64, pipe: usize, to: RawFd, eof: bool) -> Option<bool> {
         if pair.done[d] {
-            return false;
+            return None;
         }
         if eof {
             pair.done[d] = true;
-            return false;
+            return None;
         }
         let (x, y) = (pair.keys[d], pair.keys[1 - d]);
         let Ok(stats) = self.stats.get(&x, 0) else {
-            // The sender closed, or its entry is gone: nothing to do.
+            // Its entry is gone (aged out): nothing to do.
             pair.done[d] = true;
-            return false;
+            return None;
         };
+        let busy = stats.redirected != pair.seen[d];
+        pair.seen[d] = stats.redirected;
         let mut s = DirSnapshot { stats, armed_at: pair.armed[d], relayed, pipe, outq: 0, rqueue: 0 };
-        if matches!(decide(&s, BUDGET), Verdict::Redirecting | Verdict::Never | Verdict::Wait(WaitReason::InFlight | WaitReason::Pipe)) {
-            return self.apply(pair, d, decide(&s, BUDGET), x, y);
+        match decide(&s, BUDGET) {
+            Verdict::Redirecting => {
+                if pair.limit[d].saturating_sub(stats.redirected) >= BUDGET * 3 / 4 {
+                    return Some(busy);
+                }
+                let rmem = match self.queues(pair.ns[1 - d], &y) {
+                    Ok((_, rmem)) => rmem,
+                    Err(e) => {
+                        log::debug!("ebpf sockmap: inet_diag: {e}");
+                        self.counters.errors += 1;
+                        return Some(false);
+                    }
+                };
+                if let (Some(passed_at), Some(limit)) = (pair.armed[d], extend(&stats, rmem, BUDGET)) {
+                    if self.ctl.insert(x, FlowCtl { peer: y, passed_at, redirect_limit: limit }, 0).is_ok() {
+                        pair.limit[d] = limit;
+                        self.counters.extended += 1;
+                    } else {
+                        self.counters.errors += 1;
+                    }
+                }
+                return Some(busy);
+            }
+            v @ (Verdict::Never | Verdict::Wait(WaitReason::InFlight | WaitReason::Pipe)) => {
+                return self.apply(pair, d, v, x, y).then_some(false);
+            }
+            _ => {}
         }
         s.outq = match sys::outq(to) {
             Ok(q) => q,
             Err(_) => {
                 self.counters.errors += 1;
-                return true;
+                return Some(false);
             }
         };
         if s.outq == 0 {
-            s.rqueue = match self.rqueue(pair.ns[1 - d], &y) {
-                Ok(q) => q,
+            s.rqueue = match self.queues(pair.ns[1 - d], &y) {
+                Ok((q, _)) => q,
                 Err(e) => {
                     log::debug!("ebpf sockmap: inet_diag: {e}");
                     self.counters.errors += 1;
-                    return true;
+                    return Some(false);
                 }
             };
         }
-        self.apply(pair, d, decide(&s, BUDGET), x, y)
+        let v = decide(&s, BUDGET);
+        let armed_now = matches!(v, Verdict::Arm { .. });
+        if self.apply(pair, d, v, x, y) {
+            return Some(false);
+        }
+        // An armed direction is polled for budget extensions.
+        pair.armed[d].map(|_| armed_now)
     }
 
     fn apply(&mut self, pair: &mut Pair, d: usize, v: Verdict, x: SockKey, y: SockKey) -> bool {
@@ -463,6 +529,7 @@ impl Sockmap {
                 match self.ctl.insert(x, FlowCtl { peer: y, passed_at, redirect_limit }, 0) {
                     Ok(()) => {
                         pair.armed[d] = Some(passed_at);
+                        pair.limit[d] = redirect_limit;
                         self.counters.armed += 1;
                         if passed_at > 0 {
                             self.counters.armed_mid += 1;
@@ -545,15 +612,15 @@ impl Sockmap {
 
 impl std::fmt::Display for Sockmap {
     /// `ebpf sockmap: paired N unpaired N switches N mid-stream N
-    /// fallbacks N redirected-bytes N passed-bytes N errors N prog-errors
+    /// extensions N fallbacks N redirected-bytes N passed-bytes N errors N prog-errors
     /// I/S/R`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.counters;
         let [i, s, r] = self.prog_errors();
         write!(
             f,
-            "ebpf sockmap: paired {} unpaired {} switches {} mid-stream {} fallbacks {} redirected-bytes {} passed-bytes {} errors {} prog-errors {i}/{s}/{r}",
-            c.paired, c.unpaired, c.armed, c.armed_mid, c.fallbacks, c.redirected, c.passed, c.errors
+            "ebpf sockmap: paired {} unpaired {} switches {} mid-stream {} extensions {} fallbacks {} redirected-bytes {} passed-bytes {} errors {} prog-errors {i}/{s}/{r}",
+            c.paired, c.unpaired, c.armed, c.armed_mid, c.extended, c.fallbacks, c.redirected, c.passed, c.errors
         )
     }
 }
@@ -591,6 +658,14 @@ mod tests {
         assert_eq!(decide(&s, 1 << 20), Verdict::Wait(WaitReason::InFlight), "64 passed bytes not relayed yet");
         let s = snap(1064, 4 << 20, Some(1000), 1064);
         assert_eq!(decide(&s, 1 << 20), Verdict::Arm { passed_at: 1064, redirect_limit: (4 << 20) + (1 << 20) });
+    }
+
+    #[test]
+    fn budget_extends_only_while_the_receiver_keeps_up() {
+        let st = FlowStats { passed: 10, redirected: 5 << 20 };
+        assert_eq!(extend(&st, 1 << 20, 8 << 20), Some(13 << 20));
+        assert_eq!(extend(&st, 4 << 20, 8 << 20), None, "half the budget unread: let it run out");
+        assert_eq!(extend(&FlowStats { passed: 0, redirected: u64::MAX }, 0, 8), Some(u64::MAX));
     }
 
     #[test]
@@ -636,10 +711,12 @@ mod tests {
         // The accepted socket's own view: local = listener address.
         let k = key_of_peer(c.as_raw_fd(), 0, false).unwrap();
         let (lp, rp) = (k.lport as u16, k.rport as u16);
-        let q = sys::tcp_diag_rqueue(diag.as_raw_fd(), 2, k.laddr, lp, k.raddr, rp, 1).unwrap();
-        assert_eq!(q, Some(1000));
+        let q = sys::tcp_diag_queues(diag.as_raw_fd(), 2, k.laddr, lp, k.raddr, rp, 1).unwrap();
+        let (rq, rmem) = q.unwrap();
+        assert_eq!(rq, 1000);
+        assert!(rmem >= 1000, "receive memory {rmem} counts the unread bytes");
         drop(a);
-        let none = sys::tcp_diag_rqueue(diag.as_raw_fd(), 2, k.laddr, 1, k.raddr, 1, 2).unwrap();
+        let none = sys::tcp_diag_queues(diag.as_raw_fd(), 2, k.laddr, 1, k.raddr, 1, 2).unwrap();
         assert_eq!(none, None);
     }
 }

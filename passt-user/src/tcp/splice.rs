@@ -226,13 +226,16 @@ fn recheck(ctx: &mut Ctx, idx: usize, reset: bool) {
     let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) else { return };
     let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
     let Some(p) = s.pair.as_deref_mut() else { return };
-    let mut wait = false;
+    let (mut again, mut busy) = (false, reset);
     for d in [INI, TGT] {
         let to = s.socks[1 - d].as_raw_fd();
-        wait |= sm.check_dir(p, d, s.relayed[d], s.pending[d], to, s.eof[d]);
+        if let Some(b) = sm.check_dir(p, d, s.relayed[d], s.pending[d], to, s.eof[d]) {
+            again = true;
+            busy |= b;
+        }
     }
-    if wait {
-        let at = sm.queue(p, idx, now, reset);
+    if again {
+        let at = sm.queue(p, idx, now, busy);
         let after = at.saturating_duration_since(now);
         ctx.arm_fast_timer(after);
     }
