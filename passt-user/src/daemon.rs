@@ -394,6 +394,9 @@ impl Ctx {
         }
         if self.scanners.iter().any(Option::is_some) || self.listeners.steers(crate::listen::IN) || self.listeners.steers(crate::listen::OUT) {
             let _ = self.fwd_rescan(false);
+            if let Some(sm) = self.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) {
+                self.listeners.sync_sockmap(sm);
+            }
         }
         if log::log_enabled!(log::Level::Debug) && self.counters != self.counters_logged {
             log::debug!("{}", self.counters);
@@ -708,6 +711,7 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
                     drain_fd(ft);
                     ctx.fast_timer_at = None;
                     tcp::io::wnd_timer(ctx);
+                    tcp::splice::sockmap_timer(ctx);
                 }
                 Some(EpollType::Timer) => {
                     drain_fd(t);

@@ -303,6 +303,7 @@ fn ebpf_start(
     loader: Result<crate::ebpf::Loader, String>,
     netns: &std::os::fd::OwnedFd,
     tap: Option<&str>,
+    conf_cgroup: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let fds = || -> anyhow::Result<_> {
         Ok(match tap {
@@ -310,6 +311,11 @@ fn ebpf_start(
             None => None,
         })
     };
+    let cgroup = conf_cgroup.map(std::path::Path::to_path_buf).or_else(crate::ebpf::default_cgroup);
+    if cgroup.is_none() && loader.is_ok() {
+        log::warn!("eBPF TCP short-circuit off, using splice(): no cgroup v2 at {} (--ebpf-cgroup)", crate::ebpf::DEFAULT_CGROUP);
+    }
+    let cg = cgroup.as_deref();
     let mut dirs = [false; 2];
     let started = loader.and_then(|l| {
         let err = |e: anyhow::Error| format!("socket lookup: {e:#}");
@@ -323,14 +329,14 @@ fn ebpf_start(
             crate::ebpf::Loader::Helper(p) if dirs[crate::listen::IN] => Some(p.clone()),
             _ => None,
         };
-        match crate::ebpf::Accel::start(l, fds().map_err(err)?, lookup) {
+        match crate::ebpf::Accel::start(l, fds().map_err(err)?, lookup, cg) {
             Err(why) if why.contains("not to uid") => match retry {
                 // The guess was wrong: ask again without our namespace.
                 Some(path) => {
                     log::info!("eBPF socket lookup: the helper won't attach to pasta's namespace, not for -t/-u");
                     dirs[crate::listen::IN] = false;
                     let lookup = lookup_netns(ctx, false, netns).map_err(err)?;
-                    crate::ebpf::Accel::start(crate::ebpf::Loader::Helper(path), fds().map_err(err)?, lookup)
+                    crate::ebpf::Accel::start(crate::ebpf::Loader::Helper(path), fds().map_err(err)?, lookup, cg)
                 }
                 None => Err(why),
             },
@@ -348,6 +354,12 @@ fn ebpf_start(
             }
             if let Some(maps) = a.lookup.take() {
                 lookup_start(ctx, maps, dirs)?;
+            }
+            if cgroup.is_some() {
+                match sockmap_start(ctx, &mut a) {
+                    Ok(sm) => a.sockmap = Some(sm),
+                    Err(why) => log::warn!("eBPF TCP short-circuit off, using splice(): {why}"),
+                }
             }
             if let Some(fd) = a.loaded.log_fd() {
                 let r = crate::epoll::EpollRef::new(crate::epoll::EpollType::Ebpf, fd, 0);
@@ -429,6 +441,27 @@ fn lookup_start(ctx: &mut crate::daemon::Ctx, maps: crate::ebpf::lookup::LookupM
     Ok(())
 }
 
+/// The spliced TCP short-circuit's maps: namespace cookies of a socket
+/// here and one in the target namespace, an inet_diag socket there, the
+/// candidate ports of the current listeners (again once they are bound,
+/// and on every rescan).
+///
+/// # Errors
+/// One line saying why not.
+fn sockmap_start(ctx: &mut crate::daemon::Ctx, a: &mut crate::ebpf::Accel) -> Result<crate::ebpf::sockmap::Sockmap, String> {
+    use std::os::fd::AsRawFd;
+    let ns = ctx.ns.as_ref().ok_or("no target namespace")?;
+    let host = crate::sys::socket(true, libc::SOCK_STREAM, 0).map_err(|e| format!("socket: {e}"))?;
+    let ns_sock = ns.socket(true, libc::SOCK_STREAM).map_err(|e| format!("namespace socket: {e}"))?;
+    let ns_diag = ns
+        .in_target(crate::sys::sock_diag_socket)
+        .map_err(|e| format!("namespace helper: {e}"))?
+        .map_err(|e| format!("inet_diag socket in the namespace: {e}"))?;
+    let mut sm = crate::ebpf::sockmap::Sockmap::new(&mut a.loaded, host.as_raw_fd(), ns_sock.as_raw_fd(), ns_diag)?;
+    ctx.listeners.sync_sockmap(&mut sm);
+    Ok(sm)
+}
+
 fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     let (peek_off, net) = discover(conf)?;
     // Before entering (and maybe creating) a user namespace, where we'd
@@ -464,9 +497,13 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     // Before the listeners are bound: with socket lookup, rules it serves
     // get one socket instead of one per port.
     if let Some(loader) = loader {
-        ebpf_start(&mut ctx, loader, &ns.netns, (!conf.splice_only).then_some(ifname.as_str()))?;
+        ebpf_start(&mut ctx, loader, &ns.netns, (!conf.splice_only).then_some(ifname.as_str()), conf.ebpf_cgroup.as_deref())?;
     }
     ctx.fwd_rescan(true).context("Couldn't listen on requested ports")?;
+    if let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) {
+        // Now that the listeners are bound: their ports are candidates.
+        ctx.listeners.sync_sockmap(sm);
+    }
     print_info(&net, Some(&ifname));
     print_rules(conf);
     ready(conf)?;

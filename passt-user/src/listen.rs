@@ -360,6 +360,38 @@ impl Listeners {
         s
     }
 
+    /// (listening port, target port) of every TCP port direction `dir`
+    /// forwards: bound per-port listeners, and the ports socket lookup
+    /// steers to a rule's one socket.
+    pub fn tcp_forwards(&self, dir: usize) -> Vec<(u16, u16)> {
+        let mut v = Vec::new();
+        let d = &self.dirs[dir];
+        for ((r, socks), st) in d.rules.iter().zip(&d.socks).zip(&d.steer) {
+            if r.proto != Proto::Tcp {
+                continue;
+            }
+            for (i, p) in socks.iter().enumerate() {
+                let port = r.ports.first().saturating_add(i as u16);
+                if let (Some(_), Some(to)) = (p, r.target_port(port)) {
+                    v.push((port, to));
+                }
+            }
+            let steered = st.as_ref().zip(self.steering.as_ref()).and_then(|(st, s)| s.maps.ports(st.slot));
+            for port in steered.into_iter().flat_map(|ports| ports.iter()) {
+                if let Some(to) = r.target_port(port) {
+                    v.push((port, to));
+                }
+            }
+        }
+        v
+    }
+
+    /// Tell the eBPF TCP short-circuit which ports our TCP listeners
+    /// forward, both ways.
+    pub fn sync_sockmap(&self, sm: &mut crate::ebpf::sockmap::Sockmap) {
+        sm.sync_ports(&self.tcp_forwards(IN), &self.tcp_forwards(OUT));
+    }
+
     /// Bind and close sockets of direction `dir` so that they match its
     /// rules; `auto` rules listen only on the ports in `tcp`/`udp` (the
     /// target ports bound on the other side). Direction [`OUT`] needs `ns`.

@@ -4,7 +4,7 @@
 //! plane uses, taking and returning [`Inany`] addresses and host-order
 //! ports. Everything else in the crate stays safe code.
 //!
-//! Syscalls: socket, bind, connect, getsockname, sendto, recvfrom, recvmmsg,
+//! Syscalls: socket, bind, connect, getsockname, getpeername, getsockopt, sendto, recvfrom, recvmmsg,
 //! setsockopt.
 
 use std::io;
@@ -473,6 +473,158 @@ pub fn send_batch(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(r as usize)
+}
+
+/// The connected peer's address and port (getpeername(2)).
+///
+/// # Errors
+/// The OS error (ENOTCONN), or `InvalidData` for a family that is not IP.
+pub fn peer_addr(fd: RawFd) -> io::Result<(Inany, u16)> {
+    // SAFETY: zeroed storage is valid; len tells the kernel its size.
+    let mut s: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: s is writable for len bytes.
+    cvt(unsafe { libc::getpeername(fd, &mut s as *mut _ as *mut libc::sockaddr, &mut len) })?;
+    from_storage(&s).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+/// The cookie of the network namespace socket `fd` belongs to
+/// (getsockopt SO_NETNS_COOKIE, Linux >= 5.14), as eBPF programs see it
+/// with `bpf_get_netns_cookie()`.
+///
+/// # Errors
+/// The OS error (ENOPROTOOPT on older kernels).
+pub fn netns_cookie(fd: RawFd) -> io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let mut v: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: v is writable for len bytes.
+    cvt(unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, SO_NETNS_COOKIE, (&mut v as *mut u64).cast(), &mut len) })?;
+    Ok(v)
+}
+
+/// A NETLINK_SOCK_DIAG socket of the calling thread's network namespace
+/// (non-blocking, close-on-exec), for [`tcp_diag_queues`].
+///
+/// # Errors
+/// The OS error of socket(2).
+pub fn sock_diag_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the fd is owned from here on.
+    let fd = cvt(unsafe {
+        libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG)
+    })?;
+    // SAFETY: fd was just returned to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The receive-side queues of the TCP socket whose own view is `family`
+/// (`AF_INET`/`AF_INET6`), local `src`:`sport`, remote `dst`:`dport`
+/// (addresses as network byte order words, an IPv4 address in word 0;
+/// ports in host byte order), in the namespace of `diag` (a
+/// [`sock_diag_socket`]), from an exact inet_diag lookup: `(rqueue,
+/// rmem_alloc)`, in bytes. `rqueue` is what TCP received and the socket
+/// has not read (`rcv_nxt - copied_seq` when established); `rmem_alloc`
+/// the memory charged to its receive side (INET_DIAG_SKMEMINFO), which
+/// also counts bytes queued by an eBPF ingress redirect. `seq` tags the
+/// request. `Ok(None)`: no such socket.
+///
+/// # Errors
+/// The OS error of sendto/recv (EAGAIN if no answer came at once: exact
+/// lookups are answered within sendto), or `InvalidData` for a malformed
+/// answer.
+///
+/// Syscalls: sendto, recvfrom.
+pub fn tcp_diag_queues(
+    diag: RawFd,
+    family: u8,
+    src: [u32; 4],
+    sport: u16,
+    dst: [u32; 4],
+    dport: u16,
+    seq: u32,
+) -> io::Result<Option<(u32, u32)>> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLMSG_ERROR: u16 = 2;
+    const INET_DIAG_SKMEMINFO: u16 = 7;
+    // nlmsghdr (16) + inet_diag_req_v2 (56).
+    let mut req = [0u8; 72];
+    req[0..4].copy_from_slice(&72u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    req[16] = family;
+    req[17] = libc::IPPROTO_TCP as u8;
+    req[18] = 1 << (INET_DIAG_SKMEMINFO - 1); // idiag_ext
+    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    // inet_diag_sockid at 24: sport, dport (big endian), src[4], dst[4],
+    // if, cookie[2] (INET_DIAG_NOCOOKIE: don't check it).
+    req[24..26].copy_from_slice(&sport.to_be_bytes());
+    req[26..28].copy_from_slice(&dport.to_be_bytes());
+    for i in 0..4 {
+        req[28 + 4 * i..32 + 4 * i].copy_from_slice(&src[i].to_ne_bytes());
+        req[44 + 4 * i..48 + 4 * i].copy_from_slice(&dst[i].to_ne_bytes());
+    }
+    req[64..72].copy_from_slice(&[0xff; 8]);
+    // SAFETY: zeroed sockaddr_nl is valid; nl_family set below (pid 0: the kernel).
+    let mut sa: libc::sockaddr_nl = unsafe { zeroed() };
+    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: req and sa are valid for their lengths.
+    let r = unsafe {
+        libc::sendto(diag, req.as_ptr().cast(), req.len(), 0, (&sa as *const libc::sockaddr_nl).cast(), size_of::<libc::sockaddr_nl>() as u32)
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 512];
+    loop {
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { libc::recv(diag, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let msg = &buf[..n as usize];
+        if msg.len() < 16 {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        let ty = u16::from_ne_bytes([msg[4], msg[5]]);
+        let rseq = u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]]);
+        if rseq != seq {
+            // An answer to an earlier request we gave up on.
+            continue;
+        }
+        if ty == NLMSG_ERROR {
+            let e = msg.get(16..20).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            return match -e {
+                0 | libc::ENOENT => Ok(None),
+                e => Err(io::Error::from_raw_os_error(e)),
+            };
+        }
+        if ty != SOCK_DIAG_BY_FAMILY {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        // inet_diag_msg at 16: family, state, timer, retrans, id (48),
+        // expires, rqueue (at 56), wqueue, uid, inode.
+        let word = |at: usize| msg.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        let rqueue = word(72).ok_or(io::Error::from(io::ErrorKind::InvalidData))?;
+        // Attributes (rtattr: length, type; 4-byte aligned) after the
+        // 72-byte inet_diag_msg; SKMEMINFO's first word is rmem_alloc.
+        let len = (u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize).min(msg.len());
+        let mut at = 88;
+        let mut rmem = None;
+        while at + 4 <= len {
+            let alen = usize::from(u16::from_ne_bytes([msg[at], msg[at + 1]]));
+            let aty = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]);
+            if alen < 4 {
+                break;
+            }
+            if aty == INET_DIAG_SKMEMINFO && alen >= 8 {
+                rmem = word(at + 4);
+            }
+            at += (alen + 3) & !3;
+        }
+        let rmem = rmem.ok_or(io::Error::from(io::ErrorKind::InvalidData))?;
+        return Ok(Some((rqueue, rmem)));
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ pub const CASES: &[&str] = &[
     "24-fwd-splice-only",
     "25-passt-stream",
     "26-ebpf-tc",
+    "27-ebpf-sockmap",
     "28-ebpf-lookup",
     "29-ebpf-fallback",
 ];

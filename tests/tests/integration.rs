@@ -182,6 +182,12 @@ fn ebpf_tc() {
     case("26-ebpf-tc")
 }
 
+/// pasta --ebpf: spliced TCP short-circuited by sockops + sk_msg (200 MB each way byte-exact, mid-stream switch, half-close, RST, round trips, bounded memory with a stalled reader), against splice alone.
+#[test]
+fn ebpf_sockmap() {
+    case("27-ebpf-sockmap")
+}
+
 /// --ebpf: SK_LOOKUP steers -t/-u all/auto (and -T/-U) to one socket per protocol and address; 1000 random ports, held ports left alone, fallback to per-port sockets.
 #[test]
 fn ebpf_lookup() {

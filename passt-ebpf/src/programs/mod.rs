@@ -1,4 +1,5 @@
 //! One module per attach point.
 
 mod lookup;
+mod sockmap;
 mod tc;

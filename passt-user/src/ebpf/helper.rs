@@ -658,7 +658,7 @@ mod tests {
         assert!(check(&a, 0).is_ok());
         let e = check(&a, 4242).unwrap_err().to_string();
         assert!(e.contains("not to uid 4242"), "{e}");
-        let c = Attach::SockOps { prog: "p".into(), cgroup: super::super::default_cgroup() };
+        let c = Attach::SockOps { prog: "p".into(), cgroup: super::super::default_cgroup().expect("cgroup v2") };
         assert!(check(&c, 4242).is_err());
         let c = Attach::SockOps { prog: "p".into(), cgroup: PathBuf::from("/tmp") };
         assert!(check(&c, 0).is_err(), "outside the cgroup tree");

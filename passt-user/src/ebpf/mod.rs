@@ -29,6 +29,7 @@
 
 pub mod helper;
 pub mod lookup;
+pub mod sockmap;
 pub mod tap;
 
 /// The eBPF state of a running pasta: what got loaded and each feature's
@@ -41,18 +42,27 @@ pub struct Accel {
     /// Socket lookup maps, if the program is attached, until
     /// [`crate::listen::Listeners::steer`] takes them.
     pub lookup: Option<lookup::LookupMaps>,
+    /// The spliced TCP short-circuit, once its maps are set up
+    /// ([`sockmap::Sockmap::new`], by the caller of [`Accel::start`]).
+    pub sockmap: Option<sockmap::Sockmap>,
 }
 
 impl Accel {
     /// Load what `--ebpf` asks for in pasta mode: the tap classifier on
-    /// `ifname` in `netns` (none with `--splice-only`), and socket lookup
-    /// for forwarded ports in `lookup` (pasta's own namespace, the target
-    /// namespace: see [`lookup::attaches`]).
+    /// `ifname` in `netns` (none with `--splice-only`), socket lookup for
+    /// forwarded ports in `lookup` (pasta's own namespace, the target
+    /// namespace: see [`lookup::attaches`]), and the spliced TCP
+    /// short-circuit's programs with sockops on cgroup `sockmap_cgroup`.
     ///
     /// # Errors
     /// One line saying why not (logged by the caller, which carries on
     /// without).
-    pub fn start(loader: Loader, tap: Option<(OwnedFd, &str)>, lookup: (Option<OwnedFd>, Option<OwnedFd>)) -> Result<Self, String> {
+    pub fn start(
+        loader: Loader,
+        tap: Option<(OwnedFd, &str)>,
+        lookup: (Option<OwnedFd>, Option<OwnedFd>),
+        sockmap_cgroup: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
         let mut attaches = Vec::new();
         // Whether the tap classifier is asked for, not whether anything is:
         // other features add their own attachments.
@@ -62,6 +72,9 @@ impl Accel {
         }
         let with_lookup = lookup.0.is_some() || lookup.1.is_some();
         attaches.extend(lookup::attaches(lookup.0, lookup.1));
+        if let Some(cg) = sockmap_cgroup {
+            attaches.extend(sockmap::attaches(cg));
+        }
         let mut loaded = load(loader, attaches)?;
         let lookup = if with_lookup {
             Some(lookup::LookupMaps::take(&mut loaded).map_err(|e| format!("socket lookup maps: {e:#}"))?)
@@ -76,12 +89,14 @@ impl Accel {
         } else {
             None
         };
-        Ok(Self { loaded, tap, lookup })
+        Ok(Self { loaded, tap, lookup, sockmap: None })
     }
 
     /// Lines for the exit summary.
     pub fn summary(&self) -> Vec<String> {
-        self.tap.iter().map(ToString::to_string).collect()
+        let mut v: Vec<String> = self.tap.iter().map(ToString::to_string).collect();
+        v.extend(self.sockmap.iter().map(ToString::to_string));
+        v
     }
 }
 
@@ -109,11 +124,13 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 /// The default cgroup for the sockops program (`--ebpf-cgroup`): the root
 /// of the cgroup v2 hierarchy, as /proc/self/mountinfo shows it
-/// (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid systems);
-/// [`DEFAULT_CGROUP`] if none is listed.
-pub fn default_cgroup() -> PathBuf {
+/// (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid systems), else
+/// [`DEFAULT_CGROUP`] if that is cgroup v2; `None` without cgroup v2.
+pub fn default_cgroup() -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    cgroup2_mount(&info).unwrap_or_else(|| PathBuf::from(DEFAULT_CGROUP))
+    cgroup2_mount(&info)
+        .or_else(|| Some(PathBuf::from(DEFAULT_CGROUP)))
+        .filter(|p| is_cgroup2(p))
 }
 
 /// First cgroup2 mount point in mountinfo text (proc(5): field 5 is the
@@ -448,6 +465,7 @@ mod tests {
     fn cgroup2_check_tells_the_hierarchy_from_other_directories() {
         assert!(!is_cgroup2(std::path::Path::new("/tmp")));
         assert!(!is_cgroup2(std::path::Path::new("/nonexistent")));
-        assert!(is_cgroup2(&default_cgroup()), "{} is not cgroup2 on this machine", default_cgroup().display());
+        let root = default_cgroup().expect("this machine has cgroup v2");
+        assert!(is_cgroup2(&root), "{} is not cgroup2", root.display());
     }
 }

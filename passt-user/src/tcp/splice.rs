@@ -33,6 +33,15 @@
 //! holding small ones back would only add latency. The flow ends when both
 //! directions are shut down, or on a reset.
 //!
+//! With `--ebpf`, once connected, a flow whose two end sockets (the
+//! client's and the server's) the sockops program caught is paired with
+//! the eBPF short-circuit ([`crate::ebpf::sockmap`]): their sends may then
+//! skip the relay, one direction at a time, when it can't reorder bytes.
+//! The relay keeps running as before and carries whatever isn't redirected
+//! (FIN and RST always); it counts the bytes it read per direction, and
+//! queues a re-check (fast timer, [`sockmap_timer`]) whenever bytes of a
+//! paired direction went its way.
+//!
 //! Syscalls: connect, splice, pipe2, fcntl (F_SETPIPE_SZ), shutdown,
 //! setsockopt (SO_LINGER), getsockopt (SO_ERROR), epoll_ctl, close.
 
@@ -111,6 +120,10 @@ pub struct TcpSplice {
     shut: [bool; 2],
     /// `socks[d]` reported EPOLLHUP (shut down both ways, for good).
     hup: [bool; 2],
+    /// Bytes read from `socks[d]` since the flow started.
+    relayed: [u64; 2],
+    /// The eBPF short-circuit's state, if the flow is paired.
+    pair: Option<Box<crate::ebpf::sockmap::Pair>>,
 }
 
 impl TcpSplice {
@@ -159,10 +172,15 @@ pub fn open(ctx: &mut Ctx, pif: [Pif; 2], ini: FlowSide, tgt: FlowSide, sock: Ow
             eof: [false, false],
             shut: [false, false],
             hup: [false, false],
+            relayed: [0, 0],
+            pair: None,
         });
     }
     ctx.counters.tcp_splice_flows += 1;
     log::debug!("TCP splice flow {idx}: {}:{} -> {}:{}", ini.eaddr, ini.eport, tgt.eaddr, tgt.eport);
+    if !connecting {
+        pair(ctx, idx);
+    }
     update(ctx, idx);
 }
 
@@ -173,7 +191,97 @@ fn reset(ctx: &mut Ctx, idx: usize) {
             sys::set_linger_zero(fd);
         }
     }
+    end(ctx, idx);
+}
+
+/// End flow `idx`, unpairing it from the eBPF short-circuit first.
+fn end(ctx: &mut Ctx, idx: usize) {
+    if let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+        if let (Some(p), Some(sm)) = (s.pair.take(), ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut())) {
+            let (redirected, passed) = sm.unpair(&p);
+            log::debug!("TCP splice flow {idx}: eBPF short-circuit: redirected {redirected} bytes, passed {passed}");
+        }
+    }
     ctx.flows.close(idx);
+}
+
+/// Connected: pair flow `idx` with the eBPF short-circuit if it is on and
+/// both end sockets are in its sockhash, and see whether a direction can
+/// switch at once.
+fn pair(ctx: &mut Ctx, idx: usize) {
+    let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) else { return };
+    let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    s.pair = sm.pair(s.fds()).map(Box::new);
+    if s.pair.is_some() {
+        log::debug!("TCP splice flow {idx}: paired with the eBPF short-circuit");
+        recheck(ctx, idx, true);
+    }
+}
+
+/// Check both directions of paired flow `idx` now; queue a later
+/// re-check if one still waits (`reset`: after fresh activity, start
+/// from the shortest delay).
+fn recheck(ctx: &mut Ctx, idx: usize, reset: bool) {
+    let now = ctx.now;
+    let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) else { return };
+    let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    let Some(p) = s.pair.as_deref_mut() else { return };
+    let (mut again, mut busy) = (false, reset);
+    for d in [INI, TGT] {
+        let to = s.socks[1 - d].as_raw_fd();
+        if let Some(b) = sm.check_dir(p, d, s.relayed[d], s.pending[d], to, s.eof[d]) {
+            again = true;
+            busy |= b;
+        }
+    }
+    if again {
+        let at = sm.queue(p, idx, now, busy);
+        let after = at.saturating_duration_since(now);
+        ctx.arm_fast_timer(after);
+    }
+}
+
+/// Bytes of paired flow `idx` went through the relay: re-check it soon.
+fn relayed(ctx: &mut Ctx, idx: usize) {
+    let now = ctx.now;
+    let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) else { return };
+    let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    let Some(p) = s.pair.as_deref_mut() else { return };
+    let at = sm.queue(p, idx, now, true);
+    let after = at.saturating_duration_since(now);
+    ctx.arm_fast_timer(after);
+}
+
+/// Fast timer: run the due re-checks of paired flows (see
+/// [`crate::ebpf::sockmap`]).
+pub fn sockmap_timer(ctx: &mut Ctx) {
+    let now = ctx.now;
+    let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) else { return };
+    if sm.waiting.is_empty() {
+        return;
+    }
+    let waiting = std::mem::take(&mut sm.waiting);
+    let mut due = Vec::new();
+    let mut next: Option<std::time::Instant> = None;
+    for idx in waiting {
+        let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx as usize).map(|f| &mut f.data) else { continue };
+        let Some(p) = s.pair.as_deref_mut() else { continue };
+        if crate::ebpf::sockmap::Sockmap::due(p, now) {
+            crate::ebpf::sockmap::Sockmap::ran(p);
+            due.push(idx);
+        } else if let (Some(at), Some(sm)) = (p.check_at(), ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut())) {
+            sm.waiting.push(idx);
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+    }
+    for idx in due {
+        // Queues the flow again (and arms the timer) if it still waits.
+        recheck(ctx, idx as usize, false);
+    }
+    // Not due yet: fire again for the earliest.
+    if let Some(at) = next {
+        ctx.arm_fast_timer(at.saturating_duration_since(now));
+    }
 }
 
 /// What moving data in one direction came to.
@@ -209,6 +317,7 @@ fn forward(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Moved {
                     Ok(Some(0)) => s.eof[d] = true,
                     Ok(Some(n)) => {
                         s.pending[d] += n;
+                        s.relayed[d] += n as u64;
                         filled = n == room;
                         more = n >= p.size / 10 * 9;
                     }
@@ -276,6 +385,7 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
             reset(ctx, idx);
             return;
         }
+        pair(ctx, idx);
         update(ctx, idx);
         return;
     }
@@ -288,6 +398,8 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
     if events & libc::EPOLLHUP as u32 != 0 {
         s.hup[side] = true;
     }
+    let before = s.relayed;
+    let paired = s.pair.is_some();
     let pool = &mut ctx.splice_pipes;
     if events & libc::EPOLLOUT as u32 != 0 && matches!(forward(s, 1 - side, pool), Moved::Reset) {
         reset(ctx, idx);
@@ -296,6 +408,9 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
     if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 && matches!(forward(s, side, pool), Moved::Reset) {
         reset(ctx, idx);
         return;
+    }
+    if paired && s.relayed != before {
+        relayed(ctx, idx);
     }
     update(ctx, idx);
 }
@@ -306,7 +421,7 @@ fn update(ctx: &mut Ctx, idx: usize) {
     let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
     if s.shut[INI] && s.shut[TGT] {
         log::debug!("TCP splice flow {idx}: closed");
-        ctx.flows.close(idx);
+        end(ctx, idx);
         return;
     }
     for side in [INI, TGT] {
