@@ -325,6 +325,8 @@ EOF
 #   tcp-h2n  iperf3 -s in the namespace, iperf3 -c here to port 5201 (via -t)
 #   tcp-n2h  iperf3 -s here, iperf3 -c in the namespace to port 5202 (via -T)
 #   tcp-rr   rr.py serve-tcp in the namespace, rr.py tcp-rr here, port 5203
+#   tcp-pp   sockperf sr in the namespace, sockperf pp -m 64 here, port 5203
+#            (round trips: ReceivedMessages over the valid RunTime)
 #   tcp-crr  rr.py serve-tcp in the namespace, rr.py tcp-crr here, port 5203
 #   udp-rr   rr.py serve-udp in the namespace, rr.py udp-rr here, port 5203
 # Output: $SPLICE (splice.tsv), one line per run, tab separated:
@@ -377,6 +379,10 @@ splice_one() {
 		srv=(python3 "$RR" serve-tcp $port ${SRV_BIND:+$bind})
 		cli=(python3 "$RR" "$path" $dst $port "$BENCH_SECS")
 		;;
+	tcp-pp)
+		srv=(sockperf sr --tcp -i $bind -p $port)
+		cli=(sockperf pp --tcp -i $dst -p $port -t "$BENCH_SECS" -m 64)
+		;;
 	udp-rr)
 		proto=u
 		srv=(python3 "$RR" serve-udp $port)
@@ -406,6 +412,10 @@ splice_one() {
 	# "COUNT SECONDS" or "error: why"
 	if [[ ${cli[0]} == iperf3 ]]; then
 		res=$(iperf3_result "$out")
+	elif [[ ${cli[0]} == sockperf ]]; then
+		# "[Valid Duration] RunTime=1.550 sec; SentMessages=N; ReceivedMessages=N"
+		res=$(sed -n 's/.*RunTime=\([0-9.]*\) sec;.*ReceivedMessages=\([0-9]*\).*/\2 \1/p' "$out" | head -n 1)
+		[[ -z $res ]] && res="error: $(grep -i error "$out" "$err" | tail -n 1)"
 	else
 		res=$(head -n 1 "$out")
 		[[ -z $res ]] && res="error: $(tail -n 1 "$err")"
@@ -489,7 +499,7 @@ splice_all() {
 #     (RLIMIT_NOFILE) pasta had, and how many ports "all" covered
 #   $BENCH_OUT/ebpf-cgroup: the cgroup's path while it exists (the bench
 #     removes it if this script is killed first)
-EBPF_PATHS="tcp-h2n:4 tcp-n2h:4 tcp-rr:4 tcp-crr:4"
+EBPF_PATHS="tcp-h2n:4 tcp-n2h:4 tcp-rr:4 tcp-pp:4 tcp-crr:4"
 EBPF=$BENCH_OUT/ebpf.tsv
 EBPF_STATUS=$BENCH_OUT/ebpf-status.tsv
 EBPF_MEM=$BENCH_OUT/ebpf-mem.tsv

@@ -21,8 +21,10 @@
 //!   (splice) and with `--ebpf --ebpf-cgroup CG`, beside the same clients
 //!   over plain loopback, one session per tool and round, round-robin:
 //!   iperf3 host -> namespace (`-t`) and namespace -> host (`-T`), 64-byte
-//!   round trips and connections per second through `-t` (IPv4), with the
-//!   ratios eBPF / splice and loopback / splice. Both pasta-rs columns run
+//!   round trips (rr.py, and sockperf ping-pong, whose client costs little
+//!   enough for the relay's own cost to show) and connections per second
+//!   through `-t` (IPv4), with the ratios eBPF / splice and loopback /
+//!   splice. Both pasta-rs columns run
 //!   as root of the initial user namespace (so that `--ebpf` can load its
 //!   own programs: the only difference between them is the flag); the lab
 //!   creates a cgroup v2 CG under the cgroup2 mount and starts every client
@@ -124,6 +126,8 @@ const BENCH_PACKAGES: &[&str] = &[
     "iputils-ping",
     "python3",
     "util-linux",
+    // the eBPF section's round trips (tcp-pp)
+    "sockperf",
 ];
 
 /// The lab script, relative to the workspace root.
@@ -965,6 +969,9 @@ enum SplicePath {
     TcpN2h,
     /// 64-byte TCP request/response on one connection, through `-t`.
     TcpRr,
+    /// The same with sockperf ping-pong (C++, so the client's own cost
+    /// doesn't hide the relay's as rr.py's Python does).
+    TcpPp,
     /// TCP connect, 1 byte each way, close, through `-t`.
     TcpCrr,
     /// 64-byte UDP request/response, through `-u`.
@@ -973,7 +980,7 @@ enum SplicePath {
 
 /// Every splice path, in table order.
 const SPLICE_PATHS: &[SplicePath] =
-    &[SplicePath::TcpH2n, SplicePath::TcpN2h, SplicePath::TcpRr, SplicePath::TcpCrr, SplicePath::UdpRr];
+    &[SplicePath::TcpH2n, SplicePath::TcpN2h, SplicePath::TcpRr, SplicePath::TcpPp, SplicePath::TcpCrr, SplicePath::UdpRr];
 
 impl SplicePath {
     fn id(self) -> &'static str {
@@ -981,6 +988,7 @@ impl SplicePath {
             SplicePath::TcpH2n => "tcp-h2n",
             SplicePath::TcpN2h => "tcp-n2h",
             SplicePath::TcpRr => "tcp-rr",
+            SplicePath::TcpPp => "tcp-pp",
             SplicePath::TcpCrr => "tcp-crr",
             SplicePath::UdpRr => "udp-rr",
         }
@@ -990,6 +998,7 @@ impl SplicePath {
             SplicePath::TcpH2n => "TCP host -> namespace (-t)",
             SplicePath::TcpN2h => "TCP namespace -> host (-T)",
             SplicePath::TcpRr => "TCP 64-byte round trips (-t)",
+            SplicePath::TcpPp => "TCP 64-byte round trips, sockperf (-t)",
             SplicePath::TcpCrr => "TCP connections (-t)",
             SplicePath::UdpRr => "UDP 64-byte round trips (-u)",
         }
@@ -998,7 +1007,7 @@ impl SplicePath {
     fn unit(self) -> &'static str {
         match self {
             SplicePath::TcpH2n | SplicePath::TcpN2h => "Gbit/s",
-            SplicePath::TcpRr | SplicePath::UdpRr => "round trips/s",
+            SplicePath::TcpRr | SplicePath::TcpPp | SplicePath::UdpRr => "round trips/s",
             SplicePath::TcpCrr => "connections/s",
         }
     }
@@ -1308,7 +1317,7 @@ const EBPF_RATIOS: &[(&str, &str)] = &[(EBPF_OURS, OURS), ("loopback", OURS)];
 
 /// Rate runs per eBPF session (lab-bench.sh's EBPF_PATHS); each session
 /// also runs one stalled reader.
-const EBPF_RUNS_PER_SESSION: u64 = 4;
+const EBPF_RUNS_PER_SESSION: u64 = 5;
 
 /// Limits of lab-bench.sh's eBPF section, seconds: a stalled-reader run
 /// (client limit, server grace and start), and a `-t all -u all` count

@@ -31,10 +31,12 @@
 //! helper), so steered ports need no bind(2) of ours: ports below
 //! `net.ipv4.ip_unprivileged_port_start` are steered too, where an
 //! unprivileged pasta's per-port sockets could not bind them. Through the
-//! helper, pasta's own namespace is asked for only when pasta is root
-//! outside its user namespace ([`outer_uid`]): the helper lets no other
-//! user attach to a namespace it doesn't own, and one refused attachment
-//! fails the whole request (then: splice() and per-port sockets).
+//! helper, pasta's own namespace is asked for only when the helper should
+//! allow it (the helper lets no user but root attach to a namespace whose
+//! user namespace it doesn't own): pasta compares the namespace's owner
+//! with its own uid where it can see it, else asks whether it is root
+//! outside ([`outer_uid`]), and asks again without its own namespace if
+//! the helper refuses (one refused attachment fails a whole request).
 //!
 //! Our socket for a rule is bound to an ephemeral port, which a client can
 //! reach directly; what arrives there is not for one of the rule's ports

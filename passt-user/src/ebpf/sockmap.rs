@@ -61,7 +61,7 @@
 //! pasta per cgroup: the sockops program is attached in single mode, so a
 //! later pasta's replaces an earlier one's, whose new flows then stay on
 //! splice (unpaired). Without `--ebpf-cgroup`, the cgroup v2 root
-//! ([`default_cgroup`]) catches every process of the machine, but only
+//! ([`super::default_cgroup`]) catches every process of the machine, but only
 //! sockets of our two namespaces, on forwarded ports, with local peers,
 //! get into the sockhash. `STATS` is an LRU hash, preallocated by the
 //! kernel: about 8 MiB for its 65536 entries.
