@@ -311,9 +311,24 @@ fn ebpf_start(
             None => None,
         })
     };
-    let cgroup = conf_cgroup.map(std::path::Path::to_path_buf).or_else(crate::ebpf::default_cgroup);
+    let mut cgroup = conf_cgroup.map(std::path::Path::to_path_buf).or_else(crate::ebpf::default_cgroup);
     if cgroup.is_none() && loader.is_ok() {
         log::warn!("eBPF TCP short-circuit off, using splice(): no cgroup v2 at {} (--ebpf-cgroup)", crate::ebpf::DEFAULT_CGROUP);
+    }
+    // The helper attaches, for users other than root, only to cgroups they
+    // own (as it sees them; the owner as our user namespace sees it, and
+    // our uid, compare the same way), and a refusal fails the whole request.
+    if let (Ok(crate::ebpf::Loader::Helper(_)), Some(cg)) = (&loader, &cgroup) {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: getuid can't fail.
+        let uid = unsafe { libc::getuid() };
+        if std::fs::metadata(cg).map(|m| m.uid()).ok() != Some(uid) {
+            log::warn!(
+                "eBPF TCP short-circuit off, using splice(): cgroup {} is not ours for the helper to attach to (--ebpf-cgroup: one we own)",
+                cg.display()
+            );
+            cgroup = None;
+        }
     }
     let cg = cgroup.as_deref();
     let mut dirs = [false; 2];

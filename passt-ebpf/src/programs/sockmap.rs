@@ -55,6 +55,27 @@ fn loopback(family: u32, a: &[u32; 4]) -> bool {
     }
 }
 
+/// The key of a socket from its context fields (both program types give
+/// them the same way): addresses as stored (network order), the local port
+/// in host order, the remote one as [`remote_port`] takes it; `None` for a
+/// family other than IPv4 and IPv6.
+#[inline(always)]
+fn sock_key(netns: u64, family: u32, lport: u32, rport: u32, v4: (u32, u32), v6: ([u32; 4], [u32; 4])) -> Option<SockKey> {
+    let mut key = SockKey { netns, family, lport, rport: remote_port(rport), ..SockKey::default() };
+    match family {
+        AF_INET => {
+            key.laddr[0] = v4.0;
+            key.raddr[0] = v4.1;
+        }
+        AF_INET6 => {
+            key.laddr = v6.0;
+            key.raddr = v6.1;
+        }
+        _ => return None,
+    }
+    Some(key)
+}
+
 #[sock_ops]
 pub fn sockmap_ops(ctx: SockOpsContext) -> u32 {
     let op = ctx.op();
@@ -79,18 +100,7 @@ pub fn sockmap_ops(ctx: SockOpsContext) -> u32 {
     };
     // SAFETY: the context pointer is the program's argument.
     let netns = unsafe { bpf_get_netns_cookie(ctx.ops as *mut _) };
-    let mut key = SockKey { netns, family, lport, rport: remote_port(rport), ..SockKey::default() };
-    match family {
-        AF_INET => {
-            key.laddr[0] = l4;
-            key.raddr[0] = r4;
-        }
-        AF_INET6 => {
-            key.laddr = l6;
-            key.raddr = r6;
-        }
-        _ => return 0,
-    }
+    let Some(mut key) = sock_key(netns, family, lport, rport, (l4, r4), (l6, r6)) else { return 0 };
     // Local connections only: a loopback peer, or one on our own address
     // (pasta connects to the namespace's address from it).
     if netns == 0 || !(loopback(family, &key.raddr) || key.raddr == key.laddr) {
@@ -141,18 +151,7 @@ pub fn sockmap_msg(ctx: SkMsgContext) -> u32 {
     };
     // SAFETY: as above.
     let netns = unsafe { bpf_get_netns_cookie(ctx.msg as *mut _) };
-    let mut key = SockKey { netns, family, lport, rport: remote_port(rport), ..SockKey::default() };
-    match family {
-        AF_INET => {
-            key.laddr[0] = l4;
-            key.raddr[0] = r4;
-        }
-        AF_INET6 => {
-            key.laddr = l6;
-            key.raddr = r6;
-        }
-        _ => return SK_PASS,
-    }
+    let Some(key) = sock_key(netns, family, lport, rport, (l4, r4), (l6, r6)) else { return SK_PASS };
     let Some(st) = STATS.get_ptr_mut(&key) else { return SK_PASS };
     let len = u64::from(size);
     // SAFETY: sends of one socket run under its socket lock, so this
