@@ -327,6 +327,8 @@ EOF
 #   tcp-rr   rr.py serve-tcp in the namespace, rr.py tcp-rr here, port 5203
 #   tcp-pp   sockperf sr in the namespace, sockperf pp -m 64 here, port 5203
 #            (round trips: ReceivedMessages over the valid RunTime)
+#   tcp-pp1  the same with client, server and forwarder (all its threads,
+#            for the run only) on CPU 0
 #   tcp-crr  rr.py serve-tcp in the namespace, rr.py tcp-crr here, port 5203
 #   udp-rr   rr.py serve-udp in the namespace, rr.py udp-rr here, port 5203
 # Output: $SPLICE (splice.tsv), one line per run, tab separated:
@@ -379,9 +381,12 @@ splice_one() {
 		srv=(python3 "$RR" serve-tcp $port ${SRV_BIND:+$bind})
 		cli=(python3 "$RR" "$path" $dst $port "$BENCH_SECS")
 		;;
-	tcp-pp)
+	tcp-pp | tcp-pp1)
 		srv=(sockperf sr --tcp -i $bind -p $port)
 		cli=(sockperf pp --tcp -i $dst -p $port -t "$BENCH_SECS" -m 64)
+		if [[ $path == tcp-pp1 ]]; then
+			srv=(taskset -c 0 "${srv[@]}") cli=(taskset -c 0 "${cli[@]}")
+		fi
 		;;
 	udp-rr)
 		proto=u
@@ -402,8 +407,10 @@ splice_one() {
 	}
 	c0="" c1=""
 	[[ $id != loopback ]] && c0=$(cpu_ticks $FWD_PID)
+	[[ $path == tcp-pp1 && $id != loopback ]] && taskset -a -p -c 0 $FWD_PID >/dev/null 2>&1
 	"${clins[@]}" "${CGX[@]}" timeout -k 2 $((BENCH_SECS + 20)) "${cli[@]}" >"$out" 2>"$err"
 	rc=$?
+	[[ $path == tcp-pp1 && $id != loopback ]] && taskset -a -p -c 0-$(($(nproc) - 1)) $FWD_PID >/dev/null 2>&1
 	[[ $id != loopback ]] && c1=$(cpu_ticks $FWD_PID)
 	kill $spid 2>/dev/null
 	wait $spid 2>/dev/null
@@ -412,7 +419,7 @@ splice_one() {
 	# "COUNT SECONDS" or "error: why"
 	if [[ ${cli[0]} == iperf3 ]]; then
 		res=$(iperf3_result "$out")
-	elif [[ ${cli[0]} == sockperf ]]; then
+	elif [[ ${cli[*]} == *"sockperf pp"* ]]; then
 		# "[Valid Duration] RunTime=1.550 sec; SentMessages=N; ReceivedMessages=N"
 		res=$(sed -n 's/.*RunTime=\([0-9.]*\) sec;.*ReceivedMessages=\([0-9]*\).*/\2 \1/p' "$out" | head -n 1)
 		[[ -z $res ]] && res="error: $(grep -i error "$out" "$err" | tail -n 1)"
@@ -499,7 +506,7 @@ splice_all() {
 #     (RLIMIT_NOFILE) pasta had, and how many ports "all" covered
 #   $BENCH_OUT/ebpf-cgroup: the cgroup's path while it exists (the bench
 #     removes it if this script is killed first)
-EBPF_PATHS="tcp-h2n:4 tcp-n2h:4 tcp-rr:4 tcp-pp:4 tcp-crr:4"
+EBPF_PATHS="tcp-h2n:4 tcp-n2h:4 tcp-rr:4 tcp-pp:4 tcp-pp1:4 tcp-crr:4"
 EBPF=$BENCH_OUT/ebpf.tsv
 EBPF_STATUS=$BENCH_OUT/ebpf-status.tsv
 EBPF_MEM=$BENCH_OUT/ebpf-mem.tsv

@@ -22,7 +22,9 @@
 //!   over plain loopback, one session per tool and round, round-robin:
 //!   iperf3 host -> namespace (`-t`) and namespace -> host (`-T`), 64-byte
 //!   round trips (rr.py, and sockperf ping-pong, whose client costs little
-//!   enough for the relay's own cost to show) and connections per second
+//!   enough for the relay's own cost to show; once more with client, server
+//!   and pasta on CPU 0, without the cross-CPU wakeups that cost tens of
+//!   microseconds each on this kind of VM) and connections per second
 //!   through `-t` (IPv4), with the ratios eBPF / splice and loopback /
 //!   splice. Both pasta-rs columns run
 //!   as root of the initial user namespace (so that `--ebpf` can load its
@@ -972,6 +974,10 @@ enum SplicePath {
     /// The same with sockperf ping-pong (C++, so the client's own cost
     /// doesn't hide the relay's as rr.py's Python does).
     TcpPp,
+    /// sockperf ping-pong with client, server and forwarder on one CPU:
+    /// no cross-CPU wakeups (an IPI costs tens of microseconds on this
+    /// kind of VM, and dominates when the scheduler spreads them).
+    TcpPp1,
     /// TCP connect, 1 byte each way, close, through `-t`.
     TcpCrr,
     /// 64-byte UDP request/response, through `-u`.
@@ -980,7 +986,7 @@ enum SplicePath {
 
 /// Every splice path, in table order.
 const SPLICE_PATHS: &[SplicePath] =
-    &[SplicePath::TcpH2n, SplicePath::TcpN2h, SplicePath::TcpRr, SplicePath::TcpPp, SplicePath::TcpCrr, SplicePath::UdpRr];
+    &[SplicePath::TcpH2n, SplicePath::TcpN2h, SplicePath::TcpRr, SplicePath::TcpPp, SplicePath::TcpPp1, SplicePath::TcpCrr, SplicePath::UdpRr];
 
 impl SplicePath {
     fn id(self) -> &'static str {
@@ -989,6 +995,7 @@ impl SplicePath {
             SplicePath::TcpN2h => "tcp-n2h",
             SplicePath::TcpRr => "tcp-rr",
             SplicePath::TcpPp => "tcp-pp",
+            SplicePath::TcpPp1 => "tcp-pp1",
             SplicePath::TcpCrr => "tcp-crr",
             SplicePath::UdpRr => "udp-rr",
         }
@@ -999,6 +1006,7 @@ impl SplicePath {
             SplicePath::TcpN2h => "TCP namespace -> host (-T)",
             SplicePath::TcpRr => "TCP 64-byte round trips (-t)",
             SplicePath::TcpPp => "TCP 64-byte round trips, sockperf (-t)",
+            SplicePath::TcpPp1 => "TCP 64-byte round trips, sockperf, all on one CPU (-t)",
             SplicePath::TcpCrr => "TCP connections (-t)",
             SplicePath::UdpRr => "UDP 64-byte round trips (-u)",
         }
@@ -1007,7 +1015,7 @@ impl SplicePath {
     fn unit(self) -> &'static str {
         match self {
             SplicePath::TcpH2n | SplicePath::TcpN2h => "Gbit/s",
-            SplicePath::TcpRr | SplicePath::TcpPp | SplicePath::UdpRr => "round trips/s",
+            SplicePath::TcpRr | SplicePath::TcpPp | SplicePath::TcpPp1 | SplicePath::UdpRr => "round trips/s",
             SplicePath::TcpCrr => "connections/s",
         }
     }
@@ -1317,7 +1325,7 @@ const EBPF_RATIOS: &[(&str, &str)] = &[(EBPF_OURS, OURS), ("loopback", OURS)];
 
 /// Rate runs per eBPF session (lab-bench.sh's EBPF_PATHS); each session
 /// also runs one stalled reader.
-const EBPF_RUNS_PER_SESSION: u64 = 5;
+const EBPF_RUNS_PER_SESSION: u64 = 6;
 
 /// Limits of lab-bench.sh's eBPF section, seconds: a stalled-reader run
 /// (client limit, server grace and start), and a `-t all -u all` count
