@@ -469,7 +469,7 @@ fn sockmap_start(ctx: &mut crate::daemon::Ctx, a: &mut crate::ebpf::Accel) -> Re
     let host = crate::sys::socket(true, libc::SOCK_STREAM, 0).map_err(|e| format!("socket: {e}"))?;
     let ns_sock = ns.socket(true, libc::SOCK_STREAM).map_err(|e| format!("namespace socket: {e}"))?;
     let ns_diag = ns
-        .in_target(crate::sys::sock_diag_socket)
+        .in_target(crate::fwd_scan::sock_diag_socket)
         .map_err(|e| format!("namespace helper: {e}"))?
         .map_err(|e| format!("inet_diag socket in the namespace: {e}"))?;
     let mut sm = crate::ebpf::sockmap::Sockmap::new(&mut a.loaded, host.as_raw_fd(), ns_sock.as_raw_fd(), ns_diag)?;

@@ -313,7 +313,7 @@ impl Sockmap {
         for (i, c) in netns.iter().enumerate() {
             netns_map.set(i as u32, *c, 0).map_err(|e| format!("map {NETNS_MAP}: {e}"))?;
         }
-        let host_diag = sys::sock_diag_socket().map_err(|e| format!("inet_diag socket: {e}"))?;
+        let host_diag = crate::fwd_scan::sock_diag_socket().map_err(|e| format!("inet_diag socket: {e}"))?;
         Ok(Self {
             ctl: take(loaded, CTL_MAP)?,
             stats: take(loaded, STATS_MAP)?,
@@ -408,7 +408,7 @@ impl Sockmap {
         let lport = u16::try_from(k.lport).unwrap_or(0);
         let rport = u16::try_from(k.rport).unwrap_or(0);
         let fd = self.diag[ns].as_raw_fd();
-        match sys::tcp_diag_queues(fd, k.family as u8, k.laddr, lport, k.raddr, rport, self.diag_seq)? {
+        match crate::fwd_scan::tcp_diag_queues(fd, k.family as u8, k.laddr, lport, k.raddr, rport, self.diag_seq)? {
             Some(q) => Ok(q),
             None => Err(std::io::ErrorKind::NotFound.into()),
         }
@@ -693,16 +693,16 @@ mod tests {
         let (a, _) = l.accept().unwrap();
         c.write_all(&[1u8; 1000]).unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        let diag = sys::sock_diag_socket().unwrap();
+        let diag = crate::fwd_scan::sock_diag_socket().unwrap();
         // The accepted socket's own view: local = listener address.
         let k = key_of_peer(c.as_raw_fd(), 0, false).unwrap();
         let (lp, rp) = (k.lport as u16, k.rport as u16);
-        let q = sys::tcp_diag_queues(diag.as_raw_fd(), 2, k.laddr, lp, k.raddr, rp, 1).unwrap();
+        let q = crate::fwd_scan::tcp_diag_queues(diag.as_raw_fd(), 2, k.laddr, lp, k.raddr, rp, 1).unwrap();
         let (rq, rmem) = q.unwrap();
         assert_eq!(rq, 1000);
         assert!(rmem >= 1000, "receive memory {rmem} counts the unread bytes");
         drop(a);
-        let none = sys::tcp_diag_queues(diag.as_raw_fd(), 2, k.laddr, 1, k.raddr, 1, 2).unwrap();
+        let none = crate::fwd_scan::tcp_diag_queues(diag.as_raw_fd(), 2, k.laddr, 1, k.raddr, 1, 2).unwrap();
         assert_eq!(none, None);
     }
 }
