@@ -123,11 +123,19 @@ pub fn connect(fd: RawFd, a: Inany, port: u16) -> io::Result<()> {
 /// # Errors
 /// The OS error, or `InvalidData` for a family that is not IP.
 pub fn local_addr(fd: RawFd) -> io::Result<(Inany, u16)> {
+    sock_name(fd, libc::getsockname)
+}
+
+/// The address `call` (getsockname or getpeername) gives for `fd`.
+fn sock_name(
+    fd: RawFd,
+    call: unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int,
+) -> io::Result<(Inany, u16)> {
     // SAFETY: zeroed storage is valid; len tells the kernel its size.
     let mut s: libc::sockaddr_storage = unsafe { zeroed() };
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: s is writable for len bytes.
-    cvt(unsafe { libc::getsockname(fd, &mut s as *mut _ as *mut libc::sockaddr, &mut len) })?;
+    cvt(unsafe { call(fd, &mut s as *mut _ as *mut libc::sockaddr, &mut len) })?;
     from_storage(&s).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
 }
 
@@ -480,12 +488,7 @@ pub fn send_batch(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
 /// # Errors
 /// The OS error (ENOTCONN), or `InvalidData` for a family that is not IP.
 pub fn peer_addr(fd: RawFd) -> io::Result<(Inany, u16)> {
-    // SAFETY: zeroed storage is valid; len tells the kernel its size.
-    let mut s: libc::sockaddr_storage = unsafe { zeroed() };
-    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: s is writable for len bytes.
-    cvt(unsafe { libc::getpeername(fd, &mut s as *mut _ as *mut libc::sockaddr, &mut len) })?;
-    from_storage(&s).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+    sock_name(fd, libc::getpeername)
 }
 
 /// The cookie of the network namespace socket `fd` belongs to

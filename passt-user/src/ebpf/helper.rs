@@ -203,7 +203,7 @@ pub fn request(fd: OwnedFd, attaches: Vec<Attach>, how: String) -> anyhow::Resul
     let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).context("F_GETFL")?;
     let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
     nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags)).context("F_SETFL")?;
-    Ok(super::Loaded { maps, log: super::LogSource::Helper(Conn(fd)), how })
+    Ok(super::Loaded { maps, log: Some(Conn(fd)), how })
 }
 
 /// Request text and the fds it refers to.

@@ -27,6 +27,15 @@
 //! relayed by the loader, on the same connection, polled by the main loop
 //! ([`Loaded::log_fd`], [`Loaded::log_event`]).
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use aya::maps::{Map, MapData, SockHash};
+use aya::programs::{CgroupAttachMode, SchedClassifier, SkLookup, SkMsg, SockOps, TcAttachType};
+
 pub mod helper;
 pub mod lookup;
 pub mod sockmap;
@@ -100,15 +109,6 @@ impl Accel {
     }
 }
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
-
-use anyhow::{anyhow, Context};
-use aya::maps::{Map, MapData, SockHash};
-use aya::programs::{CgroupAttachMode, SchedClassifier, SkLookup, SkMsg, SockOps, TcAttachType};
-
 /// The eBPF object (ELF, little-endian BPF), when built in.
 #[cfg(passt_ebpf)]
 pub static OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/passt-ebpf.o")));
@@ -118,9 +118,6 @@ pub static OBJECT: Option<&[u8]> = None;
 
 /// Where the cgroup v2 hierarchy is usually mounted (unified layout).
 pub const DEFAULT_CGROUP: &str = "/sys/fs/cgroup";
-
-/// `statfs(2)` magic of cgroup2 (`CGROUP2_SUPER_MAGIC`, linux/magic.h).
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 /// The default cgroup for the sockops program (`--ebpf-cgroup`): the root
 /// of the cgroup v2 hierarchy, as /proc/self/mountinfo shows it
@@ -142,14 +139,10 @@ fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
     })
 }
 
-/// True if `path` is a directory of a cgroup v2 filesystem.
+/// True if `path` is a directory of a cgroup v2 filesystem (statfs(2)).
 pub fn is_cgroup2(path: &std::path::Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
-    // SAFETY: statfs fills the struct we pass.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid C string, st writable.
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    statfs(path).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
 }
 
 /// Where and how to attach one program of [`OBJECT`].
@@ -195,15 +188,11 @@ pub enum Attach {
 pub struct Loaded {
     /// Maps by name, not yet taken.
     maps: HashMap<String, Map>,
-    /// Program log.
-    log: LogSource,
+    /// Where the program log comes from: the loader's connection, until
+    /// it closes.
+    log: Option<helper::Conn>,
     /// Who loaded them, for the log: "loaded" or "via helper at PATH".
     pub how: String,
-}
-
-enum LogSource {
-    None,
-    Helper(helper::Conn),
 }
 
 impl std::fmt::Debug for Loaded {
@@ -221,27 +210,20 @@ impl Loaded {
     /// The fd to poll for program log records (readable: call
     /// [`Loaded::log_event`]), if any.
     pub fn log_fd(&self) -> Option<RawFd> {
-        match &self.log {
-            LogSource::None => None,
-            LogSource::Helper(c) => Some(c.as_raw_fd()),
-        }
+        self.log.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// Move waiting program log records to our log. Returns false when the
     /// source is gone for good (the helper closed its end, which also
     /// detached the programs); the fd must then leave epoll.
     pub fn log_event(&mut self) -> bool {
-        match &mut self.log {
-            LogSource::None => false,
-            LogSource::Helper(c) => {
-                if c.relay_log() {
-                    return true;
-                }
-                log::warn!("eBPF loader closed the connection: the programs are detached, flows keep to splice()");
-                self.log = LogSource::None;
-                false
-            }
+        let Some(c) = self.log.as_mut() else { return false };
+        if c.relay_log() {
+            return true;
         }
+        log::warn!("eBPF loader closed the connection: the programs are detached, flows keep to splice()");
+        self.log = None;
+        false
     }
 }
 
