@@ -48,6 +48,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::daemon::Ctx;
+use crate::ebpf::sockmap::Sockmap;
 use crate::epoll::{EpollRef, EpollType};
 use crate::flow::{FlowData, FlowSide, Pif, Proto, Sidx, INI, TGT};
 use crate::sys;
@@ -196,8 +197,8 @@ fn reset(ctx: &mut Ctx, idx: usize) {
 
 /// End flow `idx`, unpairing it from the eBPF short-circuit first.
 fn end(ctx: &mut Ctx, idx: usize) {
-    if let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
-        if let (Some(p), Some(sm)) = (s.pair.take(), ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut())) {
+    if let Some((sm, s)) = paired(ctx, idx) {
+        if let Some(p) = s.pair.take() {
             let (redirected, passed) = sm.unpair(&p);
             log::debug!("TCP splice flow {idx}: eBPF short-circuit: redirected {redirected} bytes, passed {passed}");
         }
@@ -205,12 +206,21 @@ fn end(ctx: &mut Ctx, idx: usize) {
     ctx.flows.close(idx);
 }
 
+/// The eBPF short-circuit, if it runs, and the state of flow `idx`, if it
+/// is a spliced TCP flow.
+fn paired(ctx: &mut Ctx, idx: usize) -> Option<(&mut Sockmap, &mut TcpSplice)> {
+    let sm = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut())?;
+    match ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+        Some(FlowData::TcpSplice(s)) => Some((sm, s)),
+        _ => None,
+    }
+}
+
 /// Connected: pair flow `idx` with the eBPF short-circuit if it is on and
 /// both end sockets are in its sockhash, and see whether a direction can
 /// switch at once.
 fn pair(ctx: &mut Ctx, idx: usize) {
-    let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) else { return };
-    let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    let Some((sm, s)) = paired(ctx, idx) else { return };
     s.pair = sm.pair(s.fds()).map(Box::new);
     if s.pair.is_some() {
         log::debug!("TCP splice flow {idx}: paired with the eBPF short-circuit");
@@ -218,16 +228,16 @@ fn pair(ctx: &mut Ctx, idx: usize) {
     }
 }
 
-/// Check both directions of paired flow `idx` now; queue a later
-/// re-check if one still waits (`reset`: after fresh activity, start
-/// from the shortest delay).
-fn recheck(ctx: &mut Ctx, idx: usize, reset: bool) {
+/// Check both directions of paired flow `idx` now (unless `check` is
+/// false: bytes just went through the relay, so it can't switch yet);
+/// queue a later re-check if one still waits (`reset`: after fresh
+/// activity, start from the shortest delay).
+fn queue_check(ctx: &mut Ctx, idx: usize, check: bool, reset: bool) {
     let now = ctx.now;
-    let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) else { return };
-    let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
+    let Some((sm, s)) = paired(ctx, idx) else { return };
     let Some(p) = s.pair.as_deref_mut() else { return };
-    let (mut again, mut busy) = (false, reset);
-    for d in [INI, TGT] {
+    let (mut again, mut busy) = (!check, reset);
+    for d in [INI, TGT].into_iter().filter(|_| check) {
         let to = s.socks[1 - d].as_raw_fd();
         if let Some(b) = sm.check_dir(p, d, s.relayed[d], s.pending[d], to, s.eof[d]) {
             again = true;
@@ -236,20 +246,18 @@ fn recheck(ctx: &mut Ctx, idx: usize, reset: bool) {
     }
     if again {
         let at = sm.queue(p, idx, now, busy);
-        let after = at.saturating_duration_since(now);
-        ctx.arm_fast_timer(after);
+        ctx.arm_fast_timer(at.saturating_duration_since(now));
     }
+}
+
+/// [`queue_check`] with the checks.
+fn recheck(ctx: &mut Ctx, idx: usize, reset: bool) {
+    queue_check(ctx, idx, true, reset);
 }
 
 /// Bytes of paired flow `idx` went through the relay: re-check it soon.
 fn relayed(ctx: &mut Ctx, idx: usize) {
-    let now = ctx.now;
-    let Some(sm) = ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut()) else { return };
-    let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
-    let Some(p) = s.pair.as_deref_mut() else { return };
-    let at = sm.queue(p, idx, now, true);
-    let after = at.saturating_duration_since(now);
-    ctx.arm_fast_timer(after);
+    queue_check(ctx, idx, false, true);
 }
 
 /// Fast timer: run the due re-checks of paired flows (see
@@ -261,22 +269,18 @@ pub fn sockmap_timer(ctx: &mut Ctx) {
         return;
     }
     let waiting = std::mem::take(&mut sm.waiting);
-    let mut due = Vec::new();
     let mut next: Option<std::time::Instant> = None;
     for idx in waiting {
-        let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(idx as usize).map(|f| &mut f.data) else { continue };
+        let Some((sm, s)) = paired(ctx, idx as usize) else { continue };
         let Some(p) = s.pair.as_deref_mut() else { continue };
-        if crate::ebpf::sockmap::Sockmap::due(p, now) {
-            crate::ebpf::sockmap::Sockmap::ran(p);
-            due.push(idx);
-        } else if let (Some(at), Some(sm)) = (p.check_at(), ctx.ebpf.as_mut().and_then(|a| a.sockmap.as_mut())) {
+        if Sockmap::due(p, now) {
+            Sockmap::ran(p);
+            // Queues the flow again (and arms the timer) if it still waits.
+            recheck(ctx, idx as usize, false);
+        } else if let Some(at) = p.check_at() {
             sm.waiting.push(idx);
             next = Some(next.map_or(at, |n| n.min(at)));
         }
-    }
-    for idx in due {
-        // Queues the flow again (and arms the timer) if it still waits.
-        recheck(ctx, idx as usize, false);
     }
     // Not due yet: fire again for the earliest.
     if let Some(at) = next {
