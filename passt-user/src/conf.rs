@@ -125,6 +125,12 @@ pub struct Conf {
     pub quiet: bool,
     /// `-l/--log-file PATH`.
     pub log_file: Option<PathBuf>,
+    /// `--log-size SIZE`: bound of the log file, bytes (default 1 MiB, at
+    /// least [`crate::log::LOG_SIZE_MIN`]).
+    pub log_size: u64,
+    /// `--stats DELAY`: event statistics on standard error at most every
+    /// DELAY seconds; 0: none.
+    pub stats: u64,
     /// `-P/--pid FILE`.
     pub pid_file: Option<PathBuf>,
     /// passt: `-s/--socket PATH` (`None`: the first free of
@@ -593,7 +599,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::flag(Opt::NoNetnsQuit, "no-netns-quit", None).pasta(),
     OptSpec::flag(Opt::Trace, "trace", None),
     OptSpec::value(Opt::Runas, "runas", None).later(),
-    OptSpec::value(Opt::LogSize, "log-size", None).later(),
+    OptSpec::value(Opt::LogSize, "log-size", None),
     OptSpec::flag(Opt::Version, "version", None),
     OptSpec::value(Opt::OutboundIf4, "outbound-if4", None).later(),
     OptSpec::value(Opt::OutboundIf6, "outbound-if6", None).later(),
@@ -624,7 +630,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::flag(Opt::MigrateNoLinger, "migrate-no-linger", None)
         .passt()
         .later(),
-    OptSpec::value(Opt::Stats, "stats", None).later(),
+    OptSpec::value(Opt::Stats, "stats", None),
     OptSpec::value(Opt::ConfPath, "conf-path", Some('c')).later(),
     OptSpec::flag(Opt::ChrootFallback, "chroot-fallback", None).later(),
 ];
@@ -909,6 +915,8 @@ impl Builder {
             trace: false,
             quiet: false,
             log_file: None,
+            log_size: crate::log::LOG_SIZE_DEFAULT,
+            stats: 0,
             pid_file: None,
             socket: None,
             fd: None,
@@ -1063,6 +1071,21 @@ impl Builder {
             Opt::Stderr => {}
             Opt::LogFile => self.conf.log_file = Some(self.path(value, "Invalid log file")?),
             Opt::PidFile => self.conf.pid_file = Some(self.path(value, "Invalid PID file")?),
+            Opt::LogSize => {
+                let s = self.text(value, "Invalid --log-size")?;
+                match parse_ulong(s) {
+                    Some(n) if n >= crate::log::LOG_SIZE_MIN => self.conf.log_size = n,
+                    _ => return Err(self.invalid(format!("Invalid --log-size: {s}"))),
+                }
+            }
+            Opt::Stats => {
+                let s = self.text(value, "Invalid --stats")?;
+                match parse_ulong(s) {
+                    // Seconds; more than a year is surely a mistake.
+                    Some(n) if n <= 366 * 86400 => self.conf.stats = n,
+                    _ => return Err(self.invalid(format!("Invalid --stats: {s}"))),
+                }
+            }
             Opt::Help => return Err(ConfError::Help(usage(self.conf.mode))),
             Opt::Version => return Err(ConfError::Version(version(self.conf.mode))),
             Opt::Mtu => self.mtu(value)?,
@@ -1148,7 +1171,6 @@ impl Builder {
             Opt::PrintCapabilities => return Err(ConfError::Version(crate::tap::vhost_user::print_capabilities().to_owned())),
             Opt::Freebind
             | Opt::Runas
-            | Opt::LogSize
             | Opt::OutboundIf4
             | Opt::OutboundIf6
             | Opt::NoCopyRoutes
@@ -1156,7 +1178,6 @@ impl Builder {
             | Opt::RepairPath
             | Opt::MigrateExit
             | Opt::MigrateNoLinger
-            | Opt::Stats
             | Opt::ConfPath
             | Opt::ChrootFallback => {
                 // Refused above (built: false); a table mistake lands here.
@@ -1466,6 +1487,9 @@ impl Builder {
                 }
             }
         }
+        if self.conf.stats > 0 && !self.conf.foreground {
+            return Err(self.invalid("Can't display statistics if not running in foreground"));
+        }
         let pasta = self.conf.mode == Mode::Pasta;
         if !pasta && self.conf.splice_only {
             return Err(self.invalid("--splice-only is for pasta mode only"));
@@ -1642,6 +1666,10 @@ fn usage(mode: Mode) -> String {
     opt(u, "-f, --foreground", "Don't run in background");
     opt(u, "-e, --stderr", "Deprecated, no effect");
     opt(u, "-l, --log-file PATH", "Log (only) to PATH");
+    opt(u, "    --log-size BYTES", "Maximum size of log file");
+    more(u, "default: 1 MiB");
+    opt(u, "    --stats DELAY", "Display events statistics, at most every DELAY seconds");
+    more(u, "requires running in foreground");
     opt(u, "-P, --pid FILE", "Write own PID to FILE once ready");
     opt(u, "-h, --help", "Display this help message and exit");
     opt(u, "    --version", "Show version and exit");
@@ -2273,6 +2301,38 @@ mod tests {
         assert_eq!(c.dns, DnsOpt::Host);
         assert_eq!(c.search, SearchOpt::Host);
         assert_eq!(c.target, PastaTarget::Spawn { argv: vec![] });
+    }
+
+    #[test]
+    fn log_size_defaults_to_1_mib_and_takes_strtoul_numbers() {
+        assert_eq!(ok(passt(&[])).log_size, 1 << 20);
+        assert_eq!(ok(passt(&["-l", "/tmp/l", "--log-size", "65536"])).log_size, 65536);
+        assert_eq!(ok(passt(&["--log-size", "0x10000"])).log_size, 65536);
+        assert_eq!(ok(pasta(&["--log-size", "40960", "--", "true"])).log_size, 40960);
+    }
+
+    #[test]
+    fn log_size_junk_or_below_minimum_is_refused() {
+        for bad in ["40959", "0", "1k", "", "-65536", "65536 ", "99999999999999999999999"] {
+            assert_eq!(invalid(passt(&["--log-size", bad])), format!("passt: Invalid --log-size: {bad}"));
+        }
+    }
+
+    #[test]
+    fn stats_needs_foreground_and_a_number_of_seconds() {
+        assert_eq!(ok(passt(&[])).stats, 0);
+        assert_eq!(ok(passt(&["-f", "--stats", "2"])).stats, 2);
+        assert_eq!(ok(passt(&["--stats", "2", "-f"])).stats, 2);
+        // pasta's spawn form runs in the foreground.
+        assert_eq!(ok(pasta(&["--stats", "1", "--", "true"])).stats, 1);
+        assert_eq!(invalid(passt(&["--stats", "1"])), "passt: Can't display statistics if not running in foreground");
+        assert_eq!(
+            invalid(pasta(&["--stats", "1", "1234"])),
+            "pasta: Can't display statistics if not running in foreground"
+        );
+        for bad in ["x", "-1", "1.5", ""] {
+            assert_eq!(invalid(passt(&["-f", "--stats", bad])), format!("passt: Invalid --stats: {bad}"));
+        }
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct Ctx {
     guest_mac_init: [u8; 6],
     /// `-p/--pcap`: capture of every frame to and from the tap.
     pub pcap: Option<crate::pcap::Pcap>,
+    /// `--stats`: event counters printed to standard error.
+    pub stats: Option<crate::stats::Stats>,
 }
 
 /// Everything needed to build a [`Ctx`].
@@ -206,6 +208,7 @@ impl Ctx {
             tap_gen: None,
             guest_mac_init: i.guest_mac.unwrap_or([0xff; 6]),
             pcap: None,
+            stats: None,
         })
     }
 
@@ -695,6 +698,10 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
         ctx.now = Instant::now();
         for ev in &events[..n] {
             let r = event_ref(ev);
+            if let Some(st) = &mut ctx.stats {
+                let l = &ctx.listeners;
+                st.count_ref(r, || l.target(r.data(), r.fd()).is_some_and(|t| t.proto == crate::fwd_rule::Proto::Tcp));
+            }
             match r.kind() {
                 Some(EpollType::Tap) => tap_event(ctx, r.data(), ev.events),
                 Some(EpollType::UdpFlow) => udp::sock_ready(ctx, Sidx::from_raw(r.data()), ev.events),
@@ -738,6 +745,9 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
             }
         }
         ctx.flush_tx();
+        if let Some(txt) = ctx.stats.as_mut().and_then(|st| st.poll(ctx.now)) {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), txt.as_bytes());
+        }
         let epoll = &ctx.epoll;
         ctx.flows.defer_free(|f| {
             if let Some(fd) = f.data.sock_fd() {

@@ -40,10 +40,12 @@ pub fn main() -> ! {
     };
     crate::log::init(prog, conf.quiet, conf.debug, conf.trace);
     if let Some(p) = &conf.log_file {
-        if let Err(e) = crate::log::to_file(p) {
+        if let Err(e) = crate::log::to_file(p, conf.log_size) {
             eprintln!("{prog}: can't open log file {}: {e}", p.display());
             std::process::exit(1);
         }
+    } else {
+        crate::log::open_syslog();
     }
     let r = match mode {
         Mode::Pasta => run_pasta(&conf),
@@ -224,6 +226,14 @@ fn new_ctx(conf: &Conf, net: &NetConf, tap: Box<dyn crate::tap::Tap>, guest_mac:
     })
     .context("data plane set-up")?;
     ctx.tcp_peek_off = peek_off;
+    if conf.stats > 0 {
+        let tap = match conf.mode {
+            Mode::Pasta => "/dev/net/tun device",
+            Mode::Passt if conf.vhost_user => "vhost-user socket",
+            Mode::Passt => "connected qemu socket",
+        };
+        ctx.stats = Some(crate::stats::Stats::new(conf.stats, tap));
+    }
     if let Some(p) = &conf.pcap {
         ctx.pcap = Some(crate::pcap::Pcap::create(p).with_context(|| format!("Failed to open pcap file {}", p.display()))?);
         log::info!("Saving packet capture to {}", p.display());

@@ -28,4 +28,5 @@ pub mod tcp;
 pub mod netns;
 pub mod listen;
 pub mod pcap;
+pub mod stats;
 pub mod ebpf;

@@ -98,6 +98,13 @@ impl Pcap {
     }
 }
 
+impl Drop for Pcap {
+    /// Write what is still buffered: a capture survives to the end.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
