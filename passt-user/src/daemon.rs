@@ -698,6 +698,7 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
         ctx.now = Instant::now();
         for ev in &events[..n] {
             let r = event_ref(ev);
+            log::trace!("epoll event on {} {} (events: 0x{:08x})", crate::stats::epoll_type_str(r.kind()), r.fd(), { ev.events });
             if let Some(st) = &mut ctx.stats {
                 let l = &ctx.listeners;
                 st.count_ref(r, || l.target(r.data(), r.fd()).is_some_and(|t| t.proto == crate::fwd_rule::Proto::Tcp));

@@ -540,6 +540,10 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
         }
     }
     ns.release();
+    if matches!(conf.target, PastaTarget::Spawn { .. }) {
+        // The command owns the terminal now (upstream does the same).
+        crate::log::to_background();
+    }
     let st = crate::daemon::run(&mut ctx, &timer, &sigfd, &mut ns.watch).context("event loop")?;
     Ok(st)
 }

@@ -3,9 +3,10 @@
 //! The `log` facade's back-end, with upstream's destinations (passt(1):
 //! -d, --trace, -q, -l, --log-size, -f):
 //!
-//! - standard error, while we run in the foreground (not after
-//!   daemonizing). With `-d` and no log file, each line starts with the
-//!   seconds since start (`12.3456: `), as upstream's.
+//! - standard error, while we run in the foreground: not after
+//!   daemonizing, nor once pasta's spawned command runs, except with `-d`
+//!   and no log file, where each line also starts with the seconds since
+//!   start (`12.3456: `), as upstream's.
 //! - a log file with `-l/--log-file` (created or truncated, mode 0600),
 //!   which starts with a header line `passt VERSION: EXE (PID)`; each entry
 //!   is `SECS.FRAC: LEVEL-TAG message`.
@@ -312,8 +313,11 @@ impl Log for Logger {
             }
             Sink::Syslog(_) | Sink::None => {}
         }
-        if self.stderr.load(Ordering::Relaxed) {
-            let _ = if debug && !matches!(*sink, Sink::File(_)) {
+        // With -d and no log file, upstream keeps printing to standard error
+        // even once it is not ours any more.
+        let file = matches!(*sink, Sink::File(_));
+        if self.stderr.load(Ordering::Relaxed) || (debug && !file) {
+            let _ = if debug && !file {
                 writeln!(std::io::stderr(), "{}: {msg}", fmt_elapsed(t))
             } else {
                 writeln!(std::io::stderr(), "{msg}")
@@ -381,8 +385,9 @@ pub fn open_syslog() {
     }
 }
 
-/// After daemonizing: standard error is gone, only the log file or syslog
-/// remain.
+/// After daemonizing, or once pasta's spawned command runs (it owns the
+/// terminal): no more messages on standard error, except with `-d` and no
+/// log file (upstream's rule); the log file or syslog remain.
 pub fn to_background() {
     if let Some(l) = LOGGER.get() {
         l.stderr.store(false, Ordering::Relaxed);

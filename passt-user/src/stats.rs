@@ -7,8 +7,8 @@
 //! The epoll loop counts every event it dispatches by the kind of fd it
 //! came from ([`StatEvent`]): one array increment on the hot path, and
 //! nothing at all without `--stats`. After a batch of events, if one was
-//! counted and at least DELAY seconds went by since the last print (or
-//! nothing was printed yet), one row of running totals goes to standard
+//! counted in that batch and at least DELAY seconds went by since the last
+//! print (or nothing was printed yet), one row of running totals goes to standard
 //! error, in upstream's layout: a row is a space, then each counter
 //! right-aligned in a 7-column field (`" %6u"`), in [`StatEvent`] order;
 //! every 20 rows, a header names the columns top down, one per line,
@@ -52,6 +52,25 @@ pub enum StatEvent {
     Ebpf,
 }
 
+/// What an epoll reference's fd is, for `--trace` lines (upstream's
+/// wording where it has the same kind of fd).
+pub fn epoll_type_str(kind: Option<EpollType>) -> &'static str {
+    match kind {
+        Some(EpollType::Tap) => "tap",
+        Some(EpollType::UdpFlow) => "UDP flow socket",
+        Some(EpollType::PingFlow) => "ICMP/ICMPv6 ping socket",
+        Some(EpollType::Timer) => "periodic timer",
+        Some(EpollType::Signal) => "signal fd",
+        Some(EpollType::TcpSock) => "connected TCP socket",
+        Some(EpollType::FastTimer) => "TCP timer",
+        Some(EpollType::Listen) => "listening socket",
+        Some(EpollType::TcpSplice) => "connected spliced TCP socket",
+        Some(EpollType::UdpSplice) => "spliced UDP flow socket",
+        Some(EpollType::Ebpf) => "eBPF log source",
+        None => "unknown reference",
+    }
+}
+
 /// Number of [`StatEvent`] kinds.
 pub const STAT_EVENTS: usize = StatEvent::Ebpf as usize + 1;
 
@@ -66,7 +85,7 @@ pub struct Stats {
     delay: Duration,
     names: [&'static str; STAT_EVENTS],
     events: [u64; STAT_EVENTS],
-    /// An event was counted since the last [`Stats::poll`].
+    /// An event was counted since the last [`Stats::poll`] (in this batch).
     pending: bool,
     /// When the last row was printed.
     before: Option<Instant>,
@@ -129,13 +148,15 @@ impl Stats {
     }
 
     /// After a batch of events: the text to print (header every
-    /// [`HEADER_EVERY`] rows, then a row) if an event was counted and the
-    /// delay has passed since the last row, else `None`.
+    /// [`HEADER_EVERY`] rows, then a row) if an event was counted in this
+    /// batch and the delay has passed since the last row, else `None`. As
+    /// upstream, counts of a burst that ended within the delay wait for the
+    /// next event.
     pub fn poll(&mut self, now: Instant) -> Option<String> {
-        if !self.pending || self.before.is_some_and(|b| now.saturating_duration_since(b) < self.delay) {
+        let counted = std::mem::replace(&mut self.pending, false);
+        if !counted || self.before.is_some_and(|b| now.saturating_duration_since(b) < self.delay) {
             return None;
         }
-        self.pending = false;
         self.before = Some(now);
         let mut s = String::new();
         if self.rows.is_multiple_of(HEADER_EVERY) {
@@ -213,7 +234,10 @@ mod tests {
         assert!(st.poll(t0).is_some(), "first event prints at once");
         st.count(StatEvent::Signal);
         assert_eq!(st.poll(t0 + Duration::from_millis(1999)), None, "within the delay");
-        assert!(st.poll(t0 + Duration::from_secs(2)).is_some(), "pending event, delay over");
+        assert_eq!(st.poll(t0 + Duration::from_secs(2)), None, "delay over, but no event in this batch");
+        st.count(StatEvent::Signal);
+        let row = st.poll(t0 + Duration::from_secs(3)).expect("event after the delay");
+        assert!(row.ends_with(&format!("{}      3{}\n", "      0".repeat(9), "      0")), "{row:?}");
         assert_eq!(st.poll(t0 + Duration::from_secs(10)), None, "idle");
     }
 

@@ -65,6 +65,8 @@ pub const CASES: &[&str] = &[
     "27-ebpf-sockmap",
     "28-ebpf-lookup",
     "29-ebpf-fallback",
+    "33-logging",
+    "34-pcap",
 ];
 
 /// Why a case did not pass.

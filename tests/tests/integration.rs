@@ -199,3 +199,15 @@ fn ebpf_lookup() {
 fn ebpf_fallback() {
     case("29-ebpf-fallback")
 }
+
+/// Logging: --log-size bounds the log file (cut at line boundaries, newest kept) under --trace traffic; -q, -d, --trace; syslog when daemonized without -l; --stats prints only after events.
+#[test]
+fn logging() {
+    case("33-logging")
+}
+
+/// -p/--pcap for pasta and passt: tcpdump reads both directions of ARP/NDP, ping, UDP and a TCP connection; records whole, time stamps in range.
+#[test]
+fn pcap() {
+    case("34-pcap")
+}
