@@ -1,7 +1,9 @@
 # 33-logging: log destinations, levels, the bounded log file and --stats.
 #
 # A. --log-size: pasta --trace --log-size 40960 -l FILE (spawn form) under
-#    traffic (ping, 200 TCP connections to the remote echo, UDP). The file's
+#    traffic (ping, 200 TCP connections to the remote echo, UDP), once with
+#    FILE in the work directory, once on a tmpfs (no FALLOC_FL_COLLAPSE_RANGE
+#    there: the copy-down path). The file's
 #    size, sampled every 50 ms while pasta runs, never exceeds 40960 bytes;
 #    afterwards it starts with the header line "pasta VERSION: EXE (PID) -
 #    log truncated at SECS.FRAC" (so it was cut), every other line is a whole
@@ -45,49 +47,59 @@ guest_arp() {
 # ---- A. --log-size under --trace traffic ---------------------------------------
 lab_tcp_server echo up serve-echo $ECHO_TCP --bind $R4 --bind "$R6"
 SIZE=40960
-L=$W/rot.pasta.log
-(
-	max=0
-	for ((i = 0; i < 1800; i++)); do
-		s=$(stat -c %s "$L" 2>/dev/null) || s=0
-		((s > max)) && { max=$s; echo "$max" >"$W/rot.max"; }
-		[[ -e $W/rot.done ]] && break
-		sleep 0.05
-	done
-) &
-sampler=$!
-pasta_spawn rot 90 --config-net --trace --log-size $SIZE -t none -u none -T none -U none <<EOF
+# rotation NAME FILE: pasta -l FILE --trace --log-size $SIZE under traffic
+rotation() {
+	local name=$1 L=$2 sampler rc max size bad back n fs
+	fs=$(stat -f -c %T "$(dirname "$L")")
+	(
+		max=0
+		for ((i = 0; i < 1800; i++)); do
+			s=$(stat -c %s "$L" 2>/dev/null) || s=0
+			((s > max)) && { max=$s; echo "$max" >"$W/$name.max"; }
+			[[ -e $W/$name.done ]] && break
+			sleep 0.05
+		done
+	) &
+	sampler=$!
+	dump_file "$L"
+	# the last -l wins (passt(1)), over pasta_spawn's own
+	pasta_spawn "$name" 90 -l "$L" --config-net --trace --log-size $SIZE -t none -u none -T none -U none <<EOF
 ping -c 3 -i 0.2 -W 2 $R4 >/dev/null && echo ping=ok
 "$PYTHON" "$LAB_DIR/tcplab.py" client-many --addr $R4 --port $ECHO_TCP --count 100 --timeout 20
 "$PYTHON" "$LAB_DIR/tcplab.py" client-many --addr $R6 --port $ECHO_TCP --count 100 --timeout 20
 for i in 1 2 3 4 5; do echo tok\$i | timeout 3 socat -T 2 - UDP:$R4:$ECHO_PORT; done
 EOF
-rc=$?
-touch "$W/rot.done"
-wait $sampler
-((rc == 0)) || fail "A: pasta (or the traffic in its namespace) exited with status $rc"
-grep -q "^ping=ok" "$W/rot.out" || fail "A: ping in the namespace failed"
-[[ $(grep -c "^result connected=100 echoed=100 failed=0" "$W/rot.out") == 2 ]] ||
-	fail "A: TCP echo connections failed"
-grep -q "remote:tok5" "$W/rot.out" || fail "A: UDP echo failed"
-max=$(<"$W/rot.max") size=$(stat -c %s "$L")
-((max <= SIZE && size <= SIZE)) || fail "A: log file reached $max bytes (now $size), --log-size $SIZE"
-ok "A: log file at most $max bytes while pasta ran (now $size), --log-size $SIZE"
-head -n 1 "$L" | grep -Eq "^pasta [^ ]+: /[^ ]+ \([0-9]+\) - log truncated at [0-9]+\.[0-9]{4} *$" ||
-	fail "A: first line is not the header with 'log truncated at': '$(head -n 1 "$L")'"
-ok "A: the log was cut; first line: $(head -n 1 "$L" | sed 's/ *$//')"
-bad=$(tail -n +2 "$L" | grep -Evn '^([0-9]+\.[0-9]{4}: (info:    |WARNING: |ERROR:   |         )|    |$)' | head -n 3)
-[[ -z $bad ]] || fail "A: lines that are neither whole entries nor continuations: $bad"
-back=$(tail -n +2 "$L" | awk -F: '/^[0-9]+\.[0-9]{4}: / { if ($1 + 0 < last) { print NR ": " $0; exit } last = $1 + 0 }')
-[[ -z $back ]] || fail "A: time stamps go backwards at line $back"
-ok "A: every line is a whole entry or continuation, time stamps in order"
-n=$(grep -c "epoll event on" "$L")
-((n > 10)) || fail "A: only $n 'epoll event on' trace lines"
-ok "A: $n per-event trace lines kept"
-if ((ours)); then
-	tail -n 5 "$L" | grep -q "counters:" || fail "A: the counters line logged at exit is not among the last lines"
-	ok "A: the newest entry (counters at exit) is at the end: $(grep "counters:" "$L" | tail -n 1 | cut -c1-80)..."
-fi
+	rc=$?
+	touch "$W/$name.done"
+	wait $sampler
+	((rc == 0)) || fail "A ($name): pasta (or the traffic in its namespace) exited with status $rc"
+	grep -q "^ping=ok" "$W/$name.out" || fail "A ($name): ping in the namespace failed"
+	[[ $(grep -c "^result connected=100 echoed=100 failed=0" "$W/$name.out") == 2 ]] ||
+		fail "A ($name): TCP echo connections failed"
+	grep -q "remote:tok5" "$W/$name.out" || fail "A ($name): UDP echo failed"
+	max=$(<"$W/$name.max") size=$(stat -c %s "$L")
+	((max <= SIZE && size <= SIZE)) || fail "A ($name): log file reached $max bytes (now $size), --log-size $SIZE"
+	ok "A ($name, on $fs): log file at most $max bytes while pasta ran (now $size), --log-size $SIZE"
+	head -n 1 "$L" | grep -Eq "^pasta [^ ]+: /[^ ]+ \([0-9]+\) - log truncated at [0-9]+\.[0-9]{4} *$" ||
+		fail "A ($name): first line is not the header with 'log truncated at': '$(head -n 1 "$L")'"
+	ok "A ($name): the log was cut; first line: $(head -n 1 "$L" | sed 's/ *$//')"
+	bad=$(tail -n +2 "$L" | grep -Evn '^([0-9]+\.[0-9]{4}: (info:    |WARNING: |ERROR:   |         )|    |$)' | head -n 3)
+	[[ -z $bad ]] || fail "A ($name): lines that are neither whole entries nor continuations: $bad"
+	back=$(tail -n +2 "$L" | awk -F: '/^[0-9]+\.[0-9]{4}: / { if ($1 + 0 < last) { print NR ": " $0; exit } last = $1 + 0 }')
+	[[ -z $back ]] || fail "A ($name): time stamps go backwards at line $back"
+	ok "A ($name): every line is a whole entry or continuation, time stamps in order"
+	n=$(grep -c "epoll event on" "$L")
+	((n > 10)) || fail "A ($name): only $n 'epoll event on' trace lines"
+	ok "A ($name): $n per-event trace lines kept"
+	if ((ours)); then
+		tail -n 5 "$L" | grep -q "counters:" || fail "A ($name): the counters line logged at exit is not among the last lines"
+		ok "A ($name): the newest entry (counters at exit) is at the end: $(grep "counters:" "$L" | tail -n 1 | cut -c1-60)..."
+	fi
+}
+rotation rot "$W/rot.pasta.log"
+# tmpfs has no FALLOC_FL_COLLAPSE_RANGE: the copy-down path
+mkdir -p "$W/tmpfs" && mount -t tmpfs -o size=8m,mode=1777 lab-logs "$W/tmpfs" || fail "A: can't mount a tmpfs"
+rotation rot-tmpfs "$W/tmpfs/rot.log"
 
 # ---- B. levels ------------------------------------------------------------------
 # level NAME OPTIONS...: passt -f -l NAME.log OPTIONS, one guest, SIGTERM
