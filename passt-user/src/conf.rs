@@ -253,6 +253,9 @@ pub struct Conf {
     pub ns_ifname: Option<String>,
     /// `--ns-mac-addr`.
     pub ns_mac: Option<[u8; 6]>,
+    /// `--runas`, resolved to (UID, GID) at parse time, while the user and
+    /// group databases can still be read ([`crate::isolation::parse_runas`]).
+    pub runas: Option<(u32, u32)>,
 }
 
 /// Why the command line was refused. `Display` is the whole message line,
@@ -592,7 +595,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::DnsForward, "dns-forward", None),
     OptSpec::flag(Opt::NoNetnsQuit, "no-netns-quit", None).pasta(),
     OptSpec::flag(Opt::Trace, "trace", None),
-    OptSpec::value(Opt::Runas, "runas", None).later(),
+    OptSpec::value(Opt::Runas, "runas", None),
     OptSpec::value(Opt::LogSize, "log-size", None).later(),
     OptSpec::flag(Opt::Version, "version", None),
     OptSpec::value(Opt::OutboundIf4, "outbound-if4", None).later(),
@@ -965,6 +968,7 @@ impl Builder {
             config_net: false,
             ns_ifname: None,
             ns_mac: None,
+            runas: None,
         };
         Builder {
             conf,
@@ -1146,8 +1150,13 @@ impl Builder {
             Opt::OneOff => self.conf.one_off = true,
             Opt::VhostUser => self.conf.vhost_user = true,
             Opt::PrintCapabilities => return Err(ConfError::Version(crate::tap::vhost_user::print_capabilities().to_owned())),
+            Opt::Runas => {
+                let t = self.text(value, "Invalid --runas option")?;
+                let ids = crate::isolation::parse_runas(t, &crate::isolation::SystemDb)
+                    .map_err(|_| self.invalid(format!("Invalid --runas option: {t}")))?;
+                self.conf.runas = Some(ids);
+            }
             Opt::Freebind
-            | Opt::Runas
             | Opt::LogSize
             | Opt::OutboundIf4
             | Opt::OutboundIf6

@@ -29,3 +29,4 @@ pub mod netns;
 pub mod listen;
 pub mod pcap;
 pub mod ebpf;
+pub mod isolation;
