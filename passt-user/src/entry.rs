@@ -47,13 +47,13 @@ pub fn main() -> ! {
         eprintln!("{prog}: Failed to close files leaked by parent: {e}");
         std::process::exit(1);
     }
-    let sandbox = Sandbox::new(&conf);
     if let Some(p) = &conf.log_file {
         if let Err(e) = crate::log::to_file(p) {
             eprintln!("{prog}: can't open log file {}: {e}", p.display());
             std::process::exit(1);
         }
     }
+    let sandbox = Sandbox::new(&conf);
     let r = match mode {
         Mode::Pasta => run_pasta(&conf, &sandbox),
         Mode::Passt => run_passt(&conf, &sandbox),

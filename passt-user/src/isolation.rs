@@ -635,3 +635,206 @@ pub fn forbidden_syscall() -> io::Error {
     unsafe { libc::syscall(libc::SYS_execve, path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     io::Error::last_os_error()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A user database with `alice` (1000:1000), `rooty` (UID 0),
+    /// `nobody` and group `staff` (50).
+    struct FakeDb {
+        nobody: bool,
+    }
+
+    impl UserDb for FakeDb {
+        fn user(&self, name: &str) -> Option<(u32, u32)> {
+            match name {
+                "alice" => Some((1000, 1000)),
+                "rooty" => Some((0, 0)),
+                "nobody" if self.nobody => Some((65534, 65533)),
+                _ => None,
+            }
+        }
+
+        fn group(&self, name: &str) -> Option<u32> {
+            (name == "staff").then_some(50)
+        }
+    }
+
+    const DB: FakeDb = FakeDb { nobody: true };
+
+    #[test]
+    fn runas_accepts_the_four_forms() {
+        assert_eq!(parse_runas("1234", &DB), Ok((1234, 1234)));
+        assert_eq!(parse_runas("1234:99", &DB), Ok((1234, 99)));
+        assert_eq!(parse_runas("alice", &DB), Ok((1000, 1000)));
+        assert_eq!(parse_runas("alice:staff", &DB), Ok((1000, 50)));
+        assert_eq!(parse_runas("alice:7", &DB), Ok((1000, 7)));
+        assert_eq!(parse_runas("1234:staff", &DB), Ok((1234, 50)));
+        // strtol(3) with base 0, as upstream.
+        assert_eq!(parse_runas("0x10:010", &DB), Ok((16, 8)));
+        assert_eq!(parse_runas("0", &DB), Ok((0, 0)));
+    }
+
+    #[test]
+    fn runas_refuses_unknown_names_root_logins_and_empty_parts() {
+        assert_eq!(parse_runas("bob", &DB), Err(RunasError::NoUser));
+        assert_eq!(parse_runas("rooty", &DB), Err(RunasError::NoUser));
+        assert_eq!(parse_runas("alice:wheel", &DB), Err(RunasError::NoGroup));
+        assert_eq!(parse_runas("1234:wheel", &DB), Err(RunasError::NoGroup));
+        assert_eq!(parse_runas("", &DB), Err(RunasError::Empty));
+        assert_eq!(parse_runas(":50", &DB), Err(RunasError::Empty));
+        assert_eq!(parse_runas("alice:", &DB), Err(RunasError::Empty));
+        assert_eq!(parse_runas("12a", &DB), Err(RunasError::NoUser));
+        assert_eq!(parse_runas("99999999999", &DB), Err(RunasError::NoUser));
+    }
+
+    #[test]
+    fn runas_option_is_parsed_or_refused_by_conf() {
+        use crate::conf::{Conf, ConfError, Mode};
+        let c = Conf::parse(Mode::Passt, &["--runas".into(), "1234:99".into()]).unwrap();
+        assert_eq!(c.runas, Some((1234, 99)));
+        match Conf::parse(Mode::Pasta, &["--runas".into(), "no-such-user-here".into()]) {
+            Err(ConfError::Invalid(s)) => assert_eq!(s, "pasta: Invalid --runas option: no-such-user-here"),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_identity_map_is_the_init_user_namespace() {
+        assert!(is_init_userns("         0          0 4294967295\n"));
+        assert!(!is_init_userns("         0       1000          1\n"));
+        assert!(!is_init_userns("         0          0 4294967294\n"));
+        assert!(!is_init_userns("0 0 4294967295\n1 1 1\n"));
+        assert!(!is_init_userns(""));
+    }
+
+    #[test]
+    fn root_of_the_init_namespace_changes_to_nobody_others_stay() {
+        assert_eq!(run_as(Some((5, 6)), 0, true, &DB), Some((5, 6)));
+        assert_eq!(run_as(Some((5, 6)), 1000, false, &DB), Some((5, 6)));
+        assert_eq!(run_as(None, 1000, true, &DB), None);
+        // Root of a user namespace (Podman's pasta) keeps its identity.
+        assert_eq!(run_as(None, 0, false, &DB), None);
+        assert_eq!(run_as(None, 0, true, &DB), Some((65534, 65533)));
+        assert_eq!(run_as(None, 0, true, &FakeDb { nobody: false }), Some((65534, 65534)));
+    }
+
+    #[test]
+    fn seccomp_filter_builds_for_every_mode() {
+        for p in [Profile::Passt, Profile::VhostUser, Profile::Pasta] {
+            for ebpf in [false, true] {
+                let f = seccomp_filter(p, ebpf).unwrap();
+                assert!(f.len() > COMMON.len(), "{p:?} {ebpf}: {} instructions", f.len());
+            }
+        }
+        let plain = seccomp_filter(Profile::Pasta, false).unwrap().len();
+        assert!(seccomp_filter(Profile::Pasta, true).unwrap().len() > plain);
+    }
+
+    /// Fork; the child runs `f` and exits with its return value. Returns
+    /// the child's wait status.
+    fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child only makes syscalls (no allocation: filters
+        // are built by the caller) and leaves with _exit.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                let r = f();
+                libc::_exit(r);
+            }
+            let mut st = 0;
+            assert_eq!(libc::waitpid(pid, &mut st, 0), pid);
+            st
+        }
+    }
+
+    #[test]
+    fn pasta_filter_traps_execve_and_open_and_allows_the_data_plane() {
+        let prog = seccomp_filter(Profile::Pasta, false).unwrap();
+        let path = CString::new("/").unwrap();
+        // execve: our handler reports it and exits with 159.
+        let st = in_child(|| {
+            if apply_seccomp(&prog, None).is_err() {
+                return 2;
+            }
+            forbidden_syscall();
+            3
+        });
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == SIGSYS_EXIT, "status {st:#x}");
+        // openat: the same.
+        let st = in_child(|| {
+            if apply_seccomp(&prog, None).is_err() {
+                return 2;
+            }
+            // SAFETY: valid path.
+            unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+            3
+        });
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == SIGSYS_EXIT, "status {st:#x}");
+        // Without our handler, the kernel's SIGSYS kills the process.
+        let st = in_child(|| {
+            if seccompiler::apply_filter(&prog).is_err() {
+                return 2;
+            }
+            forbidden_syscall();
+            3
+        });
+        assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGSYS, "status {st:#x}");
+        // Allowed: sockets of the two families, a pipe, splice-side calls.
+        let st = in_child(|| {
+            if apply_seccomp(&prog, None).is_err() {
+                return 2;
+            }
+            // SAFETY: plain syscalls on fds of our own.
+            unsafe {
+                let s = libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0);
+                let mut p = [0; 2];
+                if s < 0 || libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) < 0 || libc::write(p[1], b"x".as_ptr().cast(), 1) != 1 {
+                    return 4;
+                }
+                libc::close(s);
+            }
+            0
+        });
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "status {st:#x}");
+        // socket(2) of another family (netlink) is refused.
+        let st = in_child(|| {
+            if apply_seccomp(&prog, None).is_err() {
+                return 2;
+            }
+            // SAFETY: plain syscall.
+            unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) };
+            3
+        });
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == SIGSYS_EXIT, "status {st:#x}");
+    }
+
+    #[test]
+    fn harden_thread_leaves_no_capability_and_sets_no_new_privs() {
+        let path = CString::new("/proc/self/status").unwrap();
+        let st = in_child(|| {
+            let Ok(h) = harden_thread() else { return 2 };
+            let Ok(d) = capget() else { return 3 };
+            if d.iter().any(|w| w.effective | w.permitted | w.inheritable != 0) {
+                return 4;
+            }
+            // SAFETY: plain prctls and open on a valid path.
+            unsafe {
+                if libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1 {
+                    return 5;
+                }
+                if h.bounding && libc::prctl(libc::PR_CAPBSET_READ, 12 /* CAP_NET_ADMIN */, 0, 0, 0) != 0 {
+                    return 6;
+                }
+                // Landlock: no path can be opened.
+                if h.landlock && libc::open(path.as_ptr(), libc::O_RDONLY) >= 0 {
+                    return 7;
+                }
+            }
+            0
+        });
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "status {st:#x}");
+    }
+}

@@ -199,3 +199,9 @@ fn ebpf_lookup() {
 fn ebpf_fallback() {
     case("29-ebpf-fallback")
 }
+
+/// The sandbox of the running daemon (pasta spawn, pasta --netns, passt --runas and as root): every thread with no capabilities, NoNewPrivs, seccomp; empty root, no leaked fds; traffic still works; a forbidden syscall (debug build) is refused.
+#[test]
+fn sandbox() {
+    case("30-sandbox")
+}
