@@ -582,7 +582,10 @@ fn run_pasta(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     } else {
         sw.forget();
     }
-    let plan = Plan { ids: sandbox.ids, new_userns: false, new_pid: !conf.foreground };
+    // No new PID namespace, unlike upstream in the background: clone(2)
+    // refuses to create threads once the process has unshared one, and the
+    // helper thread starts again below.
+    let plan = Plan { ids: sandbox.ids, new_userns: false, new_pid: false };
     crate::isolation::detach(&plan).context("Failed to sandbox process, exiting")?;
     sw.restart(nsfd, Some(harden_helper)).context("network namespace switch")?;
     crate::isolation::lock_down(Profile::Pasta, ctx.ebpf.is_some(), conf.log_file.as_deref()).context("Failed to sandbox process, exiting")?;

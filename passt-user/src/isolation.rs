@@ -239,7 +239,9 @@ pub struct Plan {
     /// must keep the rights to join the target network namespace).
     pub new_userns: bool,
     /// Also a new PID namespace (upstream: passt, and pasta in the
-    /// background).
+    /// background; not for us in pasta: once a process unshared a PID
+    /// namespace, clone(2) refuses CLONE_THREAD, and pasta's helper thread
+    /// starts after [`detach`]).
     pub new_pid: bool,
 }
 

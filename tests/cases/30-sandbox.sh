@@ -6,7 +6,7 @@
 # Seccomp_filters >= 1; /proc/PID/root is empty; its mount namespace is not
 # ours; every fd in /proc/PID/fd above 2 (stdio) is a socket, pipe, anonymous inode,
 # namespace, /dev/null, /dev/net/tun or one of the files it was asked to
-# write (log, capture), and an fd we leaked into it on purpose (7, open on
+# use (log, --netns file and its directory), and an fd we leaked into it on purpose (7, open on
 # this case's script) is closed. Traffic must still work after all this.
 #
 # A. pasta spawn form, foreground (-f implied), as Podman runs it (root of its
@@ -102,7 +102,9 @@ if [[ -n ${SANDBOX_PART_C:-} ]]; then
 	CPID=$(tr -d ' \n' <"$LAB_WORK/c.pid")
 	alive "$CPID" || fail "C: pid file holds '$CPID', not a live process"
 	check_status "$CPID" "C: pasta --netns (background)" 2
-	check_jail "$CPID" "C: pasta --netns (background)" "$LAB_WORK/c.pasta.log"
+	# the target namespace (through its file) and its directory (O_PATH, for
+	# the exit-when-gone watch)
+	check_jail "$CPID" "C: pasta --netns (background)" "$LAB_WORK/c.pasta.log" "$LAB_WORK/ns/c" "$LAB_WORK/ns"
 	r=$(timeout 10 nsenter --net="$LAB_WORK/ns/c" sh -c \
 		"echo tap | socat -T 3 - TCP4:$R4:$TCP_PORT; echo splice | socat -T 3 - TCP4:127.0.0.1:$SPLICE_PORT;
 		 ping -c1 -W2 $R4 >/dev/null && echo ping-ok" 2>&1)
