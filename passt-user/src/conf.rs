@@ -1652,6 +1652,9 @@ fn usage(mode: Mode) -> String {
     opt(u, "-e, --stderr", "Deprecated, no effect");
     opt(u, "-l, --log-file PATH", "Log (only) to PATH");
     opt(u, "-P, --pid FILE", "Write own PID to FILE once ready");
+    opt(u, "    --runas UID|UID:GID", "Run as given UID, GID, which can be");
+    more(u, "numeric, or login and group names");
+    more(u, "default: drop to user \"nobody\"");
     opt(u, "-h, --help", "Display this help message and exit");
     opt(u, "    --version", "Show version and exit");
     if pasta {

@@ -72,8 +72,8 @@ pub fn main() -> ! {
 
 /// What the sandbox needs from start-up, decided before anything else.
 struct Sandbox {
-    /// (UID, GID) to change to ([`crate::isolation::run_as`]).
-    ids: Option<(u32, u32)>,
+    /// `--runas`, resolved.
+    runas: Option<(u32, u32)>,
     /// Debug builds: `main` or `netns`, see
     /// [`crate::isolation::forbidden_syscall_trigger`].
     trigger: Option<String>,
@@ -81,11 +81,18 @@ struct Sandbox {
 
 impl Sandbox {
     fn new(conf: &Conf) -> Self {
+        Sandbox { runas: conf.runas, trigger: crate::isolation::forbidden_syscall_trigger() }
+    }
+
+    /// (UID, GID) to change to ([`crate::isolation::run_as`]), decided when
+    /// the sandbox is entered: pasta may have created a user namespace of
+    /// its own by then, and its root is not dropped (only the init user
+    /// namespace's root is, as upstream).
+    fn ids(&self) -> Option<(u32, u32)> {
         let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
         let euid = nix::unistd::geteuid().as_raw();
         let db = crate::isolation::SystemDb;
-        let ids = crate::isolation::run_as(conf.runas, euid, crate::isolation::is_init_userns(&uid_map), &db);
-        Sandbox { ids, trigger: crate::isolation::forbidden_syscall_trigger() }
+        crate::isolation::run_as(self.runas, euid, crate::isolation::is_init_userns(&uid_map), &db)
     }
 
     /// Debug builds: call a forbidden syscall where asked; surviving it is
@@ -102,7 +109,7 @@ impl Sandbox {
 
 /// Run by pasta's namespace helper thread after it joined the namespace.
 fn harden_helper() -> std::io::Result<()> {
-    crate::isolation::harden_thread().map(|_| ())
+    crate::isolation::harden_thread(0).map(|_| ())
 }
 
 fn svc_conf(conf: &Conf, net: &NetConf) -> SvcConf {
@@ -333,10 +340,10 @@ fn run_passt(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     print_info(&net, None);
     print_rules(conf);
     ready(conf)?;
-    let plan = Plan { ids: sandbox.ids, new_userns: true, new_pid: true };
+    let plan = Plan { ids: sandbox.ids(), new_userns: true, new_pid: true };
     crate::isolation::detach(&plan).context("Failed to sandbox process, exiting")?;
     let profile = if conf.vhost_user { Profile::VhostUser } else { Profile::Passt };
-    crate::isolation::lock_down(profile, false, conf.log_file.as_deref()).context("Failed to sandbox process, exiting")?;
+    crate::isolation::lock_down(profile, false, conf.log_file.as_deref(), 0).context("Failed to sandbox process, exiting")?;
     sandbox.pull_trigger(None)?;
     let st = crate::daemon::run(&mut ctx, &timer, &sigfd, &mut crate::daemon::NoWatch).context("event loop")?;
     Ok(st)
@@ -585,10 +592,24 @@ fn run_pasta(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     // No new PID namespace, unlike upstream in the background: clone(2)
     // refuses to create threads once the process has unshared one, and the
     // helper thread starts again below.
-    let plan = Plan { ids: sandbox.ids, new_userns: false, new_pid: false };
+    let plan = Plan { ids: sandbox.ids(), new_userns: false, new_pid: false };
+    if ctx.ebpf.is_some() {
+        // aya reads these files on first use (per-CPU maps, at exit too)
+        // and caches them per thread: read them while there are files.
+        let _ = aya::util::nr_cpus();
+        let _ = aya::util::KernelVersion::current();
+    }
     crate::isolation::detach(&plan).context("Failed to sandbox process, exiting")?;
     sw.restart(nsfd, Some(harden_helper)).context("network namespace switch")?;
-    crate::isolation::lock_down(Profile::Pasta, ctx.ebpf.is_some(), conf.log_file.as_deref()).context("Failed to sandbox process, exiting")?;
+    // UDP reply sockets in the namespace are bound to the forwarded port
+    // at run time: below 1024 that needs CAP_NET_BIND_SERVICE there.
+    let low_udp = conf.fwd_out.rules.iter().any(|r| r.proto == crate::fwd_rule::Proto::Udp && r.ports.first() < 1024);
+    let keep = if low_udp { crate::isolation::CAP_NET_BIND_SERVICE } else { 0 };
+    if low_udp {
+        log::debug!("Keeping CAP_NET_BIND_SERVICE: UDP forwarded from namespace ports below 1024");
+    }
+    crate::isolation::lock_down(Profile::Pasta, ctx.ebpf.is_some(), conf.log_file.as_deref(), keep)
+        .context("Failed to sandbox process, exiting")?;
     sandbox.pull_trigger(ctx.ns.as_ref())?;
     ns.release();
     let st = crate::daemon::run(&mut ctx, &timer, &sigfd, &mut ns.watch).context("event loop")?;

@@ -11,10 +11,14 @@
 //!
 //! 1. [`close_inherited_fds`], right after the command line is parsed:
 //!    every fd above 2 except `--fd` is closed (close_range(2)).
-//! 2. [`run_as`], at start-up: `--runas` (resolved by [`parse_runas`] while
-//!    /etc/passwd can still be read), or `nobody` when started as root of
-//!    the init user namespace ([`is_init_userns`]: root of a user namespace,
-//!    as Podman runs pasta, keeps its identity), like upstream's conf_ugid().
+//! 2. [`run_as`], right before step 3 (the files are still there):
+//!    `--runas` (resolved by [`parse_runas`] when the command line is
+//!    parsed), or `nobody` when running as root of the init user namespace
+//!    ([`is_init_userns`]: root of a user namespace, as Podman runs pasta,
+//!    or as pasta makes itself in its spawn form, keeps its identity), like
+//!    upstream's conf_ugid(). Upstream decides at start-up and changes
+//!    before creating pasta's user namespace; we decide late so that
+//!    root can load eBPF programs first.
 //! 3. [`detach`], after everything that opens files, sockets or talks
 //!    netlink (listeners, eBPF, PID file, daemonizing), while the process
 //!    has one thread only (unshare(2) with CLONE_NEWNS or CLONE_NEWUSER
@@ -32,7 +36,11 @@
 //! 5. [`harden_thread`] on the main thread: capabilities are per thread,
 //!    and so are no_new_privs and Landlock domains: bounding set, ambient,
 //!    inheritable, permitted and effective sets emptied, no_new_privs,
-//!    not dumpable, Landlock.
+//!    not dumpable, Landlock. One exception, as upstream: when pasta
+//!    forwards UDP from namespace ports below 1024 (`-U 53`), its main
+//!    thread keeps CAP_NET_BIND_SERVICE (permitted and effective only),
+//!    because the per-client reply sockets are bound to that port at run
+//!    time ([`CAP_NET_BIND_SERVICE`]).
 //! 6. [`apply_seccomp`]: the filter of [`seccomp_filter`] for the mode is
 //!    installed on every thread at once (SECCOMP_FILTER_FLAG_TSYNC).
 //!
@@ -345,6 +353,12 @@ pub fn detach(plan: &Plan) -> Result<(), IsolationError> {
     Ok(())
 }
 
+/// CAP_NET_BIND_SERVICE (capability(7) number 10) as a [`harden_thread`]
+/// `keep` bit: what pasta's main thread keeps (as upstream's pasta does)
+/// when UDP is forwarded from namespace ports below 1024, whose per-client
+/// reply sockets are bound to the forwarded port at run time.
+pub const CAP_NET_BIND_SERVICE: u64 = 1 << 10;
+
 /// How far [`harden_thread`] got with what needs kernel support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hardened {
@@ -356,13 +370,15 @@ pub struct Hardened {
 
 /// Steps 4 and 5 of the module documentation, for the calling thread
 /// only: empty every capability set (bounding, ambient, inheritable,
-/// permitted, effective), set no_new_privs and not dumpable, and restrict
-/// filesystem access to nothing with Landlock (best effort).
+/// permitted, effective) except the bits of `keep` in the permitted and
+/// effective sets (bit N = capability N; see [`CAP_NET_BIND_SERVICE`]), set
+/// no_new_privs and not dumpable, and restrict filesystem access to nothing
+/// with Landlock (best effort).
 ///
 /// # Errors
 /// capset(2) or prctl(PR_SET_NO_NEW_PRIVS) failing; Landlock only when the
 /// kernel has it and refuses the ruleset.
-pub fn harden_thread() -> io::Result<Hardened> {
+pub fn harden_thread(keep: u64) -> io::Result<Hardened> {
     let mut bounding = true;
     for cap in 0..64 {
         // SAFETY: plain prctl; EINVAL for numbers that are no capability,
@@ -373,7 +389,14 @@ pub fn harden_thread() -> io::Result<Hardened> {
     }
     // SAFETY: plain prctl; EINVAL on kernels without ambient capabilities.
     unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
-    capset(&[CapData::default(); 2])?;
+    let mut d = if keep == 0 { [CapData::default(); 2] } else { capget()? };
+    for (i, w) in d.iter_mut().enumerate() {
+        let mask = (keep >> (32 * i)) as u32;
+        w.effective &= mask;
+        w.permitted &= mask;
+        w.inheritable = 0;
+    }
+    capset(&d)?;
     // SAFETY: plain prctls.
     cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
     // SAFETY: as above.
@@ -595,14 +618,15 @@ pub fn apply_seccomp(prog: &BpfProgram, log_file: Option<&Path>) -> Result<(), I
 }
 
 /// The whole sequence for a process whose other threads (if any) are
-/// already hardened: [`harden_thread`] here, then the filter of `profile`
-/// on every thread. Logs what Landlock and the bounding set gave.
+/// already hardened: [`harden_thread`] here (keeping `keep`), then the
+/// filter of `profile` on every thread. Logs what Landlock and the
+/// bounding set gave.
 ///
 /// # Errors
 /// As [`harden_thread`] and [`apply_seccomp`].
-pub fn lock_down(profile: Profile, ebpf: bool, log_file: Option<&Path>) -> Result<(), IsolationError> {
+pub fn lock_down(profile: Profile, ebpf: bool, log_file: Option<&Path>, keep: u64) -> Result<(), IsolationError> {
     let prog = seccomp_filter(profile, ebpf)?;
-    let h = harden_thread().map_err(sys("Couldn't drop capabilities"))?;
+    let h = harden_thread(keep).map_err(sys("Couldn't drop capabilities"))?;
     if !h.bounding {
         log::warn!("Couldn't empty the capability bounding set (no CAP_SETPCAP)");
     }
@@ -817,7 +841,7 @@ mod tests {
     fn harden_thread_leaves_no_capability_and_sets_no_new_privs() {
         let path = CString::new("/proc/self/status").unwrap();
         let st = in_child(|| {
-            let Ok(h) = harden_thread() else { return 2 };
+            let Ok(h) = harden_thread(0) else { return 2 };
             let Ok(d) = capget() else { return 3 };
             if d.iter().any(|w| w.effective | w.permitted | w.inheritable != 0) {
                 return 4;
