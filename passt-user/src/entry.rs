@@ -341,9 +341,10 @@ fn run_passt(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     print_rules(conf);
     ready(conf)?;
     let plan = Plan { ids: sandbox.ids(), new_userns: true, new_pid: true };
+    crate::isolation::sigsys_log(conf.log_file.as_deref());
     crate::isolation::detach(&plan).context("Failed to sandbox process, exiting")?;
     let profile = if conf.vhost_user { Profile::VhostUser } else { Profile::Passt };
-    crate::isolation::lock_down(profile, false, conf.log_file.as_deref(), 0).context("Failed to sandbox process, exiting")?;
+    crate::isolation::lock_down(profile, false, 0).context("Failed to sandbox process, exiting")?;
     sandbox.pull_trigger(None)?;
     let st = crate::daemon::run(&mut ctx, &timer, &sigfd, &mut crate::daemon::NoWatch).context("event loop")?;
     Ok(st)
@@ -593,6 +594,7 @@ fn run_pasta(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     // refuses to create threads once the process has unshared one, and the
     // helper thread starts again below.
     let plan = Plan { ids: sandbox.ids(), new_userns: false, new_pid: false };
+    crate::isolation::sigsys_log(conf.log_file.as_deref());
     if ctx.ebpf.is_some() {
         // aya reads these files on first use (per-CPU maps, at exit too)
         // and caches them per thread: read them while there are files.
@@ -608,7 +610,7 @@ fn run_pasta(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     if low_udp {
         log::debug!("Keeping CAP_NET_BIND_SERVICE: UDP forwarded from namespace ports below 1024");
     }
-    crate::isolation::lock_down(Profile::Pasta, ctx.ebpf.is_some(), conf.log_file.as_deref(), keep)
+    crate::isolation::lock_down(Profile::Pasta, ctx.ebpf.is_some(), keep)
         .context("Failed to sandbox process, exiting")?;
     sandbox.pull_trigger(ctx.ns.as_ref())?;
     ns.release();

@@ -67,7 +67,7 @@
 //! Syscalls (start-up only): close_range, setgroups, setgid, setuid,
 //! prctl, capget, capset, unshare, mount, chdir, pivot_root, umount2,
 //! landlock_create_ruleset, landlock_restrict_self, seccomp, rt_sigaction,
-//! open (log file). At run time: none of its own (the SIGSYS handler:
+//! open (log file, [`sigsys_log`]). At run time: none of its own (the SIGSYS handler:
 //! write, exit_group).
 
 use std::ffi::CString;
@@ -591,18 +591,24 @@ extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
     }
 }
 
-/// Install the SIGSYS handler (with `log_file`, opened now in append mode,
-/// as a second destination), then `prog` on every thread (TSYNC). Sets
-/// no_new_privs for all threads, as seccomp(2) requires.
-///
-/// # Errors
-/// sigaction(2) or seccomp(2) failing, or a thread refusing the filter.
-pub fn apply_seccomp(prog: &BpfProgram, log_file: Option<&Path>) -> Result<(), IsolationError> {
+/// Open `log_file` (append mode) as the SIGSYS handler's second
+/// destination: before [`detach`], while the path still exists. Best
+/// effort: without it the handler writes to stderr only.
+pub fn sigsys_log(log_file: Option<&Path>) {
     if let Some(p) = log_file {
         if let Ok(f) = std::fs::OpenOptions::new().append(true).open(p) {
             SIGSYS_LOG_FD.store(f.into_raw_fd(), Ordering::Relaxed);
         }
     }
+}
+
+/// Install the SIGSYS handler (see [`sigsys_log`]), then `prog` on every
+/// thread (TSYNC). Sets no_new_privs for all threads, as seccomp(2)
+/// requires.
+///
+/// # Errors
+/// sigaction(2) or seccomp(2) failing, or a thread refusing the filter.
+pub fn apply_seccomp(prog: &BpfProgram) -> Result<(), IsolationError> {
     // SAFETY: a zeroed sigaction with our handler; the handler only makes
     // async-signal-safe calls.
     unsafe {
@@ -624,7 +630,7 @@ pub fn apply_seccomp(prog: &BpfProgram, log_file: Option<&Path>) -> Result<(), I
 ///
 /// # Errors
 /// As [`harden_thread`] and [`apply_seccomp`].
-pub fn lock_down(profile: Profile, ebpf: bool, log_file: Option<&Path>, keep: u64) -> Result<(), IsolationError> {
+pub fn lock_down(profile: Profile, ebpf: bool, keep: u64) -> Result<(), IsolationError> {
     let prog = seccomp_filter(profile, ebpf)?;
     let h = harden_thread(keep).map_err(sys("Couldn't drop capabilities"))?;
     if !h.bounding {
@@ -633,7 +639,7 @@ pub fn lock_down(profile: Profile, ebpf: bool, log_file: Option<&Path>, keep: u6
     if !h.landlock {
         log::debug!("Landlock not fully enforced by this kernel");
     }
-    apply_seccomp(&prog, log_file)
+    apply_seccomp(&prog)
 }
 
 /// Debug builds only: `PASST_RS_FORBIDDEN_SYSCALL=main|netns` makes the
@@ -782,7 +788,7 @@ mod tests {
         let path = CString::new("/").unwrap();
         // execve: our handler reports it and exits with 159.
         let st = in_child(|| {
-            if apply_seccomp(&prog, None).is_err() {
+            if apply_seccomp(&prog).is_err() {
                 return 2;
             }
             forbidden_syscall();
@@ -791,7 +797,7 @@ mod tests {
         assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == SIGSYS_EXIT, "status {st:#x}");
         // openat: the same.
         let st = in_child(|| {
-            if apply_seccomp(&prog, None).is_err() {
+            if apply_seccomp(&prog).is_err() {
                 return 2;
             }
             // SAFETY: valid path.
@@ -810,7 +816,7 @@ mod tests {
         assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGSYS, "status {st:#x}");
         // Allowed: sockets of the two families, a pipe, splice-side calls.
         let st = in_child(|| {
-            if apply_seccomp(&prog, None).is_err() {
+            if apply_seccomp(&prog).is_err() {
                 return 2;
             }
             // SAFETY: plain syscalls on fds of our own.
@@ -827,7 +833,7 @@ mod tests {
         assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "status {st:#x}");
         // socket(2) of another family (netlink) is refused.
         let st = in_child(|| {
-            if apply_seccomp(&prog, None).is_err() {
+            if apply_seccomp(&prog).is_err() {
                 return 2;
             }
             // SAFETY: plain syscall.
