@@ -506,7 +506,8 @@ const EBPF: &[libc::c_long] = &[libc::SYS_bpf];
 
 /// The seccomp allow-list of `profile` (plus bpf(2) with `ebpf`), with
 /// argument checks where cheap: socket(2) only for AF_INET, AF_INET6 (and
-/// AF_UNIX for passt's re-listen), ioctl(2) only FIONREAD and TIOCOUTQ.
+/// AF_UNIX for passt's re-listen), ioctl(2) only FIONREAD (SIOCINQ),
+/// TIOCOUTQ (SIOCOUTQ) and FIONBIO (std's `set_nonblocking`).
 /// Anything else traps (see the module documentation).
 ///
 /// # Errors
@@ -534,7 +535,7 @@ pub fn seccomp_filter(profile: Profile, ebpf: bool) -> Result<BpfProgram, Isolat
     }
     rules.insert(libc::SYS_socket, socket);
     let mut ioctl = Vec::new();
-    for req in [libc::FIONREAD, libc::TIOCOUTQ] {
+    for req in [libc::FIONREAD, libc::TIOCOUTQ, libc::FIONBIO] {
         ioctl.push(SeccompRule::new(vec![eq(1, req)?]).map_err(|e| err(&e))?);
     }
     rules.insert(libc::SYS_ioctl, ioctl);
