@@ -23,6 +23,12 @@
 #    checks, TCP via the tap and via -T splice from the namespace, ping; then
 #    removing the netns file still ends pasta within 5 s (the watch works from
 #    inside the empty root).
+# E. The one exception, as upstream: pasta -U 53 (UDP from a namespace port
+#    below 1024, whose per-client reply sockets are bound to port 53 at run
+#    time) keeps CAP_NET_BIND_SERVICE, permitted and effective only, on its
+#    main thread: CapEff = CapPrm = 0000000000000400 there, everything else
+#    as above, the helper thread all 0; a DNS query to the namespace's
+#    127.0.0.1:53 gets the host loopback resolver's (decoy) answer.
 # D. seccomp refuses on the live process (debug build, whose
 #    PASST_RS_FORBIDDEN_SYSCALL=main|netns makes the sandboxed process call
 #    execve(2)): pasta with "main" and with "netns" (the helper thread: the
@@ -181,6 +187,37 @@ wait_until 5 eval "! alive $B2" || fail "B: background passt still running 5 s a
 # ---- C. pasta --netns PATH, background, in its own user namespace -------------
 SANDBOX_PART_C=1 timeout -k 2 60 unshare --user --map-root-user --mount \
 	bash -c 'set -uo pipefail; source "$LAB_DIR/lab.sh"; source "$LAB_CASE_FILE"' || exit $?
+
+# ---- E. pasta -U 53 keeps CAP_NET_BIND_SERVICE on its main thread ---------------
+cat >"$LAB_WORK/e.sh" <<NS
+echo started >"$LAB_WORK/e.started"
+n=0; while [ ! -e "$LAB_WORK/e.go" ] && [ \$n -lt 200 ]; do sleep 0.1; n=\$((n + 1)); done
+dig +short +time=2 +tries=2 @127.0.0.1 $DNS_NAME A
+NS
+dump_file "$LAB_WORK/e.pasta.log"
+timeout -k 2 40 "${PASTA[@]}" --config-net -l "$LAB_WORK/e.pasta.log" -t none -u none -T none -U 53 \
+	-- sh "$LAB_WORK/e.sh" >"$LAB_WORK/e.out" 2>&1 &
+ET=$!
+wait_until 10 test -e "$LAB_WORK/e.started" || fail "E: the spawned command never started"
+EPID=$(pgrep -P "$ET" -x pasta) || fail "E: no pasta child of timeout ($ET)"
+tasks=(/proc/$EPID/task/*)
+((${#tasks[@]} == 2)) || fail "E: ${#tasks[@]} tasks, expected 2"
+for t in "${tasks[@]}"; do
+	want=0000000000000000
+	[[ ${t##*/} == "$EPID" ]] && want=0000000000000400
+	for f in CapEff CapPrm; do
+		expect_eq "E: task ${t##*/} $f" "$(awk -v k="$f:" '$1 == k { print $2 }' "$t/status")" "$want"
+	done
+	for f in CapInh CapBnd CapAmb; do
+		expect_eq "E: task ${t##*/} $f" "$(awk -v k="$f:" '$1 == k { print $2 }' "$t/status")" 0000000000000000
+	done
+	expect_eq "E: task ${t##*/} Seccomp" "$(awk '$1 == "Seccomp:" { print $2 }' "$t/status")" 2
+done
+touch "$LAB_WORK/e.go"
+wait "$ET"; rc=$?
+sed 's/^/    e| /' "$LAB_WORK/e.out"
+expect_eq "E: exit status" "$rc" 0
+expect_eq "E: DNS through -U 53 from the namespace" "$(cat "$LAB_WORK/e.out")" "$DECOY_A"
 
 # ---- D. forbidden syscalls in the live daemon (debug build) -------------------
 [[ -x $PASTA_DEBUG_BIN ]] ||
