@@ -259,6 +259,9 @@ pub struct Conf {
     pub ns_ifname: Option<String>,
     /// `--ns-mac-addr`.
     pub ns_mac: Option<[u8; 6]>,
+    /// `--runas`, resolved to (UID, GID) at parse time, while the user and
+    /// group databases can still be read ([`crate::isolation::parse_runas`]).
+    pub runas: Option<(u32, u32)>,
 }
 
 /// Why the command line was refused. `Display` is the whole message line,
@@ -598,7 +601,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::DnsForward, "dns-forward", None),
     OptSpec::flag(Opt::NoNetnsQuit, "no-netns-quit", None).pasta(),
     OptSpec::flag(Opt::Trace, "trace", None),
-    OptSpec::value(Opt::Runas, "runas", None).later(),
+    OptSpec::value(Opt::Runas, "runas", None),
     OptSpec::value(Opt::LogSize, "log-size", None),
     OptSpec::flag(Opt::Version, "version", None),
     OptSpec::value(Opt::OutboundIf4, "outbound-if4", None).later(),
@@ -973,6 +976,7 @@ impl Builder {
             config_net: false,
             ns_ifname: None,
             ns_mac: None,
+            runas: None,
         };
         Builder {
             conf,
@@ -1169,8 +1173,13 @@ impl Builder {
             Opt::OneOff => self.conf.one_off = true,
             Opt::VhostUser => self.conf.vhost_user = true,
             Opt::PrintCapabilities => return Err(ConfError::Version(crate::tap::vhost_user::print_capabilities().to_owned())),
+            Opt::Runas => {
+                let t = self.text(value, "Invalid --runas option")?;
+                let ids = crate::isolation::parse_runas(t, &crate::isolation::SystemDb)
+                    .map_err(|_| self.invalid(format!("Invalid --runas option: {t}")))?;
+                self.conf.runas = Some(ids);
+            }
             Opt::Freebind
-            | Opt::Runas
             | Opt::OutboundIf4
             | Opt::OutboundIf6
             | Opt::NoCopyRoutes
@@ -1671,6 +1680,9 @@ fn usage(mode: Mode) -> String {
     opt(u, "    --stats DELAY", "Display events statistics, at most every DELAY seconds");
     more(u, "requires running in foreground");
     opt(u, "-P, --pid FILE", "Write own PID to FILE once ready");
+    opt(u, "    --runas UID|UID:GID", "Run as given UID, GID, which can be");
+    more(u, "numeric, or login and group names");
+    more(u, "default: drop to user \"nobody\"");
     opt(u, "-h, --help", "Display this help message and exit");
     opt(u, "    --version", "Show version and exit");
     if pasta {

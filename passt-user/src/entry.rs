@@ -7,7 +7,10 @@
 //! ([`crate::pasta`]); passt listens on its UNIX socket (or takes `--fd`,
 //! [`crate::tap::stream`]). The forwarding listeners are bound, and, once
 //! everything is ready, the PID file is written and we go to the background
-//! (the parent exits 0), and the data plane runs ([`crate::daemon`]).
+//! (the parent exits 0), the process locks itself into its sandbox
+//! ([`crate::isolation`]: fds not needed closed first thing, then after
+//! start-up new namespaces, an empty root, no capabilities, seccomp), and
+//! the data plane runs ([`crate::daemon`]).
 //! Start-up errors print one line and exit 1.
 
 use std::ffi::OsString;
@@ -18,6 +21,7 @@ use anyhow::{bail, Context};
 use crate::conf::{resolve, Conf, ConfError, Mode, NetConf, PastaTarget};
 use crate::daemon::{Ctx, CtxInit};
 use crate::fwd::{Fwd, FwdFamily};
+use crate::isolation::{Plan, Profile};
 use crate::listen::Listeners;
 use crate::svc::{SvcConf, SvcV4, SvcV6};
 
@@ -39,6 +43,10 @@ pub fn main() -> ! {
         }
     };
     crate::log::init(prog, conf.quiet, conf.debug, conf.trace);
+    if let Err(e) = crate::isolation::close_inherited_fds(conf.fd) {
+        eprintln!("{prog}: Failed to close files leaked by parent: {e}");
+        std::process::exit(1);
+    }
     if let Some(p) = &conf.log_file {
         if let Err(e) = crate::log::to_file(p, conf.log_size) {
             eprintln!("{prog}: can't open log file {}: {e}", p.display());
@@ -47,9 +55,10 @@ pub fn main() -> ! {
     } else {
         crate::log::open_syslog();
     }
+    let sandbox = Sandbox::new(&conf);
     let r = match mode {
-        Mode::Pasta => run_pasta(&conf),
-        Mode::Passt => run_passt(&conf),
+        Mode::Pasta => run_pasta(&conf, &sandbox),
+        Mode::Passt => run_passt(&conf, &sandbox),
     };
     match r {
         Ok(st) => std::process::exit(st),
@@ -61,6 +70,48 @@ pub fn main() -> ! {
             std::process::exit(1);
         }
     }
+}
+
+/// What the sandbox needs from start-up, decided before anything else.
+struct Sandbox {
+    /// `--runas`, resolved.
+    runas: Option<(u32, u32)>,
+    /// Debug builds: `main` or `netns`, see
+    /// [`crate::isolation::forbidden_syscall_trigger`].
+    trigger: Option<String>,
+}
+
+impl Sandbox {
+    fn new(conf: &Conf) -> Self {
+        Sandbox { runas: conf.runas, trigger: crate::isolation::forbidden_syscall_trigger() }
+    }
+
+    /// (UID, GID) to change to ([`crate::isolation::run_as`]), decided when
+    /// the sandbox is entered: pasta may have created a user namespace of
+    /// its own by then, and its root is not dropped (only the init user
+    /// namespace's root is, as upstream).
+    fn ids(&self) -> Option<(u32, u32)> {
+        let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        let euid = nix::unistd::geteuid().as_raw();
+        let db = crate::isolation::SystemDb;
+        crate::isolation::run_as(self.runas, euid, crate::isolation::is_init_userns(&uid_map), &db)
+    }
+
+    /// Debug builds: call a forbidden syscall where asked; surviving it is
+    /// an error.
+    fn pull_trigger(&self, ns: Option<&crate::netns::NsSwitch>) -> anyhow::Result<()> {
+        let e = match (self.trigger.as_deref(), ns) {
+            (Some("main"), _) => crate::isolation::forbidden_syscall(),
+            (Some("netns"), Some(sw)) => sw.in_target(crate::isolation::forbidden_syscall).context("namespace helper")?,
+            _ => return Ok(()),
+        };
+        bail!("forbidden syscall was not refused by seccomp: {e}")
+    }
+}
+
+/// Run by pasta's namespace helper thread after it joined the namespace.
+fn harden_helper() -> std::io::Result<()> {
+    crate::isolation::harden_thread(0).map(|_| ())
 }
 
 fn svc_conf(conf: &Conf, net: &NetConf) -> SvcConf {
@@ -260,7 +311,7 @@ fn ready(conf: &Conf) -> anyhow::Result<()> {
 /// passt: a guest on a UNIX stream socket (`-s`, or the first free
 /// /tmp/passt_N.socket, or `--fd`), or a vhost-user front-end on that
 /// socket (`--vhost-user`).
-fn run_passt(conf: &Conf) -> anyhow::Result<i32> {
+fn run_passt(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     let (peek_off, net) = discover(conf)?;
     let tap: Box<dyn crate::tap::Tap> = match conf.fd {
         Some(_) if conf.vhost_user => bail!("--vhost-user with --fd (a vhost-user connection from the parent) is not supported yet"),
@@ -299,6 +350,12 @@ fn run_passt(conf: &Conf) -> anyhow::Result<i32> {
     print_info(&net, None);
     print_rules(conf);
     ready(conf)?;
+    let plan = Plan { ids: sandbox.ids(), new_userns: true, new_pid: true };
+    crate::isolation::sigsys_log(conf.log_file.as_deref());
+    crate::isolation::detach(&plan).context("Failed to sandbox process, exiting")?;
+    let profile = if conf.vhost_user { Profile::VhostUser } else { Profile::Passt };
+    crate::isolation::lock_down(profile, false, 0).context("Failed to sandbox process, exiting")?;
+    sandbox.pull_trigger(None)?;
     let st = crate::daemon::run(&mut ctx, &timer, &sigfd, &mut crate::daemon::NoWatch).context("event loop")?;
     Ok(st)
 }
@@ -487,7 +544,7 @@ fn sockmap_start(ctx: &mut crate::daemon::Ctx, a: &mut crate::ebpf::Accel) -> Re
     Ok(sm)
 }
 
-fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
+fn run_pasta(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     let (peek_off, net) = discover(conf)?;
     // Before entering (and maybe creating) a user namespace, where we'd
     // lose any privilege to load programs.
@@ -532,13 +589,40 @@ fn run_pasta(conf: &Conf) -> anyhow::Result<i32> {
     print_info(&net, Some(&ifname));
     print_rules(conf);
     ready(conf)?;
-    if !conf.foreground {
-        // The namespace helper thread did not survive going to background.
-        let nsfd = ns.netns.try_clone().context("namespace fd")?;
-        if let Some(sw) = ctx.ns.as_mut() {
-            sw.restart(nsfd).context("network namespace switch")?;
-        }
+    // The sandbox: namespaces can only be detached by a single thread, so
+    // the namespace helper thread ends (in the background it did not
+    // survive fork() anyway), and starts again once the root is empty,
+    // dropping its own capabilities right after joining the namespace.
+    let nsfd = ns.netns.try_clone().context("namespace fd")?;
+    let sw = ctx.ns.as_mut().context("namespace switch")?;
+    if conf.foreground {
+        sw.stop();
+    } else {
+        sw.forget();
     }
+    // No new PID namespace, unlike upstream in the background: clone(2)
+    // refuses to create threads once the process has unshared one, and the
+    // helper thread starts again below.
+    let plan = Plan { ids: sandbox.ids(), new_userns: false, new_pid: false };
+    crate::isolation::sigsys_log(conf.log_file.as_deref());
+    if ctx.ebpf.is_some() {
+        // aya reads these files on first use (per-CPU maps, at exit too)
+        // and caches them per thread: read them while there are files.
+        let _ = aya::util::nr_cpus();
+        let _ = aya::util::KernelVersion::current();
+    }
+    crate::isolation::detach(&plan).context("Failed to sandbox process, exiting")?;
+    sw.restart(nsfd, Some(harden_helper)).context("network namespace switch")?;
+    // UDP reply sockets in the namespace are bound to the forwarded port
+    // at run time: below 1024 that needs CAP_NET_BIND_SERVICE there.
+    let low_udp = conf.fwd_out.rules.iter().any(|r| r.proto == crate::fwd_rule::Proto::Udp && r.ports.first() < 1024);
+    let keep = if low_udp { crate::isolation::CAP_NET_BIND_SERVICE } else { 0 };
+    if low_udp {
+        log::debug!("Keeping CAP_NET_BIND_SERVICE: UDP forwarded from namespace ports below 1024");
+    }
+    crate::isolation::lock_down(Profile::Pasta, ctx.ebpf.is_some(), keep)
+        .context("Failed to sandbox process, exiting")?;
+    sandbox.pull_trigger(ctx.ns.as_ref())?;
     ns.release();
     if matches!(conf.target, PastaTarget::Spawn { .. }) {
         // The command owns the terminal now (upstream does the same).

@@ -30,3 +30,4 @@ pub mod listen;
 pub mod pcap;
 pub mod stats;
 pub mod ebpf;
+pub mod isolation;

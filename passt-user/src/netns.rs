@@ -13,6 +13,13 @@
 //! on request ([`NsSwitch::in_target`]), like upstream's `NS_CALL`. Threads
 //! don't survive fork(2): after going to background, [`NsSwitch::restart`].
 //!
+//! The sandbox ([`crate::isolation`]) needs a single-threaded process to
+//! detach namespaces: [`NsSwitch::stop`] ends the helper thread (or
+//! [`NsSwitch::forget`] after fork(2)), and [`NsSwitch::restart`] starts a
+//! new one, which, given a `harden` function, runs it right after its
+//! setns(2): it drops its own capabilities, while the main thread drops
+//! its own separately.
+//!
 //! Connections spliced into the namespace need a fresh socket each: a pool
 //! of unbound TCP sockets ([`NsSwitch::tcp_socket`]) is refilled [`POOL`]
 //! at a time, so that one round trip to the helper thread serves many
@@ -39,7 +46,13 @@ pub struct NsSwitch {
     jobs: mpsc::Sender<Job>,
     /// Unbound TCP sockets made in the target namespace: IPv4, IPv6.
     pool: [Vec<OwnedFd>; 2],
+    /// The helper thread, to wait for in [`NsSwitch::stop`].
+    thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// Run by a new helper thread right after it joined the target namespace
+/// ([`NsSwitch::restart`]); an error ends the thread.
+pub type Harden = fn() -> io::Result<()>;
 
 fn setns(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: plain syscall on a namespace fd; affects this thread only.
@@ -53,13 +66,13 @@ fn gone() -> io::Error {
     io::Error::other("namespace helper thread gone")
 }
 
-/// A thread that joins `target` and runs the jobs sent to it until the
-/// sender is dropped.
-fn spawn(target: OwnedFd) -> io::Result<mpsc::Sender<Job>> {
+/// A thread that joins `target`, runs `harden` if given, and runs the jobs
+/// sent to it until the sender is dropped.
+fn spawn(target: OwnedFd, harden: Option<Harden>) -> io::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
     let (jobs, rx) = mpsc::channel::<Job>();
     let (ready_tx, ready_rx) = mpsc::sync_channel::<io::Result<()>>(1);
-    std::thread::Builder::new().name("netns".into()).stack_size(256 << 10).spawn(move || {
-        let r = setns(&target);
+    let thread = std::thread::Builder::new().name("netns".into()).stack_size(256 << 10).spawn(move || {
+        let r = setns(&target).and_then(|()| harden.map_or(Ok(()), |h| h()));
         let ok = r.is_ok();
         let _ = ready_tx.send(r);
         drop(target);
@@ -70,7 +83,7 @@ fn spawn(target: OwnedFd) -> io::Result<mpsc::Sender<Job>> {
         }
     })?;
     ready_rx.recv().map_err(|_| gone())??;
-    Ok(jobs)
+    Ok((jobs, thread))
 }
 
 impl NsSwitch {
@@ -80,17 +93,39 @@ impl NsSwitch {
     /// # Errors
     /// Thread creation, or setns(2) into `target`.
     pub fn new(target: OwnedFd) -> io::Result<Self> {
-        Ok(NsSwitch { jobs: spawn(target)?, pool: [Vec::new(), Vec::new()] })
+        let (jobs, thread) = spawn(target, None)?;
+        Ok(NsSwitch { jobs, pool: [Vec::new(), Vec::new()], thread: Some(thread) })
     }
 
     /// Start a new helper thread in `target`, keeping the pooled sockets:
-    /// after fork(2), which only the calling thread survives.
+    /// after fork(2), which only the calling thread survives, or after
+    /// [`NsSwitch::stop`]. `harden` runs on the new thread right after its
+    /// setns(2).
     ///
     /// # Errors
-    /// As [`NsSwitch::new`]; the switch is unchanged then.
-    pub fn restart(&mut self, target: OwnedFd) -> io::Result<()> {
-        self.jobs = spawn(target)?;
+    /// As [`NsSwitch::new`], or `harden`'s; the switch is unchanged then.
+    pub fn restart(&mut self, target: OwnedFd, harden: Option<Harden>) -> io::Result<()> {
+        let (jobs, thread) = spawn(target, harden)?;
+        self.jobs = jobs;
+        self.thread = Some(thread);
         Ok(())
+    }
+
+    /// End the helper thread and wait for it: calls into the namespace
+    /// fail until [`NsSwitch::restart`].
+    pub fn stop(&mut self) {
+        self.jobs = mpsc::channel().0;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// After fork(2): the helper thread doesn't exist in this process;
+    /// forget it without touching its handle (joining or detaching a
+    /// thread of the parent would be undefined).
+    pub fn forget(&mut self) {
+        self.jobs = mpsc::channel().0;
+        std::mem::forget(self.thread.take());
     }
 
     /// Run `f` on the helper thread, in the target namespace, and return

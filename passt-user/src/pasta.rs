@@ -31,7 +31,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::conf::{Conf, NetConf, PastaTarget};
@@ -92,10 +92,38 @@ pub enum NsWatch {
     Child(libc::pid_t),
     /// `pasta PID`: exit when PID is gone.
     Pid(libc::pid_t),
-    /// `--netns PATH`: exit when PATH no longer refers to (dev, ino).
-    Path(PathBuf, u64, u64),
+    /// `--netns PATH`: exit when PATH no longer refers to (dev, ino). The
+    /// fd is PATH's directory (O_PATH, opened at start-up: the sandbox has
+    /// no filesystem), the string PATH's last component.
+    Path(PathBuf, OwnedFd, CString, u64, u64),
     /// `--no-netns-quit`.
     Never,
+}
+
+/// fstatat(2) of `name` in directory `dir` (following symlinks, as
+/// `std::fs::metadata`), `None` if it fails.
+fn stat_at(dir: &OwnedFd, name: &CString) -> Option<libc::stat> {
+    // SAFETY: zeroed plain struct, filled by the kernel.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, NUL-terminated name, our struct.
+    (unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, 0) } == 0).then_some(st)
+}
+
+/// The directory of `path` (O_PATH) and its last component, for
+/// [`NsWatch::Path`].
+fn watch_dir(path: &Path) -> Result<(OwnedFd, CString), PastaError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.as_bytes()).unwrap_or(b".");
+    let name = CString::new(name).map_err(|e| sys("netns path")(std::io::Error::other(e)))?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(sys(format!("open {}", dir.display())))?;
+    Ok((OwnedFd::from(f), name))
 }
 
 impl Watch for NsWatch {
@@ -127,8 +155,8 @@ impl Watch for NsWatch {
                 }
                 None
             }
-            NsWatch::Path(p, dev, ino) => match std::fs::metadata(&*p) {
-                Ok(m) if m.dev() == *dev && m.ino() == *ino => None,
+            NsWatch::Path(p, dir, name, dev, ino) => match stat_at(dir, name) {
+                Some(m) if m.st_dev == *dev && m.st_ino == *ino => None,
                 _ => {
                     log::info!("namespace {} gone, exiting", p.display());
                     Some(0)
@@ -187,7 +215,12 @@ pub fn enter(conf: &Conf) -> Result<Ns, PastaError> {
             }
             let netns = open_ro(path)?;
             let m = File::from(netns.try_clone().map_err(sys("dup"))?).metadata().map_err(sys("fstat netns"))?;
-            let watch = if conf.no_netns_quit { NsWatch::Never } else { NsWatch::Path(path.clone(), m.dev(), m.ino()) };
+            let watch = if conf.no_netns_quit {
+                NsWatch::Never
+            } else {
+                let (dir, name) = watch_dir(path)?;
+                NsWatch::Path(path.clone(), dir, name, m.dev(), m.ino())
+            };
             Ok(Ns { netns, watch, go: None })
         }
     }

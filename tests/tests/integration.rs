@@ -200,6 +200,12 @@ fn ebpf_fallback() {
     case("29-ebpf-fallback")
 }
 
+/// The sandbox of the running daemon (pasta spawn, pasta --netns, passt --runas and as root): every thread with no capabilities, NoNewPrivs, seccomp; empty root, no leaked fds; traffic still works; a forbidden syscall (debug build) is refused.
+#[test]
+fn sandbox() {
+    case("30-sandbox")
+}
+
 /// Logging: --log-size bounds the log file (cut at line boundaries, newest kept) under --trace traffic; -q, -d, --trace; syslog when daemonized without -l; --stats prints only after events.
 #[test]
 fn logging() {
