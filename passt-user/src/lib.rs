@@ -29,3 +29,5 @@ pub mod netns;
 pub mod listen;
 pub mod pcap;
 pub mod ebpf;
+#[doc(hidden)]
+pub mod fuzz_entry;
