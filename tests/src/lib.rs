@@ -65,6 +65,7 @@ pub const CASES: &[&str] = &[
     "27-ebpf-sockmap",
     "28-ebpf-lookup",
     "29-ebpf-fallback",
+    "35-torture",
 ];
 
 /// Why a case did not pass.

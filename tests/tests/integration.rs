@@ -199,3 +199,11 @@ fn ebpf_lookup() {
 fn ebpf_fallback() {
     case("29-ebpf-fallback")
 }
+
+/// 1,000,000 random and mutated frames into pasta's tap while 4 transfers
+/// (TCP both ways over the tap, spliced -t forward, UDP) run byte-exact;
+/// the same flood through a relay into passt's socket during a download.
+#[test]
+fn torture() {
+    case("35-torture")
+}
