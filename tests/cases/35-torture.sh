@@ -91,20 +91,23 @@ r_udp() {
 }
 # worker NAME: rounds of r_NAME until the injection ended, then one more
 # (at most 500, each bounded); NAME.result: rounds, bad, rounds done during
+# the injection, the slowest round (seconds)
 worker() {
-	local name=$1 i=0 bad=0 during=0 last=0 r
+	local name=$1 i=0 bad=0 during=0 last=0 r t slow=0
 	while ((i < 500)); do
 		[[ -e $T/inj.done ]] && last=1
 		i=$((i + 1))
+		t=$SECONDS
 		if ! r=$("r_$name" 2>&1); then
 			bad=$((bad + 1))
 			echo "$name round $i: $r" >>"$T/$name.bad"
 		fi
 		[[ -e $T/inj.started && ! -e $T/inj.done ]] && during=$((during + 1))
+		((SECONDS - t > slow)) && slow=$((SECONDS - t))
 		((last)) && break
 		[[ -e $T/inj.abort ]] && break
 	done
-	echo "rounds=$i bad=$bad during=$during" >"$T/$name.result"
+	echo "rounds=$i bad=$bad during=$during slowest=${slow}s" >"$T/$name.result"
 }
 dump_file "$T/down4.bad" "$T/up6.bad" "$T/splice.bad" "$T/udp.bad" "$T/inject.out"
 pids=()
@@ -138,7 +141,7 @@ qd=$(sed -n 's/.* tap_queue_drops=\([0-9]*\).*/\1/p' <<<"$line")
 ok "pasta alive after $line"
 for w in down4 up6 splice udp; do
 	res=$(cat "$T/$w.result" 2>/dev/null)
-	[[ $res =~ ^rounds=([0-9]+)\ bad=([0-9]+)\ during=([0-9]+)$ ]] || fail "$w: no result ($res)"
+	[[ $res =~ ^rounds=([0-9]+)\ bad=([0-9]+)\ during=([0-9]+)\ slowest= ]] || fail "$w: no result ($res)"
 	((BASH_REMATCH[2] == 0)) || fail "$w: ${BASH_REMATCH[2]} of ${BASH_REMATCH[1]} rounds wrong: $(head -n 3 "$T/$w.bad")"
 	((BASH_REMATCH[3] >= 1)) || fail "$w: no round completed while the frames went in ($res)"
 	ok "$w: $res, every round intact"
