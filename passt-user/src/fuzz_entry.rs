@@ -169,12 +169,12 @@ fn svc_conf() -> &'static SvcConf {
     CONF.get_or_init(|| crate::daemon::test_ctx().expect("test context").svc)
 }
 
+/// A local service's entry point (see [`crate::svc`]).
+type Responder = fn(&SvcConf, &[u8], &mut [u8]) -> Result<Option<usize>, crate::wire::Error>;
+
 /// Run a responder on the input's frame with a full-size slot and with a
 /// slot cut to a length taken from the input; check what it reports.
-fn responder(
-    data: &[u8],
-    handle: fn(&SvcConf, &[u8], &mut [u8]) -> Result<Option<usize>, crate::wire::Error>,
-) {
+fn responder(data: &[u8], handle: Responder) {
     let conf = svc_conf();
     let frame = frame_of(data);
     let mut out = vec![0u8; crate::tap::SLOT];
@@ -769,9 +769,6 @@ pub fn tcp_conn(data: &[u8]) {
                 now += d;
                 closed |= timeout(&mut c, &sock, now, &send, &check_out);
             }
-        }
-        if std::env::var_os("FUZZ_TRACE").is_some() {
-            eprintln!("op {op}: {c:?} {sock:?}");
         }
         check_invariants(&c, &sock, rcv_base, fin_rcvd, closed);
         flow_open = release(&c, &mut table, idx, flow_open);
