@@ -141,20 +141,20 @@ def mode_tap(ifname, peer_mac, count, seed, done):
     # Until COUNT frames went past the tap's queue to pasta (bounded: at
     # most three times as many sends).
     while sent - (drops() - d0) < count and sent < 3 * count:
-        for f in pool[: min(128, count - sent + drops() - d0)]:
+        for f in pool[: min(64, count - sent + drops() - d0)]:
             try:
                 send(f)
                 sent += 1
             except OSError:
                 rejected += 1
-        pool = pool[128:] + pool[:128]
+        pool = pool[64:] + pool[:64]
         d = drops()
         if d > last:
             # The queue overflowed: let pasta drain it (the real traffic
             # shares it, and bursts of losses would only test the
             # namespace's retransmission backoff).
             waits += 1
-            time.sleep(0.01)
+            time.sleep(0.02)
         last = d
     secs = time.monotonic() - t0
     print("injected=%d rejected=%d pool=%d captured=%d seconds=%.1f tap_queue_drops=%d pauses=%d"
