@@ -413,16 +413,19 @@ fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
     for t in &targets {
         // In a network namespace of its own with only a (down) loopback:
         // flows the fuzzer opens from random frames can reach nothing.
-        // New inputs go to the (ignored) corpus; committed seeds are read too.
+        // New inputs go to the (ignored) corpus.
         let corpus = fuzz_dir.join("corpus").join(t);
         std::fs::create_dir_all(&corpus).with_context(|| format!("mkdir {}", corpus.display()))?;
         let log_path = logs.join(format!("{t}.log"));
         let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let mut cmd = Command::new("unshare");
         cmd.args(["--net", "--", "cargo", "+nightly", "fuzz", "run", t]).arg(&corpus);
-        let seeds = fuzz_dir.join("seeds").join(t);
-        if seeds.is_dir() {
-            cmd.arg(&seeds);
+        // Committed seeds and regression inputs are read too.
+        for dir in ["seeds", "regressions"] {
+            let d = fuzz_dir.join(dir).join(t);
+            if d.is_dir() {
+                cmd.arg(d);
+            }
         }
         cmd.arg("--")
             .arg(format!("-max_total_time={secs}"))
