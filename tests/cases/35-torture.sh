@@ -34,7 +34,7 @@
 #    mutated frames, at frame boundaries, up to PASST_FRAMES (1,000,000).
 #    passt alive, download intact, drops counted; SIGTERM: exit 0.
 #
-# Time here (2 shared CPUs): about 1-3 minutes. FRAMES, PASST_FRAMES and
+# Time here (2 shared CPUs): 30-70 s (run.sh limit 120 s). FRAMES, PASST_FRAMES and
 # TORTURE_SEED can be set; the seed is logged for reruns.
 
 need_tools curl sha256sum
