@@ -31,3 +31,5 @@ pub mod pcap;
 pub mod stats;
 pub mod ebpf;
 pub mod isolation;
+#[doc(hidden)]
+pub mod fuzz_entry;

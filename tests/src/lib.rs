@@ -68,6 +68,7 @@ pub const CASES: &[&str] = &[
     "30-sandbox",
     "33-logging",
     "34-pcap",
+    "35-torture",
 ];
 
 /// Why a case did not pass.

@@ -217,3 +217,11 @@ fn logging() {
 fn pcap() {
     case("34-pcap")
 }
+
+/// 1,000,000 random and mutated frames into pasta's tap while 4 transfers
+/// (TCP both ways over the tap, spliced -t forward, UDP) run byte-exact;
+/// the same flood through a relay into passt's socket during a download.
+#[test]
+fn torture() {
+    case("35-torture")
+}

@@ -66,8 +66,9 @@ const GUEST_MODES: &[&str] = &["stream", "vhost-user"];
 /// Checks a guestlab run makes; each must pass.
 const GUEST_CHECKS: u32 = 26;
 
-/// Default run time of each fuzz target in seconds (`--fuzz-secs`).
-const FUZZ_SECS_DEFAULT: u64 = 60;
+/// Default run time of each fuzz target in seconds (`--fuzz-secs`): nine
+/// targets at 25 s plus one build of them all stay under ~8 minutes.
+const FUZZ_SECS_DEFAULT: u64 = 25;
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -77,7 +78,7 @@ usage: cargo xtask <command>
         --release (unit + netns integration tests, needs root), boot a real
         QEMU guest through passt in each back-end mode with
         ../shared/guest/guestlab.sh (every check must pass), then fuzz each
-        target N seconds (default 60) if passt-user/fuzz exists
+        target N seconds (default 25) if passt-user/fuzz exists
   run [--lab] [-- PASTA_ARGS...]
         build release and run pasta --config-net PASTA_ARGS...; --lab: inside
         the private test lab (nothing reaches a real network); PASTA_BIN=path
@@ -350,11 +351,17 @@ fn build_release() -> Result<()> {
 
 // ---- fuzz -------------------------------------------------------------------
 
-/// FUZZ STEP: run every cargo-fuzz target of `fuzz_dir` (passt-user/fuzz) for
-/// `secs` seconds each: `cargo +nightly fuzz run <target> -- -max_total_time=<secs>`,
-/// targets from `cargo fuzz list`. Installs cargo-fuzz
-/// (`cargo install cargo-fuzz --locked`) and the nightly toolchain (rustup) if
-/// missing. A crash makes `cargo fuzz run` fail, and with it this step.
+/// FUZZ STEP: build every cargo-fuzz target of `fuzz_dir` (passt-user/fuzz)
+/// once (`cargo +nightly fuzz build`), then run each for `secs` seconds
+/// (`cargo +nightly fuzz run <target> corpus/<target> seeds/<target> --
+/// -max_total_time=<secs>`), targets from `cargo fuzz list`, each in a
+/// network namespace of its own. Prints one summary line per target (runs,
+/// executions per second, time, corpus); libFuzzer's own output goes to
+/// `fuzz/artifacts/<target>.log`. Installs cargo-fuzz
+/// (`cargo install cargo-fuzz --locked`) and the nightly toolchain (rustup)
+/// if missing. Every target runs; then the step fails if any crashed,
+/// naming the target and the crashing input (`fuzz/artifacts/<target>/…`,
+/// replay with `cargo +nightly fuzz run <target> <input>`).
 fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
     let crate_dir = fuzz_dir.parent().context("fuzz directory has no parent")?;
     let has_fuzz = Command::new("cargo")
@@ -397,22 +404,77 @@ fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
     if targets.is_empty() {
         bail!("cargo fuzz list found no targets in {}", fuzz_dir.display());
     }
-    // Build first, with the network: the fuzz crate has a lockfile of its
-    // own, and its runs below have no network to fetch anything.
+    // One build for all targets, with the network: the fuzz crate has a
+    // lockfile of its own, and its runs below have no network to fetch
+    // anything (`cargo fuzz run` then finds everything up to date).
+    let t0 = std::time::Instant::now();
     run(Command::new("cargo").args(["+nightly", "fuzz", "build"]).current_dir(crate_dir))?;
+    eprintln!("xtask: fuzz build of {} targets took {} s", targets.len(), t0.elapsed().as_secs());
+    let logs = fuzz_dir.join("artifacts");
+    std::fs::create_dir_all(&logs).with_context(|| format!("mkdir {}", logs.display()))?;
+    let mut crashed = Vec::new();
     for t in &targets {
         // In a network namespace of its own with only a (down) loopback:
         // flows the fuzzer opens from random frames can reach nothing.
-        // New inputs go to the (ignored) corpus; committed seeds are read too.
+        // New inputs go to the (ignored) corpus.
         let corpus = fuzz_dir.join("corpus").join(t);
         std::fs::create_dir_all(&corpus).with_context(|| format!("mkdir {}", corpus.display()))?;
+        let log_path = logs.join(format!("{t}.log"));
+        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let mut cmd = Command::new("unshare");
         cmd.args(["--net", "--", "cargo", "+nightly", "fuzz", "run", t]).arg(&corpus);
-        let seeds = fuzz_dir.join("seeds").join(t);
-        if seeds.is_dir() {
-            cmd.arg(&seeds);
+        // Committed seeds and regression inputs are read too.
+        for dir in ["seeds", "regressions"] {
+            let d = fuzz_dir.join(dir).join(t);
+            if d.is_dir() {
+                cmd.arg(d);
+            }
         }
-        run(cmd.arg("--").arg(format!("-max_total_time={secs}")).current_dir(crate_dir))?;
+        cmd.arg("--")
+            .arg(format!("-max_total_time={secs}"))
+            .arg("-print_final_stats=1")
+            .current_dir(crate_dir)
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let start = std::time::Instant::now();
+        let status = cmd.status().context("cannot run cargo fuzz run")?;
+        let took = start.elapsed().as_secs_f64();
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let stat = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| "?".into())
+        };
+        let runs = stat("stat::number_of_executed_units:");
+        let speed = stat("stat::average_exec_per_sec:");
+        let corpus_n = std::fs::read_dir(&corpus).map(|d| d.count()).unwrap_or(0);
+        if status.success() {
+            eprintln!("xtask: fuzz {t}: ok, {runs} runs, {speed} execs/s, {took:.0} s, corpus {corpus_n}");
+            continue;
+        }
+        let input = text
+            .lines()
+            .find_map(|l| l.split("Test unit written to ").nth(1))
+            .map_or_else(|| format!("(none written; see {})", log_path.display()), |p| p.trim().to_string());
+        eprintln!("xtask: fuzz {t}: FAILED ({status}) after {runs} runs, {took:.0} s; input {input}");
+        // The panic and its message (the line after), libFuzzer's verdict.
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains("panicked at") {
+                eprintln!("xtask:   {l} {}", lines.get(i + 1).unwrap_or(&""));
+            } else if l.contains("ERROR: libFuzzer") {
+                eprintln!("xtask:   {l}");
+            }
+        }
+        crashed.push(format!("{t}: {input}"));
+    }
+    if !crashed.is_empty() {
+        bail!(
+            "fuzzing found {} crash(es); replay with `cargo +nightly fuzz run TARGET INPUT` in {}:\n  {}",
+            crashed.len(),
+            crate_dir.display(),
+            crashed.join("\n  ")
+        );
     }
     eprintln!("xtask: fuzzed {} targets for {secs} s each", targets.len());
     Ok(())

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Write seed inputs for the frame_dispatch fuzz target: valid frames of every
-kind the dispatcher handles, each input a sequence of frames prefixed by a
-16-bit big-endian length (the target's input format). Run from this folder."""
+"""Write the seed inputs of every fuzz target (passt/src/fuzz_entry.rs gives
+each target's input format), one folder per target. Deterministic: run from
+this folder, and the same files come out."""
 import struct, os
 
 GUEST = bytes([2, 0, 0, 0, 0, 2]); OURS = bytes([0x9a, 0x55] * 3); BCAST = b"\xff" * 6
@@ -58,7 +58,82 @@ t4 = eth(OURS, 0x0800, ip4(G4, R4, 6, l4csum4(G4, R4, 6, syn, 16)))
 
 seeds = {"arp": [arp], "dhcp": dhcp, "ndp": [rs, ns], "dhcpv6": [dhcpv6], "udp": [u4, u6],
          "ping": [p4, p6], "tcp": [t4], "mixed": [arp, dhcp[0], rs, ns, dhcpv6, u4, u6, p4, p6, t4]}
-os.makedirs("frame_dispatch", exist_ok=True)
+def write(target, name, data):
+    os.makedirs(target, exist_ok=True)
+    with open(os.path.join(target, name + ".bin"), "wb") as f:
+        f.write(data)
+
+# frame_dispatch: frames behind 16-bit lengths (top bit: fix checksums).
 for name, frames in seeds.items():
-    with open(os.path.join("frame_dispatch", name + ".bin"), "wb") as f:
-        for fr in frames: f.write(struct.pack("!H", len(fr)) + fr)
+    write("frame_dispatch", name, b"".join(struct.pack("!H", len(fr)) + fr for fr in frames))
+
+# Responders: a byte (odd: checksums fixed) then the frame.
+for target, frames in {"arp": [arp], "dhcp": dhcp, "ndp": [rs, ns], "dhcpv6": [dhcpv6]}.items():
+    for i, fr in enumerate(frames):
+        write(target, "valid%d" % i, b"\0" + fr)
+        write(target, "fixed%d" % i, b"\1" + fr)
+
+# wire: a byte (odd: checksums fixed) then a frame; TCP with options too.
+synopt = struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 0x70, 0x02, 65535, 0, 0) + bytes([2, 4, 5, 0xb4, 3, 3, 7, 0])
+t4o = eth(OURS, 0x0800, ip4(G4, R4, 6, l4csum4(G4, R4, 6, synopt, 16)))
+data6 = struct.pack("!HHIIBBHHH", 40000, 80, 2, 5, 0x50, 0x18, 512, 0, 0) + b"payload"
+t6 = eth(OURS, 0x86dd, ip6(G6, GW6, 6, l4csum6(G6, GW6, 6, data6, 16)))
+for name, fr in {"arp": arp, "dhcp": dhcp[0], "udp4": u4, "udp6": u6, "ping4": p4, "ping6": p6,
+                 "syn4": t4, "synopt4": t4o, "data6": t6, "ns": ns}.items():
+    write("wire", name, b"\0" + fr)
+
+# stream: 4 bits of chunk count, 16-bit chunk sizes, then the byte stream.
+def framed(frames): return b"".join(struct.pack("!I", len(fr)) + fr for fr in frames)
+allf = [arp, dhcp[0], rs, ns, dhcpv6, u4, u6, p4, p6, t4]
+write("stream", "whole", b"\0" + framed(allf))
+write("stream", "chunks", b"\3" + struct.pack("!HHH", 0, 6, 99) + framed(allf))
+write("stream", "bigframe", b"\1" + struct.pack("!H", 4095) + framed([eth(OURS, 0x0800, b"\x45" + b"\0" * 9000)]))
+write("stream", "badlen", b"\0" + framed([arp, u4]) + struct.pack("!I", 13) + arp)
+
+# port_spec: option and mode (bits 0-1: t u T U; bit 2: pasta), then
+# specifiers separated by NUL.
+specs = {
+    "tcp_passt": (0, ["22", "1000-1010:2000-2010", "~1005", "127.0.0.1/8080-8080:80-80"]),
+    "udp_pasta": (5, ["auto", "53"]),
+    "all": (4, ["0.0.0.0/all:192.0.2.6,~22", "none"]),
+    "v6": (0, ["[::1]/5353", "::1/5353-5353:53-53", "%eth0/22", "*%lo/23"]),
+    "ns": (6, ["10-12:20-22,~11", "1-65535"]),
+    "bad": (0, ["1-", "22-23:80", "0.0.0.0/22:224.0.0.1", "%abcdefghijklmnop/22"]),
+}
+for name, (sel, l) in specs.items():
+    write("port_spec", name, bytes([sel]) + b"\0".join(x.encode() for x in l))
+
+# tcp_conn: header (socket room/16, our ISN, the guest's ISN, who opens:
+# even the guest, then its SYN's window, MSS, window scale), then events.
+def seg(flags, mode=0, seq=None, ack=None, wnd=512, dlen=0, opts=None):
+    b = bytes([0, flags, mode | (0x10 if opts else 0)])
+    if mode & 3 in (1, 2): b += struct.pack("!H", seq)
+    elif mode & 3 == 3: b += struct.pack("!I", seq)
+    m = (mode >> 2) & 3
+    if m == 1: b += struct.pack("!H", ack)
+    elif m == 2: b += bytes([ack])
+    elif m == 3: b += struct.pack("!I", ack)
+    b += struct.pack("!HH", wnd, dlen)
+    if opts: b += struct.pack("!HB", *opts)
+    return b
+def data(n): return bytes([3]) + struct.pack("!H", n)
+def eof(): return bytes([4, 0])
+def rst(): return bytes([4, 1])
+def room(n): return bytes([5]) + struct.pack("!H", n)
+def wndup(): return bytes([6])
+def wait(v, unit): return bytes([7]) + struct.pack("!HB", v, unit)
+guest = struct.pack("!HIIB", 4096, 0x1000, 0x2000, 0) + struct.pack("!HHB", 65535, 1460, 7)
+host = struct.pack("!HIIB", 4096, 0xfffffff0, 0x2000, 1)
+A, PA, FA, SA, R = 0x10, 0x18, 0x11, 0x12, 0x04
+write("tcp_conn", "guest_bulk_close", guest + seg(A) + seg(PA, dlen=1000) + data(3000) + seg(A) + eof()
+      + seg(A) + seg(FA) + wait(100, 0))
+write("tcp_conn", "host_open_dupacks", host + seg(SA, opts=(1400, 5)) + data(60000)
+      + seg(A, mode=4, ack=0) + seg(A, mode=4, ack=0) + seg(A, mode=4, ack=0) + seg(A, mode=4, ack=0)
+      + wait(1500, 0) + seg(R))
+write("tcp_conn", "zero_window_persist", guest + seg(A, wnd=0) + data(500) + wait(2, 1) + wait(5, 1)
+      + seg(A, wnd=100) + wait(3, 2) + rst())
+write("tcp_conn", "socket_full", struct.pack("!HIIB", 1, 7, 0xffffff00, 0) + struct.pack("!HHB", 1000, 0, 0xff)
+      + seg(A) + seg(PA, dlen=2000) + seg(PA, dlen=2000) + room(4000) + wndup() + seg(PA, mode=2, seq=10, dlen=2999)
+      + seg(FA, mode=1, seq=5) + wait(9000, 2))
+write("tcp_conn", "synack_lost", guest + wait(1100, 0) + wait(3000, 0) + seg(0x02, mode=3, seq=0x2000) + seg(A) + eof()
+      + wait(70, 1))

@@ -197,7 +197,7 @@ fn isn(ctx: &Ctx, s: &FlowSide) -> u32 {
 }
 
 /// Parse the TCP header of a segment from the tap.
-fn seg_in(t: &TcpSlice) -> SegIn {
+pub(crate) fn seg_in(t: &TcpSlice) -> SegIn {
     let mut s = SegIn {
         seq: t.sequence_number(),
         ack: t.acknowledgment_number(),

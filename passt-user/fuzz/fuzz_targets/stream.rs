@@ -1,0 +1,9 @@
+//! The qemu stream framing (4-byte big-endian length prefix, partial reads)
+//! over a socketpair. The body is `passt::fuzz_entry::stream`, which says what an input
+//! is and what is checked; `cargo test` replays seeds and regressions
+//! through it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| passt::fuzz_entry::stream(data));
