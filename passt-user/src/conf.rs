@@ -141,6 +141,9 @@ pub struct Conf {
     pub pcap: Option<PathBuf>,
     /// `-m/--mtu`: `None` is the default (65520), `Some(0)` disables advertising.
     pub mtu: Option<u16>,
+    /// `--max-flows N` (passt-rs extension): capacity of the flow table,
+    /// 1 to [`MAX_FLOWS_LIMIT`]; `None` is [`crate::daemon::FLOW_CAPACITY`].
+    pub max_flows: Option<usize>,
     /// `-a` IPv4 address, with prefix length if given in CIDR notation.
     pub addr4: Option<(Ipv4Addr, Option<u8>)>,
     /// `-a` IPv6 address (a given prefix length is overridden by 64, as upstream).
@@ -368,6 +371,11 @@ pub struct NetConf {
 /// header, rounded down to 32 bits (passt(1), `-m`).
 pub const DEFAULT_MTU: u16 = 65520;
 
+/// Largest `--max-flows`: 2^20, Linux's default `fs.nr_open` (every flow
+/// holds at least one file descriptor, so a larger table could never
+/// fill), and a table of that size still takes well under 1 GiB.
+pub const MAX_FLOWS_LIMIT: usize = 1 << 20;
+
 /// Our MAC when `-M` is not given: locally administered 9a:55:9a:55:9a:55.
 pub const DEFAULT_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
 
@@ -416,6 +424,7 @@ enum Opt {
     Pcap,
     PidFile,
     Mtu,
+    MaxFlows,
     Address,
     Netmask,
     MacAddr,
@@ -555,6 +564,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::Pcap, "pcap", Some('p')),
     OptSpec::value(Opt::PidFile, "pid", Some('P')),
     OptSpec::value(Opt::Mtu, "mtu", Some('m')),
+    OptSpec::value(Opt::MaxFlows, "max-flows", None),
     OptSpec::value(Opt::Address, "address", Some('a')),
     OptSpec::value(Opt::Netmask, "netmask", Some('n')),
     OptSpec::value(Opt::MacAddr, "mac-addr", Some('M')),
@@ -916,6 +926,7 @@ impl Builder {
             vhost_user: false,
             pcap: None,
             mtu: None,
+            max_flows: None,
             addr4: None,
             addr6: None,
             netmask4: None,
@@ -1066,6 +1077,7 @@ impl Builder {
             Opt::Help => return Err(ConfError::Help(usage(self.conf.mode))),
             Opt::Version => return Err(ConfError::Version(version(self.conf.mode))),
             Opt::Mtu => self.mtu(value)?,
+            Opt::MaxFlows => self.max_flows(value)?,
             Opt::Address => self.address(value)?,
             Opt::Netmask => self.netmask(value)?,
             Opt::MacAddr => self.conf.our_mac = self.mac(value)?,
@@ -1190,6 +1202,21 @@ impl Builder {
                 Ok(())
             }
             _ => Err(self.invalid(format!("MTU {mtu} too large (max {DEFAULT_MTU})"))),
+        }
+    }
+
+    /// `--max-flows N`: 1 to [`MAX_FLOWS_LIMIT`], in the bases of
+    /// strtoul(3) like every number here.
+    fn max_flows(&mut self, value: &OsStr) -> Result<(), ConfError> {
+        let s = self.text(value, "Invalid maximum number of flows")?;
+        let n = parse_ulong(s).ok_or_else(|| self.invalid(format!("Invalid maximum number of flows: {s}")))?;
+        match usize::try_from(n) {
+            Ok(0) => Err(self.invalid("Maximum number of flows must be at least 1")),
+            Ok(n) if n <= MAX_FLOWS_LIMIT => {
+                self.conf.max_flows = Some(n);
+                Ok(())
+            }
+            _ => Err(self.invalid(format!("Maximum number of flows {n} too large (max {MAX_FLOWS_LIMIT})"))),
         }
     }
 
@@ -1769,6 +1796,8 @@ fn usage(mode: Mode) -> String {
     opt(u, "    --map-guest-addr ADDR", "Address standing for the host's");
     more(u, "address assigned to the guest; 'none' for none");
     opt(u, "    --no-splice", "No bypass of the tap for local traffic");
+    opt(u, "    --max-flows N", "Flow table capacity (passt-rs extension)");
+    more(u, &format!("new flows beyond it are refused; default: {}", crate::daemon::FLOW_CAPACITY));
     if pasta {
         opt(u, "-T, --tcp-ns SPEC", "TCP forwarding to the init namespace");
         more(u, "SPEC as -t, no address; default: auto");

@@ -31,12 +31,13 @@ use crate::flow::table::FlowTable;
 use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, SockFlow, INI, TGT};
 use crate::fwd::Fwd;
 use crate::fwd_rule::PortSet;
+use crate::limits::Refusal;
 use crate::svc::{self, SvcConf};
 use crate::tap::{PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch};
 use crate::{icmp, tcp, udp};
 
-/// Flows in the table (UDP and ping share it); upstream's default order of
-/// magnitude.
+/// Flows in the table by default (every protocol shares it; `--max-flows`
+/// changes it); upstream's default order of magnitude.
 pub const FLOW_CAPACITY: usize = 32768;
 
 /// What tells the loop to stop, checked on SIGCHLD and every timer tick.
@@ -130,6 +131,10 @@ pub struct Ctx {
     guest_mac_init: [u8; 6],
     /// `-p/--pcap`: capture of every frame to and from the tap.
     pub pcap: Option<crate::pcap::Pcap>,
+    /// A descriptor in reserve, to refuse connections when out of them.
+    pub spare_fd: crate::limits::SpareFd,
+    /// Rate limit of ICMP errors for refused flows.
+    pub unreach_limit: crate::limits::RateLimit,
 }
 
 /// Everything needed to build a [`Ctx`].
@@ -154,23 +159,28 @@ pub struct CtxInit {
     pub v4: bool,
     /// IPv6 enabled.
     pub v6: bool,
+    /// Capacity of the flow table (`--max-flows`, else [`FLOW_CAPACITY`]).
+    pub max_flows: usize,
 }
 
 impl Ctx {
-    /// Allocate every buffer and table, create the epoll instance.
+    /// Allocate every buffer and table, create the epoll instance and
+    /// reserve a spare descriptor ([`crate::limits::SpareFd`]).
     ///
     /// # Errors
-    /// Errors of epoll_create1 and getrandom.
+    /// Errors of epoll_create1, getrandom and fcntl(F_DUPFD_CLOEXEC).
     pub fn new(i: CtxInit) -> std::io::Result<Ctx> {
         let key = crate::flow::table::random_key()?;
         let isn_key = crate::flow::table::random_key()?;
+        let epoll = Epoll::new()?;
+        let spare_fd = crate::limits::SpareFd::new(epoll.as_raw_fd())?;
         Ok(Ctx {
             now: Instant::now(),
-            epoll: Epoll::new()?,
+            epoll,
             tap: i.tap,
             rx: RxBatch::new(),
             tx: TxBatch::new(),
-            flows: FlowTable::new(FLOW_CAPACITY, key),
+            flows: FlowTable::new(i.max_flows, key),
             counters: Counters::default(),
             fwd: i.fwd,
             our_mac: i.svc.our_mac,
@@ -206,13 +216,35 @@ impl Ctx {
             tap_gen: None,
             guest_mac_init: i.guest_mac.unwrap_or([0xff; 6]),
             pcap: None,
+            spare_fd,
+            unreach_limit: crate::limits::RateLimit::new(crate::limits::UNREACH_PER_SEC),
         })
+    }
+
+    /// Tell the guest that the new flow of `frame` (UDP or echo request,
+    /// from the tap) was refused: ICMP/ICMPv6 "administratively
+    /// prohibited" ([`crate::limits::unreach_frame`]), rate-limited, counted.
+    pub fn refuse_from_tap(&mut self, frame: &[u8]) {
+        if !self.unreach_limit.take(self.now) {
+            self.counters.unreach_limited += 1;
+            return;
+        }
+        if self.tx.is_full() {
+            self.flush_tx();
+        }
+        let our_mac = self.our_mac;
+        let Some(slot) = self.tx.slot(0) else { return };
+        if let Some(r) = crate::limits::unreach_frame(our_mac, frame, slot) {
+            self.tx.commit(r);
+            self.counters.unreach_to_tap += 1;
+        }
     }
 
     /// Add a flow owning `sock`, with sides `side` on interfaces `pif`, one
     /// of them the tap: register the socket for input as the other side,
     /// hash the tap side. Returns the tap side; `None` (counted) when the
-    /// table is full or epoll refuses the socket.
+    /// table is full or epoll refuses the socket (callers check
+    /// [`FlowTable::is_full`] first, before making the socket).
     pub fn new_sock_flow(
         &mut self,
         proto: Proto,
@@ -265,18 +297,18 @@ impl Ctx {
         &mut self,
         proto: Proto,
         ini: FlowSide,
-        open: fn(&mut Ctx, FlowSide) -> Option<Sidx>,
-    ) -> Option<(std::os::fd::RawFd, FlowSide)> {
+        open: fn(&mut Ctx, FlowSide) -> Result<Sidx, Refusal>,
+    ) -> Result<(std::os::fd::RawFd, FlowSide), Refusal> {
         let sidx = match self.flows.lookup(Pif::Tap, proto, &ini) {
             Some(s) => s,
             None => open(self, ini)?,
         };
         let now = self.now;
-        let f = self.flows.get_mut(sidx.flow())?;
+        let f = self.flows.get_mut(sidx.flow()).ok_or(Refusal::Dropped)?;
         let tgt = f.side[TGT];
-        let sf = f.data.sock_flow_mut()?;
+        let sf = f.data.sock_flow_mut().ok_or(Refusal::Dropped)?;
         sf.last = now;
-        Some((sf.sock.as_raw_fd(), tgt))
+        Ok((sf.sock.as_raw_fd(), tgt))
     }
 
     /// Write the queued frames to the tap.
@@ -412,6 +444,14 @@ impl Ctx {
 /// # Errors
 /// Errors of [`Ctx::new`] and eventfd.
 pub fn test_ctx() -> std::io::Result<Ctx> {
+    test_ctx_flows(FLOW_CAPACITY)
+}
+
+/// [`test_ctx`] with a flow table of `max_flows` slots.
+///
+/// # Errors
+/// Errors of [`Ctx::new`] and eventfd.
+pub fn test_ctx_flows(max_flows: usize) -> std::io::Result<Ctx> {
     use std::net::{Ipv4Addr, Ipv6Addr};
     let gw4 = Ipv4Addr::new(192, 0, 2, 1);
     let ll: Ipv6Addr = "fe80::1".parse().unwrap_or(Ipv6Addr::LOCALHOST);
@@ -447,6 +487,7 @@ pub fn test_ctx() -> std::io::Result<Ctx> {
         mtu: 65520,
         v4: true,
         v6: true,
+        max_flows,
     })
 }
 
@@ -577,7 +618,11 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
                 (false, 547) => ctx.answer(svc::dhcpv6::handle, frame),
                 _ if ctx.no_udp => ctx.counters.drop_udp_disabled += 1,
                 _ if !src_ok => ctx.counters.drop_addr += 1,
-                (_, dport) => udp::from_tap(ctx, src, dst, u.source_port(), dport, u.payload()),
+                (_, dport) => {
+                    if udp::from_tap(ctx, src, dst, u.source_port(), dport, u.payload()) == Err(Refusal::Prohibited) {
+                        ctx.refuse_from_tap(frame);
+                    }
+                }
             }
         }
         IpNumber::ICMP | IpNumber::IPV6_ICMP if (proto == IpNumber::ICMP) != v4 => ctx.counters.drop_ip_proto += 1,
@@ -589,7 +634,9 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
             let echo_request = if v4 { 8 } else { 128 };
             match kind {
                 k if k == echo_request && !ctx.no_icmp && src_ok && !dst.is_multicast_or_broadcast() => {
-                    icmp::from_tap(ctx, src, dst, u16::from_be_bytes([l4[4], l4[5]]), l4)
+                    if icmp::from_tap(ctx, src, dst, u16::from_be_bytes([l4[4], l4[5]]), l4) == Err(Refusal::Prohibited) {
+                        ctx.refuse_from_tap(frame);
+                    }
                 }
                 k if k == echo_request && !ctx.no_icmp && !src_ok => ctx.counters.drop_addr += 1,
                 // Router and neighbour solicitations.

@@ -27,5 +27,6 @@ pub mod udp;
 pub mod tcp;
 pub mod netns;
 pub mod listen;
+pub mod limits;
 pub mod pcap;
 pub mod ebpf;

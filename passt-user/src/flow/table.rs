@@ -103,6 +103,11 @@ impl<D> FlowTable<D> {
         self.active
     }
 
+    /// True if every slot is taken: a new flow would be refused.
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
     /// True if no flow is in use.
     pub fn is_empty(&self) -> bool {
         self.active == 0

@@ -367,18 +367,35 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
         return;
     };
     let v4 = eaddr.is_v4();
+    let mss = mss_max(ctx.mtu, v4);
+    let isn = isn(ctx, &ini);
+    let conn = TcpConn::from_tap_syn(ctx.now, seg, isn, mss);
+    // Out of flow slots or descriptors: refuse with an RST, before the
+    // host sees a connection attempt.
+    let refuse = |ctx: &mut Ctx, mut c: TcpConn| {
+        let rst = c.rst_segment();
+        emit(ctx, &ini, 0, &rst, &[]);
+    };
+    if ctx.flows.is_full() {
+        ctx.counters.drop_flow_table_full += 1;
+        log::debug!("TCP: flow table full, {}:{} -> {}:{} refused", ini.eaddr, ini.eport, ini.oaddr, ini.oport);
+        refuse(ctx, conn);
+        return;
+    }
     let sock = match sys::socket(v4, libc::SOCK_STREAM, 0) {
         Ok(s) => s,
         Err(e) => {
-            ctx.counters.drop_socket += 1;
             log::debug!("TCP: socket: {e}");
+            if crate::limits::out_of_fds(&e) {
+                ctx.counters.drop_no_fds += 1;
+                refuse(ctx, conn);
+            } else {
+                ctx.counters.drop_socket += 1;
+            }
             return;
         }
     };
     let fd = sock.as_raw_fd();
-    let mss = mss_max(ctx.mtu, v4);
-    let isn = isn(ctx, &ini);
-    let conn = TcpConn::from_tap_syn(ctx.now, seg, isn, mss);
     if let Some(o) = ctx.fwd.outbound(v4).filter(|_| !eaddr.is_loopback()) {
         let _ = sys::bind(fd, o, 0);
     }
