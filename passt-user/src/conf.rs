@@ -3068,6 +3068,33 @@ mod tests {
     // ---- MTU ----
 
     #[test]
+    fn max_flows_is_validated_and_in_help() {
+        assert_eq!(ok(pasta(&[])).max_flows, None);
+        assert_eq!(ok(pasta(&["--max-flows", "16"])).max_flows, Some(16));
+        assert_eq!(ok(passt(&["--max-flows=1"])).max_flows, Some(1));
+        assert_eq!(ok(passt(&["--max-flows", "0x100"])).max_flows, Some(256));
+        assert_eq!(ok(passt(&["--max-flows", "1048576"])).max_flows, Some(MAX_FLOWS_LIMIT));
+        assert_eq!(invalid(pasta(&["--max-flows", "0"])), "pasta: Maximum number of flows must be at least 1");
+        assert_eq!(invalid(pasta(&["--max-flows", "12x"])), "pasta: Invalid maximum number of flows: 12x");
+        assert_eq!(invalid(pasta(&["--max-flows", "-1"])), "pasta: Invalid maximum number of flows: -1");
+        assert_eq!(invalid(pasta(&["--max-flows", ""])), "pasta: Invalid maximum number of flows: ");
+        assert_eq!(
+            invalid(passt(&["--max-flows", "1048577"])),
+            "passt: Maximum number of flows 1048577 too large (max 1048576)"
+        );
+        assert_eq!(
+            invalid(passt(&["--max-flows", "99999999999999999999999"])),
+            "passt: Invalid maximum number of flows: 99999999999999999999999"
+        );
+        assert_eq!(invalid(pasta(&["--max-flows"])), "pasta: option '--max-flows' requires an argument");
+        for m in [Mode::Pasta, Mode::Passt] {
+            let u = usage(m);
+            assert!(u.contains("--max-flows N"), "{u}");
+            assert!(u.contains(&format!("default: {}", crate::daemon::FLOW_CAPACITY)));
+        }
+    }
+
+    #[test]
     fn mtu_range_and_bases() {
         assert_eq!(ok(passt(&["-m", "0"])).mtu, Some(0));
         assert_eq!(ok(passt(&["-m", "65520"])).mtu, Some(65520));

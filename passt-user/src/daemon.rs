@@ -1024,4 +1024,77 @@ mod tests {
         assert!(ctx.counters.drops() > before);
         assert_eq!(ctx.flows.len(), 0);
     }
+
+    /// The ICMP type and code of an error frame to the guest, checking
+    /// that it quotes `sent` (the refused frame's IP packet) from its start.
+    fn icmp_error(frame: &[u8], sent: &[u8]) -> (u8, u8) {
+        let p = SlicedPacket::from_ethernet(frame).unwrap();
+        let (l4, quote_at) = match p.transport {
+            Some(TransportSlice::Icmpv4(i)) => ((i.type_u8(), i.code_u8()), 14 + 20 + 8),
+            Some(TransportSlice::Icmpv6(i)) => ((i.type_u8(), i.code_u8()), 14 + 40 + 8),
+            _ => panic!("not ICMP"),
+        };
+        assert_eq!(&frame[quote_at..], &sent[14..], "the refused packet is quoted");
+        l4
+    }
+
+    #[test]
+    fn full_table_refuses_udp_from_tap_with_admin_prohibited_and_keeps_the_first_flow() {
+        let mut ctx = test_ctx_flows(1).unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let mut buf = [0u8; 64];
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40010, port, b"first"));
+        assert_eq!(recv_within(&server, &mut buf).0, 5);
+        assert!(ctx.tx.is_empty());
+        let refused = udp4(Ipv4Addr::new(192, 0, 2, 1), 40011, port, b"second");
+        dispatch_frame(&mut ctx, &refused);
+        assert_eq!(ctx.counters.drop_flow_table_full, 1);
+        assert_eq!(ctx.counters.unreach_to_tap, 1);
+        let f = frames(&ctx);
+        assert_eq!(f.len(), 1);
+        assert_eq!(icmp_error(&f[0], &refused), (3, 13), "destination unreachable, administratively prohibited");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = SlicedPacket::from_ethernet(&f[0]).unwrap().net else { panic!() };
+        assert_eq!(ip.header().source_addr(), Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(ip.header().destination_addr(), Ipv4Addr::new(192, 0, 2, 2));
+        assert_eq!(&f[0][0..6], &GUEST_MAC);
+        ctx.tx.clear();
+        let v6 = udp6("fe80::1".parse().unwrap(), 40012, port, b"six");
+        dispatch_frame(&mut ctx, &v6);
+        assert_eq!(icmp_error(&frames(&ctx)[0], &v6), (1, 1), "ICMPv6 administratively prohibited");
+        // The first flow still carries data.
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40010, port, b"again"));
+        let (n, _) = recv_within(&server, &mut buf);
+        assert_eq!(&buf[..n], b"again");
+        assert_eq!(ctx.counters.udp_flows, 1);
+        assert_eq!(ctx.flows.len(), 1);
+    }
+
+    #[test]
+    fn refusals_are_rate_limited_and_counted() {
+        let mut ctx = test_ctx_flows(1).unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40020, port, b"x"));
+        let n = crate::limits::UNREACH_PER_SEC as u64 + 50;
+        for i in 0..n {
+            dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 41000 + i as u16, port, b"y"));
+        }
+        assert_eq!(ctx.counters.drop_flow_table_full, n);
+        assert_eq!(ctx.counters.unreach_to_tap, u64::from(crate::limits::UNREACH_PER_SEC));
+        assert_eq!(ctx.counters.unreach_limited, 50);
+        ctx.now += Duration::from_secs(1);
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40021, port, b"z"));
+        assert_eq!(ctx.counters.unreach_to_tap, u64::from(crate::limits::UNREACH_PER_SEC) + 1, "a new second, a new allowance");
+    }
+
+    #[test]
+    fn no_error_for_refused_datagrams_to_broadcast() {
+        let mut ctx = test_ctx_flows(1).unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40030, port, b"x"));
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::BROADCAST, 40031, 9, b"y"));
+        assert!(ctx.tx.is_empty(), "never an ICMP error about a broadcast");
+    }
 }

@@ -1200,4 +1200,29 @@ mod review_tests {
         let first_bad = got.iter().zip(pattern(0, got.len())).position(|(a, b)| *a != b);
         assert_eq!(first_bad, None, "peer's stream differs from the guest's from byte {first_bad:?}");
     }
+
+    #[test]
+    fn syn_from_tap_with_the_table_full_gets_an_rst_and_no_host_connection() {
+        let mut ctx = crate::daemon::test_ctx_flows(1).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        // Fill the table with a UDP flow.
+        let mut udp = Vec::new();
+        PacketBuilder::ethernet2(GUEST_MAC, OUR_MAC).ipv4([192, 0, 2, 2], [192, 0, 2, 1], 64).udp(40000, 9).write(&mut udp, b"x").unwrap();
+        dispatch_frame(&mut ctx, &udp);
+        assert_eq!(ctx.flows.len(), 1);
+        dispatch_frame(&mut ctx, &seg(port, 1000, None, false, true, 65535, &[]));
+        assert_eq!(ctx.counters.drop_flow_table_full, 1);
+        assert_eq!(ctx.counters.tcp_flows, 0);
+        let f: Vec<Vec<u8>> = ctx.tx.frames().map(|f| f.to_vec()).collect();
+        assert_eq!(f.len(), 1);
+        let p = etherparse::SlicedPacket::from_ethernet(&f[0]).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { panic!("not TCP") };
+        assert!(t.rst(), "RST");
+        assert_eq!((t.source_port(), t.destination_port()), (port, SPORT));
+        assert!(t.ack() && t.acknowledgment_number() == 1001, "RST acknowledges the SYN");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(l.accept().is_err(), "the host never saw a connection");
+    }
 }
