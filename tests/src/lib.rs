@@ -65,6 +65,8 @@ pub const CASES: &[&str] = &[
     "27-ebpf-sockmap",
     "28-ebpf-lookup",
     "29-ebpf-fallback",
+    "31-limits",
+    "32-soak",
 ];
 
 /// Why a case did not pass.

@@ -199,3 +199,15 @@ fn ebpf_lookup() {
 fn ebpf_fallback() {
     case("29-ebpf-fallback")
 }
+
+/// --max-flows: a full table refuses one more TCP (RST), spliced and inbound connection (reset), UDP and ping (ICMP administratively prohibited), counted; out of descriptors likewise, without a busy loop; earlier flows byte-exact.
+#[test]
+fn limits() {
+    case("31-limits")
+}
+
+/// A bounded soak (SOAK_SECS, default 300) of mixed traffic: pasta's RSS stays flat after warm-up and its descriptors return to the baseline.
+#[test]
+fn soak() {
+    case("32-soak")
+}
