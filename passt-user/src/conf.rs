@@ -564,7 +564,6 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::Pcap, "pcap", Some('p')),
     OptSpec::value(Opt::PidFile, "pid", Some('P')),
     OptSpec::value(Opt::Mtu, "mtu", Some('m')),
-    OptSpec::value(Opt::MaxFlows, "max-flows", None),
     OptSpec::value(Opt::Address, "address", Some('a')),
     OptSpec::value(Opt::Netmask, "netmask", Some('n')),
     OptSpec::value(Opt::MacAddr, "mac-addr", Some('M')),
@@ -637,6 +636,8 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::Stats, "stats", None).later(),
     OptSpec::value(Opt::ConfPath, "conf-path", Some('c')).later(),
     OptSpec::flag(Opt::ChrootFallback, "chroot-fallback", None).later(),
+    // passt-rs extensions, last: upstream's ambiguity messages list theirs first.
+    OptSpec::value(Opt::MaxFlows, "max-flows", None),
 ];
 
 /// Program name for messages.
@@ -2525,7 +2526,7 @@ mod tests {
         );
         assert_eq!(
             invalid(pasta(&["--ma", "x"])),
-            "pasta: option '--ma' is ambiguous; possibilities: '--mac-addr' '--map-host-loopback' '--map-guest-addr'"
+            "pasta: option '--ma' is ambiguous; possibilities: '--mac-addr' '--map-host-loopback' '--map-guest-addr' '--max-flows'"
         );
     }
 

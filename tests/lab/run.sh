@@ -46,7 +46,7 @@ fg=()
 # environment variable names, e.g. "SOAK_SECS + 300") gives its default.
 if [[ -z ${LAB_TIMEOUT:-} ]]; then
 	lt=$(sed -n 's/^# lab-timeout: *\([A-Za-z0-9_ +]*\)$/\1/p' "$LAB_CASE_FILE" | head -n 1)
-	[[ -n $lt ]] && LAB_TIMEOUT=$((lt))
+	[[ -n $lt ]] && LAB_TIMEOUT=$(set +u; echo $((lt)))
 fi
 timeout "${fg[@]}" -k 5 "${LAB_TIMEOUT:-120}" \
 	unshare --net --mount --pid --fork --kill-child --mount-proc bash "$LAB_DIR/inner.sh" 2>&1
