@@ -27,7 +27,7 @@ SOAK_SECS=${SOAK_SECS:-300}
 [[ $SOAK_SECS =~ ^[0-9]+$ ]] && ((SOAK_SECS >= 10)) || fail "SOAK_SECS=$SOAK_SECS: want a number of seconds >= 10"
 log "soak: $SOAK_SECS s of traffic (SOAK_SECS), RSS tolerance ${SOAK_RSS_TOL_KIB:-4096} KiB"
 
-pasta_bg soak --config-net -d -P "$LAB_WORK/soak.pid" -t 10801 -T none -U none
+PASTA_BG_SECS=$((SOAK_SECS + 400)) pasta_bg soak --config-net -d -P "$LAB_WORK/soak.pid" -t 10801 -T none -U none
 wait_until 5 test -s "$LAB_WORK/soak.pid" || fail "no pid file"
 pid=$(tr -d ' \n' <"$LAB_WORK/soak.pid")
 dump_file "$LAB_WORK/soak.py.out"
