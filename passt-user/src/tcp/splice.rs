@@ -67,9 +67,16 @@ pub struct Pipe {
     size: usize,
 }
 
-/// Empty pipes kept for new spliced flows.
-#[derive(Debug, Default)]
+/// Empty pipes kept for new spliced flows (room for all of them is
+/// reserved up front: putting a pipe back never allocates).
+#[derive(Debug)]
 pub struct PipePool(Vec<Pipe>);
+
+impl Default for PipePool {
+    fn default() -> Self {
+        PipePool(Vec::with_capacity(POOL_MAX))
+    }
+}
 
 /// Pipes kept in the pool at most (two per flow in use).
 const POOL_MAX: usize = 64;
