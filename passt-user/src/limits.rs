@@ -314,7 +314,10 @@ mod tests {
             panic!("not icmpv6")
         };
         assert_eq!((i.type_u8(), i.code_u8()), (1, 1));
-        assert!(i.is_checksum_valid(d.octets(), s.octets()), "ICMPv6 checksum");
+        assert!(
+            i.is_checksum_valid(d.octets(), s.octets()),
+            "ICMPv6 checksum"
+        );
         assert_eq!(
             &out[14 + 48..14 + 48 + 40],
             &f[14..54],

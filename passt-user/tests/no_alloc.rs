@@ -74,12 +74,18 @@ const ME: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
 fn udp_frame(dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ethernet2(GUEST, OUR).ipv4(ME.octets(), GW.octets(), 64).udp(40000, dport).write(&mut v, payload).unwrap();
+    PacketBuilder::ethernet2(GUEST, OUR)
+        .ipv4(ME.octets(), GW.octets(), 64)
+        .udp(40000, dport)
+        .write(&mut v, payload)
+        .unwrap();
     v
 }
 
 fn tcp_frame(dport: u16, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(GUEST, OUR).ipv4(ME.octets(), GW.octets(), 64).tcp(45000, dport, seq, 65535);
+    let mut b = PacketBuilder::ethernet2(GUEST, OUR)
+        .ipv4(ME.octets(), GW.octets(), 64)
+        .tcp(45000, dport, seq, 65535);
     if syn {
         b = b.syn();
     }
@@ -97,8 +103,15 @@ fn tcp_out(ctx: &Ctx) -> Vec<(u32, u32, bool, usize)> {
         .frames()
         .filter_map(|f| {
             let p = SlicedPacket::from_ethernet(f).ok()?;
-            let Some(TransportSlice::Tcp(t)) = p.transport else { return None };
-            Some((t.sequence_number(), t.acknowledgment_number(), t.syn(), t.payload().len()))
+            let Some(TransportSlice::Tcp(t)) = p.transport else {
+                return None;
+            };
+            Some((
+                t.sequence_number(),
+                t.acknowledgment_number(),
+                t.syn(),
+                t.payload().len(),
+            ))
         })
         .collect()
 }
@@ -107,14 +120,25 @@ fn tcp_out(ctx: &Ctx) -> Vec<(u32, u32, bool, usize)> {
 fn steady_state_udp_and_tcp_data_paths_do_not_allocate() {
     // The counter sees this thread's allocations.
     let (v, n) = counted(|| Vec::<u8>::with_capacity(64));
-    assert_eq!((v.capacity() >= 64, n), (true, 1), "the counting allocator counts");
+    assert_eq!(
+        (v.capacity() >= 64, n),
+        (true, 1),
+        "the counting allocator counts"
+    );
     let mut ctx = test_ctx().unwrap();
 
     // ---- UDP: guest -> host loopback (through the gateway) and back ----
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let uport = server.local_addr().unwrap().port();
-    let uside = FlowSide { eaddr: Inany::from(ME), eport: 40000, oaddr: Inany::from(GW), oport: uport };
+    let uside = FlowSide {
+        eaddr: Inany::from(ME),
+        eport: 40000,
+        oaddr: Inany::from(GW),
+        oport: uport,
+    };
     let frame = udp_frame(uport, &[0x5a; 1000]);
     let mut buf = [0u8; 2048];
     let mut udp_allocs = 0;
@@ -123,11 +147,20 @@ fn steady_state_udp_and_tcp_data_paths_do_not_allocate() {
         let (len, from) = server.recv_from(&mut buf).expect("datagram at the server");
         assert_eq!(len, 1000);
         server.send_to(&buf[..len], from).unwrap();
-        let sidx = ctx.flows.lookup(Pif::Tap, Proto::Udp, &uside).expect("UDP flow");
+        let sidx = ctx
+            .flows
+            .lookup(Pif::Tap, Proto::Udp, &uside)
+            .expect("UDP flow");
         let mut got = false;
         let mut m = 0;
         for _ in 0..200 {
-            let (_, k) = counted(|| passt::udp::sock_ready(&mut ctx, Sidx::new(sidx.flow() as u32, TGT), libc::EPOLLIN as u32));
+            let (_, k) = counted(|| {
+                passt::udp::sock_ready(
+                    &mut ctx,
+                    Sidx::new(sidx.flow() as u32, TGT),
+                    libc::EPOLLIN as u32,
+                )
+            });
             m += k;
             if !ctx.tx.is_empty() {
                 got = true;
@@ -142,14 +175,26 @@ fn steady_state_udp_and_tcp_data_paths_do_not_allocate() {
             udp_allocs += n + m;
         }
     }
-    assert_eq!(udp_allocs, 0, "allocations on the UDP path in 290 steady-state round trips");
+    assert_eq!(
+        udp_allocs, 0,
+        "allocations on the UDP path in 290 steady-state round trips"
+    );
 
     // ---- TCP: handshake, then data both ways with ACKs ----
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let tport = l.local_addr().unwrap().port();
     dispatch_frame(&mut ctx, &tcp_frame(tport, 1000, None, true, &[]));
-    let tside = FlowSide { eaddr: Inany::from(ME), eport: 45000, oaddr: Inany::from(GW), oport: tport };
-    let idx = ctx.flows.lookup(Pif::Tap, Proto::Tcp, &tside).expect("TCP flow").flow();
+    let tside = FlowSide {
+        eaddr: Inany::from(ME),
+        eport: 45000,
+        oaddr: Inany::from(GW),
+        oport: tport,
+    };
+    let idx = ctx
+        .flows
+        .lookup(Pif::Tap, Proto::Tcp, &tside)
+        .expect("TCP flow")
+        .flow();
     let host = Sidx::new(idx as u32, TGT);
     for _ in 0..200 {
         if tcp_out(&ctx).iter().any(|o| o.2) {
@@ -164,7 +209,10 @@ fn steady_state_udp_and_tcp_data_paths_do_not_allocate() {
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut seq_in = 1001u32; // next guest sequence number
     let mut seq_out = isn.wrapping_add(1); // next byte from the host, as the guest acknowledges
-    dispatch_frame(&mut ctx, &tcp_frame(tport, seq_in, Some(seq_out), false, &[]));
+    dispatch_frame(
+        &mut ctx,
+        &tcp_frame(tport, seq_in, Some(seq_out), false, &[]),
+    );
     passt::tcp::io::flush_acks(&mut ctx);
     ctx.tx.clear();
 
@@ -191,7 +239,8 @@ fn steady_state_udp_and_tcp_data_paths_do_not_allocate() {
         let mut got = 0;
         let mut b = 0;
         for _ in 0..200 {
-            let (_, k) = counted(|| passt::tcp::io::sock_ready(&mut ctx, host, libc::EPOLLIN as u32));
+            let (_, k) =
+                counted(|| passt::tcp::io::sock_ready(&mut ctx, host, libc::EPOLLIN as u32));
             b += k;
             got += tcp_out(&ctx).iter().map(|o| o.3).sum::<usize>();
             ctx.tx.clear();
@@ -210,5 +259,8 @@ fn steady_state_udp_and_tcp_data_paths_do_not_allocate() {
             tcp_allocs += a + b + c;
         }
     }
-    assert_eq!(tcp_allocs, 0, "allocations on the TCP path in 290 steady-state exchanges");
+    assert_eq!(
+        tcp_allocs, 0,
+        "allocations on the TCP path in 290 steady-state exchanges"
+    );
 }
