@@ -147,6 +147,9 @@ pub struct Conf {
     pub pcap: Option<PathBuf>,
     /// `-m/--mtu`: `None` is the default (65520), `Some(0)` disables advertising.
     pub mtu: Option<u16>,
+    /// `--max-flows N` (passt-rs extension): capacity of the flow table,
+    /// 1 to [`MAX_FLOWS_LIMIT`]; `None` is [`crate::daemon::FLOW_CAPACITY`].
+    pub max_flows: Option<usize>,
     /// `-a` IPv4 address, with prefix length if given in CIDR notation.
     pub addr4: Option<(Ipv4Addr, Option<u8>)>,
     /// `-a` IPv6 address (a given prefix length is overridden by 64, as upstream).
@@ -377,6 +380,11 @@ pub struct NetConf {
 /// header, rounded down to 32 bits (passt(1), `-m`).
 pub const DEFAULT_MTU: u16 = 65520;
 
+/// Largest `--max-flows`: 2^20, Linux's default `fs.nr_open` (every flow
+/// holds at least one file descriptor, so a larger table could never
+/// fill), and a table of that size still takes well under 1 GiB.
+pub const MAX_FLOWS_LIMIT: usize = 1 << 20;
+
 /// Our MAC when `-M` is not given: locally administered 9a:55:9a:55:9a:55.
 pub const DEFAULT_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
 
@@ -425,6 +433,7 @@ enum Opt {
     Pcap,
     PidFile,
     Mtu,
+    MaxFlows,
     Address,
     Netmask,
     MacAddr,
@@ -636,6 +645,8 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::Stats, "stats", None),
     OptSpec::value(Opt::ConfPath, "conf-path", Some('c')).later(),
     OptSpec::flag(Opt::ChrootFallback, "chroot-fallback", None).later(),
+    // passt-rs extensions, last: upstream's ambiguity messages list theirs first.
+    OptSpec::value(Opt::MaxFlows, "max-flows", None),
 ];
 
 /// Program name for messages.
@@ -927,6 +938,7 @@ impl Builder {
             vhost_user: false,
             pcap: None,
             mtu: None,
+            max_flows: None,
             addr4: None,
             addr6: None,
             netmask4: None,
@@ -1093,6 +1105,7 @@ impl Builder {
             Opt::Help => return Err(ConfError::Help(usage(self.conf.mode))),
             Opt::Version => return Err(ConfError::Version(version(self.conf.mode))),
             Opt::Mtu => self.mtu(value)?,
+            Opt::MaxFlows => self.max_flows(value)?,
             Opt::Address => self.address(value)?,
             Opt::Netmask => self.netmask(value)?,
             Opt::MacAddr => self.conf.our_mac = self.mac(value)?,
@@ -1220,6 +1233,21 @@ impl Builder {
                 Ok(())
             }
             _ => Err(self.invalid(format!("MTU {mtu} too large (max {DEFAULT_MTU})"))),
+        }
+    }
+
+    /// `--max-flows N`: 1 to [`MAX_FLOWS_LIMIT`], in the bases of
+    /// strtoul(3) like every number here.
+    fn max_flows(&mut self, value: &OsStr) -> Result<(), ConfError> {
+        let s = self.text(value, "Invalid maximum number of flows")?;
+        let n = parse_ulong(s).ok_or_else(|| self.invalid(format!("Invalid maximum number of flows: {s}")))?;
+        match usize::try_from(n) {
+            Ok(0) => Err(self.invalid("Maximum number of flows must be at least 1")),
+            Ok(n) if n <= MAX_FLOWS_LIMIT => {
+                self.conf.max_flows = Some(n);
+                Ok(())
+            }
+            _ => Err(self.invalid(format!("Maximum number of flows {n} too large (max {MAX_FLOWS_LIMIT})"))),
         }
     }
 
@@ -1809,6 +1837,8 @@ fn usage(mode: Mode) -> String {
     opt(u, "    --map-guest-addr ADDR", "Address standing for the host's");
     more(u, "address assigned to the guest; 'none' for none");
     opt(u, "    --no-splice", "No bypass of the tap for local traffic");
+    opt(u, "    --max-flows N", "Flow table capacity (passt-rs extension)");
+    more(u, &format!("new flows beyond it are refused; default: {}", crate::daemon::FLOW_CAPACITY));
     if pasta {
         opt(u, "-T, --tcp-ns SPEC", "TCP forwarding to the init namespace");
         more(u, "SPEC as -t, no address; default: auto");
@@ -2568,7 +2598,7 @@ mod tests {
         );
         assert_eq!(
             invalid(pasta(&["--ma", "x"])),
-            "pasta: option '--ma' is ambiguous; possibilities: '--mac-addr' '--map-host-loopback' '--map-guest-addr'"
+            "pasta: option '--ma' is ambiguous; possibilities: '--mac-addr' '--map-host-loopback' '--map-guest-addr' '--max-flows'"
         );
     }
 
@@ -3109,6 +3139,33 @@ mod tests {
     }
 
     // ---- MTU ----
+
+    #[test]
+    fn max_flows_is_validated_and_in_help() {
+        assert_eq!(ok(pasta(&[])).max_flows, None);
+        assert_eq!(ok(pasta(&["--max-flows", "16"])).max_flows, Some(16));
+        assert_eq!(ok(passt(&["--max-flows=1"])).max_flows, Some(1));
+        assert_eq!(ok(passt(&["--max-flows", "0x100"])).max_flows, Some(256));
+        assert_eq!(ok(passt(&["--max-flows", "1048576"])).max_flows, Some(MAX_FLOWS_LIMIT));
+        assert_eq!(invalid(pasta(&["--max-flows", "0"])), "pasta: Maximum number of flows must be at least 1");
+        assert_eq!(invalid(pasta(&["--max-flows", "12x"])), "pasta: Invalid maximum number of flows: 12x");
+        assert_eq!(invalid(pasta(&["--max-flows", "-1"])), "pasta: Invalid maximum number of flows: -1");
+        assert_eq!(invalid(pasta(&["--max-flows", ""])), "pasta: Invalid maximum number of flows: ");
+        assert_eq!(
+            invalid(passt(&["--max-flows", "1048577"])),
+            "passt: Maximum number of flows 1048577 too large (max 1048576)"
+        );
+        assert_eq!(
+            invalid(passt(&["--max-flows", "99999999999999999999999"])),
+            "passt: Invalid maximum number of flows: 99999999999999999999999"
+        );
+        assert_eq!(invalid(pasta(&["--max-flows"])), "pasta: option '--max-flows' requires an argument");
+        for m in [Mode::Pasta, Mode::Passt] {
+            let u = usage(m);
+            assert!(u.contains("--max-flows N"), "{u}");
+            assert!(u.contains(&format!("default: {}", crate::daemon::FLOW_CAPACITY)));
+        }
+    }
 
     #[test]
     fn mtu_range_and_bases() {

@@ -93,6 +93,14 @@ counters! {
     drop_flow_table_full,
     /// Socket creation failed for a new flow.
     drop_socket,
+    /// New flow refused: out of file descriptors (socket, accept or pipe
+    /// failed with EMFILE or ENFILE; see [`crate::limits`]).
+    drop_no_fds,
+    /// ICMP/ICMPv6 "administratively prohibited" sent to the tap for a
+    /// refused UDP or ping flow.
+    unreach_to_tap,
+    /// Such ICMP errors not sent: over [`crate::limits::UNREACH_PER_SEC`].
+    unreach_limited,
     /// send()/sendto() towards the host failed.
     drop_host_send,
     /// Datagram from the host larger than a frame.

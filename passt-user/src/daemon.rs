@@ -31,12 +31,13 @@ use crate::flow::table::FlowTable;
 use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, SockFlow, INI, TGT};
 use crate::fwd::Fwd;
 use crate::fwd_rule::PortSet;
+use crate::limits::Refusal;
 use crate::svc::{self, SvcConf};
 use crate::tap::{PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch};
 use crate::{icmp, tcp, udp};
 
-/// Flows in the table (UDP and ping share it); upstream's default order of
-/// magnitude.
+/// Flows in the table by default (every protocol shares it; `--max-flows`
+/// changes it); upstream's default order of magnitude.
 pub const FLOW_CAPACITY: usize = 32768;
 
 /// What tells the loop to stop, checked on SIGCHLD and every timer tick.
@@ -132,6 +133,10 @@ pub struct Ctx {
     pub pcap: Option<crate::pcap::Pcap>,
     /// `--stats`: event counters printed to standard error.
     pub stats: Option<crate::stats::Stats>,
+    /// A descriptor in reserve, to refuse connections when out of them.
+    pub spare_fd: crate::limits::SpareFd,
+    /// Rate limit of ICMP errors for refused flows.
+    pub unreach_limit: crate::limits::RateLimit,
 }
 
 /// Everything needed to build a [`Ctx`].
@@ -156,23 +161,28 @@ pub struct CtxInit {
     pub v4: bool,
     /// IPv6 enabled.
     pub v6: bool,
+    /// Capacity of the flow table (`--max-flows`, else [`FLOW_CAPACITY`]).
+    pub max_flows: usize,
 }
 
 impl Ctx {
-    /// Allocate every buffer and table, create the epoll instance.
+    /// Allocate every buffer and table, create the epoll instance and
+    /// reserve a spare descriptor ([`crate::limits::SpareFd`]).
     ///
     /// # Errors
-    /// Errors of epoll_create1 and getrandom.
+    /// Errors of epoll_create1, getrandom and fcntl(F_DUPFD_CLOEXEC).
     pub fn new(i: CtxInit) -> std::io::Result<Ctx> {
         let key = crate::flow::table::random_key()?;
         let isn_key = crate::flow::table::random_key()?;
+        let epoll = Epoll::new()?;
+        let spare_fd = crate::limits::SpareFd::new(epoll.as_raw_fd())?;
         Ok(Ctx {
             now: Instant::now(),
-            epoll: Epoll::new()?,
+            epoll,
             tap: i.tap,
             rx: RxBatch::new(),
             tx: TxBatch::new(),
-            flows: FlowTable::new(FLOW_CAPACITY, key),
+            flows: FlowTable::new(i.max_flows, key),
             counters: Counters::default(),
             fwd: i.fwd,
             our_mac: i.svc.our_mac,
@@ -209,13 +219,35 @@ impl Ctx {
             guest_mac_init: i.guest_mac.unwrap_or([0xff; 6]),
             pcap: None,
             stats: None,
+            spare_fd,
+            unreach_limit: crate::limits::RateLimit::new(crate::limits::UNREACH_PER_SEC),
         })
+    }
+
+    /// Tell the guest that the new flow of `frame` (UDP or echo request,
+    /// from the tap) was refused: ICMP/ICMPv6 "administratively
+    /// prohibited" ([`crate::limits::unreach_frame`]), rate-limited, counted.
+    pub fn refuse_from_tap(&mut self, frame: &[u8]) {
+        if !self.unreach_limit.take(self.now) {
+            self.counters.unreach_limited += 1;
+            return;
+        }
+        if self.tx.is_full() {
+            self.flush_tx();
+        }
+        let our_mac = self.our_mac;
+        let Some(slot) = self.tx.slot(0) else { return };
+        if let Some(r) = crate::limits::unreach_frame(our_mac, frame, slot) {
+            self.tx.commit(r);
+            self.counters.unreach_to_tap += 1;
+        }
     }
 
     /// Add a flow owning `sock`, with sides `side` on interfaces `pif`, one
     /// of them the tap: register the socket for input as the other side,
     /// hash the tap side. Returns the tap side; `None` (counted) when the
-    /// table is full or epoll refuses the socket.
+    /// table is full or epoll refuses the socket (callers check
+    /// [`FlowTable::is_full`] first, before making the socket).
     pub fn new_sock_flow(
         &mut self,
         proto: Proto,
@@ -268,18 +300,18 @@ impl Ctx {
         &mut self,
         proto: Proto,
         ini: FlowSide,
-        open: fn(&mut Ctx, FlowSide) -> Option<Sidx>,
-    ) -> Option<(std::os::fd::RawFd, FlowSide)> {
+        open: fn(&mut Ctx, FlowSide) -> Result<Sidx, Refusal>,
+    ) -> Result<(std::os::fd::RawFd, FlowSide), Refusal> {
         let sidx = match self.flows.lookup(Pif::Tap, proto, &ini) {
             Some(s) => s,
             None => open(self, ini)?,
         };
         let now = self.now;
-        let f = self.flows.get_mut(sidx.flow())?;
+        let f = self.flows.get_mut(sidx.flow()).ok_or(Refusal::Dropped)?;
         let tgt = f.side[TGT];
-        let sf = f.data.sock_flow_mut()?;
+        let sf = f.data.sock_flow_mut().ok_or(Refusal::Dropped)?;
         sf.last = now;
-        Some((sf.sock.as_raw_fd(), tgt))
+        Ok((sf.sock.as_raw_fd(), tgt))
     }
 
     /// Write the queued frames to the tap.
@@ -415,6 +447,14 @@ impl Ctx {
 /// # Errors
 /// Errors of [`Ctx::new`] and eventfd.
 pub fn test_ctx() -> std::io::Result<Ctx> {
+    test_ctx_flows(FLOW_CAPACITY)
+}
+
+/// [`test_ctx`] with a flow table of `max_flows` slots.
+///
+/// # Errors
+/// Errors of [`Ctx::new`] and eventfd.
+pub fn test_ctx_flows(max_flows: usize) -> std::io::Result<Ctx> {
     use std::net::{Ipv4Addr, Ipv6Addr};
     let gw4 = Ipv4Addr::new(192, 0, 2, 1);
     let ll: Ipv6Addr = "fe80::1".parse().unwrap_or(Ipv6Addr::LOCALHOST);
@@ -450,6 +490,7 @@ pub fn test_ctx() -> std::io::Result<Ctx> {
         mtu: 65520,
         v4: true,
         v6: true,
+        max_flows,
     })
 }
 
@@ -580,7 +621,11 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
                 (false, 547) => ctx.answer(svc::dhcpv6::handle, frame),
                 _ if ctx.no_udp => ctx.counters.drop_udp_disabled += 1,
                 _ if !src_ok => ctx.counters.drop_addr += 1,
-                (_, dport) => udp::from_tap(ctx, src, dst, u.source_port(), dport, u.payload()),
+                (_, dport) => {
+                    if udp::from_tap(ctx, src, dst, u.source_port(), dport, u.payload()) == Err(Refusal::Prohibited) {
+                        ctx.refuse_from_tap(frame);
+                    }
+                }
             }
         }
         IpNumber::ICMP | IpNumber::IPV6_ICMP if (proto == IpNumber::ICMP) != v4 => ctx.counters.drop_ip_proto += 1,
@@ -592,7 +637,9 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
             let echo_request = if v4 { 8 } else { 128 };
             match kind {
                 k if k == echo_request && !ctx.no_icmp && src_ok && !dst.is_multicast_or_broadcast() => {
-                    icmp::from_tap(ctx, src, dst, u16::from_be_bytes([l4[4], l4[5]]), l4)
+                    if icmp::from_tap(ctx, src, dst, u16::from_be_bytes([l4[4], l4[5]]), l4) == Err(Refusal::Prohibited) {
+                        ctx.refuse_from_tap(frame);
+                    }
                 }
                 k if k == echo_request && !ctx.no_icmp && !src_ok => ctx.counters.drop_addr += 1,
                 // Router and neighbour solicitations.
@@ -987,5 +1034,78 @@ mod tests {
         }
         assert!(ctx.counters.drops() > before);
         assert_eq!(ctx.flows.len(), 0);
+    }
+
+    /// The ICMP type and code of an error frame to the guest, checking
+    /// that it quotes `sent` (the refused frame's IP packet) from its start.
+    fn icmp_error(frame: &[u8], sent: &[u8]) -> (u8, u8) {
+        let p = SlicedPacket::from_ethernet(frame).unwrap();
+        let (l4, quote_at) = match p.transport {
+            Some(TransportSlice::Icmpv4(i)) => ((i.type_u8(), i.code_u8()), 14 + 20 + 8),
+            Some(TransportSlice::Icmpv6(i)) => ((i.type_u8(), i.code_u8()), 14 + 40 + 8),
+            _ => panic!("not ICMP"),
+        };
+        assert_eq!(&frame[quote_at..], &sent[14..], "the refused packet is quoted");
+        l4
+    }
+
+    #[test]
+    fn full_table_refuses_udp_from_tap_with_admin_prohibited_and_keeps_the_first_flow() {
+        let mut ctx = test_ctx_flows(1).unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let mut buf = [0u8; 64];
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40010, port, b"first"));
+        assert_eq!(recv_within(&server, &mut buf).0, 5);
+        assert!(ctx.tx.is_empty());
+        let refused = udp4(Ipv4Addr::new(192, 0, 2, 1), 40011, port, b"second");
+        dispatch_frame(&mut ctx, &refused);
+        assert_eq!(ctx.counters.drop_flow_table_full, 1);
+        assert_eq!(ctx.counters.unreach_to_tap, 1);
+        let f = frames(&ctx);
+        assert_eq!(f.len(), 1);
+        assert_eq!(icmp_error(&f[0], &refused), (3, 13), "destination unreachable, administratively prohibited");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = SlicedPacket::from_ethernet(&f[0]).unwrap().net else { panic!() };
+        assert_eq!(ip.header().source_addr(), Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(ip.header().destination_addr(), Ipv4Addr::new(192, 0, 2, 2));
+        assert_eq!(&f[0][0..6], &GUEST_MAC);
+        ctx.tx.clear();
+        let v6 = udp6("fe80::1".parse().unwrap(), 40012, port, b"six");
+        dispatch_frame(&mut ctx, &v6);
+        assert_eq!(icmp_error(&frames(&ctx)[0], &v6), (1, 1), "ICMPv6 administratively prohibited");
+        // The first flow still carries data.
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40010, port, b"again"));
+        let (n, _) = recv_within(&server, &mut buf);
+        assert_eq!(&buf[..n], b"again");
+        assert_eq!(ctx.counters.udp_flows, 1);
+        assert_eq!(ctx.flows.len(), 1);
+    }
+
+    #[test]
+    fn refusals_are_rate_limited_and_counted() {
+        let mut ctx = test_ctx_flows(1).unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40020, port, b"x"));
+        let n = crate::limits::UNREACH_PER_SEC as u64 + 50;
+        for i in 0..n {
+            dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 41000 + i as u16, port, b"y"));
+        }
+        assert_eq!(ctx.counters.drop_flow_table_full, n);
+        assert_eq!(ctx.counters.unreach_to_tap, u64::from(crate::limits::UNREACH_PER_SEC));
+        assert_eq!(ctx.counters.unreach_limited, 50);
+        ctx.now += Duration::from_secs(1);
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40021, port, b"z"));
+        assert_eq!(ctx.counters.unreach_to_tap, u64::from(crate::limits::UNREACH_PER_SEC) + 1, "a new second, a new allowance");
+    }
+
+    #[test]
+    fn no_error_for_refused_datagrams_to_broadcast() {
+        let mut ctx = test_ctx_flows(1).unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40030, port, b"x"));
+        dispatch_frame(&mut ctx, &udp4(Ipv4Addr::BROADCAST, 40031, 9, b"y"));
+        assert!(ctx.tx.is_empty(), "never an ICMP error about a broadcast");
     }
 }

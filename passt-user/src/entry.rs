@@ -274,6 +274,7 @@ fn new_ctx(conf: &Conf, net: &NetConf, tap: Box<dyn crate::tap::Tap>, guest_mac:
         mtu: if net.mtu == 0 { 65520 } else { net.mtu },
         v4: net.ip4.is_some(),
         v6: net.ip6.is_some(),
+        max_flows: conf.max_flows.unwrap_or(crate::daemon::FLOW_CAPACITY),
     })
     .context("data plane set-up")?;
     ctx.tcp_peek_off = peek_off;

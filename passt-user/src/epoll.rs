@@ -96,6 +96,12 @@ pub struct Epoll {
     fd: OwnedFd,
 }
 
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// Maximum events handled per `epoll_wait`.
 pub const EPOLL_EVENTS: usize = 64;
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::daemon::Ctx;
 use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, INI, TGT};
 use crate::fwd::L4;
+use crate::limits::{self, Refusal};
 use crate::sys;
 use crate::tap::SLOT;
 use crate::wire::{csum, frame};
@@ -35,24 +36,39 @@ const ICMPV6_ECHO_REPLY: u8 = 129;
 /// Handle one echo request from the tap. `msg` is the whole ICMP/ICMPv6
 /// message (8-byte header and data, at least 8 bytes, checked by the
 /// caller), `id` its identifier.
-pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, id: u16, msg: &[u8]) {
+///
+/// # Errors
+/// The request starts a new flow that was refused (counted):
+/// [`Refusal::Prohibited`] when out of flow slots or descriptors, for the
+/// caller to answer with an ICMP error ([`crate::limits`]).
+pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, id: u16, msg: &[u8]) -> Result<(), Refusal> {
     let ini = FlowSide { eaddr: src, eport: id, oaddr: dst, oport: id };
-    let Some((fd, tgt)) = ctx.tap_sock_flow(Proto::Ping, ini, open_flow) else { return };
+    let (fd, tgt) = ctx.tap_sock_flow(Proto::Ping, ini, open_flow)?;
     if let Err(e) = sys::send(fd, msg, Some((tgt.eaddr, 0))) {
         ctx.counters.drop_host_send += 1;
         log::trace!("ping: sendto {}: {e}", tgt.eaddr);
     }
+    Ok(())
 }
 
-fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Option<Sidx> {
+fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Result<Sidx, Refusal> {
     let Some(eaddr) = ctx.fwd.from_tap(L4::Ping, ini.oaddr, 0) else {
         ctx.counters.drop_addr += 1;
-        return None;
+        return Err(Refusal::Dropped);
     };
+    if ctx.flows.is_full() {
+        ctx.counters.drop_flow_table_full += 1;
+        return Err(Refusal::Prohibited);
+    }
     let v4 = eaddr.is_v4();
     let proto = if v4 { libc::IPPROTO_ICMP } else { libc::IPPROTO_ICMPV6 };
     let sock = match sys::socket(v4, libc::SOCK_DGRAM, proto) {
         Ok(s) => s,
+        Err(e) if limits::out_of_fds(&e) => {
+            ctx.counters.drop_no_fds += 1;
+            log::debug!("ping: socket: {e}");
+            return Err(Refusal::Prohibited);
+        }
         Err(e) => {
             ctx.counters.drop_socket += 1;
             if !ctx.ping_warned {
@@ -68,7 +84,7 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Option<Sidx> {
                     log::warn!("ICMP echo not possible: can't open ping socket: {e}");
                 }
             }
-            return None;
+            return Err(Refusal::Dropped);
         }
     };
     let fd = sock.as_raw_fd();
@@ -79,15 +95,15 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Option<Sidx> {
         if let Err(e) = sys::bind(fd, src, 0) {
             ctx.counters.drop_socket += 1;
             log::debug!("ping: bind: {e}");
-            return None;
+            return Err(Refusal::Dropped);
         }
     }
     let (oaddr, oport) = sys::local_addr(fd).unwrap_or((src, 0));
     let tgt = FlowSide { eaddr, eport: oport, oaddr, oport };
-    let s = ctx.new_sock_flow(Proto::Ping, [Pif::Tap, Pif::Host], [ini, tgt], sock, FlowData::Ping)?;
+    let s = ctx.new_sock_flow(Proto::Ping, [Pif::Tap, Pif::Host], [ini, tgt], sock, FlowData::Ping).ok_or(Refusal::Dropped)?;
     ctx.counters.ping_flows += 1;
     log::debug!("ping flow {}: {} id {} -> {} via {eaddr} id {oport}", s.flow(), ini.eaddr, ini.eport, ini.oaddr);
-    Some(s)
+    Ok(s)
 }
 
 /// The ping socket of flow side `sidx` is readable: move replies to the tap.

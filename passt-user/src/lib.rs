@@ -27,6 +27,7 @@ pub mod udp;
 pub mod tcp;
 pub mod netns;
 pub mod listen;
+pub mod limits;
 pub mod pcap;
 pub mod stats;
 pub mod ebpf;

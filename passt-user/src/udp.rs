@@ -26,6 +26,7 @@ use crate::flow::{FlowData, FlowSide, Inany, Pif, Proto, Sidx, INI, TGT};
 use crate::fwd::Fwd;
 use crate::listen::{Target, OUT};
 use crate::fwd::L4;
+use crate::limits::{self, Refusal};
 use crate::sys;
 use crate::tap::SLOT;
 use crate::wire::{csum, frame};
@@ -39,9 +40,14 @@ const UDP_HDR: usize = 8;
 /// Handle one datagram from the tap: `src`:`sport` (the guest) to
 /// `dst`:`dport`, with `payload` the UDP payload (length already checked
 /// against the UDP and IP headers by the caller).
-pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, sport: u16, dport: u16, payload: &[u8]) {
+///
+/// # Errors
+/// The datagram starts a new flow that was refused (counted):
+/// [`Refusal::Prohibited`] when out of flow slots or descriptors, for the
+/// caller to answer with an ICMP error ([`crate::limits`]).
+pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, sport: u16, dport: u16, payload: &[u8]) -> Result<(), Refusal> {
     let ini = FlowSide { eaddr: src, eport: sport, oaddr: dst, oport: dport };
-    let Some((fd, _)) = ctx.tap_sock_flow(Proto::Udp, ini, open_flow) else { return };
+    let (fd, _) = ctx.tap_sock_flow(Proto::Udp, ini, open_flow)?;
     match sys::send(fd, payload, None) {
         Ok(_) => {}
         Err(e) => {
@@ -49,20 +55,30 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, sport: u16, dport: u16, p
             log::trace!("UDP: send to host failed: {e}");
         }
     }
+    Ok(())
 }
 
-fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Option<Sidx> {
+fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Result<Sidx, Refusal> {
     let Some(eaddr) = ctx.fwd.from_tap(L4::Udp, ini.oaddr, ini.oport) else {
         ctx.counters.drop_addr += 1;
-        return None;
+        return Err(Refusal::Dropped);
     };
+    if ctx.flows.is_full() {
+        ctx.counters.drop_flow_table_full += 1;
+        return Err(Refusal::Prohibited);
+    }
     let v4 = eaddr.is_v4();
     let sock = match sys::socket(v4, libc::SOCK_DGRAM, 0) {
         Ok(s) => s,
+        Err(e) if limits::out_of_fds(&e) => {
+            ctx.counters.drop_no_fds += 1;
+            log::debug!("UDP: socket: {e}");
+            return Err(Refusal::Prohibited);
+        }
         Err(e) => {
             ctx.counters.drop_socket += 1;
             log::debug!("UDP: socket: {e}");
-            return None;
+            return Err(Refusal::Dropped);
         }
     };
     let fd = sock.as_raw_fd();
@@ -73,14 +89,14 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Option<Sidx> {
     if let Err(e) = bound.and_then(|()| sys::connect(fd, eaddr, ini.oport)) {
         ctx.counters.drop_socket += 1;
         log::debug!("UDP: connect to {eaddr}:{}: {e}", ini.oport);
-        return None;
+        return Err(Refusal::Dropped);
     }
     let (oaddr, oport) = sys::local_addr(fd).unwrap_or((Inany::UNSPEC4, 0));
     let tgt = FlowSide { eaddr, eport: ini.oport, oaddr, oport };
-    let s = ctx.new_sock_flow(Proto::Udp, [Pif::Tap, Pif::Host], [ini, tgt], sock, FlowData::Udp)?;
+    let s = ctx.new_sock_flow(Proto::Udp, [Pif::Tap, Pif::Host], [ini, tgt], sock, FlowData::Udp).ok_or(Refusal::Dropped)?;
     ctx.counters.udp_flows += 1;
     log::debug!("UDP flow {}: {}:{} -> {}:{} via {eaddr}", s.flow(), ini.eaddr, ini.eport, ini.oaddr, ini.oport);
-    Some(s)
+    Ok(s)
 }
 
 /// The host socket of flow side `sidx` is readable (or has an error):
@@ -304,11 +320,15 @@ fn open_inbound(ctx: &mut Ctx, t: &Target, ini: FlowSide) -> Option<Sidx> {
         ctx.counters.drop_fwd_nat += 1;
         return None;
     };
+    if ctx.flows.is_full() {
+        ctx.counters.drop_flow_table_full += 1;
+        return None;
+    }
     let reply = match reply_socket(ctx, t, ini.oaddr, ini.eaddr, ini.eport) {
         Ok(s) => s,
         Err(e) => {
             log::debug!("UDP: reply socket for {}:{}: {e}", ini.eaddr, ini.eport);
-            ctx.counters.drop_socket += 1;
+            count_socket_error(ctx, &e);
             return None;
         }
     };
@@ -333,7 +353,7 @@ fn open_inbound(ctx: &mut Ctx, t: &Target, ini: FlowSide) -> Option<Sidx> {
         Ok(s) => s,
         Err(e) => {
             log::debug!("UDP splice: socket: {e}");
-            ctx.counters.drop_socket += 1;
+            count_socket_error(ctx, &e);
             return None;
         }
     };
@@ -428,6 +448,15 @@ pub fn splice_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
         if let Some(FlowData::UdpSplice(us)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
             us.last = now;
         }
+    }
+}
+
+/// Count a failed socket(2) for a new flow: out of descriptors or other.
+fn count_socket_error(ctx: &mut Ctx, e: &std::io::Error) {
+    if limits::out_of_fds(e) {
+        ctx.counters.drop_no_fds += 1;
+    } else {
+        ctx.counters.drop_socket += 1;
     }
 }
 

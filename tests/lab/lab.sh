@@ -324,17 +324,19 @@ need_ebpf() {
 # background with a placeholder command (sleep) in the namespace it creates,
 # pasta logging to $LAB_WORK/NAME.pasta.log and its output going to
 # $LAB_WORK/NAME.out (both dumped on failure). Returns once the placeholder runs
-# (at most 10 s), with NS_PID = the placeholder's PID as the lab sees it and
+# (at most 10 s; pasta and the placeholder live at most PASTA_BG_SECS, default
+# 300 s), with NS_PID = the placeholder's PID as the lab sees it and
 # NS=(nsenter -t NS_PID -n): `"${NS[@]}" CMD` runs CMD as the lab's root in
 # pasta's network namespace (servers, clients, ss). pasta_bg_stop ends it.
 pasta_bg() {
 	local name=$1 ino="" d; shift
 	rm -f "$LAB_WORK/$name.netns"
 	dump_file "$LAB_WORK/$name.pasta.log" "$LAB_WORK/$name.out"
-	log "background: pasta -l $name.pasta.log $* -- sh -c '...; exec sleep 300'"
-	timeout -k 2 300 "${PASTA[@]}" -l "$LAB_WORK/$name.pasta.log" "$@" -- \
+	local life=${PASTA_BG_SECS:-300}
+	log "background: pasta -l $name.pasta.log $* -- sh -c '...; exec sleep $life'"
+	timeout -k 2 "$life" "${PASTA[@]}" -l "$LAB_WORK/$name.pasta.log" "$@" -- \
 		sh -c "readlink /proc/self/ns/net >'$LAB_WORK/$name.netns.tmp' &&
-			mv '$LAB_WORK/$name.netns.tmp' '$LAB_WORK/$name.netns' && exec sleep 300" \
+			mv '$LAB_WORK/$name.netns.tmp' '$LAB_WORK/$name.netns' && exec sleep $life" \
 		>"$LAB_WORK/$name.out" 2>&1 &
 	PASTA_BG_PID=$! PASTA_BG_NAME=$name
 	wait_until 10 test -s "$LAB_WORK/$name.netns" ||

@@ -7,7 +7,8 @@
 #   PASTA_BIN        binary under test (default <workspace>/target/release/pasta)
 #   PASST_BIN        passt binary for the passt-mode cases (default: passt in
 #                    PASTA_BIN's directory; see lab.sh)
-#   LAB_TIMEOUT      hard limit for the whole case in seconds (default 120)
+#   LAB_TIMEOUT      hard limit for the whole case in seconds (default 120,
+#                    or the case's "# lab-timeout: EXPR" line)
 #   LAB_KEEP=1       keep the work directory even when the case passes
 #   LAB_INTERACTIVE=1  keep the terminal (timeout --foreground), for
 #                    `cargo xtask run --lab` (CASE = tests/lab/pasta-shell.sh)
@@ -41,6 +42,12 @@ chmod 1777 "$LAB_WORK"   # spawned commands may run unmapped (nobody)
 export LAB_DIR LAB_CASE LAB_CASE_FILE LAB_WORK PASTA_BIN
 fg=()
 [[ -n ${LAB_INTERACTIVE:-} ]] && fg=(--foreground)
+# A case may need longer: a line "# lab-timeout: EXPR" in it (digits, + and
+# environment variable names, e.g. "SOAK_SECS + 300") gives its default.
+if [[ -z ${LAB_TIMEOUT:-} ]]; then
+	lt=$(sed -n 's/^# lab-timeout: *\([A-Za-z0-9_ +]*\)$/\1/p' "$LAB_CASE_FILE" | head -n 1)
+	[[ -n $lt ]] && LAB_TIMEOUT=$(set +u; echo $((lt)))
+fi
 timeout "${fg[@]}" -k 5 "${LAB_TIMEOUT:-120}" \
 	unshare --net --mount --pid --fork --kill-child --mount-proc bash "$LAB_DIR/inner.sh" 2>&1
 rc=$?

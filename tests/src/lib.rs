@@ -66,6 +66,8 @@ pub const CASES: &[&str] = &[
     "28-ebpf-lookup",
     "29-ebpf-fallback",
     "30-sandbox",
+    "31-limits",
+    "32-soak",
     "33-logging",
     "34-pcap",
     "35-torture",

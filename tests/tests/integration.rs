@@ -206,6 +206,18 @@ fn sandbox() {
     case("30-sandbox")
 }
 
+/// --max-flows: a full table refuses one more TCP (RST), spliced and inbound connection (reset), UDP and ping (ICMP administratively prohibited), counted; out of descriptors likewise, without a busy loop; earlier flows byte-exact.
+#[test]
+fn limits() {
+    case("31-limits")
+}
+
+/// A bounded soak (SOAK_SECS, default 300) of mixed traffic: pasta's RSS stays flat after warm-up and its descriptors return to the baseline.
+#[test]
+fn soak() {
+    case("32-soak")
+}
+
 /// Logging: --log-size bounds the log file (cut at line boundaries, newest kept) under --trace traffic; -q, -d, --trace; syslog when daemonized without -l; --stats prints only after events.
 #[test]
 fn logging() {

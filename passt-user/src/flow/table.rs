@@ -103,6 +103,11 @@ impl<D> FlowTable<D> {
         self.active
     }
 
+    /// True if every slot is taken: a new flow would be refused.
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
     /// True if no flow is in use.
     pub fn is_empty(&self) -> bool {
         self.active == 0
@@ -338,7 +343,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
-            if x % 3 != 0 && live.len() < 500 {
+            if !x.is_multiple_of(3) && live.len() < 500 {
                 let port = (step % 60_000) as u16;
                 if t.lookup(Pif::Tap, Proto::Udp, &side(port)).is_none() {
                     let i = add(&mut t, port).unwrap();

@@ -367,18 +367,35 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
         return;
     };
     let v4 = eaddr.is_v4();
+    let mss = mss_max(ctx.mtu, v4);
+    let isn = isn(ctx, &ini);
+    let conn = TcpConn::from_tap_syn(ctx.now, seg, isn, mss);
+    // Out of flow slots or descriptors: refuse with an RST, before the
+    // host sees a connection attempt.
+    let refuse = |ctx: &mut Ctx, mut c: TcpConn| {
+        let rst = c.rst_segment();
+        emit(ctx, &ini, 0, &rst, &[]);
+    };
+    if ctx.flows.is_full() {
+        ctx.counters.drop_flow_table_full += 1;
+        log::debug!("TCP: flow table full, {}:{} -> {}:{} refused", ini.eaddr, ini.eport, ini.oaddr, ini.oport);
+        refuse(ctx, conn);
+        return;
+    }
     let sock = match sys::socket(v4, libc::SOCK_STREAM, 0) {
         Ok(s) => s,
         Err(e) => {
-            ctx.counters.drop_socket += 1;
             log::debug!("TCP: socket: {e}");
+            if crate::limits::out_of_fds(&e) {
+                ctx.counters.drop_no_fds += 1;
+                refuse(ctx, conn);
+            } else {
+                ctx.counters.drop_socket += 1;
+            }
             return;
         }
     };
     let fd = sock.as_raw_fd();
-    let mss = mss_max(ctx.mtu, v4);
-    let isn = isn(ctx, &ini);
-    let conn = TcpConn::from_tap_syn(ctx.now, seg, isn, mss);
     if let Some(o) = ctx.fwd.outbound(v4).filter(|_| !eaddr.is_loopback()) {
         let _ = sys::bind(fd, o, 0);
     }
@@ -1182,5 +1199,30 @@ mod review_tests {
         eprintln!("ACKs to guest (relative): {acks:?}; peer got {} bytes", got.len());
         let first_bad = got.iter().zip(pattern(0, got.len())).position(|(a, b)| *a != b);
         assert_eq!(first_bad, None, "peer's stream differs from the guest's from byte {first_bad:?}");
+    }
+
+    #[test]
+    fn syn_from_tap_with_the_table_full_gets_an_rst_and_no_host_connection() {
+        let mut ctx = crate::daemon::test_ctx_flows(1).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        // Fill the table with a UDP flow.
+        let mut udp = Vec::new();
+        PacketBuilder::ethernet2(GUEST_MAC, OUR_MAC).ipv4([192, 0, 2, 2], [192, 0, 2, 1], 64).udp(40000, 9).write(&mut udp, b"x").unwrap();
+        dispatch_frame(&mut ctx, &udp);
+        assert_eq!(ctx.flows.len(), 1);
+        dispatch_frame(&mut ctx, &seg(port, 1000, None, false, true, 65535, &[]));
+        assert_eq!(ctx.counters.drop_flow_table_full, 1);
+        assert_eq!(ctx.counters.tcp_flows, 0);
+        let f: Vec<Vec<u8>> = ctx.tx.frames().map(|f| f.to_vec()).collect();
+        assert_eq!(f.len(), 1);
+        let p = etherparse::SlicedPacket::from_ethernet(&f[0]).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { panic!("not TCP") };
+        assert!(t.rst(), "RST");
+        assert_eq!((t.source_port(), t.destination_port()), (port, SPORT));
+        assert!(t.ack() && t.acknowledgment_number() == 1001, "RST acknowledges the SYN");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(l.accept().is_err(), "the host never saw a connection");
     }
 }

@@ -29,28 +29,54 @@ use std::os::fd::{AsRawFd, RawFd};
 use crate::daemon::Ctx;
 use crate::flow::{FlowSide, Inany, Pif};
 use crate::fwd::{Fwd, L4};
+use crate::limits::{self, RefuseOne};
 use crate::listen::{Target, OUT};
 use crate::sys;
 
 /// Connections wait on listening socket `lfd` of rule target `t`: accept
 /// them (at most 64 per event) and send each to the tap or splice it, as
 /// [`Fwd::nat_from_host`] / [`Fwd::nat_from_splice`] decide. Connections
-/// with nowhere to go are reset and counted.
+/// with nowhere to go, or for which there is no flow slot or descriptor
+/// left, are reset and counted ([`crate::limits`]).
 pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
     for _ in 0..64 {
         let (sock, peer, pport) = match sys::accept(lfd) {
             Ok(Some(c)) => c,
             Ok(None) => return,
+            Err(e) if limits::out_of_fds(&e) => {
+                // Reset the connection through the spare descriptor, so
+                // that the listener does not stay readable forever.
+                ctx.counters.drop_no_fds += 1;
+                match ctx.spare_fd.refuse_one(lfd) {
+                    RefuseOne::Reset => {
+                        log::debug!("TCP: out of descriptors, connection on port {} reset", t.port);
+                        continue;
+                    }
+                    RefuseOne::Empty => return,
+                    RefuseOne::Failed => {
+                        // No spare: retry on the next tick.
+                        log::debug!("TCP: accept on port {}: {e}", t.port);
+                        ctx.listeners.pause(&ctx.epoll, lfd, t.data);
+                        return;
+                    }
+                }
+            }
             Err(e) => {
                 log::debug!("TCP: accept on port {}: {e}", t.port);
                 ctx.counters.drop_socket += 1;
-                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
-                    // Out of descriptors or memory: retry on the next tick.
+                if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM)) {
+                    // Out of memory: retry on the next tick.
                     ctx.listeners.pause(&ctx.epoll, lfd, t.data);
                 }
                 return;
             }
         };
+        if ctx.flows.is_full() {
+            log::debug!("TCP: flow table full, connection from {peer}:{pport} on port {} reset", t.port);
+            ctx.counters.drop_flow_table_full += 1;
+            sys::set_linger_zero(sock.as_raw_fd());
+            continue;
+        }
         let any = if peer.is_v4() { Inany::UNSPEC4 } else { Inany::UNSPEC6 };
         let (local, lport) = sys::local_addr(sock.as_raw_fd()).unwrap_or((any, 0));
         // Socket lookup: the connection's port is its original one.
@@ -97,7 +123,11 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
             }
             Err(e) => {
                 log::debug!("TCP splice: socket: {e}");
-                ctx.counters.drop_socket += 1;
+                if limits::out_of_fds(&e) {
+                    ctx.counters.drop_no_fds += 1;
+                } else {
+                    ctx.counters.drop_socket += 1;
+                }
                 sys::set_linger_zero(sock.as_raw_fd());
             }
         }

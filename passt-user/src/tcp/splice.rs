@@ -67,9 +67,16 @@ pub struct Pipe {
     size: usize,
 }
 
-/// Empty pipes kept for new spliced flows.
-#[derive(Debug, Default)]
+/// Empty pipes kept for new spliced flows (room for all of them is
+/// reserved up front: putting a pipe back never allocates).
+#[derive(Debug)]
 pub struct PipePool(Vec<Pipe>);
+
+impl Default for PipePool {
+    fn default() -> Self {
+        PipePool(Vec::with_capacity(POOL_MAX))
+    }
+}
 
 /// Pipes kept in the pool at most (two per flow in use).
 const POOL_MAX: usize = 64;
@@ -289,11 +296,27 @@ pub fn sockmap_timer(ctx: &mut Ctx) {
 }
 
 /// What moving data in one direction came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Moved {
     /// Carry on.
     Ok,
     /// A socket failed: reset both.
     Reset,
+    /// No pipe: out of file descriptors (pipe2 failed with EMFILE or
+    /// ENFILE); reset both, counted as `drop_no_fds`.
+    NoFds,
+}
+
+/// Reset flow `idx` after `forward` gave `m`, counting why; false if `m`
+/// is [`Moved::Ok`] (nothing done).
+fn reset_on(ctx: &mut Ctx, idx: usize, m: Moved) -> bool {
+    match m {
+        Moved::Ok => return false,
+        Moved::Reset => {}
+        Moved::NoFds => ctx.counters.drop_no_fds += 1,
+    }
+    reset(ctx, idx);
+    true
 }
 
 /// Move data of direction `d` (see the module documentation), with pipes
@@ -310,7 +333,7 @@ fn forward(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Moved {
                     Ok(p) => s.pipes[d] = Some(p),
                     Err(e) => {
                         log::debug!("TCP splice: pipe: {e}");
-                        return Moved::Reset;
+                        return if crate::limits::out_of_fds(&e) { Moved::NoFds } else { Moved::Reset };
                     }
                 }
             }
@@ -385,8 +408,8 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
         s.connecting = false;
         let pool = &mut ctx.splice_pipes;
         let r = [forward(s, INI, pool), forward(s, TGT, pool)];
-        if r.iter().any(|m| matches!(m, Moved::Reset)) {
-            reset(ctx, idx);
+        let m = if r.contains(&Moved::NoFds) { Moved::NoFds } else if r.contains(&Moved::Reset) { Moved::Reset } else { Moved::Ok };
+        if reset_on(ctx, idx, m) {
             return;
         }
         pair(ctx, idx);
@@ -405,15 +428,17 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
     let before = s.relayed;
     let paired = s.pair.is_some();
     let pool = &mut ctx.splice_pipes;
-    if events & libc::EPOLLOUT as u32 != 0 && matches!(forward(s, 1 - side, pool), Moved::Reset) {
-        reset(ctx, idx);
+    let out = if events & libc::EPOLLOUT as u32 != 0 { forward(s, 1 - side, pool) } else { Moved::Ok };
+    let m = if out == Moved::Ok && events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 {
+        forward(s, side, pool)
+    } else {
+        out
+    };
+    let moved = s.relayed != before;
+    if reset_on(ctx, idx, m) {
         return;
     }
-    if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0 && matches!(forward(s, side, pool), Moved::Reset) {
-        reset(ctx, idx);
-        return;
-    }
-    if paired && s.relayed != before {
+    if paired && moved {
         relayed(ctx, idx);
     }
     update(ctx, idx);
