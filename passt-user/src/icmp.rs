@@ -14,7 +14,8 @@
 //! if it does not, one warning says so and echo requests are dropped.
 //! A flow idle for [`PING_TIMEOUT`] is closed.
 //!
-//! Syscalls: socket, bind, sendto, recvmmsg, close.
+//! Syscalls: socket, bind, sendto, recvmmsg, close, getgid (the
+//! ping_group_range warning).
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;

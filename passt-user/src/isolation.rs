@@ -483,6 +483,8 @@ const COMMON: &[libc::c_long] = &[
     libc::SYS_getrandom,
     libc::SYS_sched_yield,
     libc::SYS_gettid,
+    // The ping_group_range warning names our group (crate::icmp).
+    libc::SYS_getgid,
     libc::SYS_getpid,
     libc::SYS_exit,
     libc::SYS_exit_group,
@@ -511,7 +513,8 @@ const EBPF: &[libc::c_long] = &[libc::SYS_bpf];
 /// The seccomp allow-list of `profile` (plus bpf(2) with `ebpf`), with
 /// argument checks where cheap: socket(2) only for AF_INET, AF_INET6 (and
 /// AF_UNIX for passt's re-listen), ioctl(2) only FIONREAD (SIOCINQ),
-/// TIOCOUTQ (SIOCOUTQ) and FIONBIO (std's `set_nonblocking`).
+/// TIOCOUTQ (SIOCOUTQ) and FIONBIO (std's `set_nonblocking`),
+/// mprotect(2) only without PROT_EXEC (glibc's per-thread heaps).
 /// Anything else traps (see the module documentation).
 ///
 /// # Errors
@@ -543,6 +546,11 @@ pub fn seccomp_filter(profile: Profile, ebpf: bool) -> Result<BpfProgram, Isolat
         ioctl.push(SeccompRule::new(vec![eq(1, req)?]).map_err(|e| err(&e))?);
     }
     rules.insert(libc::SYS_ioctl, ioctl);
+    // glibc's malloc grows the heaps of threads other than the main one
+    // (pasta's namespace helper) with mprotect(2): allowed, never to make
+    // memory executable.
+    let no_exec = SeccompCondition::new(2, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0).map_err(|e| err(&e))?;
+    rules.insert(libc::SYS_mprotect, vec![SeccompRule::new(vec![no_exec]).map_err(|e| err(&e))?]);
     let arch = std::env::consts::ARCH.try_into().map_err(|e| err(&e))?;
     let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, arch).map_err(|e| err(&e))?;
     filter.try_into().map_err(|e: seccompiler::BackendError| err(&e))
@@ -828,6 +836,8 @@ mod tests {
             unsafe {
                 let s = libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0);
                 let mut p = [0; 2];
+                // getgid: icmp's ping_group_range warning.
+                libc::getgid();
                 if s < 0 || libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) < 0 || libc::write(p[1], b"x".as_ptr().cast(), 1) != 1 {
                     return 4;
                 }
@@ -836,6 +846,22 @@ mod tests {
             0
         });
         assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "status {st:#x}");
+        // mprotect(2) without PROT_EXEC works, with it traps.
+        let st = in_child(|| {
+            if apply_seccomp(&prog).is_err() {
+                return 2;
+            }
+            // SAFETY: a fresh anonymous mapping of our own.
+            unsafe {
+                let m = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+                if m == libc::MAP_FAILED || libc::mprotect(m, 4096, libc::PROT_READ | libc::PROT_WRITE) != 0 {
+                    return 4;
+                }
+                libc::mprotect(m, 4096, libc::PROT_READ | libc::PROT_EXEC);
+            }
+            3
+        });
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == SIGSYS_EXIT, "status {st:#x}");
         // socket(2) of another family (netlink) is refused.
         let st = in_child(|| {
             if apply_seccomp(&prog).is_err() {
