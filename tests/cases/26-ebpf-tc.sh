@@ -117,7 +117,11 @@ sarp=$(counter "$plog" svc_arp_frames) sns=$(counter "$plog" svc_ns_requests)
 passed=$(answer "$plog" passed)
 ((sarp == 1)) || fail "pasta read $sarp ARP frames from the tap, want 1 (hardware type 6)"
 ((sns >= 2)) || fail "pasta read $sns solicitations from the tap, want the two invalid ones at least"
-((sarp + sns == passed)) || fail "pasta read $sarp ARP + $sns NS frames, the program passed $passed"
+# A DAD probe sent while the tap came up, before the program was attached,
+# reaches pasta without passing the program: the only allowed difference.
+dad=$(grep "neighbor solicitation" "$LAB_WORK/tap.txt" | grep -c " :: > ")
+((sarp + sns >= passed && sarp + sns - passed <= dad)) ||
+	fail "pasta read $sarp ARP + $sns NS frames, the program passed $passed ($dad DAD probes in the capture)"
 ok "userspace counters: svc_arp_frames $sarp, svc_ns_requests $sns (the refused ones, DAD), program passed $passed"
 
 for l in "ARP not for Ethernet/IPv4, hardware type (6)" "neighbour solicitation with a hop limit other than 255 (64)" \

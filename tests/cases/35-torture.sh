@@ -1,5 +1,7 @@
 # 35-torture: a million random and mutated frames while real transfers run.
 #
+# lab-timeout: 300
+#
 # 1. pasta (background, --config-net -d -t FWD_PORT --host-lo-to-ns-lo). In
 #    its namespace: an HTTP server on 127.0.0.1:FWD_PORT (the forwarded,
 #    spliced transfer; --host-lo-to-ns-lo makes its target the namespace's
