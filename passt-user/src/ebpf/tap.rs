@@ -126,29 +126,8 @@ impl std::fmt::Display for TapCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::svc::{SvcV4, SvcV6};
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
-    fn svc() -> SvcConf {
-        SvcConf {
-            our_mac: [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55],
-            mtu: None,
-            v4: Some(SvcV4 { addr: Ipv4Addr::new(192, 0, 2, 10), prefix_len: 24, gw: Ipv4Addr::new(192, 0, 2, 1), dns: vec![] }),
-            v6: Some(SvcV6 {
-                addr: "2001:db8::10".parse().unwrap(),
-                prefix_len: 64,
-                our_ll: "fe80::1".parse().unwrap(),
-                dns: vec![],
-            }),
-            search: vec![],
-            hostname: None,
-            fqdn: None,
-            no_dhcp: false,
-            no_ndp: false,
-            no_ra: false,
-            no_dhcpv6: false,
-        }
-    }
+    use crate::svc::test_util::conf as svc;
+    use std::net::Ipv6Addr;
 
     #[test]
     fn conf_carries_addresses_in_network_order() {

@@ -487,7 +487,7 @@ fn parse_ip6(frame: &[u8], proto: u8) -> Result<Ip6Req<'_>, wire::Error> {
 
 /// Fixtures and harnesses shared by the responders' unit tests.
 #[cfg(test)]
-mod test_util {
+pub(crate) mod test_util {
     use super::*;
 
     /// Bytes from hex digits; whitespace and `|` separators are ignored.
