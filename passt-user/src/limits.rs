@@ -34,7 +34,7 @@
 
 use std::io;
 use std::ops::Range;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::flow::Inany;
@@ -121,14 +121,11 @@ impl SpareFd {
     }
 }
 
+/// A close-on-exec duplicate of `of` (std's F_DUPFD_CLOEXEC).
 fn dup(of: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the kernel checks `of`.
-    let fd = unsafe { libc::fcntl(of, libc::F_DUPFD_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // SAFETY: `of` stays open for as long as the SpareFd holding it (see
+    // SpareFd::new); the borrow ends with this call.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(of) }.try_clone_to_owned()
 }
 
 /// ICMP errors sent to the tap per second, at most.
