@@ -671,6 +671,12 @@ mod tests {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
+    /// A UDP port nothing holds right now: a free TCP port number may be
+    /// any other test's UDP socket.
+    fn free_udp_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
     #[test]
     fn steered_ports_leave_out_held_and_unscanned_ports() {
         let t = table(&[(FwdOpt::TcpPorts, "~2001-65535"), (FwdOpt::UdpPorts, "1000-1999:3000-3999,auto")]);
@@ -734,7 +740,7 @@ mod tests {
 
     #[test]
     fn auto_rule_follows_the_scan_map() {
-        let p = free_port();
+        let p = free_udp_port();
         let t = table(&[(FwdOpt::UdpPorts, &format!("127.0.0.1/{p},auto"))]);
         let mut l = Listeners::new(&t, &FwdTable::new(), true, true, true, true);
         let ep = Epoll::new().unwrap();
