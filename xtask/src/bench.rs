@@ -130,6 +130,9 @@ const BENCH_PACKAGES: &[&str] = &[
     "util-linux",
     // the eBPF section's round trips (tcp-pp)
     "sockperf",
+    // target/bench/bench.png (pngcairo terminal) and its font
+    "gnuplot-nox",
+    "fonts-dejavu-core",
 ];
 
 /// The lab script, relative to the workspace root.
@@ -156,13 +159,73 @@ struct Tool {
 
 /// Every tool, in column order.
 const TOOLS: &[Tool] = &[
-    Tool { id: "pasta-rs", label: "pasta-rs", peer: false },
-    Tool { id: "debian-pasta", label: "Debian pasta", peer: true },
-    Tool { id: "slirp4netns", label: "slirp4netns", peer: true },
+    Tool {
+        id: "pasta-rs",
+        label: "pasta-rs",
+        peer: false,
+    },
+    Tool {
+        id: "debian-pasta",
+        label: "Debian pasta",
+        peer: true,
+    },
+    Tool {
+        id: "slirp4netns",
+        label: "slirp4netns",
+        peer: true,
+    },
 ];
 
 /// The id of the tool under test (numerator of the ratio).
 const OURS: &str = "pasta-rs";
+
+/// pasta-rs with `--threads 2` (the p4 part only; lab-bench.sh adds the
+/// option): compared with pasta-rs (`--threads 1`, the default).
+const T2: Tool = Tool {
+    id: "pasta-rs-t2",
+    label: "pasta-rs --threads 2",
+    peer: false,
+};
+
+/// The tap parts' ceiling: the same iperf3 or rr.py client in the lab's
+/// "host" namespace straight to upstream over the lab veth (MTU 1500), no
+/// forwarder; one session per round, shown in the rows of every MTU.
+const VETH: Tool = Tool {
+    id: "veth",
+    label: "veth (no forwarder)",
+    peer: false,
+};
+
+/// Whether `id` is a ceiling without a forwarder (no CPU time, no RSS).
+fn is_ceiling(id: &str) -> bool {
+    id == VETH.id || id == LOOPBACK.id
+}
+
+/// The tap table's tools: the selected ones, then [`VETH`].
+fn tap_tools(tools: &[&'static Tool]) -> Vec<&'static Tool> {
+    let mut v = tools.to_vec();
+    v.push(&VETH);
+    v
+}
+
+/// The p4 table's tools: the selected ones with [`T2`] right after
+/// pasta-rs, then [`VETH`].
+fn p4_tools(tools: &[&'static Tool]) -> Vec<&'static Tool> {
+    let mut v = Vec::new();
+    for &t in tools {
+        v.push(t);
+        if t.id == OURS {
+            v.push(&T2);
+        }
+    }
+    v.push(&VETH);
+    v
+}
+
+/// The tap-rr table's tools: the selected ones, then [`VETH`].
+fn taprr_tools(tools: &[&'static Tool]) -> Vec<&'static Tool> {
+    tap_tools(tools)
+}
 
 /// Parsed command line.
 #[derive(Debug, PartialEq)]
@@ -177,9 +240,13 @@ struct Opts {
     tools: Vec<&'static Tool>,
     /// Run the tap part (`--only tap`, or by default).
     tap: bool,
+    /// Run the parallel-flows part (`--only p4`, or by default).
+    p4: bool,
     /// Run the splice part (`--only splice`, or by default).
     splice: bool,
-    /// Run the eBPF section (`--only ebpf`, `--ebpf`, or by default).
+    /// Run the tap round-trip part (`--only tap-rr`, or by default).
+    taprr: bool,
+    /// Run the eBPF section (`--only ebpf`, `--ebpf`; not by default).
     ebpf: bool,
     /// Run the guest part (`--only guest`, or by default).
     guest: bool,
@@ -189,21 +256,25 @@ struct Opts {
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST]
-                         [--only tap|splice|ebpf|guest] [--ebpf] [--no-install]
+                         [--only PART[,PART...]] [--ebpf] [--no-install]
   --rounds N    rounds, each running every path with every tool (default 3)
   --secs S      seconds per run (default 5; the guest part: per direction)
   --quick       1 round x 2 s (smoke test)
   --tools LIST  comma-separated subset of pasta-rs,debian-pasta,slirp4netns
-                (the splice table has pasta-rs, debian-pasta and loopback)
+                (pasta-rs also runs with --threads 2 in the p4 part; the
+                ceilings veth and loopback always run)
   --guest-tools LIST
                 comma-separated subset of passt-rs,debian-passt,passt-rs-vu
                 (the guest part's back-ends: stream, stream, vhost-user)
-  --only PART   tap (iperf3 through the tap), splice (pasta's loopback
-                relay beside plain loopback), ebpf (pasta-rs's spliced TCP
-                with and without --ebpf beside plain loopback, a stalled
-                reader, fds held for -t all -u all) or guest (iperf3 from a
-                QEMU guest through passt, ../shared/guest/guestlab.sh);
-                default all
+  --only PARTS  comma-separated: tap (iperf3 through the tap), p4 (iperf3
+                -P 4 through the tap, pasta-rs also with --threads 2),
+                splice (pasta's loopback relay beside plain loopback),
+                tap-rr (TCP round trips, connections/s and UDP throughput
+                through the tap), ebpf (pasta-rs's spliced TCP with and
+                without --ebpf beside plain loopback, a stalled reader, fds
+                held for -t all -u all) or guest (iperf3 from a QEMU guest
+                through passt, ../shared/guest/guestlab.sh); default all
+                but ebpf
   --ebpf        the same as --only ebpf
   --no-install  do not install missing Debian packages";
 
@@ -214,8 +285,10 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
         install: true,
         tools: TOOLS.iter().collect(),
         tap: true,
+        p4: true,
         splice: true,
-        ebpf: true,
+        taprr: true,
+        ebpf: false,
         guest: true,
         guest_tools: GUEST_TOOLS.iter().collect(),
     };
@@ -236,14 +309,22 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
                 o.secs = 2;
             }
             "--no-install" => o.install = false,
-            "--ebpf" => (o.tap, o.splice, o.ebpf, o.guest) = (false, false, true, false),
-            "--only" => match it.next().as_deref() {
-                Some("tap") => (o.tap, o.splice, o.ebpf, o.guest) = (true, false, false, false),
-                Some("splice") => (o.tap, o.splice, o.ebpf, o.guest) = (false, true, false, false),
-                Some("ebpf") => (o.tap, o.splice, o.ebpf, o.guest) = (false, false, true, false),
-                Some("guest") => (o.tap, o.splice, o.ebpf, o.guest) = (false, false, false, true),
-                v => bail!("--only: want tap, splice, ebpf or guest, not {}", v.unwrap_or("nothing")),
-            },
+            "--ebpf" => o.select_parts(&["ebpf"])?,
+            "--only" => {
+                let v = it.next().unwrap_or_default();
+                let want: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if want.is_empty() {
+                    bail!(
+                        "--only: want a part among {}, not nothing",
+                        PARTS.join(", ")
+                    );
+                }
+                o.select_parts(&want)?;
+            }
             "--guest-tools" => {
                 let v = it.next().context("--guest-tools needs a list")?;
                 let mut want = Vec::new();
@@ -256,14 +337,19 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
                 if want.is_empty() {
                     bail!("--guest-tools: empty list");
                 }
-                o.guest_tools = GUEST_TOOLS.iter().filter(|t| want.contains(&t.id)).collect();
+                o.guest_tools = GUEST_TOOLS
+                    .iter()
+                    .filter(|t| want.contains(&t.id))
+                    .collect();
             }
             "--tools" => {
                 let v = it.next().context("--tools needs a list")?;
                 let mut want = Vec::new();
                 for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     let Some(t) = TOOLS.iter().find(|t| t.id == name) else {
-                        bail!("--tools: unknown tool '{name}' (pasta-rs, debian-pasta, slirp4netns)");
+                        bail!(
+                            "--tools: unknown tool '{name}' (pasta-rs, debian-pasta, slirp4netns)"
+                        );
                     };
                     want.push(t.id);
                 }
@@ -278,6 +364,43 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
     Ok(o)
 }
 
+/// Every part's name for `--only`, in run order.
+const PARTS: &[&str] = &["tap", "p4", "splice", "tap-rr", "ebpf", "guest"];
+
+impl Opts {
+    /// Run exactly the parts named in `want` (names of [`PARTS`]).
+    ///
+    /// # Errors
+    /// A name that is not a part.
+    fn select_parts(&mut self, want: &[&str]) -> Result<()> {
+        if let Some(bad) = want.iter().find(|w| !PARTS.contains(w)) {
+            bail!("--only: want {}, not {bad}", PARTS.join(", "));
+        }
+        let has = |p: &str| want.contains(&p);
+        (
+            self.tap,
+            self.p4,
+            self.splice,
+            self.taprr,
+            self.ebpf,
+            self.guest,
+        ) = (
+            has("tap"),
+            has("p4"),
+            has("splice"),
+            has("tap-rr"),
+            has("ebpf"),
+            has("guest"),
+        );
+        Ok(())
+    }
+
+    /// Whether any part that runs in the lab script is selected.
+    fn lab_part(&self) -> bool {
+        self.tap || self.p4 || self.splice || self.taprr || self.ebpf
+    }
+}
+
 /// `cargo xtask bench ARGS`: see the module documentation.
 pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     if args.iter().any(|a| a == "-h" || a == "--help") {
@@ -288,7 +411,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     if !is_root()? {
         bail!("bench must run as root (unshare --net --mount --pid for the private lab)");
     }
-    let lab_part = opts.tap || opts.splice || opts.ebpf;
+    let lab_part = opts.lab_part();
     if opts.ebpf && !opts.tools.iter().any(|t| t.id == OURS) {
         bail!("the eBPF section measures pasta-rs: --tools must include it");
     }
@@ -298,7 +421,12 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
             pkgs.extend(BENCH_PACKAGES);
         }
         if opts.guest {
-            pkgs.extend(GUEST_PACKAGES.iter().filter(|p| !pkgs.contains(p)).collect::<Vec<_>>());
+            pkgs.extend(
+                GUEST_PACKAGES
+                    .iter()
+                    .filter(|p| !pkgs.contains(p))
+                    .collect::<Vec<_>>(),
+            );
         }
         ensure_packages(&pkgs)?;
     }
@@ -367,7 +495,8 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
             std::fs::remove_dir_all(&p).with_context(|| format!("rm -r {}", p.display()))?;
         }
     }
-    std::fs::create_dir_all(out.join("raw")).with_context(|| format!("mkdir {}/raw", out.display()))?;
+    std::fs::create_dir_all(out.join("raw"))
+        .with_context(|| format!("mkdir {}/raw", out.display()))?;
     let runs_file = out.join("runs.tsv");
     let guest_file = out.join("guest.tsv");
     for f in [&runs_file, &guest_file] {
@@ -377,12 +506,23 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     let limit = hard_limit_secs(&opts);
     let mut which = Vec::new();
     if lab_part {
-        which.push(format!("tools {}", opts.tools.iter().map(|t| t.id).collect::<Vec<_>>().join(",")));
+        which.push(format!(
+            "tools {}",
+            opts.tools
+                .iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
     }
     if opts.guest {
         which.push(format!(
             "guest back-ends {}",
-            opts.guest_tools.iter().map(|t| t.id).collect::<Vec<_>>().join(",")
+            opts.guest_tools
+                .iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+                .join(",")
         ));
     }
     eprintln!(
@@ -395,13 +535,22 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     let t0 = Instant::now();
     let mut killed = false;
     let (mut runs, mut splice_runs, mut env) = (Vec::new(), Vec::new(), String::new());
+    let (mut p4_runs, mut taprr_runs, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     let mut ebpf = EbpfPart::default();
     if lab_part {
         let lab_limit = lab_limit_secs(&opts);
         let mtus: Vec<String> = MTUS.iter().map(u16::to_string).collect();
         let mut c = Command::new("timeout");
         c.args(["-k", "10", &lab_limit.to_string()])
-            .args(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"])
+            .args([
+                "unshare",
+                "--net",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+            ])
             .arg("bash")
             .arg(root.join(LAB_SCRIPT))
             .env("BENCH_OUT", &out)
@@ -419,7 +568,9 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
             bail!("bench lab failed ({status}); see the log above");
         }
         if killed {
-            eprintln!("xtask: bench: the lab was killed after {lab_limit} s; partial results follow");
+            eprintln!(
+                "xtask: bench: the lab was killed after {lab_limit} s; partial results follow"
+            );
         }
         let text = std::fs::read_to_string(&runs_file)
             .with_context(|| format!("cannot read {}", runs_file.display()))?;
@@ -428,23 +579,52 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         let text = std::fs::read_to_string(&splice_file)
             .with_context(|| format!("cannot read {}", splice_file.display()))?;
         splice_runs = parse_splice_runs(&text)?;
+        // written by this version of the lab script only: absent is empty
+        let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+        p4_runs = parse_runs(&read("p4.tsv")).context("p4.tsv")?;
+        taprr_runs = parse_rate_runs("taprr.tsv", &read("taprr.tsv"))?;
+        rss = parse_rss(&read("rss.tsv"))?;
         ebpf = read_ebpf_part(&out)?;
         env = std::fs::read_to_string(out.join("env.txt")).unwrap_or_default();
     }
-    let guest_runs =
-        if opts.guest { run_guest_part(&opts, &guestlab, &root, &guest_bins, &out)? } else { Vec::new() };
+    let guest_runs = if opts.guest {
+        run_guest_part(&opts, &guestlab, &root, &guest_bins, &out)?
+    } else {
+        Vec::new()
+    };
     let elapsed = t0.elapsed();
-    let summary = summarise(&runs, &opts.tools);
+    let summary = summarise(&runs, &tap_tools(&opts.tools));
     let mut md = if opts.tap {
         render_markdown(&summary, &opts, &env, elapsed, &runs)
     } else {
         render_markdown_head(&opts, &env, elapsed)
     };
+    let p4_rows = summarise(&p4_runs, &p4_tools(&opts.tools));
+    if opts.p4 {
+        md.push('\n');
+        md.push_str(&render_p4_markdown(&p4_rows, &opts, &p4_runs));
+    }
     let stools = splice_tools(&opts.tools);
     let splice_rows = summarise_splice(&splice_runs, &stools);
     if opts.splice {
         md.push('\n');
-        md.push_str(&render_splice_markdown(&splice_rows, &stools, &opts, &splice_runs));
+        md.push_str(&render_splice_markdown(
+            &splice_rows,
+            &stools,
+            &opts,
+            &splice_runs,
+        ));
+    }
+    let rtools = taprr_tools(&opts.tools);
+    let taprr_rows = summarise_splice(&taprr_runs, &rtools);
+    if opts.taprr {
+        md.push('\n');
+        md.push_str(&render_taprr_markdown(
+            &taprr_rows,
+            &rtools,
+            &opts,
+            &taprr_runs,
+        ));
     }
     let ebpf_rows = summarise_splice(&ebpf.runs, &ebpf_tools());
     let stall_rows = summarise_stall(&ebpf.stall);
@@ -459,8 +639,21 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         if !md.ends_with("\n\n") {
             md.push('\n');
         }
-        md.push_str(&render_guest_markdown(&guest_rows, &opts, &guest_env, &guest_runs));
+        md.push_str(&render_guest_markdown(
+            &guest_rows,
+            &opts,
+            &guest_env,
+            &guest_runs,
+        ));
     }
+    if !rss.is_empty() {
+        md.push('\n');
+        md.push_str(&render_rss_markdown(&rss, &p4_tools(&opts.tools)));
+    }
+    let sum_rows = summary_rows(&summary, &p4_rows, &splice_rows, &taprr_rows, &guest_rows);
+    let checks = checks(&summary, &p4_rows, &splice_rows, &taprr_rows);
+    md.push('\n');
+    md.push_str(&render_summary_markdown(&sum_rows, &checks));
     print!("{md}");
     let md_path = out.join("bench.md");
     std::fs::write(&md_path, &md).with_context(|| format!("cannot write {}", md_path.display()))?;
@@ -473,10 +666,17 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         (&splice_rows, &splice_runs),
         (&ebpf_rows, &stall_rows, &ebpf),
         (&guest_rows, &guest_runs, &guest_env),
+        (&p4_rows, &p4_runs, &taprr_rows, &taprr_runs),
+        (&rss, &sum_rows, &checks),
     );
     std::fs::write(&json_path, json)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
-    eprintln!("xtask: bench: wrote {} and {}", md_path.display(), json_path.display());
+    eprintln!(
+        "xtask: bench: wrote {} and {}",
+        md_path.display(),
+        json_path.display()
+    );
+    eprintln!("xtask: bench: {}", render_plot(&sum_rows, &out));
     if killed {
         return Ok(ExitCode::FAILURE);
     }
@@ -486,43 +686,39 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
 /// The selected parts, space-separated, in run order: a subset of "tap
 /// splice guest" (bench.json's `parts`).
 fn parts(o: &Opts) -> String {
-    let mut v = Vec::new();
-    if o.tap {
-        v.push("tap");
-    }
-    if o.splice {
-        v.push("splice");
-    }
-    if o.ebpf {
-        v.push("ebpf");
-    }
-    if o.guest {
-        v.push("guest");
-    }
-    v.join(" ")
+    let on = [o.tap, o.p4, o.splice, o.taprr, o.ebpf, o.guest];
+    PARTS
+        .iter()
+        .zip(on)
+        .filter(|(_, on)| *on)
+        .map(|(p, _)| *p)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-/// `BENCH_PARTS` for the lab script: the selected parts among "tap splice
-/// ebpf" (the guest part does not use the lab).
+/// `BENCH_PARTS` for the lab script: the selected parts among "tap p4
+/// splice tap-rr ebpf" (the guest part does not use the lab).
 fn lab_parts(o: &Opts) -> String {
-    let mut v = Vec::new();
-    if o.tap {
-        v.push("tap");
-    }
-    if o.splice {
-        v.push("splice");
-    }
-    if o.ebpf {
-        v.push("ebpf");
-    }
-    v.join(" ")
+    let on = [o.tap, o.p4, o.splice, o.taprr, o.ebpf];
+    PARTS
+        .iter()
+        .zip(on)
+        .filter(|(_, on)| *on)
+        .map(|(p, _)| *p)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// 0 if any run (tap, splice, eBPF section or guest) succeeded, else 1
 /// (every tool failed everywhere).
-fn exit_code(runs: &[Run], splice_runs: &[SpliceRun], ebpf_runs: &[SpliceRun], guest_runs: &[GuestRun]) -> ExitCode {
-    if runs.iter().any(|r| r.ok)
-        || splice_runs.iter().any(|r| r.ok)
+fn exit_code(
+    runs: &[Run],
+    splice_runs: &[SpliceRun],
+    ebpf_runs: &[SpliceRun],
+    guest_runs: &[GuestRun],
+) -> ExitCode {
+    if runs.iter().any(|r| r.ok && !is_ceiling(&r.tool))
+        || splice_runs.iter().any(|r| r.ok && !is_ceiling(&r.tool))
         || ebpf_runs.iter().any(|r| r.ok)
         || guest_runs.iter().any(|r| r.ok)
     {
@@ -544,22 +740,36 @@ const SPLICE_RUNS_PER_SESSION: u64 = 7;
 /// ([`EBPF_STALL_LIMIT_S`], [`EBPF_FDS_LIMIT_S`]), and 60 s for set-up. 0
 /// if none of them is selected.
 fn lab_limit_secs(o: &Opts) -> u64 {
-    if !o.tap && !o.splice && !o.ebpf {
+    if !o.lab_part() {
         return 0;
     }
     let per_run = u64::from(o.secs) + 30;
+    let rounds = u64::from(o.rounds);
     let mut secs = 60;
     if o.tap {
-        let sessions = u64::from(o.rounds) * MTUS.len() as u64 * o.tools.len() as u64;
-        secs += sessions * (21 + 4 * per_run);
+        let sessions = rounds * MTUS.len() as u64 * o.tools.len() as u64;
+        // the veth ceiling: 4 runs per round, no forwarder
+        secs += sessions * (21 + 4 * per_run) + rounds * 4 * per_run;
+    }
+    if o.p4 {
+        let fwd = p4_tools(&o.tools)
+            .iter()
+            .filter(|t| t.id != VETH.id)
+            .count() as u64;
+        secs += rounds * MTUS.len() as u64 * fwd * (21 + 2 * per_run) + rounds * 2 * per_run;
     }
     if o.splice {
-        let sessions = u64::from(o.rounds) * splice_tools(&o.tools).len() as u64;
+        let sessions = rounds * splice_tools(&o.tools).len() as u64;
         secs += sessions * (21 + SPLICE_RUNS_PER_SESSION * per_run);
+    }
+    if o.taprr {
+        let sessions = rounds * taprr_tools(&o.tools).len() as u64;
+        secs += sessions * (21 + TAPRR_PATHS.len() as u64 * per_run);
     }
     if o.ebpf {
         let sessions = u64::from(o.rounds) * EBPF_TOOLS.len() as u64;
-        secs += sessions * (21 + EBPF_RUNS_PER_SESSION * per_run + EBPF_STALL_LIMIT_S) + 2 * EBPF_FDS_LIMIT_S;
+        secs += sessions * (21 + EBPF_RUNS_PER_SESSION * per_run + EBPF_STALL_LIMIT_S)
+            + 2 * EBPF_FDS_LIMIT_S;
     }
     secs
 }
@@ -585,7 +795,8 @@ fn target_dir() -> PathBuf {
 
 /// Effective UID 0, from the `Uid:` line of /proc/self/status.
 fn is_root() -> Result<bool> {
-    let s = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let s =
+        std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
     Ok(euid_from_status(&s) == Some(0))
 }
 
@@ -719,7 +930,11 @@ fn parse_runs(text: &str) -> Result<Vec<Run>> {
             bytes: bytes.parse().with_context(|| num("bytes", bytes))?,
             secs,
             cpu_s,
-            note: if note == "-" { String::new() } else { note.to_string() },
+            note: if note == "-" {
+                String::new()
+            } else {
+                note.to_string()
+            },
         });
     }
     Ok(runs)
@@ -766,7 +981,13 @@ struct Cell {
 /// Median of tool `num` / median of tool `den` among `cells`, if both
 /// exist and `den`'s is > 0.
 fn cells_ratio(cells: &[Cell], num: &str, den: &str) -> Option<f64> {
-    let median = |tool: &str| cells.iter().find(|c| c.tool == tool).and_then(|c| c.gbps).map(|g| g.0);
+    let median = |tool: &str| {
+        cells
+            .iter()
+            .find(|c| c.tool == tool)
+            .and_then(|c| c.gbps)
+            .map(|g| g.0)
+    };
     match (median(num), median(den)) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
@@ -779,7 +1000,13 @@ fn ratios_json(pairs: &[(&str, &str)], tool: &str, cells: &[Cell]) -> String {
     let members: Vec<String> = pairs
         .iter()
         .filter(|(a, _)| *a == tool)
-        .map(|(a, b)| format!("{}: {}", json_str(&format!("{a}/{b}")), json_num(cells_ratio(cells, a, b))))
+        .map(|(a, b)| {
+            format!(
+                "{}: {}",
+                json_str(&format!("{a}/{b}")),
+                json_num(cells_ratio(cells, a, b))
+            )
+        })
         .collect();
     members.join(", ")
 }
@@ -809,16 +1036,33 @@ fn summarise(runs: &[Run], tools: &[&'static Tool]) -> Vec<Row> {
                 let cells: Vec<Cell> = tools
                     .iter()
                     .map(|t| {
+                        // the veth ceiling's runs (MTU 1500) stand in every MTU's rows
                         let mine: Vec<&Run> = runs
                             .iter()
-                            .filter(|r| r.tool == t.id && r.mtu == mtu && r.af == af && r.dir == dir)
+                            .filter(|r| {
+                                r.tool == t.id
+                                    && (r.mtu == mtu || t.id == VETH.id)
+                                    && r.af == af
+                                    && r.dir == dir
+                            })
                             .collect();
-                        let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.gbps()).collect();
+                        let good: Vec<f64> =
+                            mine.iter().filter(|r| r.ok).map(|r| r.gbps()).collect();
                         let cpu: Vec<f64> = mine.iter().filter_map(|r| r.cpu_s_per_gb()).collect();
-                        Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: median(&cpu) }
+                        Cell {
+                            tool: t.id,
+                            runs: mine.len(),
+                            ok: good.len(),
+                            gbps: spread(&good),
+                            cpu_s_per_gb: median(&cpu),
+                        }
                     })
                     .collect();
-                let ours = cells.iter().find(|c| c.tool == OURS).and_then(|c| c.gbps).map(|g| g.0);
+                let ours = cells
+                    .iter()
+                    .find(|c| c.tool == OURS)
+                    .and_then(|c| c.gbps)
+                    .map(|g| g.0);
                 let best_peer = cells
                     .iter()
                     .filter(|c| TOOLS.iter().any(|t| t.id == c.tool && t.peer))
@@ -828,8 +1072,14 @@ fn summarise(runs: &[Run], tools: &[&'static Tool]) -> Vec<Row> {
                     (Some(o), Some(p)) if p > 0.0 => Some(o / p),
                     _ => None,
                 };
-                if cells.iter().any(|c| c.runs > 0) {
-                    rows.push(Row { mtu, af, dir, cells, ratio });
+                if cells.iter().any(|c| c.runs > 0 && c.tool != VETH.id) {
+                    rows.push(Row {
+                        mtu,
+                        af,
+                        dir,
+                        cells,
+                        ratio,
+                    });
                 }
             }
         }
@@ -856,7 +1106,11 @@ fn sig3(x: f64) -> String {
 
 fn gbps_cell(c: &Cell) -> String {
     let Some((m, lo, hi)) = c.gbps else {
-        return if c.runs == 0 { "-".into() } else { "fail".into() };
+        return if c.runs == 0 {
+            "-".into()
+        } else {
+            "fail".into()
+        };
     };
     let mut s = sig3(m);
     if c.ok > 1 {
@@ -868,23 +1122,25 @@ fn gbps_cell(c: &Cell) -> String {
     s
 }
 
-fn label(id: &str) -> &str {
-    TOOLS.iter().find(|t| t.id == id).map_or(id, |t| t.label)
-}
-
 /// The report's title and environment lines when the tap part did not run
 /// (`--only splice` or `--only guest`).
 fn render_markdown_head(o: &Opts, env: &str, elapsed: Duration) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# cargo xtask bench --only {}\n", parts(o));
-    let _ = writeln!(s, "{} round(s) x {} s. Run time {:.0} s.\n", o.rounds, o.secs, elapsed.as_secs_f64());
+    let _ = writeln!(
+        s,
+        "{} round(s) x {} s. Run time {:.0} s.\n",
+        o.rounds,
+        o.secs,
+        elapsed.as_secs_f64()
+    );
     for l in env.lines().filter(|l| !l.trim().is_empty()) {
         let _ = writeln!(s, "- {l}");
     }
     s
 }
 
-/// The report: header, the table, failure notes.
+/// The report: header, the tap table, failure notes.
 fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &[Run]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# cargo xtask bench: iperf3 TCP through the tap\n");
@@ -893,7 +1149,9 @@ fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &
         "Namespace <-> upstream across the lab veth (MTU 1500), tap MTU as in the row; \
          {} round(s) x {} s, tools round-robin per round. Gbit/s: median (min-max) of the \
          successful runs. Ratio: pasta-rs / best peer by median. CPU: forwarder utime+stime \
-         per GB received (10^9 bytes), median. Run time {:.0} s.\n",
+         per GB received (10^9 bytes), median. veth: the same client in the lab namespace \
+         straight over the lab veth, no forwarder (the ceiling; the same runs in every MTU's \
+         rows). Run time {:.0} s.\n",
         o.rounds,
         o.secs,
         elapsed.as_secs_f64()
@@ -904,30 +1162,87 @@ fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &
     if !env.trim().is_empty() {
         s.push('\n');
     }
-    let ours = o.tools.iter().any(|t| t.id == OURS);
-    let peers = o.tools.iter().any(|t| t.peer);
+    s.push_str(&render_tap_table(rows, &tap_tools(&o.tools), runs, |r| {
+        format!("MTU {}, IPv{}, {}", r.mtu, r.af, r.dir.label())
+    }));
+    s
+}
+
+/// The p4 part's section: heading and its table.
+fn render_p4_markdown(rows: &[Row], o: &Opts, runs: &[Run]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## iperf3 -P 4 through the tap: 4 parallel flows\n");
+    let _ = writeln!(
+        s,
+        "As the tap table, with `iperf3 -P 4` (the sum of the 4 flows), IPv4, at each tap MTU; \
+         pasta-rs once more with `--threads 2` (its ratio to pasta-rs's default, one thread, \
+         in the last ratio column). {} round(s) x {} s.\n",
+        o.rounds, o.secs
+    );
+    s.push_str(&render_tap_table(rows, &p4_tools(&o.tools), runs, |r| {
+        format!("-P 4, MTU {}, IPv{}, {}", r.mtu, r.af, r.dir.label())
+    }));
+    s
+}
+
+/// A table of tap throughput rows (the tap and p4 parts): Gbit/s per tool,
+/// pasta-rs / best peer, `--threads 2` / `--threads 1` if [`T2`] is among
+/// `tools`, CPU s/GB per forwarder; then why runs failed.
+fn render_tap_table(
+    rows: &[Row],
+    tools: &[&'static Tool],
+    runs: &[Run],
+    path: impl Fn(&Row) -> String,
+) -> String {
+    let mut s = String::new();
+    let ours = tools.iter().any(|t| t.id == OURS);
+    let peers = tools.iter().any(|t| t.peer);
+    let t2 = ours && tools.iter().any(|t| t.id == T2.id);
     let mut head = vec!["path".to_string()];
-    head.extend(o.tools.iter().map(|t| format!("{} Gbit/s", t.label)));
+    head.extend(tools.iter().map(|t| format!("{} Gbit/s", t.label)));
     if ours && peers {
         head.push("pasta-rs / best peer".into());
     }
-    head.extend(o.tools.iter().map(|t| format!("CPU s/GB {}", t.label)));
+    if t2 {
+        head.push("--threads 2 / --threads 1".into());
+    }
+    let fwd: Vec<&&Tool> = tools.iter().filter(|t| !is_ceiling(t.id)).collect();
+    head.extend(fwd.iter().map(|t| format!("CPU s/GB {}", t.label)));
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
     for r in rows {
-        let mut cols = vec![format!("MTU {}, IPv{}, {}", r.mtu, r.af, r.dir.label())];
+        let mut cols = vec![path(r)];
         cols.extend(r.cells.iter().map(gbps_cell));
         if ours && peers {
             cols.push(r.ratio.map_or_else(|| "-".into(), |x| format!("{x:.2}")));
         }
-        cols.extend(r.cells.iter().map(|c| c.cpu_s_per_gb.map_or_else(|| "-".into(), sig3)));
+        if t2 {
+            cols.push(
+                cells_ratio(&r.cells, T2.id, OURS)
+                    .map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+            );
+        }
+        cols.extend(
+            r.cells
+                .iter()
+                .filter(|c| !is_ceiling(c.tool))
+                .map(|c| c.cpu_s_per_gb.map_or_else(|| "-".into(), sig3)),
+        );
         let _ = writeln!(s, "| {} |", cols.join(" | "));
     }
+    let label = |id: &str| tool_label(tools, id).to_string();
     // why runs failed, once per tool and reason
     let mut reasons: Vec<(String, String, usize)> = Vec::new();
     for r in runs.iter().filter(|r| !r.ok) {
-        let why = if r.note.is_empty() { "unknown" } else { r.note.as_str() };
-        match reasons.iter_mut().find(|(t, w, _)| *t == r.tool && w == why) {
+        let why = if r.note.is_empty() {
+            "unknown"
+        } else {
+            r.note.as_str()
+        };
+        match reasons
+            .iter_mut()
+            .find(|(t, w, _)| *t == r.tool && w == why)
+        {
             Some(e) => e.2 += 1,
             None => reasons.push((r.tool.clone(), why.to_string(), 1)),
         }
@@ -957,7 +1272,11 @@ fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &
 
 /// The ceiling of the splice table: the same client and server over `lo` of
 /// one namespace, no forwarder (not selectable with `--tools`; always run).
-const LOOPBACK: Tool = Tool { id: "loopback", label: "loopback", peer: false };
+const LOOPBACK: Tool = Tool {
+    id: "loopback",
+    label: "loopback",
+    peer: false,
+};
 
 /// The peer pasta-rs is compared with on the splice path.
 const SPLICE_PEER: &str = "debian-pasta";
@@ -982,11 +1301,37 @@ enum SplicePath {
     TcpCrr,
     /// 64-byte UDP request/response, through `-u`.
     UdpRr,
+    /// tap-rr part: 64-byte TCP request/response on one connection from
+    /// the namespace to upstream, through the tap.
+    TapTcpRr,
+    /// tap-rr part: TCP connect, 1 byte each way, close, namespace to
+    /// upstream through the tap.
+    TapTcpCrr,
+    /// tap-rr part: UDP throughput, namespace sends (iperf3 -u -b 0 -l
+    /// 1400; the receiver's bytes).
+    TapUdpSend,
+    /// tap-rr part: the same, namespace receives (-R).
+    TapUdpRecv,
 }
 
 /// Every splice path, in table order.
-const SPLICE_PATHS: &[SplicePath] =
-    &[SplicePath::TcpH2n, SplicePath::TcpN2h, SplicePath::TcpRr, SplicePath::TcpPp, SplicePath::TcpPp1, SplicePath::TcpCrr, SplicePath::UdpRr];
+const SPLICE_PATHS: &[SplicePath] = &[
+    SplicePath::TcpH2n,
+    SplicePath::TcpN2h,
+    SplicePath::TcpRr,
+    SplicePath::TcpPp,
+    SplicePath::TcpPp1,
+    SplicePath::TcpCrr,
+    SplicePath::UdpRr,
+];
+
+/// The tap-rr part's paths, in table order (lab-bench.sh's TAPRR_PATHS).
+const TAPRR_PATHS: &[SplicePath] = &[
+    SplicePath::TapTcpRr,
+    SplicePath::TapTcpCrr,
+    SplicePath::TapUdpSend,
+    SplicePath::TapUdpRecv,
+];
 
 impl SplicePath {
     fn id(self) -> &'static str {
@@ -998,6 +1343,10 @@ impl SplicePath {
             SplicePath::TcpPp1 => "tcp-pp1",
             SplicePath::TcpCrr => "tcp-crr",
             SplicePath::UdpRr => "udp-rr",
+            SplicePath::TapTcpRr => "tap-tcp-rr",
+            SplicePath::TapTcpCrr => "tap-tcp-crr",
+            SplicePath::TapUdpSend => "tap-udp-send",
+            SplicePath::TapUdpRecv => "tap-udp-recv",
         }
     }
     fn label(self) -> &'static str {
@@ -1009,22 +1358,54 @@ impl SplicePath {
             SplicePath::TcpPp1 => "TCP 64-byte round trips, sockperf, all on one CPU (-t)",
             SplicePath::TcpCrr => "TCP connections (-t)",
             SplicePath::UdpRr => "UDP 64-byte round trips (-u)",
+            SplicePath::TapTcpRr => "tap TCP 64-byte round trips",
+            SplicePath::TapTcpCrr => "tap TCP connections",
+            SplicePath::TapUdpSend => "tap UDP 1400-byte datagrams, namespace sends",
+            SplicePath::TapUdpRecv => "tap UDP 1400-byte datagrams, namespace receives",
         }
     }
     /// Unit of [`SpliceRun::rate`].
     fn unit(self) -> &'static str {
         match self {
-            SplicePath::TcpH2n | SplicePath::TcpN2h => "Gbit/s",
-            SplicePath::TcpRr | SplicePath::TcpPp | SplicePath::TcpPp1 | SplicePath::UdpRr => "round trips/s",
-            SplicePath::TcpCrr => "connections/s",
+            SplicePath::TcpH2n
+            | SplicePath::TcpN2h
+            | SplicePath::TapUdpSend
+            | SplicePath::TapUdpRecv => "Gbit/s",
+            SplicePath::TcpRr
+            | SplicePath::TcpPp
+            | SplicePath::TcpPp1
+            | SplicePath::UdpRr
+            | SplicePath::TapTcpRr => "round trips/s",
+            SplicePath::TcpCrr | SplicePath::TapTcpCrr => "connections/s",
         }
     }
     /// Whether `count` is bytes (iperf3) rather than transactions (rr.py).
     fn counts_bytes(self) -> bool {
-        matches!(self, SplicePath::TcpH2n | SplicePath::TcpN2h)
+        matches!(
+            self,
+            SplicePath::TcpH2n
+                | SplicePath::TcpN2h
+                | SplicePath::TapUdpSend
+                | SplicePath::TapUdpRecv
+        )
     }
     fn from_id(id: &str) -> Option<Self> {
-        SPLICE_PATHS.iter().copied().find(|p| p.id() == id)
+        SPLICE_PATHS
+            .iter()
+            .chain(TAPRR_PATHS)
+            .copied()
+            .find(|p| p.id() == id)
+    }
+    /// Why tool `tool` can't do this path, if it can't (its cell says so
+    /// instead of `fail`): slirp4netns has no namespace -> host loopback
+    /// forwarding (`-T`), nor any path of the eBPF section.
+    fn unsupported(self, tool: &str) -> Option<&'static str> {
+        match (tool, self) {
+            ("slirp4netns", SplicePath::TcpN2h) => {
+                Some("n/a: no namespace -> host loopback forwarding")
+            }
+            _ => None,
+        }
     }
 }
 
@@ -1115,18 +1496,26 @@ fn parse_rate_runs(file: &str, text: &str) -> Result<Vec<SpliceRun>> {
             },
             count: count.parse().with_context(|| bad("count", count))?,
             secs: nonneg("secs", secs)?,
-            cpu_s: if cpu == "-" { None } else { Some(nonneg("cpu_s", cpu)?) },
-            note: if note == "-" { String::new() } else { note.to_string() },
+            cpu_s: if cpu == "-" {
+                None
+            } else {
+                Some(nonneg("cpu_s", cpu)?)
+            },
+            note: if note == "-" {
+                String::new()
+            } else {
+                note.to_string()
+            },
         });
     }
     Ok(runs)
 }
 
-/// The splice table's tools for the selected `tools`: pasta-rs and Debian's
-/// pasta if selected (slirp4netns has no splice path), then [`LOOPBACK`].
+/// The splice table's tools for the selected `tools`: every selected
+/// forwarder (slirp4netns with its API's port forwarding, `-t`/`-u` paths
+/// only), then [`LOOPBACK`].
 fn splice_tools(tools: &[&'static Tool]) -> Vec<&'static Tool> {
-    let mut v: Vec<&'static Tool> =
-        tools.iter().copied().filter(|t| t.id == OURS || t.id == SPLICE_PEER).collect();
+    let mut v = tools.to_vec();
     v.push(&LOOPBACK);
     v
 }
@@ -1152,25 +1541,47 @@ impl SpliceRow {
 }
 
 /// The ratios of the splice table: (numerator, denominator) tool ids.
-const SPLICE_RATIOS: &[(&str, &str)] = &[(OURS, SPLICE_PEER), (OURS, "loopback"), (SPLICE_PEER, "loopback")];
+const SPLICE_RATIOS: &[(&str, &str)] = &[
+    (OURS, SPLICE_PEER),
+    (OURS, "slirp4netns"),
+    (OURS, "loopback"),
+    (SPLICE_PEER, "loopback"),
+];
 
-/// Group splice `runs` into rows ([`SPLICE_PATHS`] order, IPv4 before IPv6)
-/// with one cell per tool of `tools` (from [`splice_tools`]); rows without
-/// any run are left out.
+/// The ratios of the tap-rr table.
+const TAPRR_RATIOS: &[(&str, &str)] = &[(OURS, SPLICE_PEER), (OURS, "slirp4netns"), (OURS, "veth")];
+
+/// Group splice `runs` into rows ([`SPLICE_PATHS`] then [`TAPRR_PATHS`]
+/// order, IPv4 before IPv6) with one cell per tool of `tools` (from
+/// [`splice_tools`]); rows without any run are left out. Cells of byte
+/// paths get the median CPU s/GB of the forwarder.
 fn summarise_splice(runs: &[SpliceRun], tools: &[&'static Tool]) -> Vec<SpliceRow> {
     let mut rows = Vec::new();
-    for &path in SPLICE_PATHS {
+    for &path in SPLICE_PATHS.iter().chain(TAPRR_PATHS) {
         for af in [4u8, 6] {
             let cells: Vec<Cell> = tools
                 .iter()
                 .map(|t| {
-                    let mine: Vec<&SpliceRun> =
-                        runs.iter().filter(|r| r.tool == t.id && r.path == path && r.af == af).collect();
+                    let mine: Vec<&SpliceRun> = runs
+                        .iter()
+                        .filter(|r| r.tool == t.id && r.path == path && r.af == af)
+                        .collect();
                     let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.rate()).collect();
-                    Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: None }
+                    let cpu: Vec<f64> = mine
+                        .iter()
+                        .filter(|r| r.ok && r.count > 0 && path.counts_bytes())
+                        .filter_map(|r| r.cpu_s.map(|c| c / (r.count as f64 / 1e9)))
+                        .collect();
+                    Cell {
+                        tool: t.id,
+                        runs: mine.len(),
+                        ok: good.len(),
+                        gbps: spread(&good),
+                        cpu_s_per_gb: median(&cpu),
+                    }
                 })
                 .collect();
-            if cells.iter().any(|c| c.runs > 0) {
+            if cells.iter().any(|c| c.runs > 0 && !is_ceiling(c.tool)) {
                 rows.push(SpliceRow { path, af, cells });
             }
         }
@@ -1184,9 +1595,17 @@ fn tool_label<'a>(tools: &[&'a Tool], id: &'a str) -> &'a str {
 }
 
 /// The splice report: a heading, the table, failure notes.
-fn render_splice_markdown(rows: &[SpliceRow], tools: &[&'static Tool], o: &Opts, runs: &[SpliceRun]) -> String {
+fn render_splice_markdown(
+    rows: &[SpliceRow],
+    tools: &[&'static Tool],
+    o: &Opts,
+    runs: &[SpliceRun],
+) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "## Splice path: pasta's loopback relay beside plain loopback\n");
+    let _ = writeln!(
+        s,
+        "## Splice path: pasta's loopback relay beside plain loopback\n"
+    );
     let _ = writeln!(
         s,
         "Host loopback <-> namespace loopback through pasta's `-t`/`-T`/`-u` ports (spliced, \
@@ -1196,7 +1615,44 @@ fn render_splice_markdown(rows: &[SpliceRow], tools: &[&'static Tool], o: &Opts,
          of the medians.\n",
         o.rounds, o.secs
     );
-    s.push_str(&render_rate_table(rows, tools, SPLICE_RATIOS, runs, "splice"));
+    s.push_str(&render_rate_table(
+        rows,
+        tools,
+        SPLICE_RATIOS,
+        runs,
+        "splice",
+        true,
+    ));
+    s
+}
+
+/// The tap-rr part's section: heading and its table.
+fn render_taprr_markdown(
+    rows: &[SpliceRow],
+    tools: &[&'static Tool],
+    o: &Opts,
+    runs: &[SpliceRun],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Tap round trips, connections and UDP\n");
+    let _ = writeln!(
+        s,
+        "Namespace -> upstream server through the tap at MTU 65520, IPv4: rr.py 64-byte TCP \
+         round trips on one connection and TCP connections per second (connect, 1 byte each \
+         way, close), and UDP throughput (`iperf3 -u -b 0 -l 1400`, the receiver's rate) both \
+         ways; veth: the same client in the lab namespace, no forwarder. {} round(s) x {} s, \
+         tools round-robin per round. Cells: median (min-max) of the successful runs, in the \
+         row's unit; CPU s/GB for the UDP rows.\n",
+        o.rounds, o.secs
+    );
+    s.push_str(&render_rate_table(
+        rows,
+        tools,
+        TAPRR_RATIOS,
+        runs,
+        "tap-rr",
+        true,
+    ));
     s
 }
 
@@ -1210,8 +1666,15 @@ fn render_rate_table(
     ratios: &[(&str, &str)],
     runs: &[SpliceRun],
     what: &str,
+    cpu: bool,
 ) -> String {
     let mut s = String::new();
+    // CPU s/GB columns: per forwarder, if asked and any row moves bytes
+    let cpu_tools: Vec<&&Tool> = if cpu && rows.iter().any(|r| r.path.counts_bytes()) {
+        tools.iter().filter(|t| !is_ceiling(t.id)).collect()
+    } else {
+        Vec::new()
+    };
     let ratios: Vec<(&str, &str)> = ratios
         .iter()
         .copied()
@@ -1219,21 +1682,49 @@ fn render_rate_table(
         .collect();
     let mut head = vec!["path".to_string()];
     head.extend(tools.iter().map(|t| t.label.to_string()));
-    head.extend(ratios.iter().map(|(a, b)| format!("{} / {}", tool_label(tools, a), tool_label(tools, b))));
+    head.extend(
+        ratios
+            .iter()
+            .map(|(a, b)| format!("{} / {}", tool_label(tools, a), tool_label(tools, b))),
+    );
+    head.extend(cpu_tools.iter().map(|t| format!("CPU s/GB {}", t.label)));
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
     for r in rows {
-        let mut cols = vec![format!("{}, IPv{}, {}", r.path.label(), r.af, r.path.unit())];
-        cols.extend(r.cells.iter().map(gbps_cell));
-        cols.extend(
-            ratios.iter().map(|(a, b)| r.ratio(a, b).map_or_else(|| "-".into(), |x| format!("{x:.2}"))),
-        );
+        let mut cols = vec![format!(
+            "{}, IPv{}, {}",
+            r.path.label(),
+            r.af,
+            r.path.unit()
+        )];
+        cols.extend(r.cells.iter().map(|c| match r.path.unsupported(c.tool) {
+            Some(why) if c.runs == 0 => why.to_string(),
+            _ => gbps_cell(c),
+        }));
+        cols.extend(ratios.iter().map(|(a, b)| {
+            r.ratio(a, b)
+                .map_or_else(|| "-".into(), |x| format!("{x:.2}"))
+        }));
+        cols.extend(cpu_tools.iter().map(|t| {
+            r.cells
+                .iter()
+                .find(|c| c.tool == t.id)
+                .and_then(|c| c.cpu_s_per_gb)
+                .map_or_else(|| "-".into(), sig3)
+        }));
         let _ = writeln!(s, "| {} |", cols.join(" | "));
     }
     let mut reasons: Vec<(String, String, usize)> = Vec::new();
     for r in runs.iter().filter(|r| !r.ok) {
-        let why = if r.note.is_empty() { "unknown" } else { r.note.as_str() };
-        match reasons.iter_mut().find(|(t, w, _)| *t == r.tool && w == why) {
+        let why = if r.note.is_empty() {
+            "unknown"
+        } else {
+            r.note.as_str()
+        };
+        match reasons
+            .iter_mut()
+            .find(|(t, w, _)| *t == r.tool && w == why)
+        {
             Some(e) => e.2 += 1,
             None => reasons.push((r.tool.clone(), why.to_string(), 1)),
         }
@@ -1242,7 +1733,11 @@ fn render_rate_table(
         s.push('\n');
     }
     for (t, why, n) in &reasons {
-        let _ = writeln!(s, "- {} failed {n} {what} run(s): {why}", tool_label(tools, t));
+        let _ = writeln!(
+            s,
+            "- {} failed {n} {what} run(s): {why}",
+            tool_label(tools, t)
+        );
     }
     s
 }
@@ -1255,7 +1750,12 @@ fn render_splice_json(rows: &[SpliceRow], runs: &[SpliceRun]) -> String {
 
 /// `"NAME_runs": [...], "NAME_summary": [...]` for rate rows and their runs,
 /// the summary's ratios from `ratios` (see [`ratios_json`]).
-fn render_rate_json(name: &str, rows: &[SpliceRow], runs: &[SpliceRun], ratios: &[(&str, &str)]) -> String {
+fn render_rate_json(
+    name: &str,
+    rows: &[SpliceRow],
+    runs: &[SpliceRun],
+    ratios: &[(&str, &str)],
+) -> String {
     let mut s = format!("  \"{name}_runs\": [\n");
     let lines: Vec<String> = runs
         .iter()
@@ -1282,7 +1782,9 @@ fn render_rate_json(name: &str, rows: &[SpliceRow], runs: &[SpliceRun], ratios: 
     let mut lines = Vec::new();
     for r in rows {
         for c in &r.cells {
-            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
+            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| {
+                (Some(m), Some(lo), Some(hi))
+            });
             let ratios = ratios_json(ratios, c.tool, &r.cells);
             lines.push(format!(
                 "    {{\"path\": {}, \"af\": {}, \"tool\": {}, \"unit\": {}, \"runs\": {}, \"ok\": {}, \
@@ -1315,8 +1817,16 @@ const EBPF_OURS: &str = "pasta-rs-ebpf";
 /// (splice), with it, both as root of the initial user namespace, and the
 /// [`LOOPBACK`] ceiling.
 const EBPF_TOOLS: &[Tool] = &[
-    Tool { id: OURS, label: "pasta-rs splice", peer: false },
-    Tool { id: EBPF_OURS, label: "pasta-rs --ebpf", peer: false },
+    Tool {
+        id: OURS,
+        label: "pasta-rs splice",
+        peer: false,
+    },
+    Tool {
+        id: EBPF_OURS,
+        label: "pasta-rs --ebpf",
+        peer: false,
+    },
     LOOPBACK,
 ];
 
@@ -1441,7 +1951,11 @@ fn tsv_lines<'a>(file: &str, text: &'a str, want: usize) -> Result<Vec<(usize, V
         }
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != want {
-            bail!("{file} line {}: {} fields, want {want}: {line:?}", i + 1, f.len());
+            bail!(
+                "{file} line {}: {} fields, want {want}: {line:?}",
+                i + 1,
+                f.len()
+            );
         }
         v.push((i + 1, f));
     }
@@ -1450,7 +1964,8 @@ fn tsv_lines<'a>(file: &str, text: &'a str, want: usize) -> Result<Vec<(usize, V
 
 /// `v` parsed as `T`, or an error naming `file`, the line `n` and `what`.
 fn tsv_field<T: std::str::FromStr>(file: &str, n: usize, what: &str, v: &str) -> Result<T> {
-    v.parse().map_err(|_| anyhow::anyhow!("{file} line {n}: bad {what} '{v}'"))
+    v.parse()
+        .map_err(|_| anyhow::anyhow!("{file} line {n}: bad {what} '{v}'"))
 }
 
 /// A tsv status field: `ok` or `fail`.
@@ -1467,7 +1982,11 @@ fn tsv_ok(file: &str, n: usize, v: &str) -> Result<bool> {
 
 /// `note` of a tsv line: "-" is none.
 fn tsv_note(note: &str) -> String {
-    if note == "-" { String::new() } else { note.to_string() }
+    if note == "-" {
+        String::new()
+    } else {
+        note.to_string()
+    }
 }
 
 /// Parse ebpf-status.tsv: `round tool state detail` per line, tool
@@ -1483,7 +2002,11 @@ fn parse_ebpf_status(text: &str) -> Result<Vec<EbpfStatus>> {
             if !matches!(f[2], "loaded" | "off" | "unknown") {
                 bail!("{F} line {n}: bad state '{}'", f[2]);
             }
-            Ok(EbpfStatus { round: tsv_field(F, n, "round", f[0])?, state: f[2].into(), detail: tsv_note(f[3]) })
+            Ok(EbpfStatus {
+                round: tsv_field(F, n, "round", f[0])?,
+                state: f[2].into(),
+                detail: tsv_note(f[3]),
+            })
         })
         .collect()
 }
@@ -1500,8 +2023,18 @@ fn parse_stall_runs(text: &str) -> Result<Vec<StallRun>> {
         .into_iter()
         .map(|(n, f)| {
             let ok = tsv_ok(F, n, f[2])?;
-            let num = |i: usize, what: &str| if ok { tsv_field::<u64>(F, n, what, f[i]) } else { Ok(0) };
-            let secs: f64 = if ok { tsv_field(F, n, "secs", f[5])? } else { 0.0 };
+            let num = |i: usize, what: &str| {
+                if ok {
+                    tsv_field::<u64>(F, n, what, f[i])
+                } else {
+                    Ok(0)
+                }
+            };
+            let secs: f64 = if ok {
+                tsv_field(F, n, "secs", f[5])?
+            } else {
+                0.0
+            };
             if !secs.is_finite() || secs < 0.0 {
                 bail!("{F} line {n}: bad secs '{}'", f[5]);
             }
@@ -1536,7 +2069,13 @@ fn parse_fd_counts(text: &str) -> Result<Vec<FdCount>> {
         .into_iter()
         .map(|(n, f)| {
             let ok = tsv_ok(F, n, f[1])?;
-            let num = |i: usize, what: &str| if ok { tsv_field::<u64>(F, n, what, f[i]) } else { Ok(0) };
+            let num = |i: usize, what: &str| {
+                if ok {
+                    tsv_field::<u64>(F, n, what, f[i])
+                } else {
+                    Ok(0)
+                }
+            };
             Ok(FdCount {
                 tool: f[0].to_string(),
                 ok,
@@ -1562,10 +2101,19 @@ fn read_ebpf_part(out: &std::path::Path) -> Result<EbpfPart> {
     let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
     let cg = read("ebpf-cgroup");
     let cg = std::path::Path::new(cg.trim());
-    if cg.file_name().is_some_and(|n| n.to_string_lossy().starts_with("passt-bench.")) {
+    if cg
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("passt-bench."))
+    {
         match std::fs::remove_dir(cg) {
-            Ok(()) => eprintln!("xtask: bench: removed the eBPF section's cgroup {}", cg.display()),
-            Err(e) => eprintln!("xtask: bench: cannot remove the eBPF section's cgroup {}: {e}", cg.display()),
+            Ok(()) => eprintln!(
+                "xtask: bench: removed the eBPF section's cgroup {}",
+                cg.display()
+            ),
+            Err(e) => eprintln!(
+                "xtask: bench: cannot remove the eBPF section's cgroup {}: {e}",
+                cg.display()
+            ),
         }
     }
     Ok(EbpfPart {
@@ -1583,10 +2131,16 @@ fn ebpf_status_phrase(status: &[EbpfStatus]) -> String {
         return "never started".into();
     }
     let loaded = status.iter().filter(|s| s.state == "loaded").count();
-    let mut s = format!("eBPF programs loaded in {loaded} of {} start(s)", status.len());
+    let mut s = format!(
+        "eBPF programs loaded in {loaded} of {} start(s)",
+        status.len()
+    );
     let mut others: Vec<(&str, &str, usize)> = Vec::new();
     for st in status.iter().filter(|s| s.state != "loaded") {
-        match others.iter_mut().find(|(a, d, _)| *a == st.state && *d == st.detail) {
+        match others
+            .iter_mut()
+            .find(|(a, d, _)| *a == st.state && *d == st.detail)
+        {
             Some(e) => e.2 += 1,
             None => others.push((&st.state, &st.detail, 1)),
         }
@@ -1634,7 +2188,8 @@ fn summarise_stall(runs: &[StallRun]) -> Vec<StallRow> {
         .filter_map(|t| {
             let mine: Vec<&StallRun> = runs.iter().filter(|r| r.tool == t.id).collect();
             let good: Vec<&StallRun> = mine.iter().copied().filter(|r| r.ok).collect();
-            let of = |f: fn(&StallRun) -> f64| spread(&good.iter().map(|r| f(r)).collect::<Vec<_>>());
+            let of =
+                |f: fn(&StallRun) -> f64| spread(&good.iter().map(|r| f(r)).collect::<Vec<_>>());
             (!mine.is_empty()).then(|| StallRow {
                 tool: t.id,
                 runs: mine.len(),
@@ -1650,10 +2205,18 @@ fn summarise_stall(runs: &[StallRun]) -> Vec<StallRow> {
 
 /// The eBPF section of the report: heading, what pasta logged, the rate
 /// table, the stalled-reader table and the `-t all -u all` counts.
-fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: &EbpfPart) -> String {
+fn render_ebpf_markdown(
+    rows: &[SpliceRow],
+    stall: &[StallRow],
+    o: &Opts,
+    part: &EbpfPart,
+) -> String {
     let tools = ebpf_tools();
     let mut s = String::new();
-    let _ = writeln!(s, "## eBPF section: pasta-rs with and without --ebpf beside plain loopback\n");
+    let _ = writeln!(
+        s,
+        "## eBPF section: pasta-rs with and without --ebpf beside plain loopback\n"
+    );
     let _ = writeln!(
         s,
         "pasta-rs's spliced TCP path (`-t`/`-T`, host loopback <-> namespace loopback) \
@@ -1664,8 +2227,19 @@ fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: 
          median (min-max) of the successful runs. Ratios: of the medians.\n",
         o.rounds, o.secs
     );
-    let _ = writeln!(s, "- pasta-rs --ebpf: {}\n", ebpf_status_phrase(&part.status));
-    s.push_str(&render_rate_table(rows, &tools, EBPF_RATIOS, &part.runs, "eBPF section"));
+    let _ = writeln!(
+        s,
+        "- pasta-rs --ebpf: {}\n",
+        ebpf_status_phrase(&part.status)
+    );
+    s.push_str(&render_rate_table(
+        rows,
+        &tools,
+        EBPF_RATIOS,
+        &part.runs,
+        "eBPF section",
+        false,
+    ));
     let _ = writeln!(s, "\n### Stalled reader\n");
     let _ = writeln!(
         s,
@@ -1695,7 +2269,13 @@ fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: 
         s.push('\n');
     }
     for r in part.stall.iter().filter(|r| !r.ok) {
-        let _ = writeln!(s, "- {} stalled reader, round {}: failed: {}", tool_label(&tools, &r.tool), r.round, r.note);
+        let _ = writeln!(
+            s,
+            "- {} stalled reader, round {}: failed: {}",
+            tool_label(&tools, &r.tool),
+            r.round,
+            r.note
+        );
     }
     let _ = writeln!(s, "\n### -t all -u all: what pasta-rs holds\n");
     let _ = writeln!(
@@ -1706,7 +2286,10 @@ fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: 
          ephemeral range: the kernel's default 32768-60999 where the bench could raise the fd \
          limit, else a range that leaves room under the machine's hard limit).\n"
     );
-    let _ = writeln!(s, "| tool | ports | fds | sockets | TCP listeners | UDP sockets | fd limit |");
+    let _ = writeln!(
+        s,
+        "| tool | ports | fds | sockets | TCP listeners | UDP sockets | fd limit |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for c in &part.fds {
         let label = tool_label(&tools, &c.tool);
@@ -1717,14 +2300,23 @@ fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: 
                 c.ports, c.fds, c.sockets, c.tcp_listen, c.udp, c.nofile
             );
         } else {
-            let _ = writeln!(s, "| {label} | {} | fail | - | - | - | {} |", c.ports, c.nofile);
+            let _ = writeln!(
+                s,
+                "| {label} | {} | fail | - | - | - | {} |",
+                c.ports, c.nofile
+            );
         }
     }
     if part.fds.iter().any(|c| !c.note.is_empty()) {
         s.push('\n');
     }
     for c in part.fds.iter().filter(|c| !c.note.is_empty()) {
-        let _ = writeln!(s, "- {} -t all -u all: {}", tool_label(&tools, &c.tool), c.note);
+        let _ = writeln!(
+            s,
+            "- {} -t all -u all: {}",
+            tool_label(&tools, &c.tool),
+            c.note
+        );
     }
     s
 }
@@ -1740,7 +2332,12 @@ fn render_ebpf_json(rows: &[SpliceRow], stall: &[StallRow], part: &EbpfPart) -> 
         .status
         .iter()
         .map(|x| {
-            format!("    {{\"round\": {}, \"state\": {}, \"detail\": {}}}", x.round, json_str(&x.state), json_str(&x.detail))
+            format!(
+                "    {{\"round\": {}, \"state\": {}, \"detail\": {}}}",
+                x.round,
+                json_str(&x.state),
+                json_str(&x.detail)
+            )
         })
         .collect();
     let _ = write!(s, ",\n  \"ebpf_status\": [\n{}\n  ]", join(status));
@@ -1769,8 +2366,15 @@ fn render_ebpf_json(rows: &[SpliceRow], stall: &[StallRow], part: &EbpfPart) -> 
         .collect();
     let _ = write!(s, ",\n  \"ebpf_stall\": [\n{}\n  ]", join(runs));
     let trio = |x: Option<(f64, f64, f64)>| {
-        let (m, lo, hi) = x.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
-        format!("{{\"median\": {}, \"min\": {}, \"max\": {}}}", json_num(m), json_num(lo), json_num(hi))
+        let (m, lo, hi) = x.map_or((None, None, None), |(m, lo, hi)| {
+            (Some(m), Some(lo), Some(hi))
+        });
+        format!(
+            "{{\"median\": {}, \"min\": {}, \"max\": {}}}",
+            json_num(m),
+            json_num(lo),
+            json_num(hi)
+        )
     };
     let rows: Vec<String> = stall
         .iter()
@@ -1845,16 +2449,31 @@ struct GuestTool {
 
 /// Every guest back-end, in column order.
 const GUEST_TOOLS: &[GuestTool] = &[
-    GuestTool { id: "passt-rs", label: "passt-rs stream", mode: "stream" },
-    GuestTool { id: "debian-passt", label: "Debian passt stream", mode: "stream" },
-    GuestTool { id: "passt-rs-vu", label: "passt-rs vhost-user", mode: "vhost-user" },
+    GuestTool {
+        id: "passt-rs",
+        label: "passt-rs stream",
+        mode: "stream",
+    },
+    GuestTool {
+        id: "debian-passt",
+        label: "Debian passt stream",
+        mode: "stream",
+    },
+    GuestTool {
+        id: "passt-rs-vu",
+        label: "passt-rs vhost-user",
+        mode: "vhost-user",
+    },
 ];
 
 /// The ratios of the guest table: (numerator, denominator) tool ids.
 const GUEST_RATIOS: &[(&str, &str)] = &[("passt-rs", "debian-passt"), ("passt-rs-vu", "passt-rs")];
 
 fn guest_label(id: &str) -> &str {
-    GUEST_TOOLS.iter().find(|t| t.id == id).map_or(id, |t| t.label)
+    GUEST_TOOLS
+        .iter()
+        .find(|t| t.id == id)
+        .map_or(id, |t| t.label)
 }
 
 /// The guestlab check that measures direction `dir`: the guest sends
@@ -1892,7 +2511,11 @@ struct GuestTimeouts {
 /// loaded host), guestlab 30 s more, we 20 s more.
 fn guest_timeouts(secs: u32) -> GuestTimeouts {
     let guest = 240 + 2 * u64::from(secs);
-    GuestTimeouts { guest, run: guest + 30, outer: guest + 50 }
+    GuestTimeouts {
+        guest,
+        run: guest + 30,
+        outer: guest + 50,
+    }
 }
 
 /// Build guestlab's kernel and initramfs if needed and cache its KVM probe
@@ -1905,18 +2528,32 @@ fn guest_timeouts(secs: u32) -> GuestTimeouts {
 /// guestlab.sh failing (its stderr is passed through).
 fn prepare_guestlab(guestlab: &std::path::Path, root: &std::path::Path) -> Result<String> {
     let mut c = Command::new("bash");
-    c.arg(guestlab).arg("probe-kvm").current_dir(root).stderr(Stdio::inherit());
+    c.arg(guestlab)
+        .arg("probe-kvm")
+        .current_dir(root)
+        .stderr(Stdio::inherit());
     eprintln!("xtask: $ {}", show(&c));
-    let o = c.output().with_context(|| format!("cannot start {}", show(&c)))?;
+    let o = c
+        .output()
+        .with_context(|| format!("cannot start {}", show(&c)))?;
     if !o.status.success() {
-        bail!("{} failed ({}): guestlab could not build its guest", show(&c), o.status);
+        bail!(
+            "{} failed ({}): guestlab could not build its guest",
+            show(&c),
+            o.status
+        );
     }
     let verdict = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let first_line = |cmd: &mut Command| -> String {
         cmd.output()
             .ok()
             .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(|l| l.trim().to_string()))
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(|l| l.trim().to_string())
+            })
             .unwrap_or_else(|| "unknown".into())
     };
     let qemu = first_line(Command::new("qemu-system-x86_64").arg("--version"));
@@ -2001,9 +2638,12 @@ fn parse_guestlab(text: &str) -> GuestlabOutput {
             };
             let field = |k: &str| fields.split_whitespace().find_map(|w| w.strip_prefix(k));
             let num = |k: &str| field(k).and_then(|v| v.parse::<u32>().ok());
-            if let (Some(accel), Some(pass), Some(fail), Some(other)) =
-                (field("accel="), num("pass="), num("fail="), num("optional/skipped="))
-            {
+            if let (Some(accel), Some(pass), Some(fail), Some(other)) = (
+                field("accel="),
+                num("pass="),
+                num("fail="),
+                num("optional/skipped="),
+            ) {
                 if !run_dir.is_empty() {
                     out.summary = Some(GuestSummary {
                         accel: accel.to_string(),
@@ -2022,7 +2662,10 @@ fn parse_guestlab(text: &str) -> GuestlabOutput {
 /// `s` on one line (tabs and line breaks become spaces) and at most `max`
 /// characters, with "..." when cut.
 fn clip(s: &str, max: usize) -> String {
-    let one: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let one: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let one = one.trim();
     if one.chars().count() <= max {
         return one.to_string();
@@ -2066,15 +2709,26 @@ const GUEST_TAIL_MAX: usize = 100;
 /// printed no line for the check. The run directory (from the SUMMARY
 /// line) reads `RUN` in reasons, so that runs failing alike give the same
 /// reason.
-fn guest_outcome(out: &GuestlabOutput, dir: Dir, backend_tail: Option<&str>, fallback: &str) -> Result<f64, String> {
+fn guest_outcome(
+    out: &GuestlabOutput,
+    dir: Dir,
+    backend_tail: Option<&str>,
+    fallback: &str,
+) -> Result<f64, String> {
     let name = guest_check(dir);
     let c = out.check(name);
     if let Some(c) = c.filter(|c| c.status == "PASS") {
-        let mbps = c.detail.split_whitespace().find_map(|w| w.strip_prefix("mbps="));
+        let mbps = c
+            .detail
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("mbps="));
         return match mbps.map(str::parse::<f64>) {
             Some(Ok(v)) if v.is_finite() && v > 0.0 => Ok(v),
             Some(Ok(0.0)) => Err(format!("{name} moved no data: {}", c.detail)),
-            _ => Err(clip(&format!("{name} PASS without a valid mbps=: {}", c.detail), GUEST_NOTE_MAX)),
+            _ => Err(clip(
+                &format!("{name} PASS without a valid mbps=: {}", c.detail),
+                GUEST_NOTE_MAX,
+            )),
         };
     }
     let cause = ["backend_start", "run_timeout", "boot"]
@@ -2086,7 +2740,11 @@ fn guest_outcome(out: &GuestlabOutput, dir: Dir, backend_tail: Option<&str>, fal
     };
     let why = match (cause, c) {
         (Some(k), _) => {
-            let mut w = format!("{} FAIL: {}", k.name, clip_middle(&generic(&k.detail), GUEST_CAUSE_MAX));
+            let mut w = format!(
+                "{} FAIL: {}",
+                k.name,
+                clip_middle(&generic(&k.detail), GUEST_CAUSE_MAX)
+            );
             if let Some(t) = backend_tail.map(str::trim).filter(|t| !t.is_empty()) {
                 let _ = write!(w, "; back-end log: {}", clip(t, GUEST_TAIL_MAX));
             }
@@ -2122,15 +2780,38 @@ struct GuestRun {
 /// The two [`GuestRun`]s (guest sends, guest receives) of one guestlab run
 /// of `tool` in `round`, from its parsed output (see [`guest_outcome`] for
 /// `backend_tail` and `fallback`).
-fn guest_runs_of(round: u32, tool: &str, out: &GuestlabOutput, backend_tail: Option<&str>, fallback: &str) -> [GuestRun; 2] {
-    let accel = out.summary.as_ref().map_or_else(String::new, |s| s.accel.clone());
-    let checks = out.summary.as_ref().map(|s| (s.pass, s.pass.saturating_add(s.fail).saturating_add(s.other)));
+fn guest_runs_of(
+    round: u32,
+    tool: &str,
+    out: &GuestlabOutput,
+    backend_tail: Option<&str>,
+    fallback: &str,
+) -> [GuestRun; 2] {
+    let accel = out
+        .summary
+        .as_ref()
+        .map_or_else(String::new, |s| s.accel.clone());
+    let checks = out.summary.as_ref().map(|s| {
+        (
+            s.pass,
+            s.pass.saturating_add(s.fail).saturating_add(s.other),
+        )
+    });
     [Dir::Send, Dir::Recv].map(|dir| {
         let (ok, mbps, note) = match guest_outcome(out, dir, backend_tail, fallback) {
             Ok(m) => (true, m, String::new()),
             Err(why) => (false, 0.0, why),
         };
-        GuestRun { round, tool: tool.to_string(), dir, ok, mbps, accel: accel.clone(), checks, note }
+        GuestRun {
+            round,
+            tool: tool.to_string(),
+            dir,
+            ok,
+            mbps,
+            accel: accel.clone(),
+            checks,
+            note,
+        }
     })
 }
 
@@ -2142,8 +2823,17 @@ fn guest_runs_of(round: u32, tool: &str, out: &GuestlabOutput, backend_tail: Opt
 fn guest_tsv(runs: &[GuestRun]) -> String {
     let mut s = String::new();
     for r in runs {
-        let mode = GUEST_TOOLS.iter().find(|t| t.id == r.tool).map_or("-", |t| t.mode);
-        let dash = |v: &str| if v.is_empty() { "-".to_string() } else { v.to_string() };
+        let mode = GUEST_TOOLS
+            .iter()
+            .find(|t| t.id == r.tool)
+            .map_or("-", |t| t.mode);
+        let dash = |v: &str| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.to_string()
+            }
+        };
         let _ = writeln!(
             s,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -2154,7 +2844,8 @@ fn guest_tsv(runs: &[GuestRun]) -> String {
             if r.ok { "ok" } else { "fail" },
             r.mbps,
             dash(&r.accel),
-            r.checks.map_or_else(|| "-".into(), |(p, n)| format!("{p}/{n}")),
+            r.checks
+                .map_or_else(|| "-".into(), |(p, n)| format!("{p}/{n}")),
             dash(&r.note)
         );
     }
@@ -2195,7 +2886,9 @@ fn run_guest_part(
     let mut runs = Vec::new();
     for round in 1..=o.rounds {
         for i in round_robin(bins.len(), round) {
-            let Some((t, bin)) = bins.get(i) else { continue };
+            let Some((t, bin)) = bins.get(i) else {
+                continue;
+            };
             let mut c = Command::new("timeout");
             c.args(["-k", "10", &lim.outer.to_string(), "bash"])
                 .arg(guestlab)
@@ -2203,19 +2896,30 @@ fn run_guest_part(
                 .arg("--backend")
                 .arg(bin)
                 .args(["--mode", t.mode, "--iperf-time", &o.secs.to_string()])
-                .args(["--timeout", &lim.run.to_string(), "--guest-timeout", &lim.guest.to_string()])
+                .args([
+                    "--timeout",
+                    &lim.run.to_string(),
+                    "--guest-timeout",
+                    &lim.guest.to_string(),
+                ])
                 .current_dir(root);
             eprintln!("xtask: bench: guest round {round}: {} ({})", t.id, t.label);
             eprintln!("xtask: $ {}", show(&c));
             let t0 = Instant::now();
-            let res = c.output().with_context(|| format!("cannot start {}", show(&c)))?;
+            let res = c
+                .output()
+                .with_context(|| format!("cannot start {}", show(&c)))?;
             let took = t0.elapsed().as_secs_f64();
             let stdout = String::from_utf8_lossy(&res.stdout);
             let stderr = String::from_utf8_lossy(&res.stderr);
             let parsed = parse_guestlab(&stdout);
-            let killed = matches!(res.status.code(), Some(124 | 137)) || res.status.code().is_none();
+            let killed =
+                matches!(res.status.code(), Some(124 | 137)) || res.status.code().is_none();
             let fallback = if killed {
-                format!("guestlab.sh killed after {took:.0} s (limit {} s)", lim.outer)
+                format!(
+                    "guestlab.sh killed after {took:.0} s (limit {} s)",
+                    lim.outer
+                )
             } else {
                 format!(
                     "no iperf3 result from guestlab.sh ({}): {}",
@@ -2224,24 +2928,47 @@ fn run_guest_part(
                 )
             };
             let run_dir = parsed.summary.as_ref().map(|s| PathBuf::from(&s.run_dir));
-            let backend_log =
-                run_dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("backend.log")).ok()).unwrap_or_default();
+            let backend_log = run_dir
+                .as_ref()
+                .and_then(|d| std::fs::read_to_string(d.join("backend.log")).ok())
+                .unwrap_or_default();
             let stem = format!("guest-r{round}-{}", t.id);
             let copied = run_dir
                 .as_ref()
-                .map(|d| std::fs::copy(d.join("summary.txt"), raw.join(format!("{stem}.summary.txt"))).is_ok())
+                .map(|d| {
+                    std::fs::copy(
+                        d.join("summary.txt"),
+                        raw.join(format!("{stem}.summary.txt")),
+                    )
+                    .is_ok()
+                })
                 .unwrap_or(false);
             if !copied {
-                let _ = std::fs::write(raw.join(format!("{stem}.log")), format!("{stdout}\n--- stderr ---\n{stderr}"));
+                let _ = std::fs::write(
+                    raw.join(format!("{stem}.log")),
+                    format!("{stdout}\n--- stderr ---\n{stderr}"),
+                );
             }
             let two = guest_runs_of(round, t.id, &parsed, last_line(&backend_log), &fallback);
             for r in &two {
-                let what = if r.ok { format!("{} Mbit/s", sig3(r.mbps)) } else { format!("fail: {}", r.note) };
-                eprintln!("xtask: bench: guest round {round}: {} {}: {what}", t.id, guest_check(r.dir));
+                let what = if r.ok {
+                    format!("{} Mbit/s", sig3(r.mbps))
+                } else {
+                    format!("fail: {}", r.note)
+                };
+                eprintln!(
+                    "xtask: bench: guest round {round}: {} {}: {what}",
+                    t.id,
+                    guest_check(r.dir)
+                );
             }
-            eprintln!("xtask: bench: guest round {round}: {} took {took:.0} s", t.id);
+            eprintln!(
+                "xtask: bench: guest round {round}: {} took {took:.0} s",
+                t.id
+            );
             runs.extend(two);
-            std::fs::write(&tsv, guest_tsv(&runs)).with_context(|| format!("cannot write {}", tsv.display()))?;
+            std::fs::write(&tsv, guest_tsv(&runs))
+                .with_context(|| format!("cannot write {}", tsv.display()))?;
         }
     }
     Ok(runs)
@@ -2264,7 +2991,6 @@ impl GuestRow {
     }
 }
 
-
 /// Group guest `runs` into rows (guest sends, then guest receives) with one
 /// cell per back-end of `tools`; rows without any run are left out.
 fn summarise_guest(runs: &[GuestRun], tools: &[&'static GuestTool]) -> Vec<GuestRow> {
@@ -2273,9 +2999,18 @@ fn summarise_guest(runs: &[GuestRun], tools: &[&'static GuestTool]) -> Vec<Guest
         let cells: Vec<Cell> = tools
             .iter()
             .map(|t| {
-                let mine: Vec<&GuestRun> = runs.iter().filter(|r| r.tool == t.id && r.dir == dir).collect();
+                let mine: Vec<&GuestRun> = runs
+                    .iter()
+                    .filter(|r| r.tool == t.id && r.dir == dir)
+                    .collect();
                 let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.mbps).collect();
-                Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: None }
+                Cell {
+                    tool: t.id,
+                    runs: mine.len(),
+                    ok: good.len(),
+                    gbps: spread(&good),
+                    cpu_s_per_gb: None,
+                }
             })
             .collect();
         if cells.iter().any(|c| c.runs > 0) {
@@ -2307,7 +3042,10 @@ fn guest_accel_phrase(runs: &[GuestRun]) -> String {
 fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRun]) -> String {
     let mut s = String::new();
     let accel = guest_accel_phrase(runs);
-    let _ = writeln!(s, "## Real guest: iperf3 through passt (QEMU {accel}: only the ratios matter)\n");
+    let _ = writeln!(
+        s,
+        "## Real guest: iperf3 through passt (QEMU {accel}: only the ratios matter)\n"
+    );
     let _ = writeln!(
         s,
         "A QEMU guest (Debian kernel, busybox; ../shared/guest/guestlab.sh) attached to each \
@@ -2316,7 +3054,11 @@ fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRu
          gateway address (host loopback) for {} s, guest sends, then receives (-R). {} \
          round(s). Mbit/s: median (min-max) of the receiver's rate over the successful runs. \
          Ratios: of the medians.\n",
-        if accel == "under TCG" { "software CPU emulation, so absolute Mbit/s mean little; " } else { "" },
+        if accel == "under TCG" {
+            "software CPU emulation, so absolute Mbit/s mean little; "
+        } else {
+            ""
+        },
         o.secs,
         o.rounds
     );
@@ -2334,21 +3076,33 @@ fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRu
         .collect();
     let mut head = vec!["direction".to_string()];
     head.extend(tools.iter().map(|t| format!("{} Mbit/s", t.label)));
-    head.extend(ratios.iter().map(|(a, b)| format!("{} / {}", guest_label(a), guest_label(b))));
+    head.extend(
+        ratios
+            .iter()
+            .map(|(a, b)| format!("{} / {}", guest_label(a), guest_label(b))),
+    );
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
     for r in rows {
         let mut cols = vec![guest_dir_label(r.dir).to_string()];
         cols.extend(r.cells.iter().map(gbps_cell));
-        cols.extend(
-            ratios.iter().map(|(a, b)| r.ratio(a, b).map_or_else(|| "-".into(), |x| format!("{x:.2}"))),
-        );
+        cols.extend(ratios.iter().map(|(a, b)| {
+            r.ratio(a, b)
+                .map_or_else(|| "-".into(), |x| format!("{x:.2}"))
+        }));
         let _ = writeln!(s, "| {} |", cols.join(" | "));
     }
     let mut reasons: Vec<(String, String, usize)> = Vec::new();
     for r in runs.iter().filter(|r| !r.ok) {
-        let why = if r.note.is_empty() { "unknown" } else { r.note.as_str() };
-        match reasons.iter_mut().find(|(t, w, _)| *t == r.tool && w == why) {
+        let why = if r.note.is_empty() {
+            "unknown"
+        } else {
+            r.note.as_str()
+        };
+        match reasons
+            .iter_mut()
+            .find(|(t, w, _)| *t == r.tool && w == why)
+        {
             Some(e) => e.2 += 1,
             None => reasons.push((r.tool.clone(), why.to_string(), 1)),
         }
@@ -2370,7 +3124,12 @@ fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRu
         let _ = writeln!(s, "- {} failed {n} measurement(s): {why}", guest_label(t));
     }
     for (t, v) in &scores {
-        let _ = writeln!(s, "- {}: guestlab checks passed {}", guest_label(t), v.join(", "));
+        let _ = writeln!(
+            s,
+            "- {}: guestlab checks passed {}",
+            guest_label(t),
+            v.join(", ")
+        );
     }
     s
 }
@@ -2379,8 +3138,15 @@ fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRu
 /// "guest_summary": [...]` (three members, no surrounding braces, no
 /// trailing comma).
 fn render_guest_json(rows: &[GuestRow], runs: &[GuestRun], env: &str) -> String {
-    let env: Vec<String> = env.lines().filter(|l| !l.trim().is_empty()).map(json_str).collect();
-    let mut s = format!("  \"guest_env\": [{}],\n  \"guest_runs\": [\n", env.join(", "));
+    let env: Vec<String> = env
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(json_str)
+        .collect();
+    let mut s = format!(
+        "  \"guest_env\": [{}],\n  \"guest_runs\": [\n",
+        env.join(", ")
+    );
     let lines: Vec<String> = runs
         .iter()
         .map(|r| {
@@ -2407,7 +3173,9 @@ fn render_guest_json(rows: &[GuestRow], runs: &[GuestRun], env: &str) -> String 
     let mut lines = Vec::new();
     for r in rows {
         for c in &r.cells {
-            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
+            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| {
+                (Some(m), Some(lo), Some(hi))
+            });
             let ratios = ratios_json(GUEST_RATIOS, c.tool, &r.cells);
             lines.push(format!(
                 "    {{\"dir\": {}, \"tool\": {}, \"runs\": {}, \"ok\": {}, \"mbps_median\": {}, \
@@ -2429,6 +3197,501 @@ fn render_guest_json(rows: &[GuestRow], runs: &[GuestRun], env: &str) -> String 
 }
 
 // ---- JSON -------------------------------------------------------------------
+
+// ---- peak memory ------------------------------------------------------------
+
+/// One forwarder session's peak memory (a line of rss.tsv).
+#[derive(Clone, Debug, PartialEq)]
+struct RssRun {
+    /// The lab part the session belonged to: tap, p4, splice or tap-rr.
+    part: String,
+    /// Round, from 1.
+    round: u32,
+    /// Tool id.
+    tool: String,
+    /// Tap MTU of the session, bytes.
+    mtu: u16,
+    /// VmHWM of /proc/PID/status (KiB), summed over the forwarder and every
+    /// process below it, read right before the bench stopped it.
+    kib: u64,
+}
+
+/// Parse rss.tsv as written by tests/bench/lab-bench.sh: one forwarder
+/// session per line, five tab-separated fields `part round tool mtu kib`.
+/// Empty lines are skipped.
+///
+/// # Errors
+/// A line with another field count or an unparsable number, naming the line.
+fn parse_rss(text: &str) -> Result<Vec<RssRun>> {
+    let mut v = Vec::new();
+    for (n, f) in tsv_lines("rss.tsv", text, 5)? {
+        v.push(RssRun {
+            part: f[0].to_string(),
+            round: tsv_field("rss.tsv", n, "round", f[1])?,
+            tool: f[2].to_string(),
+            mtu: tsv_field("rss.tsv", n, "mtu", f[3])?,
+            kib: tsv_field("rss.tsv", n, "kib", f[4])?,
+        });
+    }
+    Ok(v)
+}
+
+/// The peak-RSS table: one row per part and MTU that has sessions, one
+/// column per forwarder among `tools`; cells: MiB, median (min-max) over
+/// the sessions.
+fn render_rss_markdown(rss: &[RssRun], tools: &[&'static Tool]) -> String {
+    let mut s = String::new();
+    let fwd: Vec<&&Tool> = tools.iter().filter(|t| !is_ceiling(t.id)).collect();
+    let _ = writeln!(s, "## Forwarder peak memory\n");
+    let _ = writeln!(
+        s,
+        "VmHWM of /proc/PID/status, summed over the forwarder's processes, read right before \
+         each session's forwarder was stopped; MiB (2^20 bytes), median (min-max) over the \
+         sessions of the part and MTU.\n"
+    );
+    let mut head = vec!["part, tap MTU".to_string()];
+    head.extend(fwd.iter().map(|t| format!("{} MiB", t.label)));
+    let _ = writeln!(s, "| {} |", head.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+    let mut keys: Vec<(&str, u16)> = Vec::new();
+    for r in rss {
+        if !keys.contains(&(r.part.as_str(), r.mtu)) {
+            keys.push((&r.part, r.mtu));
+        }
+    }
+    for (part, mtu) in keys {
+        let mut cols = vec![format!("{part}, {mtu}")];
+        for t in &fwd {
+            let v: Vec<f64> = rss
+                .iter()
+                .filter(|r| r.part == part && r.mtu == mtu && r.tool == t.id)
+                .map(|r| r.kib as f64 / 1024.0)
+                .collect();
+            cols.push(match spread(&v) {
+                None => "-".into(),
+                Some((m, lo, hi)) if v.len() > 1 => {
+                    format!("{} ({}-{})", sig3(m), sig3(lo), sig3(hi))
+                }
+                Some((m, _, _)) => sig3(m),
+            });
+        }
+        let _ = writeln!(s, "| {} |", cols.join(" | "));
+    }
+    s
+}
+
+// ---- summary over every path --------------------------------------------------
+
+/// One path of the summary table: a pasta-rs (or passt-rs) column beside
+/// the best peer on that path.
+#[derive(Debug, PartialEq)]
+struct SumRow {
+    /// The path, as a table label (part, then the row's own label).
+    path: String,
+    /// Unit of the two medians.
+    unit: &'static str,
+    /// Label of our column (pasta-rs, pasta-rs --threads 2, passt-rs ...).
+    ours: String,
+    /// Our median, if any run succeeded.
+    ours_median: Option<f64>,
+    /// The best peer's median and label, if any peer succeeded.
+    best: Option<(f64, String)>,
+}
+
+impl SumRow {
+    /// Our median / the best peer's median.
+    fn ratio(&self) -> Option<f64> {
+        match (self.ours_median, &self.best) {
+            (Some(a), Some((b, _))) if *b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+}
+
+/// The issue's target: every path at least this many times the best peer.
+const TARGET_RATIO: f64 = 1.1;
+
+/// A [`SumRow`] of `cells`: tool `ours` beside the best of `peers` by
+/// median (labels from `label`).
+fn sum_row(
+    path: String,
+    unit: &'static str,
+    cells: &[Cell],
+    ours: &str,
+    peers: &[&str],
+    label: impl Fn(&str) -> String,
+) -> SumRow {
+    let med = |id: &str| {
+        cells
+            .iter()
+            .find(|c| c.tool == id)
+            .and_then(|c| c.gbps)
+            .map(|g| g.0)
+    };
+    let best = peers
+        .iter()
+        .filter_map(|p| med(p).map(|m| (m, label(p))))
+        .fold(None, |b: Option<(f64, String)>, x| match b {
+            Some(b) if b.0 >= x.0 => Some(b),
+            _ => Some(x),
+        });
+    SumRow {
+        path,
+        unit,
+        ours: label(ours),
+        ours_median: med(ours),
+        best,
+    }
+}
+
+/// The tap peers' ids (Debian's pasta, slirp4netns).
+fn peer_ids() -> Vec<&'static str> {
+    TOOLS.iter().filter(|t| t.peer).map(|t| t.id).collect()
+}
+
+/// Every part's rows as the summary's paths: tap (pasta-rs), p4 (pasta-rs
+/// and pasta-rs --threads 2), splice and tap-rr (pasta-rs), each beside the
+/// best of Debian's pasta and slirp4netns, then guest (passt-rs stream and
+/// vhost-user beside Debian's passt). Rows whose tools didn't run at all
+/// are left out; ceilings are never peers.
+fn summary_rows(
+    tap: &[Row],
+    p4: &[Row],
+    splice: &[SpliceRow],
+    taprr: &[SpliceRow],
+    guest: &[GuestRow],
+) -> Vec<SumRow> {
+    let peers = peer_ids();
+    let tl = |id: &str| {
+        TOOLS
+            .iter()
+            .chain([&T2])
+            .find(|t| t.id == id)
+            .map_or_else(|| id.to_string(), |t| t.label.to_string())
+    };
+    let mut v = Vec::new();
+    let has = |cells: &[Cell], id: &str| cells.iter().any(|c| c.tool == id && c.runs > 0);
+    for r in tap.iter().filter(|r| has(&r.cells, OURS)) {
+        let path = format!("tap TCP, MTU {}, IPv{}, {}", r.mtu, r.af, r.dir.label());
+        v.push(sum_row(path, "Gbit/s", &r.cells, OURS, &peers, tl));
+    }
+    for r in p4 {
+        for ours in [OURS, T2.id].into_iter().filter(|id| has(&r.cells, id)) {
+            let path = format!(
+                "tap TCP -P 4, MTU {}, IPv{}, {}",
+                r.mtu,
+                r.af,
+                r.dir.label()
+            );
+            v.push(sum_row(path, "Gbit/s", &r.cells, ours, &peers, tl));
+        }
+    }
+    for r in splice.iter().chain(taprr).filter(|r| has(&r.cells, OURS)) {
+        let path = format!("{}, IPv{}", r.path.label(), r.af);
+        let peers: Vec<&str> = peers
+            .iter()
+            .copied()
+            .filter(|p| r.path.unsupported(p).is_none())
+            .collect();
+        v.push(sum_row(path, r.path.unit(), &r.cells, OURS, &peers, tl));
+    }
+    for r in guest {
+        for ours in ["passt-rs", "passt-rs-vu"]
+            .into_iter()
+            .filter(|id| has(&r.cells, id))
+        {
+            let path = format!("guest TCP, {}", guest_dir_label(r.dir));
+            v.push(sum_row(
+                path,
+                "Mbit/s",
+                &r.cells,
+                ours,
+                &["debian-passt"],
+                |id| guest_label(id).to_string(),
+            ));
+        }
+    }
+    v
+}
+
+/// One of the issue's specific checks, computed from the runs.
+#[derive(Debug, PartialEq)]
+struct Check {
+    /// What is compared, with the target ("tap TCP MTU 1500: pasta-rs / Debian pasta >= 2x").
+    what: &'static str,
+    /// The worst ratio over the rows checked (the lowest for a `>=`
+    /// target, the highest for a `<=` one), if any row had both numbers.
+    worst: Option<f64>,
+    /// Passed (every row checked meets the target); `None` without data.
+    pass: Option<bool>,
+    /// The ratio of each row checked: "label ratio", comma separated.
+    detail: String,
+}
+
+/// Build a [`Check`] from `(row label, ratio)` pairs: at least `target`
+/// (`at_least`) or at most `target`.
+fn check_of(what: &'static str, pairs: &[(String, f64)], target: f64, at_least: bool) -> Check {
+    let worst = pairs.iter().map(|p| p.1).fold(None, |w: Option<f64>, x| {
+        Some(w.map_or(x, |w| if at_least { w.min(x) } else { w.max(x) }))
+    });
+    let pass = worst.map(|w| if at_least { w >= target } else { w <= target });
+    let detail = pairs
+        .iter()
+        .map(|(l, r)| format!("{l} {r:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Check {
+        what,
+        worst,
+        pass,
+        detail,
+    }
+}
+
+/// The issue's three checks: tap TCP at MTU 1500 pasta-rs / Debian pasta
+/// >= 2 on every row; -P 4 `--threads 2` / `--threads 1` >= 1.3 on every
+/// row; forwarder CPU s/GB pasta-rs / Debian pasta <= 0.8 on every
+/// throughput row where both have a number (tap, p4 with one thread,
+/// splice and tap-rr byte paths).
+fn checks(tap: &[Row], p4: &[Row], splice: &[SpliceRow], taprr: &[SpliceRow]) -> Vec<Check> {
+    let med = |cells: &[Cell], id: &str| {
+        cells
+            .iter()
+            .find(|c| c.tool == id)
+            .and_then(|c| c.gbps)
+            .map(|g| g.0)
+    };
+    let cpu = |cells: &[Cell], id: &str| {
+        cells
+            .iter()
+            .find(|c| c.tool == id)
+            .and_then(|c| c.cpu_s_per_gb)
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let tap_label = |r: &Row| format!("MTU {} IPv{} {}", r.mtu, r.af, r.dir.id());
+    let mtu1500: Vec<(String, f64)> = tap
+        .iter()
+        .filter(|r| r.mtu == 1500)
+        .filter_map(|r| {
+            ratio(med(&r.cells, OURS), med(&r.cells, SPLICE_PEER)).map(|x| (tap_label(r), x))
+        })
+        .collect();
+    let threads: Vec<(String, f64)> = p4
+        .iter()
+        .filter_map(|r| ratio(med(&r.cells, T2.id), med(&r.cells, OURS)).map(|x| (tap_label(r), x)))
+        .collect();
+    let mut cpus: Vec<(String, f64)> = Vec::new();
+    for (what, rows) in [("tap", tap), ("-P 4", p4)] {
+        for r in rows {
+            if let Some(x) = ratio(cpu(&r.cells, OURS), cpu(&r.cells, SPLICE_PEER)) {
+                cpus.push((format!("{what} {}", tap_label(r)), x));
+            }
+        }
+    }
+    for r in splice.iter().chain(taprr).filter(|r| r.path.counts_bytes()) {
+        if let Some(x) = ratio(cpu(&r.cells, OURS), cpu(&r.cells, SPLICE_PEER)) {
+            cpus.push((format!("{} IPv{}", r.path.id(), r.af), x));
+        }
+    }
+    vec![
+        check_of(
+            "tap TCP at MTU 1500: pasta-rs / Debian pasta >= 2x",
+            &mtu1500,
+            2.0,
+            true,
+        ),
+        check_of(
+            "-P 4: pasta-rs --threads 2 / --threads 1 >= 1.3x",
+            &threads,
+            1.3,
+            true,
+        ),
+        check_of(
+            "forwarder CPU s/GB: pasta-rs / Debian pasta <= 0.8x",
+            &cpus,
+            0.8,
+            false,
+        ),
+    ]
+}
+
+/// "yes", "no" or "-" (no data).
+fn yes_no(x: Option<bool>) -> &'static str {
+    match x {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    }
+}
+
+/// The summary section: every path's pasta-rs / best peer with the 1.1x
+/// target, then the issue's three checks.
+fn render_summary_markdown(rows: &[SumRow], checks: &[Check]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Summary: every path beside the best peer\n");
+    let _ = writeln!(
+        s,
+        "Medians of this run; best peer: the faster of Debian's pasta and slirp4netns (Debian's \
+         passt for the guest), ceilings (veth, loopback) are not peers.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| path | pasta-rs | best peer (who) | ratio | >= {TARGET_RATIO}x? |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for r in rows {
+        let ours = r
+            .ours_median
+            .map_or_else(|| "fail".into(), |m| format!("{} {}", sig3(m), r.unit));
+        let ours = if r.ours == "pasta-rs" {
+            ours
+        } else {
+            format!("{ours} ({})", r.ours)
+        };
+        let best = r.best.as_ref().map_or_else(
+            || "-".into(),
+            |(m, who)| format!("{} {} ({who})", sig3(*m), r.unit),
+        );
+        let ratio = r.ratio();
+        let _ = writeln!(
+            s,
+            "| {} | {ours} | {best} | {} | {} |",
+            r.path,
+            ratio.map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+            yes_no(ratio.map(|x| x >= TARGET_RATIO))
+        );
+    }
+    let _ = writeln!(s, "\n| check | worst row | passed? | every row |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for c in checks {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            c.what,
+            c.worst.map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+            yes_no(c.pass),
+            if c.detail.is_empty() {
+                "no data"
+            } else {
+                &c.detail
+            }
+        );
+    }
+    s
+}
+
+/// The summary and checks of bench.json: `"overall_summary": [...],
+/// "checks": [...]` (members, no surrounding braces, no trailing comma).
+fn render_summary_json(rows: &[SumRow], checks: &[Check]) -> String {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"path\": {}, \"unit\": {}, \"ours\": {}, \"ours_median\": {}, \"best_peer\": {}, \
+                 \"best_peer_median\": {}, \"ratio\": {}}}",
+                json_str(&r.path),
+                json_str(r.unit),
+                json_str(&r.ours),
+                json_num(r.ours_median),
+                r.best.as_ref().map_or_else(|| "null".into(), |b| json_str(&b.1)),
+                json_num(r.best.as_ref().map(|b| b.0)),
+                json_num(r.ratio())
+            )
+        })
+        .collect();
+    let checks: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            format!(
+                "    {{\"check\": {}, \"worst\": {}, \"pass\": {}, \"detail\": {}}}",
+                json_str(c.what),
+                json_num(c.worst),
+                c.pass.map_or_else(|| "null".into(), |p| p.to_string()),
+                json_str(&c.detail)
+            )
+        })
+        .collect();
+    format!(
+        "  \"overall_summary\": [\n{}\n  ],\n  \"checks\": [\n{}\n  ]",
+        rows.join(",\n"),
+        checks.join(",\n")
+    )
+}
+
+// ---- plot ---------------------------------------------------------------------
+
+/// gnuplot's input for the plot: one line per summary row with a ratio,
+/// `"label"<TAB>ratio`, top to bottom (labels' double quotes become single).
+fn plot_data(rows: &[SumRow]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        if let Some(x) = r.ratio() {
+            let label = if r.ours == "pasta-rs" {
+                r.path.clone()
+            } else {
+                format!("{} ({})", r.path, r.ours)
+            };
+            let _ = writeln!(s, "\"{}\"\t{x}", label.replace('"', "'"));
+        }
+    }
+    s
+}
+
+/// A gnuplot script drawing `data` (from [`plot_data`], `n` lines) as
+/// horizontal bars of pasta-rs / best peer, one per path, with a red line
+/// at [`TARGET_RATIO`], to the PNG `png` (pngcairo terminal).
+fn plot_script(data: &std::path::Path, png: &std::path::Path, n: usize) -> String {
+    let height = 120 + 22 * n.max(1);
+    let q = |p: &std::path::Path| p.display().to_string().replace('\'', "");
+    format!(
+        "set terminal pngcairo size 1400,{height} font 'DejaVu Sans,9'\n\
+         set output '{png}'\n\
+         set datafile separator '\\t'\n\
+         set title 'pasta-rs / best peer, median of this run (red: {TARGET_RATIO}x)'\n\
+         set xlabel 'ratio'\n\
+         set xrange [0:*]\n\
+         set yrange [-0.7:{top}] reverse\n\
+         set ytics scale 0\n\
+         set grid xtics\n\
+         set style fill solid 0.6 border -1\n\
+         set key off\n\
+         set arrow from {TARGET_RATIO}, graph 0 to {TARGET_RATIO}, graph 1 nohead lc rgb 'red' lw 2 front\n\
+         plot '{data}' using ($2/2):0:($2/2):(0.35):ytic(1) with boxxyerror lc rgb '#4a7ebb', \\\n\
+         \x20    '' using 2:0:(sprintf('%.2f', $2)) with labels left offset 0.5,0\n",
+        png = q(png),
+        data = q(data),
+        top = n as f64 - 0.3,
+    )
+}
+
+/// Draw target/bench/bench.png from the summary with gnuplot (package
+/// gnuplot-nox); returns what happened, for the log. Not an error when
+/// gnuplot is missing or fails: the tables are the result.
+fn render_plot(rows: &[SumRow], out: &std::path::Path) -> String {
+    let data = plot_data(rows);
+    let n = data.lines().count();
+    if n == 0 {
+        return "no plot: no path has both pasta-rs and a peer".into();
+    }
+    let (dat, gp, png) = (
+        out.join("bench-plot.tsv"),
+        out.join("bench.gp"),
+        out.join("bench.png"),
+    );
+    if let Err(e) =
+        std::fs::write(&dat, &data).and_then(|()| std::fs::write(&gp, plot_script(&dat, &png, n)))
+    {
+        return format!("no plot: cannot write {}: {e}", gp.display());
+    }
+    match Command::new("gnuplot").arg(&gp).status() {
+        Ok(st) if st.success() => format!("wrote {}", png.display()),
+        Ok(st) => format!("no plot: gnuplot {} ({st})", gp.display()),
+        Err(e) => format!("no plot: cannot run gnuplot: {e}"),
+    }
+}
 
 /// `v` as a JSON string literal (RFC 8259 §7).
 fn json_str(v: &str) -> String {
@@ -2470,6 +3733,8 @@ fn render_json(
     splice: (&[SpliceRow], &[SpliceRun]),
     ebpf: (&[SpliceRow], &[StallRow], &EbpfPart),
     guest: (&[GuestRow], &[GuestRun], &str),
+    (p4_rows, p4_runs, taprr_rows, taprr_runs): (&[Row], &[Run], &[SpliceRow], &[SpliceRun]),
+    (rss, sum_rows, checks): (&[RssRun], &[SumRow], &[Check]),
 ) -> String {
     let mut s = String::from("{\n");
     let tools: Vec<String> = o.tools.iter().map(|t| json_str(t.id)).collect();
@@ -2486,9 +3751,53 @@ fn render_json(
         mtus.join(", "),
         json_num(Some(elapsed.as_secs_f64()))
     );
-    let env: Vec<String> = env.lines().filter(|l| !l.trim().is_empty()).map(json_str).collect();
+    let env: Vec<String> = env
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(json_str)
+        .collect();
     let _ = writeln!(s, "  \"env\": [{}],", env.join(", "));
-    s.push_str("  \"runs\": [\n");
+    s.push_str(&tap_json("", rows, runs));
+    s.push_str(",\n");
+    s.push_str(&tap_json("p4_", p4_rows, p4_runs));
+    s.push_str(",\n");
+    s.push_str(&render_rate_json(
+        "tap_rr",
+        taprr_rows,
+        taprr_runs,
+        TAPRR_RATIOS,
+    ));
+    s.push_str(",\n");
+    let rss: Vec<String> = rss
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"part\": {}, \"round\": {}, \"tool\": {}, \"mtu\": {}, \"vmhwm_kib\": {}}}",
+                json_str(&r.part),
+                r.round,
+                json_str(&r.tool),
+                r.mtu,
+                r.kib
+            )
+        })
+        .collect();
+    let _ = write!(s, "  \"rss\": [\n{}\n  ],\n", rss.join(",\n"));
+    s.push_str(&render_summary_json(sum_rows, checks));
+    s.push_str(",\n");
+    s.push_str(&render_splice_json(splice.0, splice.1));
+    s.push_str(",\n");
+    s.push_str(&render_ebpf_json(ebpf.0, ebpf.1, ebpf.2));
+    s.push_str(",\n");
+    s.push_str(&render_guest_json(guest.0, guest.1, guest.2));
+    s.push_str("\n}\n");
+    s
+}
+
+/// `"PREFIXruns": [...], "PREFIXsummary": [...]` of a tap-format part (tap
+/// with an empty prefix, p4 with `p4_`): members, no trailing comma.
+fn tap_json(prefix: &str, rows: &[Row], runs: &[Run]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "  \"{prefix}runs\": [");
     let lines: Vec<String> = runs
         .iter()
         .map(|r| {
@@ -2511,15 +3820,17 @@ fn render_json(
         })
         .collect();
     s.push_str(&lines.join(",\n"));
-    s.push_str("\n  ],\n  \"summary\": [\n");
+    let _ = write!(s, "\n  ],\n  \"{prefix}summary\": [\n");
     let mut lines = Vec::new();
     for r in rows {
         for c in &r.cells {
-            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
+            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| {
+                (Some(m), Some(lo), Some(hi))
+            });
             lines.push(format!(
                 "    {{\"mtu\": {}, \"af\": {}, \"dir\": {}, \"tool\": {}, \"runs\": {}, \"ok\": {}, \
                  \"gbps_median\": {}, \"gbps_min\": {}, \"gbps_max\": {}, \"cpu_s_per_gb_median\": {}, \
-                 \"ratio_to_best_peer\": {}}}",
+                 \"ratio_to_best_peer\": {}, \"ratio_to_threads_1\": {}}}",
                 r.mtu,
                 r.af,
                 json_str(r.dir.id()),
@@ -2530,18 +3841,13 @@ fn render_json(
                 json_num(lo),
                 json_num(hi),
                 json_num(c.cpu_s_per_gb),
-                json_num(if c.tool == OURS { r.ratio } else { None })
+                json_num(if c.tool == OURS { r.ratio } else { None }),
+                json_num(if c.tool == T2.id { cells_ratio(&r.cells, T2.id, OURS) } else { None })
             ));
         }
     }
     s.push_str(&lines.join(",\n"));
-    s.push_str("\n  ],\n");
-    s.push_str(&render_splice_json(splice.0, splice.1));
-    s.push_str(",\n");
-    s.push_str(&render_ebpf_json(ebpf.0, ebpf.1, ebpf.2));
-    s.push_str(",\n");
-    s.push_str(&render_guest_json(guest.0, guest.1, guest.2));
-    s.push_str("\n}\n");
+    s.push_str("\n  ]");
     s
 }
 
@@ -2565,7 +3871,11 @@ mod tests {
             bytes: if ok { (gbps * 1e9 / 8.0) as u64 } else { 0 },
             secs: if ok { 1.0 } else { 0.0 },
             cpu_s,
-            note: if ok { String::new() } else { "unable to connect to server".into() },
+            note: if ok {
+                String::new()
+            } else {
+                "unable to connect to server".into()
+            },
         }
     }
 
@@ -2576,7 +3886,10 @@ mod tests {
     #[test]
     fn defaults_are_three_rounds_of_five_seconds_with_every_tool() {
         let o = parse_args(&[]).unwrap();
-        assert_eq!((o.rounds, o.secs, o.install, o.tools.len()), (3, 5, true, 3));
+        assert_eq!(
+            (o.rounds, o.secs, o.install, o.tools.len()),
+            (3, 5, true, 3)
+        );
     }
 
     #[test]
@@ -2642,10 +3955,20 @@ mod tests {
                 note: String::new(),
             }
         );
-        assert!((runs[0].gbps() - 0.446_612).abs() < 1e-5, "{}", runs[0].gbps());
+        assert!(
+            (runs[0].gbps() - 0.446_612).abs() < 1e-5,
+            "{}",
+            runs[0].gbps()
+        );
         assert!(!runs[1].ok);
-        assert_eq!((runs[1].af, runs[1].dir, runs[1].cpu_s), (6, Dir::Recv, None));
-        assert_eq!(runs[1].note, "unable to connect to server: Connection timed out");
+        assert_eq!(
+            (runs[1].af, runs[1].dir, runs[1].cpu_s),
+            (6, Dir::Recv, None)
+        );
+        assert_eq!(
+            runs[1].note,
+            "unable to connect to server: Connection timed out"
+        );
     }
 
     #[test]
@@ -2755,16 +4078,23 @@ mod tests {
             run("slirp4netns", 65520, 4, Dir::Send, true, 2.67, Some(0.6)),
         ];
         let o = parse_args(&[]).unwrap();
-        let rows = summarise(&runs, &o.tools);
+        let rows = summarise(&runs, &tap_tools(&o.tools));
         let md = render_markdown(&rows, &o, "kernel: 6.1\n", Duration::from_secs(7), &runs);
         let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(table.len(), 3, "{md}");
         let bars = |l: &str| l.matches('|').count();
         assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
-        assert_eq!(bars(table[0]), 9); // path, 3 x Gbit/s, ratio, 3 x CPU
-        assert!(table[2].starts_with("| MTU 65520, IPv4, namespace sends | fail | 0.710 | 2.67 | - |"), "{md}");
+        assert_eq!(bars(table[0]), 10); // path, 3 x Gbit/s, veth, ratio, 3 x CPU (none for veth)
+        assert!(
+            table[2]
+                .starts_with("| MTU 65520, IPv4, namespace sends | fail | 0.710 | 2.67 | - | - |"),
+            "{md}"
+        );
         assert!(md.contains("- kernel: 6.1"), "{md}");
-        assert!(md.contains("- pasta-rs failed 1 run(s): unable to connect to server"), "{md}");
+        assert!(
+            md.contains("- pasta-rs failed 1 run(s): unable to connect to server"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -2783,10 +4113,23 @@ mod tests {
         ];
         let o = parse_args(&os(&["--tools", "pasta-rs,slirp4netns"])).unwrap();
         let rows = summarise(&runs, &o.tools);
-        let j = render_json((&rows, &runs), &o, "cpus: 2", Duration::from_millis(1500), (&[], &[]), (&[], &[], &EbpfPart::default()), (&[], &[], ""));
+        let j = render_json(
+            (&rows, &runs),
+            &o,
+            "cpus: 2",
+            Duration::from_millis(1500),
+            (&[], &[]),
+            (&[], &[], &EbpfPart::default()),
+            (&[], &[], ""),
+            (&[], &[], &[], &[]),
+            (&[], &[], &[]),
+        );
         assert_eq!(j.matches("\"round\":").count(), 2, "{j}");
         assert_eq!(j.matches("\"gbps_median\":").count(), 2, "{j}");
-        assert!(j.contains("\"tool\": \"slirp4netns\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 0.4,"), "{j}");
+        assert!(
+            j.contains("\"tool\": \"slirp4netns\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 0.4,"),
+            "{j}"
+        );
         assert!(j.contains("\"env\": [\"cpus: 2\"]"), "{j}");
         assert!(j.contains("\"elapsed_s\": 1.5"), "{j}");
         // balanced braces and brackets (no string in the data holds any)
@@ -2834,37 +4177,82 @@ mod tests {
             count,
             secs: if ok { 1.0 } else { 0.0 },
             cpu_s: None,
-            note: if ok { String::new() } else { "forwarder not running: exited at start (status 1)".into() },
+            note: if ok {
+                String::new()
+            } else {
+                "forwarder not running: exited at start (status 1)".into()
+            },
         }
     }
 
     #[test]
     fn only_selects_one_part_and_rejects_others() {
         let o = parse_args(&[]).unwrap();
-        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (true, true, true, "tap splice ebpf guest"));
-        assert_eq!(lab_parts(&o), "tap splice ebpf");
+        assert_eq!(
+            (o.tap, o.splice, o.guest, parts(&o).as_str()),
+            (true, true, true, "tap p4 splice tap-rr guest")
+        );
+        assert_eq!(lab_parts(&o), "tap p4 splice tap-rr");
+        let o = parse_args(&os(&["--only", "p4,tap-rr"])).unwrap();
+        assert_eq!(
+            (o.p4, o.taprr, o.tap, o.splice, o.ebpf, o.guest),
+            (true, true, false, false, false, false)
+        );
+        assert_eq!(lab_parts(&o), "p4 tap-rr");
         let o = parse_args(&os(&["--only", "splice"])).unwrap();
-        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (false, true, false, "splice"));
+        assert_eq!(
+            (o.tap, o.splice, o.guest, parts(&o).as_str()),
+            (false, true, false, "splice")
+        );
         let o = parse_args(&os(&["--only", "tap"])).unwrap();
-        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (true, false, false, "tap"));
+        assert_eq!(
+            (o.tap, o.splice, o.guest, parts(&o).as_str()),
+            (true, false, false, "tap")
+        );
         let o = parse_args(&os(&["--only", "guest"])).unwrap();
-        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (false, false, true, "guest"));
+        assert_eq!(
+            (o.tap, o.splice, o.guest, parts(&o).as_str()),
+            (false, false, true, "guest")
+        );
         assert_eq!(lab_parts(&o), "");
         for only in [&["--only", "ebpf"][..], &["--ebpf"]] {
             let o = parse_args(&os(only)).unwrap();
-            assert_eq!((o.tap, o.splice, o.ebpf, o.guest, lab_parts(&o).as_str()), (false, false, true, false, "ebpf"));
+            assert_eq!(
+                (o.tap, o.splice, o.ebpf, o.guest, lab_parts(&o).as_str()),
+                (false, false, true, false, "ebpf")
+            );
         }
         let e = parse_args(&os(&["--only", "udp"])).unwrap_err();
-        assert!(e.to_string().contains("want tap, splice, ebpf or guest, not udp"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("want tap, p4, splice, tap-rr, ebpf, guest, not udp"),
+            "{e}"
+        );
+        assert!(parse_args(&os(&["--only", "tap,udp"])).is_err());
         assert!(parse_args(&os(&["--only"])).is_err());
     }
 
     #[test]
-    fn splice_tools_are_the_pasta_tools_then_loopback() {
+    fn part_tools_are_the_selected_ones_then_the_ceiling() {
         let ids = |v: Vec<&'static Tool>| v.iter().map(|t| t.id).collect::<Vec<_>>();
-        assert_eq!(ids(splice_tools(&all_tools())), ["pasta-rs", "debian-pasta", "loopback"]);
+        assert_eq!(
+            ids(splice_tools(&all_tools())),
+            ["pasta-rs", "debian-pasta", "slirp4netns", "loopback"]
+        );
         let o = parse_args(&os(&["--tools", "slirp4netns"])).unwrap();
-        assert_eq!(ids(splice_tools(&o.tools)), ["loopback"]);
+        assert_eq!(ids(splice_tools(&o.tools)), ["slirp4netns", "loopback"]);
+        assert_eq!(
+            ids(p4_tools(&all_tools())),
+            [
+                "pasta-rs",
+                "pasta-rs-t2",
+                "debian-pasta",
+                "slirp4netns",
+                "veth"
+            ]
+        );
+        assert_eq!(ids(p4_tools(&o.tools)), ["slirp4netns", "veth"]);
+        assert_eq!(ids(taprr_tools(&o.tools)), ["slirp4netns", "veth"]);
     }
 
     #[test]
@@ -2890,7 +4278,11 @@ mod tests {
         );
         // bytes -> Gbit/s, transactions -> per second
         assert!((runs[0].rate() - 8.063).abs() < 1e-3, "{}", runs[0].rate());
-        assert!((runs[1].rate() - 8776.85).abs() < 0.01, "{}", runs[1].rate());
+        assert!(
+            (runs[1].rate() - 8776.85).abs() < 0.01,
+            "{}",
+            runs[1].rate()
+        );
         assert_eq!((runs[1].path, runs[1].cpu_s), (SplicePath::TcpCrr, None));
         assert_eq!((runs[2].ok, runs[2].rate()), (false, 0.0));
         assert_eq!(runs[2].note, "forwarder not running: exited");
@@ -2908,7 +4300,9 @@ mod tests {
             ("1\tx\ttcp-rr\t4\tok\t1\t1\t-0.5\t-", "bad cpu_s"),
             ("one\tx\ttcp-rr\t4\tok\t1\t1\t-\t-", "bad round"),
         ] {
-            let e = parse_splice_runs(&format!("\n{bad}\n")).unwrap_err().to_string();
+            let e = parse_splice_runs(&format!("\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("line 2") && e.contains(what), "{bad:?}: {e}");
         }
     }
@@ -2958,10 +4352,13 @@ mod tests {
         assert_eq!(table.len(), 3, "{md}");
         let bars = |l: &str| l.matches('|').count();
         assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
-        assert_eq!(bars(table[0]), 8); // path, 3 tools, 3 ratios
-        assert!(table[0].contains("| pasta-rs / Debian pasta | pasta-rs / loopback | Debian pasta / loopback |"), "{md}");
-        assert_eq!(table[2], "| TCP connections (-t), IPv4, connections/s | fail | 3500 | 8750 | - | - | 0.40 |");
-        assert!(md.contains("- pasta-rs failed 1 splice run(s): forwarder not running"), "{md}");
+        assert_eq!(bars(table[0]), 10); // path, 4 tools, 4 ratios (no CPU: no byte path)
+        assert!(table[0].contains("| pasta-rs / Debian pasta | pasta-rs / slirp4netns | pasta-rs / loopback | Debian pasta / loopback |"), "{md}");
+        assert_eq!(table[2], "| TCP connections (-t), IPv4, connections/s | fail | 3500 | - | 8750 | - | - | - | 0.40 |");
+        assert!(
+            md.contains("- pasta-rs failed 1 splice run(s): forwarder not running"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -2974,12 +4371,33 @@ mod tests {
         let tools = splice_tools(&all_tools());
         let rows = summarise_splice(&runs, &tools);
         let o = parse_args(&[]).unwrap();
-        let j = render_json((&[], &[]), &o, "", Duration::from_secs(1), (&rows, &runs), (&[], &[], &EbpfPart::default()), (&[], &[], ""));
-        assert_eq!(j.matches("\"path\": \"udp-rr\", \"af\": 4, \"ok\": true").count(), 3, "{j}");
-        assert!(j.contains("\"ratios\": {\"pasta-rs/debian-pasta\": 2, \"pasta-rs/loopback\": 0.5}"), "{j}");
-        assert!(j.contains("\"ratios\": {\"debian-pasta/loopback\": 0.25}"), "{j}");
+        let j = render_json(
+            (&[], &[]),
+            &o,
+            "",
+            Duration::from_secs(1),
+            (&rows, &runs),
+            (&[], &[], &EbpfPart::default()),
+            (&[], &[], ""),
+            (&[], &[], &[], &[]),
+            (&[], &[], &[]),
+        );
+        assert_eq!(
+            j.matches("\"path\": \"udp-rr\", \"af\": 4, \"ok\": true")
+                .count(),
+            3,
+            "{j}"
+        );
+        assert!(j.contains("\"ratios\": {\"pasta-rs/debian-pasta\": 2, \"pasta-rs/slirp4netns\": null, \"pasta-rs/loopback\": 0.5}"), "{j}");
+        assert!(
+            j.contains("\"ratios\": {\"debian-pasta/loopback\": 0.25}"),
+            "{j}"
+        );
         assert!(j.contains("\"tool\": \"loopback\", \"unit\": \"round trips/s\", \"runs\": 1, \"ok\": 1, \"median\": 60000,"), "{j}");
-        assert!(j.contains("\"parts\": \"tap splice ebpf guest\""), "{j}");
+        assert!(
+            j.contains("\"parts\": \"tap p4 splice tap-rr guest\""),
+            "{j}"
+        );
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         assert_eq!(j.matches('[').count(), j.matches(']').count());
         assert!(j.ends_with("  ]\n}\n"), "{j}");
@@ -2995,22 +4413,41 @@ mod tests {
         // 3 rounds x 3 splice tools x 7 runs x (5 s + 20 s client limit)
         assert!(splice > 3 * 3 * 7 * 25, "{splice}");
         // 3 rounds x 3 tools x (4 runs x 25 s + a stalled reader), two fd counts
-        assert!(ebpf > 3 * 3 * (4 * 25 + EBPF_STALL_LIMIT_S) + 2 * EBPF_FDS_LIMIT_S, "{ebpf}");
+        assert!(
+            ebpf > 3 * 3 * (4 * 25 + EBPF_STALL_LIMIT_S) + 2 * EBPF_FDS_LIMIT_S,
+            "{ebpf}"
+        );
         // 3 rounds x 3 back-ends x (guestlab's own limit + the outer grace)
         assert_eq!(guest, 3 * 3 * (guest_timeouts(5).outer + 10));
-        // the lab's 60 s set-up counts once; the guest part adds its runs
-        assert_eq!(all, tap + splice + ebpf - 2 * 60 + guest);
+        let p4 = hard_limit_secs(&parse_args(&os(&["--only", "p4"])).unwrap());
+        let taprr = hard_limit_secs(&parse_args(&os(&["--only", "tap-rr"])).unwrap());
+        // 3 rounds x 2 MTUs x 4 forwarders x 2 runs x 25 s, the veth's 2 runs a round
+        assert!(p4 > 3 * (2 * 4 * 2 + 2) * 25, "{p4}");
+        // 3 rounds x (3 forwarders + veth) x 4 runs x 25 s
+        assert!(taprr > 3 * 4 * 4 * 25, "{taprr}");
+        // the lab's 60 s set-up counts once; the guest part adds its runs;
+        // the eBPF section only on request
+        assert_eq!(all, tap + p4 + splice + taprr - 3 * 60 + guest);
+        let both = hard_limit_secs(&parse_args(&os(&["--only", "tap,ebpf"])).unwrap());
+        assert_eq!(both, tap + ebpf - 60);
     }
 
     #[test]
     fn lab_script_splice_paths_match_the_run_count_and_path_ids() {
         let s = std::fs::read_to_string(workspace_root().join(LAB_SCRIPT)).unwrap();
-        let line = s.lines().find_map(|l| l.strip_prefix("SPLICE_PATHS=")).unwrap().trim_matches('"');
+        let line = s
+            .lines()
+            .find_map(|l| l.strip_prefix("SPLICE_PATHS="))
+            .unwrap()
+            .trim_matches('"');
         let paths: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(paths.len() as u64, SPLICE_RUNS_PER_SESSION);
         for p in paths {
             let (id, af) = p.split_once(':').unwrap();
-            assert!(SplicePath::from_id(id).is_some() && (af == "4" || af == "6"), "{p}");
+            assert!(
+                SplicePath::from_id(id).is_some() && (af == "4" || af == "6"),
+                "{p}"
+            );
         }
     }
 
@@ -3020,7 +4457,8 @@ mod tests {
         2\tpasta-rs-ebpf\toff\tnot permitted: failed to create map\n\n\
         3\tpasta-rs-ebpf\toff\tnot permitted: failed to create map\n";
     // sent blocked secs tcp_mem0 tcp_mem1 avail0 avail1 (bytes)
-    const EBPF_MEM_TSV: &str = "1\tpasta-rs\tok\t20971520\t1\t0.5\t1048576\t24117248\t8000000000\t7970000000\t-\n\
+    const EBPF_MEM_TSV: &str =
+        "1\tpasta-rs\tok\t20971520\t1\t0.5\t1048576\t24117248\t8000000000\t7970000000\t-\n\
         1\tpasta-rs-ebpf\tok\t268435456\t0\t2.0\t1048576\t270532608\t8000000000\t7700000000\t-\n\
         2\tpasta-rs-ebpf\tok\t16777216\t1\t0.4\t2097152\t20971520\t8000000000\t7980000000\t-\n\
         1\tloopback\tfail\t-\t-\t-\t-\t-\t-\t-\tstall server did not start\n";
@@ -3045,11 +4483,21 @@ mod tests {
     fn ebpf_tsv_files_parse_into_status_stall_runs_and_fd_counts() {
         let p = ebpf_part();
         assert_eq!(p.status.len(), 3);
-        assert_eq!(p.status[1], EbpfStatus { round: 2, state: "off".into(), detail: "not permitted: failed to create map".into() });
+        assert_eq!(
+            p.status[1],
+            EbpfStatus {
+                round: 2,
+                state: "off".into(),
+                detail: "not permitted: failed to create map".into()
+            }
+        );
         assert_eq!(p.stall.len(), 4);
         let r = &p.stall[0];
         assert!(r.ok && r.blocked && r.sent == 20 << 20 && r.secs == 0.5);
-        assert_eq!((r.tcp_mem_growth(), r.avail_drop()), (23068672.0, 30000000.0));
+        assert_eq!(
+            (r.tcp_mem_growth(), r.avail_drop()),
+            (23068672.0, 30000000.0)
+        );
         assert!(!p.stall[1].blocked);
         assert!(!p.stall[3].ok && p.stall[3].note == "stall server did not start");
         assert_eq!(
@@ -3067,15 +4515,27 @@ mod tests {
             }
         );
         assert!(!p.fds[1].ok && p.fds[1].note.contains("too many open files"));
-        assert!(parse_ebpf_status("").unwrap().is_empty() && parse_stall_runs("\n").unwrap().is_empty());
+        assert!(
+            parse_ebpf_status("").unwrap().is_empty() && parse_stall_runs("\n").unwrap().is_empty()
+        );
     }
 
     #[test]
     fn malformed_ebpf_tsv_lines_are_errors_naming_the_file_and_line() {
-        let e = parse_ebpf_status("\n1\tpasta-rs-ebpf\tmaybe\tx\n").unwrap_err().to_string();
-        assert!(e.contains("ebpf-status.tsv line 2: bad state 'maybe'"), "{e}");
-        let e = parse_ebpf_status("1\tpasta-rs-ebpf\tloaded\n").unwrap_err().to_string();
-        assert!(e.contains("ebpf-status.tsv line 1: 3 fields, want 4"), "{e}");
+        let e = parse_ebpf_status("\n1\tpasta-rs-ebpf\tmaybe\tx\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ebpf-status.tsv line 2: bad state 'maybe'"),
+            "{e}"
+        );
+        let e = parse_ebpf_status("1\tpasta-rs-ebpf\tloaded\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ebpf-status.tsv line 1: 3 fields, want 4"),
+            "{e}"
+        );
         let bad_mem = [
             ("1\tx\tok\t10\t2\t0.5\t1\t2\t3\t4\t-", "bad blocked '2'"),
             ("1\tx\tok\t-5\t1\t0.5\t1\t2\t3\t4\t-", "bad sent '-5'"),
@@ -3085,11 +4545,18 @@ mod tests {
         ];
         for (line, want) in bad_mem {
             let e = parse_stall_runs(line).unwrap_err().to_string();
-            assert!(e.contains("ebpf-mem.tsv line 1: ") && e.contains(want), "{line}: {e}");
+            assert!(
+                e.contains("ebpf-mem.tsv line 1: ") && e.contains(want),
+                "{line}: {e}"
+            );
         }
-        let e = parse_fd_counts("pasta-rs\tok\tmany\t1\t1\t1\t9\t9\t-").unwrap_err().to_string();
+        let e = parse_fd_counts("pasta-rs\tok\tmany\t1\t1\t1\t9\t9\t-")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ebpf-fds.tsv line 1: bad fds 'many'"), "{e}");
-        let e = parse_rate_runs("ebpf.tsv", "1\tpasta-rs\ttcp-rr\t4\tok\t1\t1\n").unwrap_err().to_string();
+        let e = parse_rate_runs("ebpf.tsv", "1\tpasta-rs\ttcp-rr\t4\tok\t1\t1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ebpf.tsv line 1: 7 fields, want 9"), "{e}");
     }
 
@@ -3106,7 +4573,10 @@ mod tests {
     #[test]
     fn stall_rows_hold_medians_and_block_counts_per_tool() {
         let rows = summarise_stall(&ebpf_part().stall);
-        assert_eq!(rows.iter().map(|r| r.tool).collect::<Vec<_>>(), ["pasta-rs", "pasta-rs-ebpf", "loopback"]);
+        assert_eq!(
+            rows.iter().map(|r| r.tool).collect::<Vec<_>>(),
+            ["pasta-rs", "pasta-rs-ebpf", "loopback"]
+        );
         let e = &rows[1];
         assert_eq!((e.runs, e.ok, e.blocked), (2, 2, 1));
         assert_eq!(e.sent, Some((142606336.0, 16777216.0, 268435456.0)));
@@ -3120,21 +4590,48 @@ mod tests {
         let stall = summarise_stall(&p.stall);
         let o = parse_args(&os(&["--ebpf"])).unwrap();
         let md = render_ebpf_markdown(&rows, &stall, &o, &p);
-        assert!(md.contains("- pasta-rs --ebpf: eBPF programs loaded in 1 of 3 start(s); off in 2: "), "{md}");
+        assert!(
+            md.contains("- pasta-rs --ebpf: eBPF programs loaded in 1 of 3 start(s); off in 2: "),
+            "{md}"
+        );
         assert!(
             md.contains("| path | pasta-rs splice | pasta-rs --ebpf | loopback | pasta-rs --ebpf / pasta-rs splice | loopback / pasta-rs splice |"),
             "{md}"
         );
         assert!(md.contains("| TCP 64-byte round trips (-t), IPv4, round trips/s | 20000 | 50000 | 60000 | 2.50 | 3.00 |"), "{md}");
-        assert!(md.contains("| TCP host -> namespace (-t), IPv4, Gbit/s | - | fail | - | - | - |"), "{md}");
-        assert!(md.contains("- pasta-rs --ebpf failed 1 eBPF section run(s): forwarder not running"), "{md}");
-        assert!(md.contains("| pasta-rs splice | 1 of 1 | 20.0 | 22.0 | 28.6 |"), "{md}");
+        assert!(
+            md.contains("| TCP host -> namespace (-t), IPv4, Gbit/s | - | fail | - | - | - |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- pasta-rs --ebpf failed 1 eBPF section run(s): forwarder not running"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pasta-rs splice | 1 of 1 | 20.0 | 22.0 | 28.6 |"),
+            "{md}"
+        );
         assert!(md.contains("| pasta-rs --ebpf | 1 of 2 | 136 (16.0 to 256) | 138 (18.0 to 257) | 153 (19.1 to 286) |"), "{md}");
-        assert!(md.contains("| loopback | 0 of 0, 1/1 fail | - | - | - |"), "{md}");
-        assert!(md.contains("- loopback stalled reader, round 1: failed: stall server did not start"), "{md}");
-        assert!(md.contains("| pasta-rs splice | 37303 | 74620 | 74606 | 37303 | 37303 | 1048576 |"), "{md}");
-        assert!(md.contains("| pasta-rs --ebpf | 4950 | fail | - | - | - | 20000 |"), "{md}");
-        assert!(md.contains("- pasta-rs --ebpf -t all -u all: exited while binding"), "{md}");
+        assert!(
+            md.contains("| loopback | 0 of 0, 1/1 fail | - | - | - |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- loopback stalled reader, round 1: failed: stall server did not start"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pasta-rs splice | 37303 | 74620 | 74606 | 37303 | 37303 | 1048576 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pasta-rs --ebpf | 4950 | fail | - | - | - | 20000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- pasta-rs --ebpf -t all -u all: exited while binding"),
+            "{md}"
+        );
         let bars = |l: &str| l.matches('|').count();
         for table in md.split("\n\n").filter(|b| b.starts_with('|')) {
             let lines: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
@@ -3148,15 +4645,36 @@ mod tests {
         let rows = summarise_splice(&p.runs, &ebpf_tools());
         let stall = summarise_stall(&p.stall);
         let o = parse_args(&os(&["--ebpf"])).unwrap();
-        let j = render_json((&[], &[]), &o, "", Duration::from_secs(1), (&[], &[]), (&rows, &stall, &p), (&[], &[], ""));
+        let j = render_json(
+            (&[], &[]),
+            &o,
+            "",
+            Duration::from_secs(1),
+            (&[], &[]),
+            (&rows, &stall, &p),
+            (&[], &[], ""),
+            (&[], &[], &[], &[]),
+            (&[], &[], &[]),
+        );
         assert!(j.contains("\"ebpf_runs\": [\n"), "{j}");
-        assert!(j.contains("\"ratios\": {\"pasta-rs-ebpf/pasta-rs\": 2.5}"), "{j}");
+        assert!(
+            j.contains("\"ratios\": {\"pasta-rs-ebpf/pasta-rs\": 2.5}"),
+            "{j}"
+        );
         assert!(j.contains("\"ratios\": {\"loopback/pasta-rs\": 3}"), "{j}");
         assert!(j.contains("{\"round\": 2, \"state\": \"off\", \"detail\": \"not permitted: failed to create map\"}"), "{j}");
         assert!(j.contains("\"tool\": \"pasta-rs-ebpf\", \"ok\": true, \"sent\": 268435456, \"blocked\": false,"), "{j}");
-        assert!(j.contains("\"tool\": \"loopback\", \"ok\": false, \"sent\": null, \"blocked\": null,"), "{j}");
+        assert!(
+            j.contains("\"tool\": \"loopback\", \"ok\": false, \"sent\": null, \"blocked\": null,"),
+            "{j}"
+        );
         assert!(j.contains("\"tool\": \"pasta-rs-ebpf\", \"runs\": 2, \"ok\": 2, \"blocked\": 1, \"sent\": {\"median\": 142606336,"), "{j}");
-        assert!(j.contains("{\"tool\": \"pasta-rs\", \"ok\": true, \"fds\": 74620, \"sockets\": 74606,"), "{j}");
+        assert!(
+            j.contains(
+                "{\"tool\": \"pasta-rs\", \"ok\": true, \"fds\": 74620, \"sockets\": 74606,"
+            ),
+            "{j}"
+        );
         assert!(j.contains("\"nofile\": 20000, \"ports\": 4950, \"note\": \"exited while binding: too many open files\"}"), "{j}");
         assert!(j.contains("\"parts\": \"ebpf\""), "{j}");
         assert_eq!(j.matches('{').count(), j.matches('}').count());
@@ -3166,18 +4684,29 @@ mod tests {
     #[test]
     fn ebpf_section_needs_pasta_rs_among_the_tools() {
         let e = cmd_bench(&os(&["--ebpf", "--tools", "debian-pasta", "--no-install"])).unwrap_err();
-        assert!(e.to_string().contains("must run as root") || e.to_string().contains("--tools must include it"), "{e}");
+        assert!(
+            e.to_string().contains("must run as root")
+                || e.to_string().contains("--tools must include it"),
+            "{e}"
+        );
     }
 
     #[test]
     fn lab_script_ebpf_paths_match_the_run_count_and_path_ids() {
         let s = std::fs::read_to_string(workspace_root().join(LAB_SCRIPT)).unwrap();
-        let line = s.lines().find_map(|l| l.strip_prefix("EBPF_PATHS=")).unwrap().trim_matches('"');
+        let line = s
+            .lines()
+            .find_map(|l| l.strip_prefix("EBPF_PATHS="))
+            .unwrap()
+            .trim_matches('"');
         let paths: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(paths.len() as u64, EBPF_RUNS_PER_SESSION);
         for p in paths {
             let (id, af) = p.split_once(':').unwrap();
-            assert!(SplicePath::from_id(id).is_some() && (af == "4" || af == "6"), "{p}");
+            assert!(
+                SplicePath::from_id(id).is_some() && (af == "4" || af == "6"),
+                "{p}"
+            );
         }
         // the pasta-rs-ebpf sessions are told where the clients are
         assert!(s.contains("--ebpf --ebpf-cgroup \"$EBPF_CG\""));
@@ -3217,7 +4746,8 @@ CHECK shutdown       FAIL           guest did not finish (qemu rc=1)
 INFO  nic_opts vectors=0
 SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg pass=0 fail=26 optional/skipped=0 run=/tmp/guestlab-bench/runs/20261121-085844-vhost-user-tcg-1403
 ";
-    const VU_BACKEND_TAIL: &str = "--vhost-user: the vhost-user back-end is not supported yet in this version";
+    const VU_BACKEND_TAIL: &str =
+        "--vhost-user: the vhost-user back-end is not supported yet in this version";
 
     fn grun(tool: &str, dir: Dir, ok: bool, mbps: f64) -> GuestRun {
         GuestRun {
@@ -3228,7 +4758,11 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             mbps: if ok { mbps } else { 0.0 },
             accel: "tcg".into(),
             checks: Some(if ok { (26, 26) } else { (0, 26) }),
-            note: if ok { String::new() } else { "boot FAIL: no GLBOOT on console".into() },
+            note: if ok {
+                String::new()
+            } else {
+                "boot FAIL: no GLBOOT on console".into()
+            },
         }
     }
 
@@ -3238,9 +4772,16 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         assert_eq!(out.checks.len(), 5);
         assert_eq!(
             out.check("iperf3_out"),
-            Some(&GuestCheck { name: "iperf3_out".into(), status: "PASS".into(), detail: "mbps=874 secs=3".into() })
+            Some(&GuestCheck {
+                name: "iperf3_out".into(),
+                status: "PASS".into(),
+                detail: "mbps=874 secs=3".into()
+            })
         );
-        assert_eq!(out.check("tcp4_in").unwrap().detail, "via=TCP4:127.0.0.1:18080 tries=1 after=4s");
+        assert_eq!(
+            out.check("tcp4_in").unwrap().detail,
+            "via=TCP4:127.0.0.1:18080 tries=1 after=4s"
+        );
         // INFO lines are not checks, even with FAIL in them
         assert_eq!(out.check("ping6_router"), None);
         assert_eq!(
@@ -3264,7 +4805,10 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let out = parse_guestlab(text);
         assert_eq!(out.checks.len(), 1, "{:?}", out.checks);
         assert_eq!(out.checks[0].name, "backend_start");
-        assert_eq!(out.checks[0].detail, "no socket /r/sock/backend.sock; log: bind: EACCES");
+        assert_eq!(
+            out.checks[0].detail,
+            "no socket /r/sock/backend.sock; log: bind: EACCES"
+        );
         assert_eq!(out.summary, None);
         assert_eq!(parse_guestlab(""), GuestlabOutput::default());
     }
@@ -3276,7 +4820,10 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         assert_eq!(guest_outcome(&out, Dir::Recv, None, "x"), Ok(1578.0));
         // other failed checks do not matter when iperf3 passed
         let deb = parse_guestlab(GUESTLAB_DEBIAN);
-        assert_eq!(guest_outcome(&deb, Dir::Send, Some("irrelevant"), "x"), Ok(997.0));
+        assert_eq!(
+            guest_outcome(&deb, Dir::Send, Some("irrelevant"), "x"),
+            Ok(997.0)
+        );
         let frac = parse_guestlab("CHECK iperf3_in      PASS           mbps=9.45 secs=5 \n");
         assert_eq!(guest_outcome(&frac, Dir::Recv, None, "x"), Ok(9.45));
     }
@@ -3299,15 +4846,36 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         }
         // without a log, the cause alone; without the run directory, its path
         let why = guest_outcome(&out, Dir::Send, None, "x").unwrap_err();
-        assert!(why.starts_with("boot FAIL: ") && !why.contains("back-end log"), "{why}");
-        let no_summary: String = GUESTLAB_VU_FAIL.lines().filter(|l| !l.starts_with("SUMMARY")).collect::<Vec<_>>().join("\n");
-        let why = guest_outcome(&parse_guestlab(&no_summary), Dir::Recv, Some(VU_BACKEND_TAIL), "x").unwrap_err();
+        assert!(
+            why.starts_with("boot FAIL: ") && !why.contains("back-end log"),
+            "{why}"
+        );
+        let no_summary: String = GUESTLAB_VU_FAIL
+            .lines()
+            .filter(|l| !l.starts_with("SUMMARY"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let why = guest_outcome(
+            &parse_guestlab(&no_summary),
+            Dir::Recv,
+            Some(VU_BACKEND_TAIL),
+            "x",
+        )
+        .unwrap_err();
         // QEMU's verdict survives the cut of its long socket paths
-        assert!(why.contains("/tmp/guestlab-bench/runs/") && why.contains(" ... "), "{why}");
-        assert!(why.contains("Connection refused; back-end log: --vhost-user"), "{why}");
+        assert!(
+            why.contains("/tmp/guestlab-bench/runs/") && why.contains(" ... "),
+            "{why}"
+        );
+        assert!(
+            why.contains("Connection refused; back-end log: --vhost-user"),
+            "{why}"
+        );
         assert!(why.chars().count() <= GUEST_NOTE_MAX, "{why}");
         // the back-end never made its socket: that is the cause
-        let bs = parse_guestlab("CHECK backend_start FAIL no socket /r/sock/backend.sock; log: bind: EACCES\n");
+        let bs = parse_guestlab(
+            "CHECK backend_start FAIL no socket /r/sock/backend.sock; log: bind: EACCES\n",
+        );
         assert_eq!(
             guest_outcome(&bs, Dir::Recv, Some(""), "x"),
             Err("backend_start FAIL: no socket /r/sock/backend.sock; log: bind: EACCES".into())
@@ -3322,27 +4890,49 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         );
         assert_eq!(
             guest_outcome(&out, Dir::Send, Some("log line"), "x"),
-            Err("iperf3_out FAIL: iperf3: error - unable to connect to server: Connection refused".into())
+            Err(
+                "iperf3_out FAIL: iperf3: error - unable to connect to server: Connection refused"
+                    .into()
+            )
         );
-        assert_eq!(guest_outcome(&out, Dir::Recv, None, "guestlab.sh killed after 260 s"), Err("guestlab.sh killed after 260 s".into()));
-        let timeout = parse_guestlab("CHECK run_timeout    FAIL           whole run exceeded 220s\n");
-        assert_eq!(guest_outcome(&timeout, Dir::Send, None, "x"), Err("run_timeout FAIL: whole run exceeded 220s".into()));
+        assert_eq!(
+            guest_outcome(&out, Dir::Recv, None, "guestlab.sh killed after 260 s"),
+            Err("guestlab.sh killed after 260 s".into())
+        );
+        let timeout =
+            parse_guestlab("CHECK run_timeout    FAIL           whole run exceeded 220s\n");
+        assert_eq!(
+            guest_outcome(&timeout, Dir::Send, None, "x"),
+            Err("run_timeout FAIL: whole run exceeded 220s".into())
+        );
     }
 
     #[test]
     fn guest_pass_without_a_positive_rate_is_a_failure() {
         let zero = parse_guestlab("CHECK iperf3_out     PASS           mbps=0.00 secs=5 \n");
-        assert_eq!(guest_outcome(&zero, Dir::Send, None, "x"), Err("iperf3_out moved no data: mbps=0.00 secs=5".into()));
+        assert_eq!(
+            guest_outcome(&zero, Dir::Send, None, "x"),
+            Err("iperf3_out moved no data: mbps=0.00 secs=5".into())
+        );
         for bad in ["secs=5", "mbps= secs=5", "mbps=fast", "mbps=-3", "mbps=inf"] {
             let out = parse_guestlab(&format!("CHECK iperf3_in      PASS           {bad}\n"));
             let why = guest_outcome(&out, Dir::Recv, None, "x").unwrap_err();
-            assert!(why.starts_with("iperf3_in PASS without a valid mbps=: "), "{bad}: {why}");
+            assert!(
+                why.starts_with("iperf3_in PASS without a valid mbps=: "),
+                "{bad}: {why}"
+            );
         }
     }
 
     #[test]
     fn one_guestlab_run_gives_both_directions_with_its_accelerator_and_score() {
-        let [send, recv] = guest_runs_of(2, "debian-passt", &parse_guestlab(GUESTLAB_DEBIAN), None, "x");
+        let [send, recv] = guest_runs_of(
+            2,
+            "debian-passt",
+            &parse_guestlab(GUESTLAB_DEBIAN),
+            None,
+            "x",
+        );
         assert_eq!(
             send,
             GuestRun {
@@ -3357,9 +4947,18 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             }
         );
         assert_eq!((recv.dir, recv.ok, recv.mbps), (Dir::Recv, true, 1539.0));
-        let [s, r] = guest_runs_of(1, "passt-rs-vu", &parse_guestlab(""), None, "guestlab.sh killed after 9 s");
+        let [s, r] = guest_runs_of(
+            1,
+            "passt-rs-vu",
+            &parse_guestlab(""),
+            None,
+            "guestlab.sh killed after 9 s",
+        );
         assert!(!s.ok && !r.ok);
-        assert_eq!((s.accel.as_str(), s.checks, s.note.as_str()), ("", None, "guestlab.sh killed after 9 s"));
+        assert_eq!(
+            (s.accel.as_str(), s.checks, s.note.as_str()),
+            ("", None, "guestlab.sh killed after 9 s")
+        );
     }
 
     #[test]
@@ -3371,8 +4970,14 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         fail.checks = None;
         let t = guest_tsv(&[grun("passt-rs", Dir::Send, true, 874.5), fail]);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "1\tpasst-rs\tstream\tsend\tok\t874.5\ttcg\t26/26\t-");
-        assert_eq!(lines[1], "1\tpasst-rs-vu\tvhost-user\trecv\tfail\t0\t-\t-\tboot FAIL: a b c");
+        assert_eq!(
+            lines[0],
+            "1\tpasst-rs\tstream\tsend\tok\t874.5\ttcg\t26/26\t-"
+        );
+        assert_eq!(
+            lines[1],
+            "1\tpasst-rs-vu\tvhost-user\trecv\tfail\t0\t-\t-\tboot FAIL: a b c"
+        );
         assert!(lines.iter().all(|l| l.split('\t').count() == 9));
     }
 
@@ -3400,7 +5005,10 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         assert_eq!(ids, ["passt-rs", "passt-rs-vu"]);
         assert_eq!(parse_args(&[]).unwrap().guest_tools.len(), 3);
         let e = parse_args(&os(&["--guest-tools", "qemu-user"])).unwrap_err();
-        assert!(e.to_string().contains("unknown back-end 'qemu-user'"), "{e}");
+        assert!(
+            e.to_string().contains("unknown back-end 'qemu-user'"),
+            "{e}"
+        );
         assert!(parse_args(&os(&["--guest-tools", " , "])).is_err());
         assert!(parse_args(&os(&["--guest-tools"])).is_err());
     }
@@ -3436,7 +5044,10 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         runs.push(grun("passt-rs-vu", Dir::Recv, false, 0.0));
         let all: Vec<&'static GuestTool> = GUEST_TOOLS.iter().collect();
         let rows = summarise_guest(&runs, &all);
-        assert_eq!(rows.iter().map(|r| r.dir).collect::<Vec<_>>(), [Dir::Send, Dir::Recv]);
+        assert_eq!(
+            rows.iter().map(|r| r.dir).collect::<Vec<_>>(),
+            [Dir::Send, Dir::Recv]
+        );
         let send = &rows[0];
         assert_eq!(gbps_cell(&send.cells[0]), "900 (800-1000)");
         assert_eq!(send.ratio("passt-rs", "debian-passt"), Some(2.0));
@@ -3463,7 +5074,12 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let o = parse_args(&os(&["--only", "guest", "--rounds", "1"])).unwrap();
         let rows = summarise_guest(&runs, &o.guest_tools);
         let md = render_guest_markdown(&rows, &o, "QEMU: QEMU emulator version 7.2.22\n", &runs);
-        assert!(md.starts_with("## Real guest: iperf3 through passt (QEMU under TCG: only the ratios matter)"), "{md}");
+        assert!(
+            md.starts_with(
+                "## Real guest: iperf3 through passt (QEMU under TCG: only the ratios matter)"
+            ),
+            "{md}"
+        );
         let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(table.len(), 4, "{md}");
         let bars = |l: &str| l.matches('|').count();
@@ -3473,11 +5089,25 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             "| direction | passt-rs stream Mbit/s | Debian passt stream Mbit/s | passt-rs vhost-user Mbit/s \
              | passt-rs stream / Debian passt stream | passt-rs vhost-user / passt-rs stream |"
         );
-        assert_eq!(table[2], "| guest sends (iperf3_out) | 874 | 997 | fail | 0.88 | - |");
-        assert_eq!(table[3], "| guest receives (iperf3_in) | - | - | fail | - | - |");
+        assert_eq!(
+            table[2],
+            "| guest sends (iperf3_out) | 874 | 997 | fail | 0.88 | - |"
+        );
+        assert_eq!(
+            table[3],
+            "| guest receives (iperf3_in) | - | - | fail | - | - |"
+        );
         assert!(md.contains("- QEMU: QEMU emulator version 7.2.22"), "{md}");
-        assert!(md.contains("- passt-rs vhost-user failed 2 measurement(s): boot FAIL: no GLBOOT on console"), "{md}");
-        assert!(md.contains("- Debian passt stream: guestlab checks passed 21/26"), "{md}");
+        assert!(
+            md.contains(
+                "- passt-rs vhost-user failed 2 measurement(s): boot FAIL: no GLBOOT on console"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("- Debian passt stream: guestlab checks passed 21/26"),
+            "{md}"
+        );
         // one back-end only: no ratio columns
         let o = parse_args(&os(&["--guest-tools", "passt-rs"])).unwrap();
         let md = render_guest_markdown(&summarise_guest(&runs, &o.guest_tools), &o, "", &runs);
@@ -3503,9 +5133,22 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         ];
         let o = parse_args(&[]).unwrap();
         let rows = summarise_guest(&runs, &o.guest_tools);
-        let j = render_json((&[], &[]), &o, "", Duration::from_secs(1), (&[], &[]), (&[], &[], &EbpfPart::default()), (&rows, &runs, "QEMU: 7.2\n"));
+        let j = render_json(
+            (&[], &[]),
+            &o,
+            "",
+            Duration::from_secs(1),
+            (&[], &[]),
+            (&[], &[], &EbpfPart::default()),
+            (&rows, &runs, "QEMU: 7.2\n"),
+            (&[], &[], &[], &[]),
+            (&[], &[], &[]),
+        );
         assert!(j.contains("\"guest_env\": [\"QEMU: 7.2\"]"), "{j}");
-        assert!(j.contains("\"guest_tools\": [\"passt-rs\", \"debian-passt\", \"passt-rs-vu\"]"), "{j}");
+        assert!(
+            j.contains("\"guest_tools\": [\"passt-rs\", \"debian-passt\", \"passt-rs-vu\"]"),
+            "{j}"
+        );
         assert!(
             j.contains("{\"round\": 1, \"tool\": \"passt-rs\", \"mode\": \"stream\", \"dir\": \"recv\", \"check\": \"iperf3_in\", \"ok\": true, \"mbps\": 1500, \"accel\": \"tcg\", \"checks_passed\": 26, \"checks_total\": 26, \"note\": \"\"}"),
             "{j}"
