@@ -482,8 +482,11 @@ splice_one() {
 	tap-udp-send | tap-udp-recv)
 		# UDP throughput: unlimited rate, 1400-byte datagrams; count is
 		# the receiver's bytes (end.sum_received)
+		# bound to upstream's address: a wildcard UDP server would answer
+		# from the veth's address, which the client's connected socket
+		# refuses (ICMP port unreachable)
 		port=5201
-		srv=(iperf3 -s -1 -p $port)
+		srv=(iperf3 -s -1 -p $port -B $dst)
 		cli=(iperf3 -c $dst -p $port -t "$BENCH_SECS" -J --connect-timeout 3000 -u -b 0 -l 1400)
 		[[ $path == tap-udp-recv ]] && cli+=(-R)
 		;;

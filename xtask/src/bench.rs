@@ -680,7 +680,9 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     if killed {
         return Ok(ExitCode::FAILURE);
     }
-    Ok(exit_code(&runs, &splice_runs, &ebpf.runs, &guest_runs))
+    let tap_like: Vec<Run> = runs.iter().chain(&p4_runs).cloned().collect();
+    let rate_like: Vec<SpliceRun> = splice_runs.iter().chain(&taprr_runs).cloned().collect();
+    Ok(exit_code(&tap_like, &rate_like, &ebpf.runs, &guest_runs))
 }
 
 /// The selected parts, space-separated, in run order: a subset of "tap
@@ -3641,8 +3643,9 @@ fn plot_data(rows: &[SumRow]) -> String {
 }
 
 /// A gnuplot script drawing `data` (from [`plot_data`], `n` lines) as
-/// horizontal bars of pasta-rs / best peer, one per path, with a red line
-/// at [`TARGET_RATIO`], to the PNG `png` (pngcairo terminal).
+/// horizontal bars of pasta-rs / best peer, one per path, top to bottom in
+/// the data's order (green at or above [`TARGET_RATIO`], red below), with a
+/// red line at [`TARGET_RATIO`], to the PNG `png` (pngcairo terminal).
 fn plot_script(data: &std::path::Path, png: &std::path::Path, n: usize) -> String {
     let height = 120 + 22 * n.max(1);
     let q = |p: &std::path::Path| p.display().to_string().replace('\'', "");
@@ -3653,13 +3656,14 @@ fn plot_script(data: &std::path::Path, png: &std::path::Path, n: usize) -> Strin
          set title 'pasta-rs / best peer, median of this run (red: {TARGET_RATIO}x)'\n\
          set xlabel 'ratio'\n\
          set xrange [0:*]\n\
-         set yrange [-0.7:{top}] reverse\n\
+         set yrange [{top}:-0.7]\n\
          set ytics scale 0\n\
          set grid xtics\n\
          set style fill solid 0.6 border -1\n\
          set key off\n\
          set arrow from {TARGET_RATIO}, graph 0 to {TARGET_RATIO}, graph 1 nohead lc rgb 'red' lw 2 front\n\
-         plot '{data}' using ($2/2):0:($2/2):(0.35):ytic(1) with boxxyerror lc rgb '#4a7ebb', \\\n\
+         plot '{data}' using ($2/2):0:($2/2):(0.35):($2 >= {TARGET_RATIO} ? 0x4aa84a : 0xd9534f):ytic(1) \
+         with boxxyerror lc rgb variable, \\\n\
          \x20    '' using 2:0:(sprintf('%.2f', $2)) with labels left offset 0.5,0\n",
         png = q(png),
         data = q(data),
@@ -5159,5 +5163,425 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         assert_eq!(j.matches('[').count(), j.matches(']').count());
         assert!(j.ends_with("  ]\n}\n"), "{j}");
+    }
+
+    // ---- p4, tap-rr, veth, peak memory, summary, checks, plot ----
+
+    /// A tap-format run like [`run`] with a CPU figure, for the p4 part and checks.
+    fn prun(tool: &str, mtu: u16, dir: Dir, gbps: f64, cpu_s: Option<f64>) -> Run {
+        run(tool, mtu, 4, dir, true, gbps, cpu_s)
+    }
+
+    #[test]
+    fn veth_runs_stand_in_every_mtu_row_and_alone_make_no_row() {
+        let runs = vec![
+            run("veth", 1500, 4, Dir::Send, true, 20.0, None),
+            run("pasta-rs", 65520, 4, Dir::Send, true, 9.0, Some(0.5)),
+            run("pasta-rs", 1500, 4, Dir::Send, true, 4.0, Some(0.8)),
+        ];
+        let tools = tap_tools(&all_tools());
+        let rows = summarise(&runs, &tools);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        for r in &rows {
+            let v = r.cells.iter().find(|c| c.tool == "veth").unwrap();
+            assert_eq!(v.gbps.map(|g| g.0), Some(20.0));
+        }
+        // veth alone (IPv6 here) makes no row
+        let rows = summarise(&[run("veth", 1500, 6, Dir::Recv, true, 20.0, None)], &tools);
+        assert!(rows.is_empty());
+    }
+
+    #[test]
+    fn p4_table_has_the_threads_ratio_and_why_threads_2_failed() {
+        let mut t2_fail = run("pasta-rs-t2", 1500, 4, Dir::Send, false, 0.0, None);
+        t2_fail.note = "forwarder not running: exited at start (status 1): pasta: unrecognized option '--threads'".into();
+        let runs = vec![
+            prun("pasta-rs", 65520, Dir::Send, 8.0, None),
+            prun("pasta-rs-t2", 65520, Dir::Send, 12.0, None),
+            prun("debian-pasta", 65520, Dir::Send, 4.0, None),
+            prun("pasta-rs", 1500, Dir::Send, 4.0, None),
+            t2_fail,
+        ];
+        let o = parse_args(&[]).unwrap();
+        let rows = summarise(&runs, &p4_tools(&o.tools));
+        let md = render_p4_markdown(&rows, &o, &runs);
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        let bars = |l: &str| l.matches('|').count();
+        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+        // path, 5 x Gbit/s, 2 ratios, 4 x CPU (no veth)
+        assert_eq!(bars(table[0]), 13, "{md}");
+        assert!(
+            table[0].contains("| pasta-rs / best peer | --threads 2 / --threads 1 |"),
+            "{md}"
+        );
+        assert!(table[2].starts_with("| -P 4, MTU 65520, IPv4, namespace sends | 8.00 | 12.0 | 4.00 | - | - | 2.00 | 1.50 |"), "{md}");
+        assert!(
+            table[3].starts_with(
+                "| -P 4, MTU 1500, IPv4, namespace sends | 4.00 | fail | - | - | - | - | - |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("- pasta-rs --threads 2 failed 1 run(s): forwarder not running: exited at start (status 1): pasta: unrecognized option '--threads'"), "{md}");
+    }
+
+    #[test]
+    fn taprr_lines_parse_and_udp_rows_get_cpu_per_gb() {
+        let text = "1\tpasta-rs\ttap-tcp-rr\t4\tok\t50000\t5.0\t1.20\t-\n\
+                    1\tpasta-rs\ttap-udp-send\t4\tok\t1000000000\t2.0\t0.50\t-\n\
+                    1\tdebian-pasta\ttap-udp-send\t4\tok\t500000000\t2.0\t1.00\t-\n\
+                    1\tveth\ttap-udp-send\t4\tok\t2000000000\t2.0\t-\t-\n";
+        let runs = parse_rate_runs("taprr.tsv", text).unwrap();
+        assert_eq!(runs[1].path, SplicePath::TapUdpSend);
+        assert!((runs[1].rate() - 4.0).abs() < 1e-9);
+        assert!((runs[0].rate() - 10000.0).abs() < 1e-9);
+        let tools = taprr_tools(&all_tools());
+        let rows = summarise_splice(&runs, &tools);
+        assert_eq!(
+            rows.iter().map(|r| r.path).collect::<Vec<_>>(),
+            [SplicePath::TapTcpRr, SplicePath::TapUdpSend]
+        );
+        let udp = &rows[1];
+        assert_eq!(
+            udp.cells.iter().map(|c| c.cpu_s_per_gb).collect::<Vec<_>>(),
+            [Some(0.5), Some(2.0), None, None]
+        );
+        let o = parse_args(&[]).unwrap();
+        let md = render_taprr_markdown(&rows, &tools, &o, &runs);
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert!(
+            table[0]
+                .ends_with("| CPU s/GB pasta-rs | CPU s/GB Debian pasta | CPU s/GB slirp4netns |"),
+            "{md}"
+        );
+        assert_eq!(table[3], "| tap UDP 1400-byte datagrams, namespace sends, IPv4, Gbit/s | 4.00 | 2.00 | - | 8.00 | 2.00 | - | 0.50 | 0.500 | 2.00 | - |");
+        assert!(table[2].ends_with("| - | - | - |"), "{md}");
+        assert!(parse_rate_runs(
+            "taprr.tsv",
+            "1\tpasta-rs\ttap-tcp-nope\t4\tok\t1\t1\t-\t-\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn slirp4netns_cell_says_n_a_where_it_has_no_forwarding() {
+        let runs = vec![
+            srun("pasta-rs", SplicePath::TcpN2h, 4, true, 16.0),
+            srun("debian-pasta", SplicePath::TcpN2h, 4, true, 15.0),
+            srun("slirp4netns", SplicePath::TcpH2n, 4, true, 3.0),
+            srun("pasta-rs", SplicePath::TcpH2n, 4, true, 16.0),
+        ];
+        let tools = splice_tools(&all_tools());
+        let rows = summarise_splice(&runs, &tools);
+        let o = parse_args(&[]).unwrap();
+        let md = render_splice_markdown(&rows, &tools, &o, &runs);
+        let n2h = md
+            .lines()
+            .find(|l| l.starts_with("| TCP namespace -> host"))
+            .unwrap();
+        assert!(
+            n2h.contains("| 16.0 | 15.0 | n/a: no namespace -> host loopback forwarding | - |"),
+            "{md}"
+        );
+        let h2n = md
+            .lines()
+            .find(|l| l.starts_with("| TCP host -> namespace"))
+            .unwrap();
+        assert!(h2n.contains("| 16.0 | - | 3.00 | - |"), "{md}");
+        assert!(!md.contains("fail"), "{md}");
+        // and the summary's best peer for -T is Debian's pasta only
+        let sum = summary_rows(&[], &[], &rows, &[], &[]);
+        assert_eq!(sum.len(), 2);
+        assert_eq!(sum[0].best, Some((3.0, "slirp4netns".to_string())));
+        assert_eq!(sum[1].best, Some((15.0, "Debian pasta".to_string())));
+    }
+
+    #[test]
+    fn rss_lines_parse_and_render_per_part_and_mtu() {
+        let text = "tap\t1\tpasta-rs\t65520\t12288\ntap\t2\tpasta-rs\t65520\t14336\n\n\
+                    tap\t1\tdebian-pasta\t65520\t32768\np4\t1\tpasta-rs-t2\t1500\t20480\n";
+        let rss = parse_rss(text).unwrap();
+        assert_eq!(rss.len(), 4);
+        assert_eq!(
+            rss[3],
+            RssRun {
+                part: "p4".into(),
+                round: 1,
+                tool: "pasta-rs-t2".into(),
+                mtu: 1500,
+                kib: 20480
+            }
+        );
+        let md = render_rss_markdown(&rss, &p4_tools(&all_tools()));
+        assert!(
+            md.contains("| tap, 65520 | 13.0 (12.0-14.0) | - | 32.0 | - |"),
+            "{md}"
+        );
+        assert!(md.contains("| p4, 1500 | - | 20.0 | - | - |"), "{md}");
+        let e = parse_rss("tap\t1\tpasta-rs\t65520\n").unwrap_err();
+        assert!(e.to_string().contains("rss.tsv line 1"), "{e}");
+        assert!(parse_rss("tap\t1\tpasta-rs\t65520\tlots\n").is_err());
+    }
+
+    #[test]
+    fn summary_puts_every_path_beside_the_best_peer_with_the_target() {
+        let tap = summarise(
+            &[
+                prun("pasta-rs", 1500, Dir::Send, 4.4, None),
+                prun("debian-pasta", 1500, Dir::Send, 2.0, None),
+                prun("slirp4netns", 1500, Dir::Send, 3.0, None),
+                prun("veth", 1500, Dir::Send, 30.0, None),
+                prun("pasta-rs", 1500, Dir::Recv, 2.0, None),
+                prun("debian-pasta", 1500, Dir::Recv, 2.0, None),
+            ],
+            &tap_tools(&all_tools()),
+        );
+        let p4 = summarise(
+            &[
+                prun("pasta-rs", 65520, Dir::Send, 8.0, None),
+                prun("pasta-rs-t2", 65520, Dir::Send, 12.0, None),
+            ],
+            &p4_tools(&all_tools()),
+        );
+        let guest = summarise_guest(
+            &[
+                grun("passt-rs", Dir::Send, true, 900.0),
+                grun("debian-passt", Dir::Send, true, 800.0),
+                grun("passt-rs-vu", Dir::Send, false, 0.0),
+            ],
+            &GUEST_TOOLS.iter().collect::<Vec<_>>(),
+        );
+        let rows = summary_rows(&tap, &p4, &[], &[], &guest);
+        let paths: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.path.as_str(), r.ours.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("tap TCP, MTU 1500, IPv4, namespace sends", "pasta-rs"),
+                ("tap TCP, MTU 1500, IPv4, namespace receives", "pasta-rs"),
+                ("tap TCP -P 4, MTU 65520, IPv4, namespace sends", "pasta-rs"),
+                (
+                    "tap TCP -P 4, MTU 65520, IPv4, namespace sends",
+                    "pasta-rs --threads 2"
+                ),
+                ("guest TCP, guest sends (iperf3_out)", "passt-rs stream"),
+                ("guest TCP, guest sends (iperf3_out)", "passt-rs vhost-user"),
+            ]
+        );
+        // the best peer is the faster one, never the veth ceiling
+        assert_eq!(rows[0].best, Some((3.0, "slirp4netns".to_string())));
+        assert!((rows[0].ratio().unwrap() - 4.4 / 3.0).abs() < 1e-9);
+        assert_eq!(rows[2].best, None);
+        let md = render_summary_markdown(&rows, &[]);
+        assert!(md.contains("| tap TCP, MTU 1500, IPv4, namespace sends | 4.40 Gbit/s | 3.00 Gbit/s (slirp4netns) | 1.47 | yes |"), "{md}");
+        assert!(md.contains("| tap TCP, MTU 1500, IPv4, namespace receives | 2.00 Gbit/s | 2.00 Gbit/s (Debian pasta) | 1.00 | no |"), "{md}");
+        assert!(md.contains("| tap TCP -P 4, MTU 65520, IPv4, namespace sends | 12.0 Gbit/s (pasta-rs --threads 2) | - | - | - |"), "{md}");
+        assert!(md.contains("| guest TCP, guest sends (iperf3_out) | 900 Mbit/s (passt-rs stream) | 800 Mbit/s (Debian passt stream) | 1.12 | yes |"), "{md}");
+        assert!(
+            md.contains("| guest TCP, guest sends (iperf3_out) | fail (passt-rs vhost-user) |"),
+            "{md}"
+        );
+    }
+
+    /// Tap and p4 rows for the checks: pasta-rs at `ours` x Debian's pasta
+    /// on every MTU 1500 row, `--threads 2` at `t2` x `--threads 1`, CPU
+    /// s/GB of pasta-rs at `cpu` x Debian's pasta.
+    fn check_rows(ours: f64, t2: f64, cpu: f64) -> (Vec<Row>, Vec<Row>) {
+        let mut tap = Vec::new();
+        for dir in [Dir::Send, Dir::Recv] {
+            for mtu in [65520, 1500] {
+                tap.push(run(
+                    "pasta-rs",
+                    mtu,
+                    4,
+                    dir,
+                    true,
+                    ours,
+                    Some(cpu * 0.1 * 5.0 / 8.0 * ours),
+                ));
+                tap.push(run(
+                    "debian-pasta",
+                    mtu,
+                    4,
+                    dir,
+                    true,
+                    1.0,
+                    Some(0.1 * 5.0 / 8.0),
+                ));
+            }
+        }
+        // 1 s runs of gbps Gbit/s: CPU s/GB = cpu_s / (gbps / 8); pasta-rs: cpu x 0.8 s/GB
+        let p4 = vec![
+            prun("pasta-rs", 1500, Dir::Send, 4.0, None),
+            prun("pasta-rs-t2", 1500, Dir::Send, 4.0 * t2, None),
+        ];
+        (
+            summarise(&tap, &tap_tools(&all_tools())),
+            summarise(&p4, &p4_tools(&all_tools())),
+        )
+    }
+
+    #[test]
+    fn the_three_checks_pass_and_fail_from_the_runs() {
+        let (tap, p4) = check_rows(2.5, 1.4, 0.7);
+        let c = checks(&tap, &p4, &[], &[]);
+        assert_eq!(
+            c.iter().map(|c| c.pass).collect::<Vec<_>>(),
+            [Some(true), Some(true), Some(true)],
+            "{c:?}"
+        );
+        assert!((c[0].worst.unwrap() - 2.5).abs() < 1e-9);
+        assert_eq!(
+            c[0].detail,
+            "MTU 1500 IPv4 send 2.50, MTU 1500 IPv4 recv 2.50"
+        );
+        assert!((c[1].worst.unwrap() - 1.4).abs() < 1e-9);
+        assert!((c[2].worst.unwrap() - 0.7).abs() < 1e-6, "{c:?}");
+        assert_eq!(c[2].detail.matches(", ").count(), 3, "{c:?}");
+
+        let (tap, p4) = check_rows(1.5, 1.1, 0.9);
+        let c = checks(&tap, &p4, &[], &[]);
+        assert_eq!(
+            c.iter().map(|c| c.pass).collect::<Vec<_>>(),
+            [Some(false), Some(false), Some(false)],
+            "{c:?}"
+        );
+        // without the runs: no verdict
+        let c = checks(&[], &[], &[], &[]);
+        assert!(
+            c.iter().all(|c| c.pass.is_none() && c.worst.is_none()),
+            "{c:?}"
+        );
+        let md = render_summary_markdown(&[], &c);
+        assert!(
+            md.contains("| -P 4: pasta-rs --threads 2 / --threads 1 >= 1.3x | - | - | no data |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_cpu_check_takes_the_worst_throughput_row_of_every_part() {
+        let mut a = srun("pasta-rs", SplicePath::TcpH2n, 4, true, 16.0);
+        a.cpu_s = Some(1.0); // 2 GB in 1 s: 0.5 s/GB
+        let mut b = srun("debian-pasta", SplicePath::TcpH2n, 4, true, 16.0);
+        b.cpu_s = Some(0.5); // 0.25 s/GB
+        let mut rr = srun("pasta-rs", SplicePath::TcpRr, 4, true, 10000.0);
+        rr.cpu_s = Some(1.0);
+        let splice = summarise_splice(&[a, b, rr], &splice_tools(&all_tools()));
+        let (tap, p4) = check_rows(2.5, 1.4, 0.5);
+        let c = checks(&tap, &p4, &splice, &[]);
+        assert_eq!(c[2].pass, Some(false), "{c:?}");
+        assert!((c[2].worst.unwrap() - 2.0).abs() < 1e-9, "{c:?}");
+        assert!(c[2].detail.ends_with("tcp-h2n IPv4 2.00"), "{c:?}");
+    }
+
+    #[test]
+    fn plot_data_has_one_bar_per_ratio_and_the_script_the_target_line() {
+        let rows = vec![
+            SumRow {
+                path: "tap \"x\"".into(),
+                unit: "Gbit/s",
+                ours: "pasta-rs".into(),
+                ours_median: Some(3.0),
+                best: Some((2.0, "slirp4netns".into())),
+            },
+            SumRow {
+                path: "p4".into(),
+                unit: "Gbit/s",
+                ours: "pasta-rs --threads 2".into(),
+                ours_median: Some(3.0),
+                best: Some((3.0, "Debian pasta".into())),
+            },
+            SumRow {
+                path: "none".into(),
+                unit: "Gbit/s",
+                ours: "pasta-rs".into(),
+                ours_median: None,
+                best: Some((2.0, "slirp4netns".into())),
+            },
+        ];
+        assert_eq!(
+            plot_data(&rows),
+            "\"tap 'x'\"\t1.5\n\"p4 (pasta-rs --threads 2)\"\t1\n"
+        );
+        let gp = plot_script(
+            std::path::Path::new("/t/d.tsv"),
+            std::path::Path::new("/t/b.png"),
+            2,
+        );
+        assert!(gp.contains("set terminal pngcairo size 1400,164"), "{gp}");
+        assert!(gp.contains("set output '/t/b.png'"), "{gp}");
+        assert!(gp.contains("set yrange [1.7:-0.7]"), "{gp}");
+        assert!(
+            gp.contains("set arrow from 1.1, graph 0 to 1.1, graph 1"),
+            "{gp}"
+        );
+        assert!(gp.contains("plot '/t/d.tsv' using"), "{gp}");
+        assert!(
+            render_plot(&rows[2..], std::path::Path::new("/nonexistent"))
+                .starts_with("no plot: no path")
+        );
+    }
+
+    #[test]
+    fn lab_script_taprr_paths_match_the_path_ids() {
+        let s = std::fs::read_to_string(workspace_root().join(LAB_SCRIPT)).unwrap();
+        let line = s
+            .lines()
+            .find_map(|l| l.strip_prefix("TAPRR_PATHS="))
+            .unwrap()
+            .trim_matches('"');
+        let ids: Vec<&str> = line
+            .split_whitespace()
+            .map(|p| p.split_once(':').unwrap().0)
+            .collect();
+        assert_eq!(ids, TAPRR_PATHS.iter().map(|p| p.id()).collect::<Vec<_>>());
+        assert!(s.contains("[[ $id == pasta-rs-t2 ]] && extra+=(--threads 2)"));
+    }
+
+    #[test]
+    fn json_holds_p4_tap_rr_rss_summary_and_checks() {
+        let o = parse_args(&[]).unwrap();
+        let p4_runs = vec![
+            prun("pasta-rs", 1500, Dir::Send, 4.0, Some(1.0)),
+            prun("pasta-rs-t2", 1500, Dir::Send, 6.0, None),
+        ];
+        let p4 = summarise(&p4_runs, &p4_tools(&o.tools));
+        let rr_runs = parse_rate_runs(
+            "taprr.tsv",
+            "1\tpasta-rs\ttap-tcp-crr\t4\tok\t5000\t5.0\t1.0\t-\n",
+        )
+        .unwrap();
+        let rr = summarise_splice(&rr_runs, &taprr_tools(&o.tools));
+        let rss = parse_rss("p4\t1\tpasta-rs\t1500\t12000\n").unwrap();
+        let sum = summary_rows(&[], &p4, &[], &rr, &[]);
+        let c = checks(&[], &p4, &[], &rr);
+        let j = render_json(
+            (&[], &[]),
+            &o,
+            "",
+            Duration::from_secs(1),
+            (&[], &[]),
+            (&[], &[], &EbpfPart::default()),
+            (&[], &[], ""),
+            (&p4, &p4_runs, &rr, &rr_runs),
+            (&rss, &sum, &c),
+        );
+        assert!(
+            j.contains("\"p4_runs\": [\n    {\"round\": 1, \"tool\": \"pasta-rs\", \"mtu\": 1500"),
+            "{j}"
+        );
+        assert!(
+            j.contains("\"tool\": \"pasta-rs-t2\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 6"),
+            "{j}"
+        );
+        assert!(j.contains("\"ratio_to_threads_1\": 1.5}"), "{j}");
+        assert!(j.contains("\"tap_rr_runs\": [\n    {\"round\": 1, \"tool\": \"pasta-rs\", \"path\": \"tap-tcp-crr\""), "{j}");
+        assert!(j.contains("\"rss\": [\n    {\"part\": \"p4\", \"round\": 1, \"tool\": \"pasta-rs\", \"mtu\": 1500, \"vmhwm_kib\": 12000}"), "{j}");
+        assert!(j.contains("\"overall_summary\": [\n    {\"path\": \"tap TCP -P 4, MTU 1500, IPv4, namespace sends\""), "{j}");
+        assert!(j.contains("{\"check\": \"-P 4: pasta-rs --threads 2 / --threads 1 >= 1.3x\", \"worst\": 1.5, \"pass\": true,"), "{j}");
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert_eq!(j.matches('[').count(), j.matches(']').count());
     }
 }
