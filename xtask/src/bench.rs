@@ -659,15 +659,20 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     std::fs::write(&md_path, &md).with_context(|| format!("cannot write {}", md_path.display()))?;
     let json_path = out.join("bench.json");
     let json = render_json(
-        (&summary, &runs),
         &opts,
         &env,
         elapsed,
         (&splice_rows, &splice_runs),
         (&ebpf_rows, &stall_rows, &ebpf),
         (&guest_rows, &guest_runs, &guest_env),
-        (&p4_rows, &p4_runs, &taprr_rows, &taprr_runs),
-        (&rss, &sum_rows, &checks),
+        &MoreJson {
+            tap: (&summary, &runs),
+            p4: (&p4_rows, &p4_runs),
+            taprr: (&taprr_rows, &taprr_runs),
+            rss: &rss,
+            sum_rows: &sum_rows,
+            checks: &checks,
+        },
     );
     std::fs::write(&json_path, json)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
@@ -3450,11 +3455,11 @@ fn check_of(what: &'static str, pairs: &[(String, f64)], target: f64, at_least: 
     }
 }
 
-/// The three checks: tap TCP at MTU 1500 pasta-rs / Debian pasta
-/// >= 2 on every row; -P 4 `--threads 2` / `--threads 1` >= 1.3 on every
-/// row; forwarder CPU s/GB pasta-rs / Debian pasta <= 0.8 on every
-/// throughput row where both have a number (tap, p4 with one thread,
-/// splice and tap-rr byte paths).
+/// The three checks: tap TCP at MTU 1500, pasta-rs / Debian
+/// pasta at least 2 on every row; -P 4, `--threads 2` / `--threads 1` at
+/// least 1.3 on every row; forwarder CPU s/GB, pasta-rs / Debian pasta at
+/// most 0.8 on every throughput row where both have a number (tap, p4 with
+/// one thread, splice and tap-rr byte paths).
 fn checks(tap: &[Row], p4: &[Row], splice: &[SpliceRow], taprr: &[SpliceRow]) -> Vec<Check> {
     let med = |cells: &[Cell], id: &str| {
         cells
@@ -3730,16 +3735,22 @@ fn json_num(x: Option<f64>) -> String {
 /// the splice part's runs and summary ([`render_splice_json`]), the eBPF
 /// section's ([`render_ebpf_json`]) and the guest part's.
 fn render_json(
-    (rows, runs): (&[Row], &[Run]),
     o: &Opts,
     env: &str,
     elapsed: Duration,
     splice: (&[SpliceRow], &[SpliceRun]),
     ebpf: (&[SpliceRow], &[StallRow], &EbpfPart),
     guest: (&[GuestRow], &[GuestRun], &str),
-    (p4_rows, p4_runs, taprr_rows, taprr_runs): (&[Row], &[Run], &[SpliceRow], &[SpliceRun]),
-    (rss, sum_rows, checks): (&[RssRun], &[SumRow], &[Check]),
+    more: &MoreJson,
 ) -> String {
+    let MoreJson {
+        tap: (rows, runs),
+        p4: (p4_rows, p4_runs),
+        taprr: (taprr_rows, taprr_runs),
+        rss,
+        sum_rows,
+        checks,
+    } = *more;
     let mut s = String::from("{\n");
     let tools: Vec<String> = o.tools.iter().map(|t| json_str(t.id)).collect();
     let gtools: Vec<String> = o.guest_tools.iter().map(|t| json_str(t.id)).collect();
@@ -3795,6 +3806,23 @@ fn render_json(
     s.push_str(&render_guest_json(guest.0, guest.1, guest.2));
     s.push_str("\n}\n");
     s
+}
+
+#[derive(Default)]
+/// What bench.json holds besides the splice, eBPF and guest parts.
+struct MoreJson<'a> {
+    /// The tap part's rows and runs.
+    tap: (&'a [Row], &'a [Run]),
+    /// The p4 part's rows and runs.
+    p4: (&'a [Row], &'a [Run]),
+    /// The tap-rr part's rows and runs.
+    taprr: (&'a [SpliceRow], &'a [SpliceRun]),
+    /// Every forwarder session's peak RSS.
+    rss: &'a [RssRun],
+    /// The summary over every path.
+    sum_rows: &'a [SumRow],
+    /// The checks.
+    checks: &'a [Check],
 }
 
 /// `"PREFIXruns": [...], "PREFIXsummary": [...]` of a tap-format part (tap
@@ -4118,15 +4146,16 @@ mod tests {
         let o = parse_args(&os(&["--tools", "pasta-rs,slirp4netns"])).unwrap();
         let rows = summarise(&runs, &o.tools);
         let j = render_json(
-            (&rows, &runs),
             &o,
             "cpus: 2",
             Duration::from_millis(1500),
             (&[], &[]),
             (&[], &[], &EbpfPart::default()),
             (&[], &[], ""),
-            (&[], &[], &[], &[]),
-            (&[], &[], &[]),
+            &MoreJson {
+                tap: (&rows, &runs),
+                ..MoreJson::default()
+            },
         );
         assert_eq!(j.matches("\"round\":").count(), 2, "{j}");
         assert_eq!(j.matches("\"gbps_median\":").count(), 2, "{j}");
@@ -4376,15 +4405,16 @@ mod tests {
         let rows = summarise_splice(&runs, &tools);
         let o = parse_args(&[]).unwrap();
         let j = render_json(
-            (&[], &[]),
             &o,
             "",
             Duration::from_secs(1),
             (&rows, &runs),
             (&[], &[], &EbpfPart::default()),
             (&[], &[], ""),
-            (&[], &[], &[], &[]),
-            (&[], &[], &[]),
+            &MoreJson {
+                tap: (&[], &[]),
+                ..MoreJson::default()
+            },
         );
         assert_eq!(
             j.matches("\"path\": \"udp-rr\", \"af\": 4, \"ok\": true")
@@ -4650,15 +4680,16 @@ mod tests {
         let stall = summarise_stall(&p.stall);
         let o = parse_args(&os(&["--ebpf"])).unwrap();
         let j = render_json(
-            (&[], &[]),
             &o,
             "",
             Duration::from_secs(1),
             (&[], &[]),
             (&rows, &stall, &p),
             (&[], &[], ""),
-            (&[], &[], &[], &[]),
-            (&[], &[], &[]),
+            &MoreJson {
+                tap: (&[], &[]),
+                ..MoreJson::default()
+            },
         );
         assert!(j.contains("\"ebpf_runs\": [\n"), "{j}");
         assert!(
@@ -5138,15 +5169,16 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let o = parse_args(&[]).unwrap();
         let rows = summarise_guest(&runs, &o.guest_tools);
         let j = render_json(
-            (&[], &[]),
             &o,
             "",
             Duration::from_secs(1),
             (&[], &[]),
             (&[], &[], &EbpfPart::default()),
             (&rows, &runs, "QEMU: 7.2\n"),
-            (&[], &[], &[], &[]),
-            (&[], &[], &[]),
+            &MoreJson {
+                tap: (&[], &[]),
+                ..MoreJson::default()
+            },
         );
         assert!(j.contains("\"guest_env\": [\"QEMU: 7.2\"]"), "{j}");
         assert!(
@@ -5558,15 +5590,20 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let sum = summary_rows(&[], &p4, &[], &rr, &[]);
         let c = checks(&[], &p4, &[], &rr);
         let j = render_json(
-            (&[], &[]),
             &o,
             "",
             Duration::from_secs(1),
             (&[], &[]),
             (&[], &[], &EbpfPart::default()),
             (&[], &[], ""),
-            (&p4, &p4_runs, &rr, &rr_runs),
-            (&rss, &sum, &c),
+            &MoreJson {
+                tap: (&[], &[]),
+                p4: (&p4, &p4_runs),
+                taprr: (&rr, &rr_runs),
+                rss: &rss,
+                sum_rows: &sum,
+                checks: &c,
+            },
         );
         assert!(
             j.contains("\"p4_runs\": [\n    {\"round\": 1, \"tool\": \"pasta-rs\", \"mtu\": 1500"),
