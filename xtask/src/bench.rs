@@ -1,22 +1,37 @@
 //! # Theory of operation
 //!
 //! `cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST]
-//! [--guest-tools LIST] [--only tap|splice|ebpf|guest] [--ebpf]
-//! [--no-install]`: four parts, all by default (`--ebpf` is `--only ebpf`).
+//! [--guest-tools LIST] [--only PART[,PART...]] [--ebpf] [--no-install]`:
+//! six parts, all but ebpf by default (`--ebpf` is `--only ebpf`; `--only`
+//! takes a comma-separated list of [`PARTS`]).
 //!
 //! - tap: iperf3 TCP throughput through the tap of pasta-rs, side by side in
 //!   the same run with Debian's pasta (`/usr/bin/pasta`, package `passt`) and
 //!   slirp4netns (package `slirp4netns`), plus each forwarder's CPU seconds
-//!   per GB;
+//!   per GB, beside the ceiling [`VETH`] (the same client in the lab's
+//!   "host" namespace straight over the lab veth, no forwarder);
+//! - p4: the same with `iperf3 -P 4` (IPv4, both directions, both MTUs), and
+//!   pasta-rs once more with `--threads 2` ([`T2`]; the table's last ratio is
+//!   `--threads 2` / `--threads 1`). A pasta-rs without the option fails to
+//!   start: its cells say `fail` and the reason is listed, the rest goes on.
+//!   Runs come from `target/bench/p4.tsv` (runs.tsv's format);
 //! - splice: pasta's loopback relay ("Handling of local traffic in pasta",
 //!   passt(1)): iperf3 host -> namespace through `-t` and namespace -> host
 //!   through `-T` (IPv4 and IPv6), 64-byte TCP round trips and connections
 //!   per second through `-t`, 64-byte UDP round trips through `-u` (the last
-//!   three with `tests/bench/rr.py`, IPv4), for pasta-rs and Debian's pasta
-//!   beside the same clients over plain loopback (the ceiling), with the
-//!   ratios pasta-rs / Debian pasta and each / loopback. Rows come from
+//!   three with `tests/bench/rr.py`, IPv4), for pasta-rs, Debian's pasta and
+//!   slirp4netns (its API's `add_hostfwd` port forwarding; it has no
+//!   namespace -> host forwarding, so that cell says `n/a`,
+//!   [`SplicePath::unsupported`]) beside the same clients over plain
+//!   loopback (the ceiling), with the ratios pasta-rs / each peer and each
+//!   / loopback, and CPU s/GB on the throughput rows. Rows come from
 //!   `target/bench/splice.tsv` ([`parse_splice_runs`]); the table follows
 //!   the tap table, bench.json holds `splice_runs` and `splice_summary`;
+//! - tap-rr: through the tap at MTU 65520 to the upstream server, IPv4:
+//!   rr.py TCP round trips and connections per second, and UDP throughput
+//!   (`iperf3 -u -b 0 -l 1400`, the receiver's rate, both directions, with
+//!   CPU s/GB), every tool beside [`VETH`]; `target/bench/taprr.tsv`
+//!   (splice.tsv's format, [`TAPRR_PATHS`]), bench.json `tap_rr_*`;
 //! - ebpf (the eBPF section): pasta-rs's spliced TCP path without `--ebpf`
 //!   (splice) and with `--ebpf --ebpf-cgroup CG`, beside the same clients
 //!   over plain loopback, one session per tool and round, round-robin:
@@ -77,6 +92,15 @@
 //! (namespace receives), IPv4 and IPv6, at tap MTU 65520 and 1500, tools
 //! round-robin within each round, and writes one line per run to
 //! `target/bench/runs.tsv` ([`parse_runs`] documents the format).
+//!
+//! Every forwarder session's peak RSS (VmHWM of /proc/PID/status summed
+//! over its processes, read right before it is stopped) goes to
+//! `target/bench/rss.tsv` ([`parse_rss`]) and a table per part and MTU. The
+//! report ends with a summary over every path of every part that ran
+//! ([`summary_rows`]: pasta-rs, and pasta-rs `--threads 2` on the p4 rows,
+//! beside the best peer, with the 1.1x target) and the three checks
+//! ([`checks`]), all computed from this run's medians; the summary's ratios
+//! are drawn to `target/bench/bench.png` by gnuplot ([`render_plot`]).
 //!
 //! This module then summarises: per path (MTU, address family, direction)
 //! and tool, the median and range of the throughput over the successful
