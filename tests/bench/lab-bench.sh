@@ -419,8 +419,9 @@ EOF
 # count = bytes received (tcp-h2n, tcp-n2h: iperf3 end.sum_received) or
 # transactions (rr.py), secs = their duration, cpu_s and note as in runs.tsv.
 SPLICE_PATHS="tcp-h2n:4 tcp-h2n:6 tcp-n2h:4 tcp-n2h:6 tcp-rr:4 tcp-crr:4 udp-rr:4"
-# slirp4netns's port forwards in the splice part (slirp_hostfwd)
-SLIRP_SPLICE_FWD="tcp:127.0.0.1:5201 tcp:::1:5201 tcp:127.0.0.1:5203 udp:127.0.0.1:5203"
+# slirp4netns's port forwards in the splice part (slirp_hostfwd): its API
+# takes IPv4 host addresses only ("bad arguments.host_addr" for ::1)
+SLIRP_SPLICE_FWD="tcp:127.0.0.1:5201 tcp:127.0.0.1:5203 udp:127.0.0.1:5203"
 RR=$BENCH_DIR/rr.py
 # the eBPF section's wrappers, empty elsewhere: CGX=(prefix) runs a command in
 # the section's cgroup; SRV_BIND=1 binds TCP servers to the wildcard address
@@ -577,13 +578,14 @@ splice_all() {
 			log "splice round $round: $id ($bin)"
 			FWD_FAIL="" RSS_ROUND=$round SLIRP_FWD=""
 			# slirp4netns: host loopback -> namespace through its API's
-			# port forwarding; it has no namespace -> host loopback (-T)
+			# port forwarding, IPv4 only; it has no namespace -> host
+			# loopback forwarding (-T)
 			[[ $id == slirp4netns ]] && SLIRP_FWD=$SLIRP_SPLICE_FWD
 			if [[ $id != loopback ]] && ! fwd_start "$id" "$bin" 65520; then
 				fwd_stop "$id"   # every splice_one below records "forwarder not running"
 			fi
 			for p in $SPLICE_PATHS; do
-				[[ $id == slirp4netns && ${p%:*} == tcp-n2h ]] && continue
+				[[ $id == slirp4netns && (${p%:*} == tcp-n2h || ${p#*:} == 6) ]] && continue
 				splice_one "$round" "$id" "${p%:*}" "${p#*:}"
 			done
 			[[ $id != loopback ]] && fwd_stop "$id"
@@ -884,6 +886,7 @@ ebpf_all() {
 	n=${#tools[@]}
 	# splice_one's output file and server binding for this section
 	local SPLICE=$EBPF SRV_BIND=1
+	local RSS_PART=ebpf RSS_MTU=65520 RSS_ROUND=0
 	FWD_REAL_ROOT=1
 	# first, while the fewest of this section's connections linger
 	ebpf_fds pasta-rs "$bin"
@@ -892,6 +895,7 @@ ebpf_all() {
 		for ((k = 0; k < n; k++)); do
 			id=${tools[(k + round - 1) % n]}
 			log "eBPF round $round: $id"
+			RSS_ROUND=$round
 			FWD_FAIL="" FWD_TAG=ebpf-r$round FWD_PORTS=(-t 5201,5203,$STALL_PORT -T 5202 -u none -U none)
 			FWD_EXTRA=()
 			[[ $id == pasta-rs-ebpf ]] && FWD_EXTRA=(--ebpf --ebpf-cgroup "$EBPF_CG")

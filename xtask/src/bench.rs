@@ -1427,13 +1427,18 @@ impl SplicePath {
             .copied()
             .find(|p| p.id() == id)
     }
-    /// Why tool `tool` can't do this path, if it can't (its cell says so
-    /// instead of `fail`): slirp4netns has no namespace -> host loopback
-    /// forwarding (`-T`), nor any path of the eBPF section.
-    fn unsupported(self, tool: &str) -> Option<&'static str> {
-        match (tool, self) {
-            ("slirp4netns", SplicePath::TcpN2h) => {
+    /// Why tool `tool` can't do this path in address family `af`, if it
+    /// can't (its cell says so instead of `fail`): slirp4netns has no
+    /// namespace -> host loopback forwarding (`-T`), and its API's
+    /// `add_hostfwd` takes IPv4 host addresses only (slirp4netns 1.2.0:
+    /// "bad arguments.host_addr" for ::1).
+    fn unsupported(self, tool: &str, af: u8) -> Option<&'static str> {
+        match (tool, self, af) {
+            ("slirp4netns", SplicePath::TcpN2h, _) => {
                 Some("n/a: no namespace -> host loopback forwarding")
+            }
+            ("slirp4netns", _, 6) if !self.id().starts_with("tap-") => {
+                Some("n/a: add_hostfwd takes IPv4 host addresses only")
             }
             _ => None,
         }
@@ -1728,10 +1733,14 @@ fn render_rate_table(
             r.af,
             r.path.unit()
         )];
-        cols.extend(r.cells.iter().map(|c| match r.path.unsupported(c.tool) {
-            Some(why) if c.runs == 0 => why.to_string(),
-            _ => gbps_cell(c),
-        }));
+        cols.extend(
+            r.cells
+                .iter()
+                .map(|c| match r.path.unsupported(c.tool, r.af) {
+                    Some(why) if c.runs == 0 => why.to_string(),
+                    _ => gbps_cell(c),
+                }),
+        );
         cols.extend(ratios.iter().map(|(a, b)| {
             r.ratio(a, b)
                 .map_or_else(|| "-".into(), |x| format!("{x:.2}"))
@@ -3272,7 +3281,20 @@ fn parse_rss(text: &str) -> Result<Vec<RssRun>> {
 /// the sessions.
 fn render_rss_markdown(rss: &[RssRun], tools: &[&'static Tool]) -> String {
     let mut s = String::new();
-    let fwd: Vec<&&Tool> = tools.iter().filter(|t| !is_ceiling(t.id)).collect();
+    // the given forwarders, then any other tool with sessions (the eBPF
+    // section's pasta-rs --ebpf)
+    let mut fwd: Vec<&Tool> = tools
+        .iter()
+        .copied()
+        .filter(|t| !is_ceiling(t.id))
+        .collect();
+    for r in rss {
+        if !fwd.iter().any(|t| t.id == r.tool) {
+            if let Some(t) = EBPF_TOOLS.iter().find(|t| t.id == r.tool) {
+                fwd.push(t);
+            }
+        }
+    }
     let _ = writeln!(s, "## Forwarder peak memory\n");
     let _ = writeln!(
         s,
@@ -3422,7 +3444,7 @@ fn summary_rows(
         let peers: Vec<&str> = peers
             .iter()
             .copied()
-            .filter(|p| r.path.unsupported(p).is_none())
+            .filter(|p| r.path.unsupported(p, r.af).is_none())
             .collect();
         v.push(sum_row(path, r.path.unit(), &r.cells, OURS, &peers, tl));
     }
@@ -5343,6 +5365,12 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             .find(|l| l.starts_with("| TCP host -> namespace"))
             .unwrap();
         assert!(h2n.contains("| 16.0 | - | 3.00 | - |"), "{md}");
+        assert_eq!(
+            SplicePath::TcpH2n.unsupported("slirp4netns", 6),
+            Some("n/a: add_hostfwd takes IPv4 host addresses only")
+        );
+        assert_eq!(SplicePath::TcpH2n.unsupported("slirp4netns", 4), None);
+        assert_eq!(SplicePath::TcpN2h.unsupported("debian-pasta", 4), None);
         assert!(!md.contains("fail"), "{md}");
         // and the summary's best peer for -T is Debian's pasta only
         let sum = summary_rows(&[], &[], &rows, &[], &[]);
@@ -5373,6 +5401,13 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             "{md}"
         );
         assert!(md.contains("| p4, 1500 | - | 20.0 | - | - |"), "{md}");
+        let rss = parse_rss("ebpf\t1\tpasta-rs-ebpf\t65520\t10240\n").unwrap();
+        let md = render_rss_markdown(&rss, &p4_tools(&all_tools()));
+        assert!(md.contains("| pasta-rs --ebpf MiB |"), "{md}");
+        assert!(
+            md.contains("| ebpf, 65520 | - | - | - | - | 10.0 |"),
+            "{md}"
+        );
         let e = parse_rss("tap\t1\tpasta-rs\t65520\n").unwrap_err();
         assert!(e.to_string().contains("rss.tsv line 1"), "{e}");
         assert!(parse_rss("tap\t1\tpasta-rs\t65520\tlots\n").is_err());
