@@ -831,6 +831,8 @@ ebpf_fds() {
 	ports=$((lo - 1 + 65535 - hi))
 	sysctl -qw net.ipv4.ip_local_port_range="$eph"
 	FWD_PORTS=(-t all -u all -T none -U none) FWD_TAG=fds FWD_FAIL=""
+	# its peak RSS with a socket per port: a row of its own in rss.tsv
+	local RSS_PART=ebpf-fds
 	wait_until 70 no_time_wait || log "$id: TIME_WAIT sockets left after 70 s"
 	if [[ $id == pasta-rs-ebpf ]]; then
 		FWD_EXTRA=(--ebpf ${EBPF_CG:+--ebpf-cgroup "$EBPF_CG"})

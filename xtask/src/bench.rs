@@ -3590,11 +3590,15 @@ fn render_summary_markdown(rows: &[SumRow], checks: &[Check]) -> String {
         "Medians of this run; best peer: the faster of Debian's pasta and slirp4netns (Debian's \
          passt for the guest), ceilings (veth, loopback) are not peers.\n"
     );
-    let _ = writeln!(
-        s,
-        "| path | pasta-rs | best peer (who) | ratio | >= {TARGET_RATIO}x? |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|");
+    if rows.is_empty() {
+        let _ = writeln!(s, "No part with pasta-rs beside a peer ran.");
+    } else {
+        let _ = writeln!(
+            s,
+            "| path | pasta-rs | best peer (who) | ratio | >= {TARGET_RATIO}x? |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+    }
     for r in rows {
         let ours = r
             .ours_median
@@ -5545,6 +5549,10 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             "{c:?}"
         );
         let md = render_summary_markdown(&[], &c);
+        assert!(
+            md.contains("No part with pasta-rs beside a peer ran.\n\n| check |"),
+            "{md}"
+        );
         assert!(
             md.contains("| -P 4: pasta-rs --threads 2 / --threads 1 >= 1.3x | - | - | no data |"),
             "{md}"
