@@ -3705,7 +3705,7 @@ fn plot_script(data: &std::path::Path, png: &std::path::Path, n: usize) -> Strin
     let height = 120 + 22 * n.max(1);
     let q = |p: &std::path::Path| p.display().to_string().replace('\'', "");
     format!(
-        "set terminal pngcairo size 1400,{height} font 'DejaVu Sans,9'\n\
+        "set terminal pngcairo noenhanced size 1400,{height} font 'DejaVu Sans,9'\n\
          set output '{png}'\n\
          set datafile separator '\\t'\n\
          set title 'pasta-rs / best peer, median of this run (red: {TARGET_RATIO}x)'\n\
@@ -5609,7 +5609,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             std::path::Path::new("/t/b.png"),
             2,
         );
-        assert!(gp.contains("set terminal pngcairo size 1400,164"), "{gp}");
+        assert!(gp.contains("set terminal pngcairo noenhanced size 1400,164"), "{gp}");
         assert!(gp.contains("set output '/t/b.png'"), "{gp}");
         assert!(gp.contains("set yrange [1.7:-0.7]"), "{gp}");
         assert!(
