@@ -183,21 +183,9 @@ struct Tool {
 
 /// Every tool, in column order.
 const TOOLS: &[Tool] = &[
-    Tool {
-        id: "pasta-rs",
-        label: "pasta-rs",
-        peer: false,
-    },
-    Tool {
-        id: "debian-pasta",
-        label: "Debian pasta",
-        peer: true,
-    },
-    Tool {
-        id: "slirp4netns",
-        label: "slirp4netns",
-        peer: true,
-    },
+    Tool { id: "pasta-rs", label: "pasta-rs", peer: false },
+    Tool { id: "debian-pasta", label: "Debian pasta", peer: true },
+    Tool { id: "slirp4netns", label: "slirp4netns", peer: true },
 ];
 
 /// The id of the tool under test (numerator of the ratio).
@@ -361,19 +349,14 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
                 if want.is_empty() {
                     bail!("--guest-tools: empty list");
                 }
-                o.guest_tools = GUEST_TOOLS
-                    .iter()
-                    .filter(|t| want.contains(&t.id))
-                    .collect();
+                o.guest_tools = GUEST_TOOLS.iter().filter(|t| want.contains(&t.id)).collect();
             }
             "--tools" => {
                 let v = it.next().context("--tools needs a list")?;
                 let mut want = Vec::new();
                 for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     let Some(t) = TOOLS.iter().find(|t| t.id == name) else {
-                        bail!(
-                            "--tools: unknown tool '{name}' (pasta-rs, debian-pasta, slirp4netns)"
-                        );
+                        bail!("--tools: unknown tool '{name}' (pasta-rs, debian-pasta, slirp4netns)");
                     };
                     want.push(t.id);
                 }
@@ -445,12 +428,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
             pkgs.extend(BENCH_PACKAGES);
         }
         if opts.guest {
-            pkgs.extend(
-                GUEST_PACKAGES
-                    .iter()
-                    .filter(|p| !pkgs.contains(p))
-                    .collect::<Vec<_>>(),
-            );
+            pkgs.extend(GUEST_PACKAGES.iter().filter(|p| !pkgs.contains(p)).collect::<Vec<_>>());
         }
         ensure_packages(&pkgs)?;
     }
@@ -519,8 +497,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
             std::fs::remove_dir_all(&p).with_context(|| format!("rm -r {}", p.display()))?;
         }
     }
-    std::fs::create_dir_all(out.join("raw"))
-        .with_context(|| format!("mkdir {}/raw", out.display()))?;
+    std::fs::create_dir_all(out.join("raw")).with_context(|| format!("mkdir {}/raw", out.display()))?;
     let runs_file = out.join("runs.tsv");
     let guest_file = out.join("guest.tsv");
     for f in [&runs_file, &guest_file] {
@@ -530,23 +507,12 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     let limit = hard_limit_secs(&opts);
     let mut which = Vec::new();
     if lab_part {
-        which.push(format!(
-            "tools {}",
-            opts.tools
-                .iter()
-                .map(|t| t.id)
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
+        which.push(format!("tools {}", opts.tools.iter().map(|t| t.id).collect::<Vec<_>>().join(",")));
     }
     if opts.guest {
         which.push(format!(
             "guest back-ends {}",
-            opts.guest_tools
-                .iter()
-                .map(|t| t.id)
-                .collect::<Vec<_>>()
-                .join(",")
+            opts.guest_tools.iter().map(|t| t.id).collect::<Vec<_>>().join(",")
         ));
     }
     eprintln!(
@@ -566,15 +532,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         let mtus: Vec<String> = MTUS.iter().map(u16::to_string).collect();
         let mut c = Command::new("timeout");
         c.args(["-k", "10", &lab_limit.to_string()])
-            .args([
-                "unshare",
-                "--net",
-                "--mount",
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--mount-proc",
-            ])
+            .args(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"])
             .arg("bash")
             .arg(root.join(LAB_SCRIPT))
             .env("BENCH_OUT", &out)
@@ -592,9 +550,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
             bail!("bench lab failed ({status}); see the log above");
         }
         if killed {
-            eprintln!(
-                "xtask: bench: the lab was killed after {lab_limit} s; partial results follow"
-            );
+            eprintln!("xtask: bench: the lab was killed after {lab_limit} s; partial results follow");
         }
         let text = std::fs::read_to_string(&runs_file)
             .with_context(|| format!("cannot read {}", runs_file.display()))?;
@@ -611,11 +567,8 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         ebpf = read_ebpf_part(&out)?;
         env = std::fs::read_to_string(out.join("env.txt")).unwrap_or_default();
     }
-    let guest_runs = if opts.guest {
-        run_guest_part(&opts, &guestlab, &root, &guest_bins, &out)?
-    } else {
-        Vec::new()
-    };
+    let guest_runs =
+        if opts.guest { run_guest_part(&opts, &guestlab, &root, &guest_bins, &out)? } else { Vec::new() };
     let elapsed = t0.elapsed();
     let summary = summarise(&runs, &tap_tools(&opts.tools));
     let mut md = if opts.tap {
@@ -632,12 +585,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     let splice_rows = summarise_splice(&splice_runs, &stools);
     if opts.splice {
         md.push('\n');
-        md.push_str(&render_splice_markdown(
-            &splice_rows,
-            &stools,
-            &opts,
-            &splice_runs,
-        ));
+        md.push_str(&render_splice_markdown(&splice_rows, &stools, &opts, &splice_runs));
     }
     let rtools = taprr_tools(&opts.tools);
     let taprr_rows = summarise_splice(&taprr_runs, &rtools);
@@ -663,12 +611,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         if !md.ends_with("\n\n") {
             md.push('\n');
         }
-        md.push_str(&render_guest_markdown(
-            &guest_rows,
-            &opts,
-            &guest_env,
-            &guest_runs,
-        ));
+        md.push_str(&render_guest_markdown(&guest_rows, &opts, &guest_env, &guest_runs));
     }
     if !rss.is_empty() {
         md.push('\n');
@@ -799,8 +742,7 @@ fn lab_limit_secs(o: &Opts) -> u64 {
     }
     if o.ebpf {
         let sessions = u64::from(o.rounds) * EBPF_TOOLS.len() as u64;
-        secs += sessions * (21 + EBPF_RUNS_PER_SESSION * per_run + EBPF_STALL_LIMIT_S)
-            + 2 * EBPF_FDS_LIMIT_S;
+        secs += sessions * (21 + EBPF_RUNS_PER_SESSION * per_run + EBPF_STALL_LIMIT_S) + 2 * EBPF_FDS_LIMIT_S;
     }
     secs
 }
@@ -826,8 +768,7 @@ fn target_dir() -> PathBuf {
 
 /// Effective UID 0, from the `Uid:` line of /proc/self/status.
 fn is_root() -> Result<bool> {
-    let s =
-        std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let s = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
     Ok(euid_from_status(&s) == Some(0))
 }
 
@@ -961,11 +902,7 @@ fn parse_runs(text: &str) -> Result<Vec<Run>> {
             bytes: bytes.parse().with_context(|| num("bytes", bytes))?,
             secs,
             cpu_s,
-            note: if note == "-" {
-                String::new()
-            } else {
-                note.to_string()
-            },
+            note: if note == "-" { String::new() } else { note.to_string() },
         });
     }
     Ok(runs)
@@ -1012,13 +949,7 @@ struct Cell {
 /// Median of tool `num` / median of tool `den` among `cells`, if both
 /// exist and `den`'s is > 0.
 fn cells_ratio(cells: &[Cell], num: &str, den: &str) -> Option<f64> {
-    let median = |tool: &str| {
-        cells
-            .iter()
-            .find(|c| c.tool == tool)
-            .and_then(|c| c.gbps)
-            .map(|g| g.0)
-    };
+    let median = |tool: &str| cells.iter().find(|c| c.tool == tool).and_then(|c| c.gbps).map(|g| g.0);
     match (median(num), median(den)) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
@@ -1031,13 +962,7 @@ fn ratios_json(pairs: &[(&str, &str)], tool: &str, cells: &[Cell]) -> String {
     let members: Vec<String> = pairs
         .iter()
         .filter(|(a, _)| *a == tool)
-        .map(|(a, b)| {
-            format!(
-                "{}: {}",
-                json_str(&format!("{a}/{b}")),
-                json_num(cells_ratio(cells, a, b))
-            )
-        })
+        .map(|(a, b)| format!("{}: {}", json_str(&format!("{a}/{b}")), json_num(cells_ratio(cells, a, b))))
         .collect();
     members.join(", ")
 }
@@ -1077,23 +1002,12 @@ fn summarise(runs: &[Run], tools: &[&'static Tool]) -> Vec<Row> {
                                     && r.dir == dir
                             })
                             .collect();
-                        let good: Vec<f64> =
-                            mine.iter().filter(|r| r.ok).map(|r| r.gbps()).collect();
+                        let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.gbps()).collect();
                         let cpu: Vec<f64> = mine.iter().filter_map(|r| r.cpu_s_per_gb()).collect();
-                        Cell {
-                            tool: t.id,
-                            runs: mine.len(),
-                            ok: good.len(),
-                            gbps: spread(&good),
-                            cpu_s_per_gb: median(&cpu),
-                        }
+                        Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: median(&cpu) }
                     })
                     .collect();
-                let ours = cells
-                    .iter()
-                    .find(|c| c.tool == OURS)
-                    .and_then(|c| c.gbps)
-                    .map(|g| g.0);
+                let ours = cells.iter().find(|c| c.tool == OURS).and_then(|c| c.gbps).map(|g| g.0);
                 let best_peer = cells
                     .iter()
                     .filter(|c| TOOLS.iter().any(|t| t.id == c.tool && t.peer))
@@ -1137,11 +1051,7 @@ fn sig3(x: f64) -> String {
 
 fn gbps_cell(c: &Cell) -> String {
     let Some((m, lo, hi)) = c.gbps else {
-        return if c.runs == 0 {
-            "-".into()
-        } else {
-            "fail".into()
-        };
+        return if c.runs == 0 { "-".into() } else { "fail".into() };
     };
     let mut s = sig3(m);
     if c.ok > 1 {
@@ -1158,13 +1068,7 @@ fn gbps_cell(c: &Cell) -> String {
 fn render_markdown_head(o: &Opts, env: &str, elapsed: Duration) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# cargo xtask bench --only {}\n", parts(o));
-    let _ = writeln!(
-        s,
-        "{} round(s) x {} s. Run time {:.0} s.\n",
-        o.rounds,
-        o.secs,
-        elapsed.as_secs_f64()
-    );
+    let _ = writeln!(s, "{} round(s) x {} s. Run time {:.0} s.\n", o.rounds, o.secs, elapsed.as_secs_f64());
     for l in env.lines().filter(|l| !l.trim().is_empty()) {
         let _ = writeln!(s, "- {l}");
     }
@@ -1265,15 +1169,8 @@ fn render_tap_table(
     // why runs failed, once per tool and reason
     let mut reasons: Vec<(String, String, usize)> = Vec::new();
     for r in runs.iter().filter(|r| !r.ok) {
-        let why = if r.note.is_empty() {
-            "unknown"
-        } else {
-            r.note.as_str()
-        };
-        match reasons
-            .iter_mut()
-            .find(|(t, w, _)| *t == r.tool && w == why)
-        {
+        let why = if r.note.is_empty() { "unknown" } else { r.note.as_str() };
+        match reasons.iter_mut().find(|(t, w, _)| *t == r.tool && w == why) {
             Some(e) => e.2 += 1,
             None => reasons.push((r.tool.clone(), why.to_string(), 1)),
         }
@@ -1303,11 +1200,7 @@ fn render_tap_table(
 
 /// The ceiling of the splice table: the same client and server over `lo` of
 /// one namespace, no forwarder (not selectable with `--tools`; always run).
-const LOOPBACK: Tool = Tool {
-    id: "loopback",
-    label: "loopback",
-    peer: false,
-};
+const LOOPBACK: Tool = Tool { id: "loopback", label: "loopback", peer: false };
 
 /// The peer pasta-rs is compared with on the splice path.
 const SPLICE_PEER: &str = "debian-pasta";
@@ -1346,15 +1239,8 @@ enum SplicePath {
 }
 
 /// Every splice path, in table order.
-const SPLICE_PATHS: &[SplicePath] = &[
-    SplicePath::TcpH2n,
-    SplicePath::TcpN2h,
-    SplicePath::TcpRr,
-    SplicePath::TcpPp,
-    SplicePath::TcpPp1,
-    SplicePath::TcpCrr,
-    SplicePath::UdpRr,
-];
+const SPLICE_PATHS: &[SplicePath] =
+    &[SplicePath::TcpH2n, SplicePath::TcpN2h, SplicePath::TcpRr, SplicePath::TcpPp, SplicePath::TcpPp1, SplicePath::TcpCrr, SplicePath::UdpRr];
 
 /// The tap-rr part's paths, in table order (lab-bench.sh's TAPRR_PATHS).
 const TAPRR_PATHS: &[SplicePath] = &[
@@ -1532,16 +1418,8 @@ fn parse_rate_runs(file: &str, text: &str) -> Result<Vec<SpliceRun>> {
             },
             count: count.parse().with_context(|| bad("count", count))?,
             secs: nonneg("secs", secs)?,
-            cpu_s: if cpu == "-" {
-                None
-            } else {
-                Some(nonneg("cpu_s", cpu)?)
-            },
-            note: if note == "-" {
-                String::new()
-            } else {
-                note.to_string()
-            },
+            cpu_s: if cpu == "-" { None } else { Some(nonneg("cpu_s", cpu)?) },
+            note: if note == "-" { String::new() } else { note.to_string() },
         });
     }
     Ok(runs)
@@ -1598,10 +1476,8 @@ fn summarise_splice(runs: &[SpliceRun], tools: &[&'static Tool]) -> Vec<SpliceRo
             let cells: Vec<Cell> = tools
                 .iter()
                 .map(|t| {
-                    let mine: Vec<&SpliceRun> = runs
-                        .iter()
-                        .filter(|r| r.tool == t.id && r.path == path && r.af == af)
-                        .collect();
+                    let mine: Vec<&SpliceRun> =
+                        runs.iter().filter(|r| r.tool == t.id && r.path == path && r.af == af).collect();
                     let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.rate()).collect();
                     let cpu: Vec<f64> = mine
                         .iter()
@@ -1631,17 +1507,9 @@ fn tool_label<'a>(tools: &[&'a Tool], id: &'a str) -> &'a str {
 }
 
 /// The splice report: a heading, the table, failure notes.
-fn render_splice_markdown(
-    rows: &[SpliceRow],
-    tools: &[&'static Tool],
-    o: &Opts,
-    runs: &[SpliceRun],
-) -> String {
+fn render_splice_markdown(rows: &[SpliceRow], tools: &[&'static Tool], o: &Opts, runs: &[SpliceRun]) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "## Splice path: pasta's loopback relay beside plain loopback\n"
-    );
+    let _ = writeln!(s, "## Splice path: pasta's loopback relay beside plain loopback\n");
     let _ = writeln!(
         s,
         "Host loopback <-> namespace loopback through pasta's `-t`/`-T`/`-u` ports (spliced, \
@@ -1756,15 +1624,8 @@ fn render_rate_table(
     }
     let mut reasons: Vec<(String, String, usize)> = Vec::new();
     for r in runs.iter().filter(|r| !r.ok) {
-        let why = if r.note.is_empty() {
-            "unknown"
-        } else {
-            r.note.as_str()
-        };
-        match reasons
-            .iter_mut()
-            .find(|(t, w, _)| *t == r.tool && w == why)
-        {
+        let why = if r.note.is_empty() { "unknown" } else { r.note.as_str() };
+        match reasons.iter_mut().find(|(t, w, _)| *t == r.tool && w == why) {
             Some(e) => e.2 += 1,
             None => reasons.push((r.tool.clone(), why.to_string(), 1)),
         }
@@ -1773,11 +1634,7 @@ fn render_rate_table(
         s.push('\n');
     }
     for (t, why, n) in &reasons {
-        let _ = writeln!(
-            s,
-            "- {} failed {n} {what} run(s): {why}",
-            tool_label(tools, t)
-        );
+        let _ = writeln!(s, "- {} failed {n} {what} run(s): {why}", tool_label(tools, t));
     }
     s
 }
@@ -1790,12 +1647,7 @@ fn render_splice_json(rows: &[SpliceRow], runs: &[SpliceRun]) -> String {
 
 /// `"NAME_runs": [...], "NAME_summary": [...]` for rate rows and their runs,
 /// the summary's ratios from `ratios` (see [`ratios_json`]).
-fn render_rate_json(
-    name: &str,
-    rows: &[SpliceRow],
-    runs: &[SpliceRun],
-    ratios: &[(&str, &str)],
-) -> String {
+fn render_rate_json(name: &str, rows: &[SpliceRow], runs: &[SpliceRun], ratios: &[(&str, &str)]) -> String {
     let mut s = format!("  \"{name}_runs\": [\n");
     let lines: Vec<String> = runs
         .iter()
@@ -1822,9 +1674,7 @@ fn render_rate_json(
     let mut lines = Vec::new();
     for r in rows {
         for c in &r.cells {
-            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| {
-                (Some(m), Some(lo), Some(hi))
-            });
+            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
             let ratios = ratios_json(ratios, c.tool, &r.cells);
             lines.push(format!(
                 "    {{\"path\": {}, \"af\": {}, \"tool\": {}, \"unit\": {}, \"runs\": {}, \"ok\": {}, \
@@ -1857,16 +1707,8 @@ const EBPF_OURS: &str = "pasta-rs-ebpf";
 /// (splice), with it, both as root of the initial user namespace, and the
 /// [`LOOPBACK`] ceiling.
 const EBPF_TOOLS: &[Tool] = &[
-    Tool {
-        id: OURS,
-        label: "pasta-rs splice",
-        peer: false,
-    },
-    Tool {
-        id: EBPF_OURS,
-        label: "pasta-rs --ebpf",
-        peer: false,
-    },
+    Tool { id: OURS, label: "pasta-rs splice", peer: false },
+    Tool { id: EBPF_OURS, label: "pasta-rs --ebpf", peer: false },
     LOOPBACK,
 ];
 
@@ -1991,11 +1833,7 @@ fn tsv_lines<'a>(file: &str, text: &'a str, want: usize) -> Result<Vec<(usize, V
         }
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != want {
-            bail!(
-                "{file} line {}: {} fields, want {want}: {line:?}",
-                i + 1,
-                f.len()
-            );
+            bail!("{file} line {}: {} fields, want {want}: {line:?}", i + 1, f.len());
         }
         v.push((i + 1, f));
     }
@@ -2004,8 +1842,7 @@ fn tsv_lines<'a>(file: &str, text: &'a str, want: usize) -> Result<Vec<(usize, V
 
 /// `v` parsed as `T`, or an error naming `file`, the line `n` and `what`.
 fn tsv_field<T: std::str::FromStr>(file: &str, n: usize, what: &str, v: &str) -> Result<T> {
-    v.parse()
-        .map_err(|_| anyhow::anyhow!("{file} line {n}: bad {what} '{v}'"))
+    v.parse().map_err(|_| anyhow::anyhow!("{file} line {n}: bad {what} '{v}'"))
 }
 
 /// A tsv status field: `ok` or `fail`.
@@ -2022,11 +1859,7 @@ fn tsv_ok(file: &str, n: usize, v: &str) -> Result<bool> {
 
 /// `note` of a tsv line: "-" is none.
 fn tsv_note(note: &str) -> String {
-    if note == "-" {
-        String::new()
-    } else {
-        note.to_string()
-    }
+    if note == "-" { String::new() } else { note.to_string() }
 }
 
 /// Parse ebpf-status.tsv: `round tool state detail` per line, tool
@@ -2042,11 +1875,7 @@ fn parse_ebpf_status(text: &str) -> Result<Vec<EbpfStatus>> {
             if !matches!(f[2], "loaded" | "off" | "unknown") {
                 bail!("{F} line {n}: bad state '{}'", f[2]);
             }
-            Ok(EbpfStatus {
-                round: tsv_field(F, n, "round", f[0])?,
-                state: f[2].into(),
-                detail: tsv_note(f[3]),
-            })
+            Ok(EbpfStatus { round: tsv_field(F, n, "round", f[0])?, state: f[2].into(), detail: tsv_note(f[3]) })
         })
         .collect()
 }
@@ -2063,18 +1892,8 @@ fn parse_stall_runs(text: &str) -> Result<Vec<StallRun>> {
         .into_iter()
         .map(|(n, f)| {
             let ok = tsv_ok(F, n, f[2])?;
-            let num = |i: usize, what: &str| {
-                if ok {
-                    tsv_field::<u64>(F, n, what, f[i])
-                } else {
-                    Ok(0)
-                }
-            };
-            let secs: f64 = if ok {
-                tsv_field(F, n, "secs", f[5])?
-            } else {
-                0.0
-            };
+            let num = |i: usize, what: &str| if ok { tsv_field::<u64>(F, n, what, f[i]) } else { Ok(0) };
+            let secs: f64 = if ok { tsv_field(F, n, "secs", f[5])? } else { 0.0 };
             if !secs.is_finite() || secs < 0.0 {
                 bail!("{F} line {n}: bad secs '{}'", f[5]);
             }
@@ -2109,13 +1928,7 @@ fn parse_fd_counts(text: &str) -> Result<Vec<FdCount>> {
         .into_iter()
         .map(|(n, f)| {
             let ok = tsv_ok(F, n, f[1])?;
-            let num = |i: usize, what: &str| {
-                if ok {
-                    tsv_field::<u64>(F, n, what, f[i])
-                } else {
-                    Ok(0)
-                }
-            };
+            let num = |i: usize, what: &str| if ok { tsv_field::<u64>(F, n, what, f[i]) } else { Ok(0) };
             Ok(FdCount {
                 tool: f[0].to_string(),
                 ok,
@@ -2141,19 +1954,10 @@ fn read_ebpf_part(out: &std::path::Path) -> Result<EbpfPart> {
     let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
     let cg = read("ebpf-cgroup");
     let cg = std::path::Path::new(cg.trim());
-    if cg
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("passt-bench."))
-    {
+    if cg.file_name().is_some_and(|n| n.to_string_lossy().starts_with("passt-bench.")) {
         match std::fs::remove_dir(cg) {
-            Ok(()) => eprintln!(
-                "xtask: bench: removed the eBPF section's cgroup {}",
-                cg.display()
-            ),
-            Err(e) => eprintln!(
-                "xtask: bench: cannot remove the eBPF section's cgroup {}: {e}",
-                cg.display()
-            ),
+            Ok(()) => eprintln!("xtask: bench: removed the eBPF section's cgroup {}", cg.display()),
+            Err(e) => eprintln!("xtask: bench: cannot remove the eBPF section's cgroup {}: {e}", cg.display()),
         }
     }
     Ok(EbpfPart {
@@ -2171,16 +1975,10 @@ fn ebpf_status_phrase(status: &[EbpfStatus]) -> String {
         return "never started".into();
     }
     let loaded = status.iter().filter(|s| s.state == "loaded").count();
-    let mut s = format!(
-        "eBPF programs loaded in {loaded} of {} start(s)",
-        status.len()
-    );
+    let mut s = format!("eBPF programs loaded in {loaded} of {} start(s)", status.len());
     let mut others: Vec<(&str, &str, usize)> = Vec::new();
     for st in status.iter().filter(|s| s.state != "loaded") {
-        match others
-            .iter_mut()
-            .find(|(a, d, _)| *a == st.state && *d == st.detail)
-        {
+        match others.iter_mut().find(|(a, d, _)| *a == st.state && *d == st.detail) {
             Some(e) => e.2 += 1,
             None => others.push((&st.state, &st.detail, 1)),
         }
@@ -2228,8 +2026,7 @@ fn summarise_stall(runs: &[StallRun]) -> Vec<StallRow> {
         .filter_map(|t| {
             let mine: Vec<&StallRun> = runs.iter().filter(|r| r.tool == t.id).collect();
             let good: Vec<&StallRun> = mine.iter().copied().filter(|r| r.ok).collect();
-            let of =
-                |f: fn(&StallRun) -> f64| spread(&good.iter().map(|r| f(r)).collect::<Vec<_>>());
+            let of = |f: fn(&StallRun) -> f64| spread(&good.iter().map(|r| f(r)).collect::<Vec<_>>());
             (!mine.is_empty()).then(|| StallRow {
                 tool: t.id,
                 runs: mine.len(),
@@ -2245,18 +2042,10 @@ fn summarise_stall(runs: &[StallRun]) -> Vec<StallRow> {
 
 /// The eBPF section of the report: heading, what pasta logged, the rate
 /// table, the stalled-reader table and the `-t all -u all` counts.
-fn render_ebpf_markdown(
-    rows: &[SpliceRow],
-    stall: &[StallRow],
-    o: &Opts,
-    part: &EbpfPart,
-) -> String {
+fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: &EbpfPart) -> String {
     let tools = ebpf_tools();
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "## eBPF section: pasta-rs with and without --ebpf beside plain loopback\n"
-    );
+    let _ = writeln!(s, "## eBPF section: pasta-rs with and without --ebpf beside plain loopback\n");
     let _ = writeln!(
         s,
         "pasta-rs's spliced TCP path (`-t`/`-T`, host loopback <-> namespace loopback) \
@@ -2309,13 +2098,7 @@ fn render_ebpf_markdown(
         s.push('\n');
     }
     for r in part.stall.iter().filter(|r| !r.ok) {
-        let _ = writeln!(
-            s,
-            "- {} stalled reader, round {}: failed: {}",
-            tool_label(&tools, &r.tool),
-            r.round,
-            r.note
-        );
+        let _ = writeln!(s, "- {} stalled reader, round {}: failed: {}", tool_label(&tools, &r.tool), r.round, r.note);
     }
     let _ = writeln!(s, "\n### -t all -u all: what pasta-rs holds\n");
     let _ = writeln!(
@@ -2326,10 +2109,7 @@ fn render_ebpf_markdown(
          ephemeral range: the kernel's default 32768-60999 where the bench could raise the fd \
          limit, else a range that leaves room under the machine's hard limit).\n"
     );
-    let _ = writeln!(
-        s,
-        "| tool | ports | fds | sockets | TCP listeners | UDP sockets | fd limit |"
-    );
+    let _ = writeln!(s, "| tool | ports | fds | sockets | TCP listeners | UDP sockets | fd limit |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for c in &part.fds {
         let label = tool_label(&tools, &c.tool);
@@ -2340,23 +2120,14 @@ fn render_ebpf_markdown(
                 c.ports, c.fds, c.sockets, c.tcp_listen, c.udp, c.nofile
             );
         } else {
-            let _ = writeln!(
-                s,
-                "| {label} | {} | fail | - | - | - | {} |",
-                c.ports, c.nofile
-            );
+            let _ = writeln!(s, "| {label} | {} | fail | - | - | - | {} |", c.ports, c.nofile);
         }
     }
     if part.fds.iter().any(|c| !c.note.is_empty()) {
         s.push('\n');
     }
     for c in part.fds.iter().filter(|c| !c.note.is_empty()) {
-        let _ = writeln!(
-            s,
-            "- {} -t all -u all: {}",
-            tool_label(&tools, &c.tool),
-            c.note
-        );
+        let _ = writeln!(s, "- {} -t all -u all: {}", tool_label(&tools, &c.tool), c.note);
     }
     s
 }
@@ -2372,12 +2143,7 @@ fn render_ebpf_json(rows: &[SpliceRow], stall: &[StallRow], part: &EbpfPart) -> 
         .status
         .iter()
         .map(|x| {
-            format!(
-                "    {{\"round\": {}, \"state\": {}, \"detail\": {}}}",
-                x.round,
-                json_str(&x.state),
-                json_str(&x.detail)
-            )
+            format!("    {{\"round\": {}, \"state\": {}, \"detail\": {}}}", x.round, json_str(&x.state), json_str(&x.detail))
         })
         .collect();
     let _ = write!(s, ",\n  \"ebpf_status\": [\n{}\n  ]", join(status));
@@ -2406,15 +2172,8 @@ fn render_ebpf_json(rows: &[SpliceRow], stall: &[StallRow], part: &EbpfPart) -> 
         .collect();
     let _ = write!(s, ",\n  \"ebpf_stall\": [\n{}\n  ]", join(runs));
     let trio = |x: Option<(f64, f64, f64)>| {
-        let (m, lo, hi) = x.map_or((None, None, None), |(m, lo, hi)| {
-            (Some(m), Some(lo), Some(hi))
-        });
-        format!(
-            "{{\"median\": {}, \"min\": {}, \"max\": {}}}",
-            json_num(m),
-            json_num(lo),
-            json_num(hi)
-        )
+        let (m, lo, hi) = x.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
+        format!("{{\"median\": {}, \"min\": {}, \"max\": {}}}", json_num(m), json_num(lo), json_num(hi))
     };
     let rows: Vec<String> = stall
         .iter()
@@ -2489,31 +2248,16 @@ struct GuestTool {
 
 /// Every guest back-end, in column order.
 const GUEST_TOOLS: &[GuestTool] = &[
-    GuestTool {
-        id: "passt-rs",
-        label: "passt-rs stream",
-        mode: "stream",
-    },
-    GuestTool {
-        id: "debian-passt",
-        label: "Debian passt stream",
-        mode: "stream",
-    },
-    GuestTool {
-        id: "passt-rs-vu",
-        label: "passt-rs vhost-user",
-        mode: "vhost-user",
-    },
+    GuestTool { id: "passt-rs", label: "passt-rs stream", mode: "stream" },
+    GuestTool { id: "debian-passt", label: "Debian passt stream", mode: "stream" },
+    GuestTool { id: "passt-rs-vu", label: "passt-rs vhost-user", mode: "vhost-user" },
 ];
 
 /// The ratios of the guest table: (numerator, denominator) tool ids.
 const GUEST_RATIOS: &[(&str, &str)] = &[("passt-rs", "debian-passt"), ("passt-rs-vu", "passt-rs")];
 
 fn guest_label(id: &str) -> &str {
-    GUEST_TOOLS
-        .iter()
-        .find(|t| t.id == id)
-        .map_or(id, |t| t.label)
+    GUEST_TOOLS.iter().find(|t| t.id == id).map_or(id, |t| t.label)
 }
 
 /// The guestlab check that measures direction `dir`: the guest sends
@@ -2551,11 +2295,7 @@ struct GuestTimeouts {
 /// loaded host), guestlab 30 s more, we 20 s more.
 fn guest_timeouts(secs: u32) -> GuestTimeouts {
     let guest = 240 + 2 * u64::from(secs);
-    GuestTimeouts {
-        guest,
-        run: guest + 30,
-        outer: guest + 50,
-    }
+    GuestTimeouts { guest, run: guest + 30, outer: guest + 50 }
 }
 
 /// Build guestlab's kernel and initramfs if needed and cache its KVM probe
@@ -2568,32 +2308,18 @@ fn guest_timeouts(secs: u32) -> GuestTimeouts {
 /// guestlab.sh failing (its stderr is passed through).
 fn prepare_guestlab(guestlab: &std::path::Path, root: &std::path::Path) -> Result<String> {
     let mut c = Command::new("bash");
-    c.arg(guestlab)
-        .arg("probe-kvm")
-        .current_dir(root)
-        .stderr(Stdio::inherit());
+    c.arg(guestlab).arg("probe-kvm").current_dir(root).stderr(Stdio::inherit());
     eprintln!("xtask: $ {}", show(&c));
-    let o = c
-        .output()
-        .with_context(|| format!("cannot start {}", show(&c)))?;
+    let o = c.output().with_context(|| format!("cannot start {}", show(&c)))?;
     if !o.status.success() {
-        bail!(
-            "{} failed ({}): guestlab could not build its guest",
-            show(&c),
-            o.status
-        );
+        bail!("{} failed ({}): guestlab could not build its guest", show(&c), o.status);
     }
     let verdict = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let first_line = |cmd: &mut Command| -> String {
         cmd.output()
             .ok()
             .filter(|o| o.status.success())
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .map(|l| l.trim().to_string())
-            })
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(|l| l.trim().to_string()))
             .unwrap_or_else(|| "unknown".into())
     };
     let qemu = first_line(Command::new("qemu-system-x86_64").arg("--version"));
@@ -2678,12 +2404,9 @@ fn parse_guestlab(text: &str) -> GuestlabOutput {
             };
             let field = |k: &str| fields.split_whitespace().find_map(|w| w.strip_prefix(k));
             let num = |k: &str| field(k).and_then(|v| v.parse::<u32>().ok());
-            if let (Some(accel), Some(pass), Some(fail), Some(other)) = (
-                field("accel="),
-                num("pass="),
-                num("fail="),
-                num("optional/skipped="),
-            ) {
+            if let (Some(accel), Some(pass), Some(fail), Some(other)) =
+                (field("accel="), num("pass="), num("fail="), num("optional/skipped="))
+            {
                 if !run_dir.is_empty() {
                     out.summary = Some(GuestSummary {
                         accel: accel.to_string(),
@@ -2702,10 +2425,7 @@ fn parse_guestlab(text: &str) -> GuestlabOutput {
 /// `s` on one line (tabs and line breaks become spaces) and at most `max`
 /// characters, with "..." when cut.
 fn clip(s: &str, max: usize) -> String {
-    let one: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let one: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let one = one.trim();
     if one.chars().count() <= max {
         return one.to_string();
@@ -2749,26 +2469,15 @@ const GUEST_TAIL_MAX: usize = 100;
 /// printed no line for the check. The run directory (from the SUMMARY
 /// line) reads `RUN` in reasons, so that runs failing alike give the same
 /// reason.
-fn guest_outcome(
-    out: &GuestlabOutput,
-    dir: Dir,
-    backend_tail: Option<&str>,
-    fallback: &str,
-) -> Result<f64, String> {
+fn guest_outcome(out: &GuestlabOutput, dir: Dir, backend_tail: Option<&str>, fallback: &str) -> Result<f64, String> {
     let name = guest_check(dir);
     let c = out.check(name);
     if let Some(c) = c.filter(|c| c.status == "PASS") {
-        let mbps = c
-            .detail
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("mbps="));
+        let mbps = c.detail.split_whitespace().find_map(|w| w.strip_prefix("mbps="));
         return match mbps.map(str::parse::<f64>) {
             Some(Ok(v)) if v.is_finite() && v > 0.0 => Ok(v),
             Some(Ok(0.0)) => Err(format!("{name} moved no data: {}", c.detail)),
-            _ => Err(clip(
-                &format!("{name} PASS without a valid mbps=: {}", c.detail),
-                GUEST_NOTE_MAX,
-            )),
+            _ => Err(clip(&format!("{name} PASS without a valid mbps=: {}", c.detail), GUEST_NOTE_MAX)),
         };
     }
     let cause = ["backend_start", "run_timeout", "boot"]
@@ -2780,11 +2489,7 @@ fn guest_outcome(
     };
     let why = match (cause, c) {
         (Some(k), _) => {
-            let mut w = format!(
-                "{} FAIL: {}",
-                k.name,
-                clip_middle(&generic(&k.detail), GUEST_CAUSE_MAX)
-            );
+            let mut w = format!("{} FAIL: {}", k.name, clip_middle(&generic(&k.detail), GUEST_CAUSE_MAX));
             if let Some(t) = backend_tail.map(str::trim).filter(|t| !t.is_empty()) {
                 let _ = write!(w, "; back-end log: {}", clip(t, GUEST_TAIL_MAX));
             }
@@ -2820,38 +2525,15 @@ struct GuestRun {
 /// The two [`GuestRun`]s (guest sends, guest receives) of one guestlab run
 /// of `tool` in `round`, from its parsed output (see [`guest_outcome`] for
 /// `backend_tail` and `fallback`).
-fn guest_runs_of(
-    round: u32,
-    tool: &str,
-    out: &GuestlabOutput,
-    backend_tail: Option<&str>,
-    fallback: &str,
-) -> [GuestRun; 2] {
-    let accel = out
-        .summary
-        .as_ref()
-        .map_or_else(String::new, |s| s.accel.clone());
-    let checks = out.summary.as_ref().map(|s| {
-        (
-            s.pass,
-            s.pass.saturating_add(s.fail).saturating_add(s.other),
-        )
-    });
+fn guest_runs_of(round: u32, tool: &str, out: &GuestlabOutput, backend_tail: Option<&str>, fallback: &str) -> [GuestRun; 2] {
+    let accel = out.summary.as_ref().map_or_else(String::new, |s| s.accel.clone());
+    let checks = out.summary.as_ref().map(|s| (s.pass, s.pass.saturating_add(s.fail).saturating_add(s.other)));
     [Dir::Send, Dir::Recv].map(|dir| {
         let (ok, mbps, note) = match guest_outcome(out, dir, backend_tail, fallback) {
             Ok(m) => (true, m, String::new()),
             Err(why) => (false, 0.0, why),
         };
-        GuestRun {
-            round,
-            tool: tool.to_string(),
-            dir,
-            ok,
-            mbps,
-            accel: accel.clone(),
-            checks,
-            note,
-        }
+        GuestRun { round, tool: tool.to_string(), dir, ok, mbps, accel: accel.clone(), checks, note }
     })
 }
 
@@ -2863,17 +2545,8 @@ fn guest_runs_of(
 fn guest_tsv(runs: &[GuestRun]) -> String {
     let mut s = String::new();
     for r in runs {
-        let mode = GUEST_TOOLS
-            .iter()
-            .find(|t| t.id == r.tool)
-            .map_or("-", |t| t.mode);
-        let dash = |v: &str| {
-            if v.is_empty() {
-                "-".to_string()
-            } else {
-                v.to_string()
-            }
-        };
+        let mode = GUEST_TOOLS.iter().find(|t| t.id == r.tool).map_or("-", |t| t.mode);
+        let dash = |v: &str| if v.is_empty() { "-".to_string() } else { v.to_string() };
         let _ = writeln!(
             s,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -2884,8 +2557,7 @@ fn guest_tsv(runs: &[GuestRun]) -> String {
             if r.ok { "ok" } else { "fail" },
             r.mbps,
             dash(&r.accel),
-            r.checks
-                .map_or_else(|| "-".into(), |(p, n)| format!("{p}/{n}")),
+            r.checks.map_or_else(|| "-".into(), |(p, n)| format!("{p}/{n}")),
             dash(&r.note)
         );
     }
@@ -2926,9 +2598,7 @@ fn run_guest_part(
     let mut runs = Vec::new();
     for round in 1..=o.rounds {
         for i in round_robin(bins.len(), round) {
-            let Some((t, bin)) = bins.get(i) else {
-                continue;
-            };
+            let Some((t, bin)) = bins.get(i) else { continue };
             let mut c = Command::new("timeout");
             c.args(["-k", "10", &lim.outer.to_string(), "bash"])
                 .arg(guestlab)
@@ -2936,30 +2606,19 @@ fn run_guest_part(
                 .arg("--backend")
                 .arg(bin)
                 .args(["--mode", t.mode, "--iperf-time", &o.secs.to_string()])
-                .args([
-                    "--timeout",
-                    &lim.run.to_string(),
-                    "--guest-timeout",
-                    &lim.guest.to_string(),
-                ])
+                .args(["--timeout", &lim.run.to_string(), "--guest-timeout", &lim.guest.to_string()])
                 .current_dir(root);
             eprintln!("xtask: bench: guest round {round}: {} ({})", t.id, t.label);
             eprintln!("xtask: $ {}", show(&c));
             let t0 = Instant::now();
-            let res = c
-                .output()
-                .with_context(|| format!("cannot start {}", show(&c)))?;
+            let res = c.output().with_context(|| format!("cannot start {}", show(&c)))?;
             let took = t0.elapsed().as_secs_f64();
             let stdout = String::from_utf8_lossy(&res.stdout);
             let stderr = String::from_utf8_lossy(&res.stderr);
             let parsed = parse_guestlab(&stdout);
-            let killed =
-                matches!(res.status.code(), Some(124 | 137)) || res.status.code().is_none();
+            let killed = matches!(res.status.code(), Some(124 | 137)) || res.status.code().is_none();
             let fallback = if killed {
-                format!(
-                    "guestlab.sh killed after {took:.0} s (limit {} s)",
-                    lim.outer
-                )
+                format!("guestlab.sh killed after {took:.0} s (limit {} s)", lim.outer)
             } else {
                 format!(
                     "no iperf3 result from guestlab.sh ({}): {}",
@@ -2968,47 +2627,24 @@ fn run_guest_part(
                 )
             };
             let run_dir = parsed.summary.as_ref().map(|s| PathBuf::from(&s.run_dir));
-            let backend_log = run_dir
-                .as_ref()
-                .and_then(|d| std::fs::read_to_string(d.join("backend.log")).ok())
-                .unwrap_or_default();
+            let backend_log =
+                run_dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("backend.log")).ok()).unwrap_or_default();
             let stem = format!("guest-r{round}-{}", t.id);
             let copied = run_dir
                 .as_ref()
-                .map(|d| {
-                    std::fs::copy(
-                        d.join("summary.txt"),
-                        raw.join(format!("{stem}.summary.txt")),
-                    )
-                    .is_ok()
-                })
+                .map(|d| std::fs::copy(d.join("summary.txt"), raw.join(format!("{stem}.summary.txt"))).is_ok())
                 .unwrap_or(false);
             if !copied {
-                let _ = std::fs::write(
-                    raw.join(format!("{stem}.log")),
-                    format!("{stdout}\n--- stderr ---\n{stderr}"),
-                );
+                let _ = std::fs::write(raw.join(format!("{stem}.log")), format!("{stdout}\n--- stderr ---\n{stderr}"));
             }
             let two = guest_runs_of(round, t.id, &parsed, last_line(&backend_log), &fallback);
             for r in &two {
-                let what = if r.ok {
-                    format!("{} Mbit/s", sig3(r.mbps))
-                } else {
-                    format!("fail: {}", r.note)
-                };
-                eprintln!(
-                    "xtask: bench: guest round {round}: {} {}: {what}",
-                    t.id,
-                    guest_check(r.dir)
-                );
+                let what = if r.ok { format!("{} Mbit/s", sig3(r.mbps)) } else { format!("fail: {}", r.note) };
+                eprintln!("xtask: bench: guest round {round}: {} {}: {what}", t.id, guest_check(r.dir));
             }
-            eprintln!(
-                "xtask: bench: guest round {round}: {} took {took:.0} s",
-                t.id
-            );
+            eprintln!("xtask: bench: guest round {round}: {} took {took:.0} s", t.id);
             runs.extend(two);
-            std::fs::write(&tsv, guest_tsv(&runs))
-                .with_context(|| format!("cannot write {}", tsv.display()))?;
+            std::fs::write(&tsv, guest_tsv(&runs)).with_context(|| format!("cannot write {}", tsv.display()))?;
         }
     }
     Ok(runs)
@@ -3031,6 +2667,7 @@ impl GuestRow {
     }
 }
 
+
 /// Group guest `runs` into rows (guest sends, then guest receives) with one
 /// cell per back-end of `tools`; rows without any run are left out.
 fn summarise_guest(runs: &[GuestRun], tools: &[&'static GuestTool]) -> Vec<GuestRow> {
@@ -3039,18 +2676,9 @@ fn summarise_guest(runs: &[GuestRun], tools: &[&'static GuestTool]) -> Vec<Guest
         let cells: Vec<Cell> = tools
             .iter()
             .map(|t| {
-                let mine: Vec<&GuestRun> = runs
-                    .iter()
-                    .filter(|r| r.tool == t.id && r.dir == dir)
-                    .collect();
+                let mine: Vec<&GuestRun> = runs.iter().filter(|r| r.tool == t.id && r.dir == dir).collect();
                 let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.mbps).collect();
-                Cell {
-                    tool: t.id,
-                    runs: mine.len(),
-                    ok: good.len(),
-                    gbps: spread(&good),
-                    cpu_s_per_gb: None,
-                }
+                Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: None }
             })
             .collect();
         if cells.iter().any(|c| c.runs > 0) {
@@ -3082,10 +2710,7 @@ fn guest_accel_phrase(runs: &[GuestRun]) -> String {
 fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRun]) -> String {
     let mut s = String::new();
     let accel = guest_accel_phrase(runs);
-    let _ = writeln!(
-        s,
-        "## Real guest: iperf3 through passt (QEMU {accel}: only the ratios matter)\n"
-    );
+    let _ = writeln!(s, "## Real guest: iperf3 through passt (QEMU {accel}: only the ratios matter)\n");
     let _ = writeln!(
         s,
         "A QEMU guest (Debian kernel, busybox; ../shared/guest/guestlab.sh) attached to each \
@@ -3094,11 +2719,7 @@ fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRu
          gateway address (host loopback) for {} s, guest sends, then receives (-R). {} \
          round(s). Mbit/s: median (min-max) of the receiver's rate over the successful runs. \
          Ratios: of the medians.\n",
-        if accel == "under TCG" {
-            "software CPU emulation, so absolute Mbit/s mean little; "
-        } else {
-            ""
-        },
+        if accel == "under TCG" { "software CPU emulation, so absolute Mbit/s mean little; " } else { "" },
         o.secs,
         o.rounds
     );
@@ -3116,33 +2737,21 @@ fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRu
         .collect();
     let mut head = vec!["direction".to_string()];
     head.extend(tools.iter().map(|t| format!("{} Mbit/s", t.label)));
-    head.extend(
-        ratios
-            .iter()
-            .map(|(a, b)| format!("{} / {}", guest_label(a), guest_label(b))),
-    );
+    head.extend(ratios.iter().map(|(a, b)| format!("{} / {}", guest_label(a), guest_label(b))));
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
     for r in rows {
         let mut cols = vec![guest_dir_label(r.dir).to_string()];
         cols.extend(r.cells.iter().map(gbps_cell));
-        cols.extend(ratios.iter().map(|(a, b)| {
-            r.ratio(a, b)
-                .map_or_else(|| "-".into(), |x| format!("{x:.2}"))
-        }));
+        cols.extend(
+            ratios.iter().map(|(a, b)| r.ratio(a, b).map_or_else(|| "-".into(), |x| format!("{x:.2}"))),
+        );
         let _ = writeln!(s, "| {} |", cols.join(" | "));
     }
     let mut reasons: Vec<(String, String, usize)> = Vec::new();
     for r in runs.iter().filter(|r| !r.ok) {
-        let why = if r.note.is_empty() {
-            "unknown"
-        } else {
-            r.note.as_str()
-        };
-        match reasons
-            .iter_mut()
-            .find(|(t, w, _)| *t == r.tool && w == why)
-        {
+        let why = if r.note.is_empty() { "unknown" } else { r.note.as_str() };
+        match reasons.iter_mut().find(|(t, w, _)| *t == r.tool && w == why) {
             Some(e) => e.2 += 1,
             None => reasons.push((r.tool.clone(), why.to_string(), 1)),
         }
@@ -3164,12 +2773,7 @@ fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRu
         let _ = writeln!(s, "- {} failed {n} measurement(s): {why}", guest_label(t));
     }
     for (t, v) in &scores {
-        let _ = writeln!(
-            s,
-            "- {}: guestlab checks passed {}",
-            guest_label(t),
-            v.join(", ")
-        );
+        let _ = writeln!(s, "- {}: guestlab checks passed {}", guest_label(t), v.join(", "));
     }
     s
 }
@@ -3178,15 +2782,8 @@ fn render_guest_markdown(rows: &[GuestRow], o: &Opts, env: &str, runs: &[GuestRu
 /// "guest_summary": [...]` (three members, no surrounding braces, no
 /// trailing comma).
 fn render_guest_json(rows: &[GuestRow], runs: &[GuestRun], env: &str) -> String {
-    let env: Vec<String> = env
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(json_str)
-        .collect();
-    let mut s = format!(
-        "  \"guest_env\": [{}],\n  \"guest_runs\": [\n",
-        env.join(", ")
-    );
+    let env: Vec<String> = env.lines().filter(|l| !l.trim().is_empty()).map(json_str).collect();
+    let mut s = format!("  \"guest_env\": [{}],\n  \"guest_runs\": [\n", env.join(", "));
     let lines: Vec<String> = runs
         .iter()
         .map(|r| {
@@ -3213,9 +2810,7 @@ fn render_guest_json(rows: &[GuestRow], runs: &[GuestRun], env: &str) -> String 
     let mut lines = Vec::new();
     for r in rows {
         for c in &r.cells {
-            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| {
-                (Some(m), Some(lo), Some(hi))
-            });
+            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
             let ratios = ratios_json(GUEST_RATIOS, c.tool, &r.cells);
             lines.push(format!(
                 "    {{\"dir\": {}, \"tool\": {}, \"runs\": {}, \"ok\": {}, \"mbps_median\": {}, \
@@ -3906,9 +3501,7 @@ fn tap_json(prefix: &str, rows: &[Row], runs: &[Run]) -> String {
     let mut lines = Vec::new();
     for r in rows {
         for c in &r.cells {
-            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| {
-                (Some(m), Some(lo), Some(hi))
-            });
+            let (m, lo, hi) = c.gbps.map_or((None, None, None), |(m, lo, hi)| (Some(m), Some(lo), Some(hi)));
             lines.push(format!(
                 "    {{\"mtu\": {}, \"af\": {}, \"dir\": {}, \"tool\": {}, \"runs\": {}, \"ok\": {}, \
                  \"gbps_median\": {}, \"gbps_min\": {}, \"gbps_max\": {}, \"cpu_s_per_gb_median\": {}, \
@@ -3953,11 +3546,7 @@ mod tests {
             bytes: if ok { (gbps * 1e9 / 8.0) as u64 } else { 0 },
             secs: if ok { 1.0 } else { 0.0 },
             cpu_s,
-            note: if ok {
-                String::new()
-            } else {
-                "unable to connect to server".into()
-            },
+            note: if ok { String::new() } else { "unable to connect to server".into() },
         }
     }
 
@@ -3968,10 +3557,7 @@ mod tests {
     #[test]
     fn defaults_are_three_rounds_of_five_seconds_with_every_tool() {
         let o = parse_args(&[]).unwrap();
-        assert_eq!(
-            (o.rounds, o.secs, o.install, o.tools.len()),
-            (3, 5, true, 3)
-        );
+        assert_eq!((o.rounds, o.secs, o.install, o.tools.len()), (3, 5, true, 3));
     }
 
     #[test]
@@ -4037,20 +3623,10 @@ mod tests {
                 note: String::new(),
             }
         );
-        assert!(
-            (runs[0].gbps() - 0.446_612).abs() < 1e-5,
-            "{}",
-            runs[0].gbps()
-        );
+        assert!((runs[0].gbps() - 0.446_612).abs() < 1e-5, "{}", runs[0].gbps());
         assert!(!runs[1].ok);
-        assert_eq!(
-            (runs[1].af, runs[1].dir, runs[1].cpu_s),
-            (6, Dir::Recv, None)
-        );
-        assert_eq!(
-            runs[1].note,
-            "unable to connect to server: Connection timed out"
-        );
+        assert_eq!((runs[1].af, runs[1].dir, runs[1].cpu_s), (6, Dir::Recv, None));
+        assert_eq!(runs[1].note, "unable to connect to server: Connection timed out");
     }
 
     #[test]
@@ -4173,10 +3749,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- kernel: 6.1"), "{md}");
-        assert!(
-            md.contains("- pasta-rs failed 1 run(s): unable to connect to server"),
-            "{md}"
-        );
+        assert!(md.contains("- pasta-rs failed 1 run(s): unable to connect to server"), "{md}");
     }
 
     #[test]
@@ -4209,10 +3782,7 @@ mod tests {
         );
         assert_eq!(j.matches("\"round\":").count(), 2, "{j}");
         assert_eq!(j.matches("\"gbps_median\":").count(), 2, "{j}");
-        assert!(
-            j.contains("\"tool\": \"slirp4netns\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 0.4,"),
-            "{j}"
-        );
+        assert!(j.contains("\"tool\": \"slirp4netns\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 0.4,"), "{j}");
         assert!(j.contains("\"env\": [\"cpus: 2\"]"), "{j}");
         assert!(j.contains("\"elapsed_s\": 1.5"), "{j}");
         // balanced braces and brackets (no string in the data holds any)
@@ -4260,11 +3830,7 @@ mod tests {
             count,
             secs: if ok { 1.0 } else { 0.0 },
             cpu_s: None,
-            note: if ok {
-                String::new()
-            } else {
-                "forwarder not running: exited at start (status 1)".into()
-            },
+            note: if ok { String::new() } else { "forwarder not running: exited at start (status 1)".into() },
         }
     }
 
@@ -4283,27 +3849,15 @@ mod tests {
         );
         assert_eq!(lab_parts(&o), "p4 tap-rr");
         let o = parse_args(&os(&["--only", "splice"])).unwrap();
-        assert_eq!(
-            (o.tap, o.splice, o.guest, parts(&o).as_str()),
-            (false, true, false, "splice")
-        );
+        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (false, true, false, "splice"));
         let o = parse_args(&os(&["--only", "tap"])).unwrap();
-        assert_eq!(
-            (o.tap, o.splice, o.guest, parts(&o).as_str()),
-            (true, false, false, "tap")
-        );
+        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (true, false, false, "tap"));
         let o = parse_args(&os(&["--only", "guest"])).unwrap();
-        assert_eq!(
-            (o.tap, o.splice, o.guest, parts(&o).as_str()),
-            (false, false, true, "guest")
-        );
+        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (false, false, true, "guest"));
         assert_eq!(lab_parts(&o), "");
         for only in [&["--only", "ebpf"][..], &["--ebpf"]] {
             let o = parse_args(&os(only)).unwrap();
-            assert_eq!(
-                (o.tap, o.splice, o.ebpf, o.guest, lab_parts(&o).as_str()),
-                (false, false, true, false, "ebpf")
-            );
+            assert_eq!((o.tap, o.splice, o.ebpf, o.guest, lab_parts(&o).as_str()), (false, false, true, false, "ebpf"));
         }
         let e = parse_args(&os(&["--only", "udp"])).unwrap_err();
         assert!(
@@ -4361,11 +3915,7 @@ mod tests {
         );
         // bytes -> Gbit/s, transactions -> per second
         assert!((runs[0].rate() - 8.063).abs() < 1e-3, "{}", runs[0].rate());
-        assert!(
-            (runs[1].rate() - 8776.85).abs() < 0.01,
-            "{}",
-            runs[1].rate()
-        );
+        assert!((runs[1].rate() - 8776.85).abs() < 0.01, "{}", runs[1].rate());
         assert_eq!((runs[1].path, runs[1].cpu_s), (SplicePath::TcpCrr, None));
         assert_eq!((runs[2].ok, runs[2].rate()), (false, 0.0));
         assert_eq!(runs[2].note, "forwarder not running: exited");
@@ -4383,9 +3933,7 @@ mod tests {
             ("1\tx\ttcp-rr\t4\tok\t1\t1\t-0.5\t-", "bad cpu_s"),
             ("one\tx\ttcp-rr\t4\tok\t1\t1\t-\t-", "bad round"),
         ] {
-            let e = parse_splice_runs(&format!("\n{bad}\n"))
-                .unwrap_err()
-                .to_string();
+            let e = parse_splice_runs(&format!("\n{bad}\n")).unwrap_err().to_string();
             assert!(e.contains("line 2") && e.contains(what), "{bad:?}: {e}");
         }
     }
@@ -4497,10 +4045,7 @@ mod tests {
         // 3 rounds x 3 splice tools x 7 runs x (5 s + 20 s client limit)
         assert!(splice > 3 * 3 * 7 * 25, "{splice}");
         // 3 rounds x 3 tools x (4 runs x 25 s + a stalled reader), two fd counts
-        assert!(
-            ebpf > 3 * 3 * (4 * 25 + EBPF_STALL_LIMIT_S) + 2 * EBPF_FDS_LIMIT_S,
-            "{ebpf}"
-        );
+        assert!(ebpf > 3 * 3 * (4 * 25 + EBPF_STALL_LIMIT_S) + 2 * EBPF_FDS_LIMIT_S, "{ebpf}");
         // 3 rounds x 3 back-ends x (guestlab's own limit + the outer grace)
         assert_eq!(guest, 3 * 3 * (guest_timeouts(5).outer + 10));
         let p4 = hard_limit_secs(&parse_args(&os(&["--only", "p4"])).unwrap());
@@ -4519,19 +4064,12 @@ mod tests {
     #[test]
     fn lab_script_splice_paths_match_the_run_count_and_path_ids() {
         let s = std::fs::read_to_string(workspace_root().join(LAB_SCRIPT)).unwrap();
-        let line = s
-            .lines()
-            .find_map(|l| l.strip_prefix("SPLICE_PATHS="))
-            .unwrap()
-            .trim_matches('"');
+        let line = s.lines().find_map(|l| l.strip_prefix("SPLICE_PATHS=")).unwrap().trim_matches('"');
         let paths: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(paths.len() as u64, SPLICE_RUNS_PER_SESSION);
         for p in paths {
             let (id, af) = p.split_once(':').unwrap();
-            assert!(
-                SplicePath::from_id(id).is_some() && (af == "4" || af == "6"),
-                "{p}"
-            );
+            assert!(SplicePath::from_id(id).is_some() && (af == "4" || af == "6"), "{p}");
         }
     }
 
@@ -4541,8 +4079,7 @@ mod tests {
         2\tpasta-rs-ebpf\toff\tnot permitted: failed to create map\n\n\
         3\tpasta-rs-ebpf\toff\tnot permitted: failed to create map\n";
     // sent blocked secs tcp_mem0 tcp_mem1 avail0 avail1 (bytes)
-    const EBPF_MEM_TSV: &str =
-        "1\tpasta-rs\tok\t20971520\t1\t0.5\t1048576\t24117248\t8000000000\t7970000000\t-\n\
+    const EBPF_MEM_TSV: &str = "1\tpasta-rs\tok\t20971520\t1\t0.5\t1048576\t24117248\t8000000000\t7970000000\t-\n\
         1\tpasta-rs-ebpf\tok\t268435456\t0\t2.0\t1048576\t270532608\t8000000000\t7700000000\t-\n\
         2\tpasta-rs-ebpf\tok\t16777216\t1\t0.4\t2097152\t20971520\t8000000000\t7980000000\t-\n\
         1\tloopback\tfail\t-\t-\t-\t-\t-\t-\t-\tstall server did not start\n";
@@ -4567,21 +4104,11 @@ mod tests {
     fn ebpf_tsv_files_parse_into_status_stall_runs_and_fd_counts() {
         let p = ebpf_part();
         assert_eq!(p.status.len(), 3);
-        assert_eq!(
-            p.status[1],
-            EbpfStatus {
-                round: 2,
-                state: "off".into(),
-                detail: "not permitted: failed to create map".into()
-            }
-        );
+        assert_eq!(p.status[1], EbpfStatus { round: 2, state: "off".into(), detail: "not permitted: failed to create map".into() });
         assert_eq!(p.stall.len(), 4);
         let r = &p.stall[0];
         assert!(r.ok && r.blocked && r.sent == 20 << 20 && r.secs == 0.5);
-        assert_eq!(
-            (r.tcp_mem_growth(), r.avail_drop()),
-            (23068672.0, 30000000.0)
-        );
+        assert_eq!((r.tcp_mem_growth(), r.avail_drop()), (23068672.0, 30000000.0));
         assert!(!p.stall[1].blocked);
         assert!(!p.stall[3].ok && p.stall[3].note == "stall server did not start");
         assert_eq!(
@@ -4599,27 +4126,15 @@ mod tests {
             }
         );
         assert!(!p.fds[1].ok && p.fds[1].note.contains("too many open files"));
-        assert!(
-            parse_ebpf_status("").unwrap().is_empty() && parse_stall_runs("\n").unwrap().is_empty()
-        );
+        assert!(parse_ebpf_status("").unwrap().is_empty() && parse_stall_runs("\n").unwrap().is_empty());
     }
 
     #[test]
     fn malformed_ebpf_tsv_lines_are_errors_naming_the_file_and_line() {
-        let e = parse_ebpf_status("\n1\tpasta-rs-ebpf\tmaybe\tx\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("ebpf-status.tsv line 2: bad state 'maybe'"),
-            "{e}"
-        );
-        let e = parse_ebpf_status("1\tpasta-rs-ebpf\tloaded\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("ebpf-status.tsv line 1: 3 fields, want 4"),
-            "{e}"
-        );
+        let e = parse_ebpf_status("\n1\tpasta-rs-ebpf\tmaybe\tx\n").unwrap_err().to_string();
+        assert!(e.contains("ebpf-status.tsv line 2: bad state 'maybe'"), "{e}");
+        let e = parse_ebpf_status("1\tpasta-rs-ebpf\tloaded\n").unwrap_err().to_string();
+        assert!(e.contains("ebpf-status.tsv line 1: 3 fields, want 4"), "{e}");
         let bad_mem = [
             ("1\tx\tok\t10\t2\t0.5\t1\t2\t3\t4\t-", "bad blocked '2'"),
             ("1\tx\tok\t-5\t1\t0.5\t1\t2\t3\t4\t-", "bad sent '-5'"),
@@ -4629,18 +4144,11 @@ mod tests {
         ];
         for (line, want) in bad_mem {
             let e = parse_stall_runs(line).unwrap_err().to_string();
-            assert!(
-                e.contains("ebpf-mem.tsv line 1: ") && e.contains(want),
-                "{line}: {e}"
-            );
+            assert!(e.contains("ebpf-mem.tsv line 1: ") && e.contains(want), "{line}: {e}");
         }
-        let e = parse_fd_counts("pasta-rs\tok\tmany\t1\t1\t1\t9\t9\t-")
-            .unwrap_err()
-            .to_string();
+        let e = parse_fd_counts("pasta-rs\tok\tmany\t1\t1\t1\t9\t9\t-").unwrap_err().to_string();
         assert!(e.contains("ebpf-fds.tsv line 1: bad fds 'many'"), "{e}");
-        let e = parse_rate_runs("ebpf.tsv", "1\tpasta-rs\ttcp-rr\t4\tok\t1\t1\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_rate_runs("ebpf.tsv", "1\tpasta-rs\ttcp-rr\t4\tok\t1\t1\n").unwrap_err().to_string();
         assert!(e.contains("ebpf.tsv line 1: 7 fields, want 9"), "{e}");
     }
 
@@ -4657,10 +4165,7 @@ mod tests {
     #[test]
     fn stall_rows_hold_medians_and_block_counts_per_tool() {
         let rows = summarise_stall(&ebpf_part().stall);
-        assert_eq!(
-            rows.iter().map(|r| r.tool).collect::<Vec<_>>(),
-            ["pasta-rs", "pasta-rs-ebpf", "loopback"]
-        );
+        assert_eq!(rows.iter().map(|r| r.tool).collect::<Vec<_>>(), ["pasta-rs", "pasta-rs-ebpf", "loopback"]);
         let e = &rows[1];
         assert_eq!((e.runs, e.ok, e.blocked), (2, 2, 1));
         assert_eq!(e.sent, Some((142606336.0, 16777216.0, 268435456.0)));
@@ -4674,48 +4179,21 @@ mod tests {
         let stall = summarise_stall(&p.stall);
         let o = parse_args(&os(&["--ebpf"])).unwrap();
         let md = render_ebpf_markdown(&rows, &stall, &o, &p);
-        assert!(
-            md.contains("- pasta-rs --ebpf: eBPF programs loaded in 1 of 3 start(s); off in 2: "),
-            "{md}"
-        );
+        assert!(md.contains("- pasta-rs --ebpf: eBPF programs loaded in 1 of 3 start(s); off in 2: "), "{md}");
         assert!(
             md.contains("| path | pasta-rs splice | pasta-rs --ebpf | loopback | pasta-rs --ebpf / pasta-rs splice | loopback / pasta-rs splice |"),
             "{md}"
         );
         assert!(md.contains("| TCP 64-byte round trips (-t), IPv4, round trips/s | 20000 | 50000 | 60000 | 2.50 | 3.00 |"), "{md}");
-        assert!(
-            md.contains("| TCP host -> namespace (-t), IPv4, Gbit/s | - | fail | - | - | - |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("- pasta-rs --ebpf failed 1 eBPF section run(s): forwarder not running"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| pasta-rs splice | 1 of 1 | 20.0 | 22.0 | 28.6 |"),
-            "{md}"
-        );
+        assert!(md.contains("| TCP host -> namespace (-t), IPv4, Gbit/s | - | fail | - | - | - |"), "{md}");
+        assert!(md.contains("- pasta-rs --ebpf failed 1 eBPF section run(s): forwarder not running"), "{md}");
+        assert!(md.contains("| pasta-rs splice | 1 of 1 | 20.0 | 22.0 | 28.6 |"), "{md}");
         assert!(md.contains("| pasta-rs --ebpf | 1 of 2 | 136 (16.0 to 256) | 138 (18.0 to 257) | 153 (19.1 to 286) |"), "{md}");
-        assert!(
-            md.contains("| loopback | 0 of 0, 1/1 fail | - | - | - |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("- loopback stalled reader, round 1: failed: stall server did not start"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| pasta-rs splice | 37303 | 74620 | 74606 | 37303 | 37303 | 1048576 |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| pasta-rs --ebpf | 4950 | fail | - | - | - | 20000 |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("- pasta-rs --ebpf -t all -u all: exited while binding"),
-            "{md}"
-        );
+        assert!(md.contains("| loopback | 0 of 0, 1/1 fail | - | - | - |"), "{md}");
+        assert!(md.contains("- loopback stalled reader, round 1: failed: stall server did not start"), "{md}");
+        assert!(md.contains("| pasta-rs splice | 37303 | 74620 | 74606 | 37303 | 37303 | 1048576 |"), "{md}");
+        assert!(md.contains("| pasta-rs --ebpf | 4950 | fail | - | - | - | 20000 |"), "{md}");
+        assert!(md.contains("- pasta-rs --ebpf -t all -u all: exited while binding"), "{md}");
         let bars = |l: &str| l.matches('|').count();
         for table in md.split("\n\n").filter(|b| b.starts_with('|')) {
             let lines: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
@@ -4742,24 +4220,13 @@ mod tests {
             },
         );
         assert!(j.contains("\"ebpf_runs\": [\n"), "{j}");
-        assert!(
-            j.contains("\"ratios\": {\"pasta-rs-ebpf/pasta-rs\": 2.5}"),
-            "{j}"
-        );
+        assert!(j.contains("\"ratios\": {\"pasta-rs-ebpf/pasta-rs\": 2.5}"), "{j}");
         assert!(j.contains("\"ratios\": {\"loopback/pasta-rs\": 3}"), "{j}");
         assert!(j.contains("{\"round\": 2, \"state\": \"off\", \"detail\": \"not permitted: failed to create map\"}"), "{j}");
         assert!(j.contains("\"tool\": \"pasta-rs-ebpf\", \"ok\": true, \"sent\": 268435456, \"blocked\": false,"), "{j}");
-        assert!(
-            j.contains("\"tool\": \"loopback\", \"ok\": false, \"sent\": null, \"blocked\": null,"),
-            "{j}"
-        );
+        assert!(j.contains("\"tool\": \"loopback\", \"ok\": false, \"sent\": null, \"blocked\": null,"), "{j}");
         assert!(j.contains("\"tool\": \"pasta-rs-ebpf\", \"runs\": 2, \"ok\": 2, \"blocked\": 1, \"sent\": {\"median\": 142606336,"), "{j}");
-        assert!(
-            j.contains(
-                "{\"tool\": \"pasta-rs\", \"ok\": true, \"fds\": 74620, \"sockets\": 74606,"
-            ),
-            "{j}"
-        );
+        assert!(j.contains("{\"tool\": \"pasta-rs\", \"ok\": true, \"fds\": 74620, \"sockets\": 74606,"), "{j}");
         assert!(j.contains("\"nofile\": 20000, \"ports\": 4950, \"note\": \"exited while binding: too many open files\"}"), "{j}");
         assert!(j.contains("\"parts\": \"ebpf\""), "{j}");
         assert_eq!(j.matches('{').count(), j.matches('}').count());
@@ -4769,29 +4236,18 @@ mod tests {
     #[test]
     fn ebpf_section_needs_pasta_rs_among_the_tools() {
         let e = cmd_bench(&os(&["--ebpf", "--tools", "debian-pasta", "--no-install"])).unwrap_err();
-        assert!(
-            e.to_string().contains("must run as root")
-                || e.to_string().contains("--tools must include it"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("must run as root") || e.to_string().contains("--tools must include it"), "{e}");
     }
 
     #[test]
     fn lab_script_ebpf_paths_match_the_run_count_and_path_ids() {
         let s = std::fs::read_to_string(workspace_root().join(LAB_SCRIPT)).unwrap();
-        let line = s
-            .lines()
-            .find_map(|l| l.strip_prefix("EBPF_PATHS="))
-            .unwrap()
-            .trim_matches('"');
+        let line = s.lines().find_map(|l| l.strip_prefix("EBPF_PATHS=")).unwrap().trim_matches('"');
         let paths: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(paths.len() as u64, EBPF_RUNS_PER_SESSION);
         for p in paths {
             let (id, af) = p.split_once(':').unwrap();
-            assert!(
-                SplicePath::from_id(id).is_some() && (af == "4" || af == "6"),
-                "{p}"
-            );
+            assert!(SplicePath::from_id(id).is_some() && (af == "4" || af == "6"), "{p}");
         }
         // the pasta-rs-ebpf sessions are told where the clients are
         assert!(s.contains("--ebpf --ebpf-cgroup \"$EBPF_CG\""));
@@ -4831,8 +4287,7 @@ CHECK shutdown       FAIL           guest did not finish (qemu rc=1)
 INFO  nic_opts vectors=0
 SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg pass=0 fail=26 optional/skipped=0 run=/tmp/guestlab-bench/runs/20261121-085844-vhost-user-tcg-1403
 ";
-    const VU_BACKEND_TAIL: &str =
-        "--vhost-user: the vhost-user back-end is not supported yet in this version";
+    const VU_BACKEND_TAIL: &str = "--vhost-user: the vhost-user back-end is not supported yet in this version";
 
     fn grun(tool: &str, dir: Dir, ok: bool, mbps: f64) -> GuestRun {
         GuestRun {
@@ -4843,11 +4298,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             mbps: if ok { mbps } else { 0.0 },
             accel: "tcg".into(),
             checks: Some(if ok { (26, 26) } else { (0, 26) }),
-            note: if ok {
-                String::new()
-            } else {
-                "boot FAIL: no GLBOOT on console".into()
-            },
+            note: if ok { String::new() } else { "boot FAIL: no GLBOOT on console".into() },
         }
     }
 
@@ -4857,16 +4308,9 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         assert_eq!(out.checks.len(), 5);
         assert_eq!(
             out.check("iperf3_out"),
-            Some(&GuestCheck {
-                name: "iperf3_out".into(),
-                status: "PASS".into(),
-                detail: "mbps=874 secs=3".into()
-            })
+            Some(&GuestCheck { name: "iperf3_out".into(), status: "PASS".into(), detail: "mbps=874 secs=3".into() })
         );
-        assert_eq!(
-            out.check("tcp4_in").unwrap().detail,
-            "via=TCP4:127.0.0.1:18080 tries=1 after=4s"
-        );
+        assert_eq!(out.check("tcp4_in").unwrap().detail, "via=TCP4:127.0.0.1:18080 tries=1 after=4s");
         // INFO lines are not checks, even with FAIL in them
         assert_eq!(out.check("ping6_router"), None);
         assert_eq!(
@@ -4890,10 +4334,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let out = parse_guestlab(text);
         assert_eq!(out.checks.len(), 1, "{:?}", out.checks);
         assert_eq!(out.checks[0].name, "backend_start");
-        assert_eq!(
-            out.checks[0].detail,
-            "no socket /r/sock/backend.sock; log: bind: EACCES"
-        );
+        assert_eq!(out.checks[0].detail, "no socket /r/sock/backend.sock; log: bind: EACCES");
         assert_eq!(out.summary, None);
         assert_eq!(parse_guestlab(""), GuestlabOutput::default());
     }
@@ -4905,10 +4346,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         assert_eq!(guest_outcome(&out, Dir::Recv, None, "x"), Ok(1578.0));
         // other failed checks do not matter when iperf3 passed
         let deb = parse_guestlab(GUESTLAB_DEBIAN);
-        assert_eq!(
-            guest_outcome(&deb, Dir::Send, Some("irrelevant"), "x"),
-            Ok(997.0)
-        );
+        assert_eq!(guest_outcome(&deb, Dir::Send, Some("irrelevant"), "x"), Ok(997.0));
         let frac = parse_guestlab("CHECK iperf3_in      PASS           mbps=9.45 secs=5 \n");
         assert_eq!(guest_outcome(&frac, Dir::Recv, None, "x"), Ok(9.45));
     }
@@ -4931,36 +4369,15 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         }
         // without a log, the cause alone; without the run directory, its path
         let why = guest_outcome(&out, Dir::Send, None, "x").unwrap_err();
-        assert!(
-            why.starts_with("boot FAIL: ") && !why.contains("back-end log"),
-            "{why}"
-        );
-        let no_summary: String = GUESTLAB_VU_FAIL
-            .lines()
-            .filter(|l| !l.starts_with("SUMMARY"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let why = guest_outcome(
-            &parse_guestlab(&no_summary),
-            Dir::Recv,
-            Some(VU_BACKEND_TAIL),
-            "x",
-        )
-        .unwrap_err();
+        assert!(why.starts_with("boot FAIL: ") && !why.contains("back-end log"), "{why}");
+        let no_summary: String = GUESTLAB_VU_FAIL.lines().filter(|l| !l.starts_with("SUMMARY")).collect::<Vec<_>>().join("\n");
+        let why = guest_outcome(&parse_guestlab(&no_summary), Dir::Recv, Some(VU_BACKEND_TAIL), "x").unwrap_err();
         // QEMU's verdict survives the cut of its long socket paths
-        assert!(
-            why.contains("/tmp/guestlab-bench/runs/") && why.contains(" ... "),
-            "{why}"
-        );
-        assert!(
-            why.contains("Connection refused; back-end log: --vhost-user"),
-            "{why}"
-        );
+        assert!(why.contains("/tmp/guestlab-bench/runs/") && why.contains(" ... "), "{why}");
+        assert!(why.contains("Connection refused; back-end log: --vhost-user"), "{why}");
         assert!(why.chars().count() <= GUEST_NOTE_MAX, "{why}");
         // the back-end never made its socket: that is the cause
-        let bs = parse_guestlab(
-            "CHECK backend_start FAIL no socket /r/sock/backend.sock; log: bind: EACCES\n",
-        );
+        let bs = parse_guestlab("CHECK backend_start FAIL no socket /r/sock/backend.sock; log: bind: EACCES\n");
         assert_eq!(
             guest_outcome(&bs, Dir::Recv, Some(""), "x"),
             Err("backend_start FAIL: no socket /r/sock/backend.sock; log: bind: EACCES".into())
@@ -4975,49 +4392,27 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         );
         assert_eq!(
             guest_outcome(&out, Dir::Send, Some("log line"), "x"),
-            Err(
-                "iperf3_out FAIL: iperf3: error - unable to connect to server: Connection refused"
-                    .into()
-            )
+            Err("iperf3_out FAIL: iperf3: error - unable to connect to server: Connection refused".into())
         );
-        assert_eq!(
-            guest_outcome(&out, Dir::Recv, None, "guestlab.sh killed after 260 s"),
-            Err("guestlab.sh killed after 260 s".into())
-        );
-        let timeout =
-            parse_guestlab("CHECK run_timeout    FAIL           whole run exceeded 220s\n");
-        assert_eq!(
-            guest_outcome(&timeout, Dir::Send, None, "x"),
-            Err("run_timeout FAIL: whole run exceeded 220s".into())
-        );
+        assert_eq!(guest_outcome(&out, Dir::Recv, None, "guestlab.sh killed after 260 s"), Err("guestlab.sh killed after 260 s".into()));
+        let timeout = parse_guestlab("CHECK run_timeout    FAIL           whole run exceeded 220s\n");
+        assert_eq!(guest_outcome(&timeout, Dir::Send, None, "x"), Err("run_timeout FAIL: whole run exceeded 220s".into()));
     }
 
     #[test]
     fn guest_pass_without_a_positive_rate_is_a_failure() {
         let zero = parse_guestlab("CHECK iperf3_out     PASS           mbps=0.00 secs=5 \n");
-        assert_eq!(
-            guest_outcome(&zero, Dir::Send, None, "x"),
-            Err("iperf3_out moved no data: mbps=0.00 secs=5".into())
-        );
+        assert_eq!(guest_outcome(&zero, Dir::Send, None, "x"), Err("iperf3_out moved no data: mbps=0.00 secs=5".into()));
         for bad in ["secs=5", "mbps= secs=5", "mbps=fast", "mbps=-3", "mbps=inf"] {
             let out = parse_guestlab(&format!("CHECK iperf3_in      PASS           {bad}\n"));
             let why = guest_outcome(&out, Dir::Recv, None, "x").unwrap_err();
-            assert!(
-                why.starts_with("iperf3_in PASS without a valid mbps=: "),
-                "{bad}: {why}"
-            );
+            assert!(why.starts_with("iperf3_in PASS without a valid mbps=: "), "{bad}: {why}");
         }
     }
 
     #[test]
     fn one_guestlab_run_gives_both_directions_with_its_accelerator_and_score() {
-        let [send, recv] = guest_runs_of(
-            2,
-            "debian-passt",
-            &parse_guestlab(GUESTLAB_DEBIAN),
-            None,
-            "x",
-        );
+        let [send, recv] = guest_runs_of(2, "debian-passt", &parse_guestlab(GUESTLAB_DEBIAN), None, "x");
         assert_eq!(
             send,
             GuestRun {
@@ -5032,18 +4427,9 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             }
         );
         assert_eq!((recv.dir, recv.ok, recv.mbps), (Dir::Recv, true, 1539.0));
-        let [s, r] = guest_runs_of(
-            1,
-            "passt-rs-vu",
-            &parse_guestlab(""),
-            None,
-            "guestlab.sh killed after 9 s",
-        );
+        let [s, r] = guest_runs_of(1, "passt-rs-vu", &parse_guestlab(""), None, "guestlab.sh killed after 9 s");
         assert!(!s.ok && !r.ok);
-        assert_eq!(
-            (s.accel.as_str(), s.checks, s.note.as_str()),
-            ("", None, "guestlab.sh killed after 9 s")
-        );
+        assert_eq!((s.accel.as_str(), s.checks, s.note.as_str()), ("", None, "guestlab.sh killed after 9 s"));
     }
 
     #[test]
@@ -5055,14 +4441,8 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         fail.checks = None;
         let t = guest_tsv(&[grun("passt-rs", Dir::Send, true, 874.5), fail]);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(
-            lines[0],
-            "1\tpasst-rs\tstream\tsend\tok\t874.5\ttcg\t26/26\t-"
-        );
-        assert_eq!(
-            lines[1],
-            "1\tpasst-rs-vu\tvhost-user\trecv\tfail\t0\t-\t-\tboot FAIL: a b c"
-        );
+        assert_eq!(lines[0], "1\tpasst-rs\tstream\tsend\tok\t874.5\ttcg\t26/26\t-");
+        assert_eq!(lines[1], "1\tpasst-rs-vu\tvhost-user\trecv\tfail\t0\t-\t-\tboot FAIL: a b c");
         assert!(lines.iter().all(|l| l.split('\t').count() == 9));
     }
 
@@ -5090,10 +4470,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         assert_eq!(ids, ["passt-rs", "passt-rs-vu"]);
         assert_eq!(parse_args(&[]).unwrap().guest_tools.len(), 3);
         let e = parse_args(&os(&["--guest-tools", "qemu-user"])).unwrap_err();
-        assert!(
-            e.to_string().contains("unknown back-end 'qemu-user'"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("unknown back-end 'qemu-user'"), "{e}");
         assert!(parse_args(&os(&["--guest-tools", " , "])).is_err());
         assert!(parse_args(&os(&["--guest-tools"])).is_err());
     }
@@ -5129,10 +4506,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         runs.push(grun("passt-rs-vu", Dir::Recv, false, 0.0));
         let all: Vec<&'static GuestTool> = GUEST_TOOLS.iter().collect();
         let rows = summarise_guest(&runs, &all);
-        assert_eq!(
-            rows.iter().map(|r| r.dir).collect::<Vec<_>>(),
-            [Dir::Send, Dir::Recv]
-        );
+        assert_eq!(rows.iter().map(|r| r.dir).collect::<Vec<_>>(), [Dir::Send, Dir::Recv]);
         let send = &rows[0];
         assert_eq!(gbps_cell(&send.cells[0]), "900 (800-1000)");
         assert_eq!(send.ratio("passt-rs", "debian-passt"), Some(2.0));
@@ -5159,12 +4533,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let o = parse_args(&os(&["--only", "guest", "--rounds", "1"])).unwrap();
         let rows = summarise_guest(&runs, &o.guest_tools);
         let md = render_guest_markdown(&rows, &o, "QEMU: QEMU emulator version 7.2.22\n", &runs);
-        assert!(
-            md.starts_with(
-                "## Real guest: iperf3 through passt (QEMU under TCG: only the ratios matter)"
-            ),
-            "{md}"
-        );
+        assert!(md.starts_with("## Real guest: iperf3 through passt (QEMU under TCG: only the ratios matter)"), "{md}");
         let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(table.len(), 4, "{md}");
         let bars = |l: &str| l.matches('|').count();
@@ -5174,25 +4543,11 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             "| direction | passt-rs stream Mbit/s | Debian passt stream Mbit/s | passt-rs vhost-user Mbit/s \
              | passt-rs stream / Debian passt stream | passt-rs vhost-user / passt-rs stream |"
         );
-        assert_eq!(
-            table[2],
-            "| guest sends (iperf3_out) | 874 | 997 | fail | 0.88 | - |"
-        );
-        assert_eq!(
-            table[3],
-            "| guest receives (iperf3_in) | - | - | fail | - | - |"
-        );
+        assert_eq!(table[2], "| guest sends (iperf3_out) | 874 | 997 | fail | 0.88 | - |");
+        assert_eq!(table[3], "| guest receives (iperf3_in) | - | - | fail | - | - |");
         assert!(md.contains("- QEMU: QEMU emulator version 7.2.22"), "{md}");
-        assert!(
-            md.contains(
-                "- passt-rs vhost-user failed 2 measurement(s): boot FAIL: no GLBOOT on console"
-            ),
-            "{md}"
-        );
-        assert!(
-            md.contains("- Debian passt stream: guestlab checks passed 21/26"),
-            "{md}"
-        );
+        assert!(md.contains("- passt-rs vhost-user failed 2 measurement(s): boot FAIL: no GLBOOT on console"), "{md}");
+        assert!(md.contains("- Debian passt stream: guestlab checks passed 21/26"), "{md}");
         // one back-end only: no ratio columns
         let o = parse_args(&os(&["--guest-tools", "passt-rs"])).unwrap();
         let md = render_guest_markdown(&summarise_guest(&runs, &o.guest_tools), &o, "", &runs);
@@ -5231,10 +4586,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             },
         );
         assert!(j.contains("\"guest_env\": [\"QEMU: 7.2\"]"), "{j}");
-        assert!(
-            j.contains("\"guest_tools\": [\"passt-rs\", \"debian-passt\", \"passt-rs-vu\"]"),
-            "{j}"
-        );
+        assert!(j.contains("\"guest_tools\": [\"passt-rs\", \"debian-passt\", \"passt-rs-vu\"]"), "{j}");
         assert!(
             j.contains("{\"round\": 1, \"tool\": \"passt-rs\", \"mode\": \"stream\", \"dir\": \"recv\", \"check\": \"iperf3_in\", \"ok\": true, \"mbps\": 1500, \"accel\": \"tcg\", \"checks_passed\": 26, \"checks_total\": 26, \"note\": \"\"}"),
             "{j}"

@@ -28,26 +28,14 @@ pub const OBJECT: &str = "target/ebpf-obj/passt-ebpf.o";
 fn nightly(tool: &str) -> Command {
     let mut c = Command::new("rustup");
     c.args(["run", NIGHTLY, tool]);
-    for v in [
-        "RUSTC",
-        "RUSTDOC",
-        "RUSTC_WRAPPER",
-        "RUSTUP_TOOLCHAIN",
-        "CARGO",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
+    for v in ["RUSTC", "RUSTDOC", "RUSTC_WRAPPER", "RUSTUP_TOOLCHAIN", "CARGO", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
         c.env_remove(v);
     }
     c
 }
 
 fn home() -> Result<PathBuf> {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .context("HOME is not set")
+    std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set")
 }
 
 /// `bpf-linker` on PATH or in `~/.cargo/bin`, if it runs.
@@ -74,10 +62,7 @@ pub fn ensure_toolchain() -> Result<()> {
     if !out.status.success() {
         bail!("rustup has no '{NIGHTLY}' toolchain: the eBPF programs need it (rustup toolchain install nightly)");
     }
-    if !String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.starts_with("rust-src"))
-    {
+    if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("rust-src")) {
         run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
     } else {
         eprintln!("xtask: rust-src for {NIGHTLY}: present");
@@ -88,47 +73,30 @@ pub fn ensure_toolchain() -> Result<()> {
     }
     // bpf-linker links against LLVM; use the nightly rustc's own libLLVM so
     // the bitcode versions match.
-    let out = nightly("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .context("rustc +nightly --print sysroot")?;
+    let out = nightly("rustc").args(["--print", "sysroot"]).output().context("rustc +nightly --print sysroot")?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let prefix = home()?.join(".local/rust-llvm");
     let lib = prefix.join("lib");
     std::fs::create_dir_all(&lib).with_context(|| format!("mkdir {}", lib.display()))?;
     let mut found = false;
-    for e in std::fs::read_dir(sysroot.join("lib"))
-        .with_context(|| format!("reading {}/lib", sysroot.display()))?
-    {
+    for e in std::fs::read_dir(sysroot.join("lib")).with_context(|| format!("reading {}/lib", sysroot.display()))? {
         let p = e?.path();
-        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else { continue };
         if !name.starts_with("libLLVM.so.") {
             continue;
         }
         for link in [lib.join(name), lib.join("libLLVM.so")] {
             let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&p, &link)
-                .with_context(|| format!("symlink {}", link.display()))?;
+            std::os::unix::fs::symlink(&p, &link).with_context(|| format!("symlink {}", link.display()))?;
         }
         found = true;
     }
     if !found {
-        bail!(
-            "no libLLVM.so.* in {}/lib: can't build bpf-linker against nightly's LLVM",
-            sysroot.display()
-        );
+        bail!("no libLLVM.so.* in {}/lib: can't build bpf-linker against nightly's LLVM", sysroot.display());
     }
-    run(Command::new("cargo").env("LLVM_PREFIX", &prefix).args([
-        "install",
-        "bpf-linker",
-        "--version",
-        BPF_LINKER_VERSION,
-        "--no-default-features",
-        "--features",
-        "llvm-22",
-    ]))?;
+    run(Command::new("cargo")
+        .env("LLVM_PREFIX", &prefix)
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"]))?;
     if bpf_linker().is_none() {
         bail!("bpf-linker still not runnable after cargo install");
     }
@@ -143,17 +111,7 @@ pub fn build() -> Result<PathBuf> {
     let mut c = nightly("cargo");
     c.current_dir(root.join("passt-ebpf"))
         .env("CARGO_TARGET_DIR", &target_dir)
-        .args([
-            "build",
-            "--locked",
-            "--release",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--bin",
-            "passt-ebpf",
-        ]);
+        .args(["build", "--locked", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core", "--bin", "passt-ebpf"]);
     // bpf-linker from ~/.cargo/bin even when that isn't on PATH.
     if let (Ok(h), Some(path)) = (home(), std::env::var_os("PATH")) {
         let mut paths: Vec<PathBuf> = std::env::split_paths(&path).collect();
@@ -167,11 +125,7 @@ pub fn build() -> Result<PathBuf> {
         std::fs::create_dir_all(d).with_context(|| format!("mkdir {}", d.display()))?;
     }
     copy_if_changed(&built, &dest)?;
-    eprintln!(
-        "xtask: eBPF object: {} ({} bytes)",
-        dest.display(),
-        std::fs::metadata(&dest)?.len()
-    );
+    eprintln!("xtask: eBPF object: {} ({} bytes)", dest.display(), std::fs::metadata(&dest)?.len());
     Ok(dest)
 }
 

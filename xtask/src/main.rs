@@ -252,22 +252,14 @@ fn run_guests(root: &Path) -> Result<u64> {
             .args(["run", "--backend", "target/release/passt", "--mode", mode])
             .current_dir(root);
         eprintln!("xtask: $ {}", show(&c));
-        let out = c
-            .output()
-            .with_context(|| format!("cannot start {}", show(&c)))?;
+        let out = c.output().with_context(|| format!("cannot start {}", show(&c)))?;
         let text = String::from_utf8_lossy(&out.stdout);
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
         print!("{text}");
-        let summary = text
-            .lines()
-            .find(|l| l.starts_with("SUMMARY "))
-            .unwrap_or("");
+        let summary = text.lines().find(|l| l.starts_with("SUMMARY ")).unwrap_or("");
         let want = format!(" pass={GUEST_CHECKS} fail=0 ");
         if !out.status.success() || !summary.contains(&want) {
-            bail!(
-                "real guest in {mode} mode: not every check passed ({}): {summary}",
-                out.status
-            );
+            bail!("real guest in {mode} mode: not every check passed ({}): {summary}", out.status);
         }
         println!("test guest::{mode} ... ok");
         passed += 1;
@@ -309,11 +301,7 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
     let rest = line.strip_prefix("test result: ")?;
     let num = |word: &str| -> Option<u64> {
         rest.split(';').find_map(|part| {
-            let part = part
-                .trim()
-                .trim_start_matches("ok.")
-                .trim_start_matches("FAILED.")
-                .trim();
+            let part = part.trim().trim_start_matches("ok.").trim_start_matches("FAILED.").trim();
             part.strip_suffix(word).and_then(|n| n.trim().parse().ok())
         })
     };
@@ -366,15 +354,7 @@ fn build_release() -> Result<()> {
     run(cargo().args(["build", "--release", "-p", "passt-user"]))?;
     // 30-sandbox makes the debug build's sandboxed daemon call a forbidden
     // syscall (a trigger release builds don't have).
-    run(cargo().args([
-        "build",
-        "-p",
-        "passt-user",
-        "--bin",
-        "pasta",
-        "--bin",
-        "passt",
-    ]))
+    run(cargo().args(["build", "-p", "passt-user", "--bin", "pasta", "--bin", "passt"]))
 }
 
 // ---- fuzz -------------------------------------------------------------------
@@ -436,14 +416,8 @@ fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
     // lockfile of its own, and its runs below have no network to fetch
     // anything (`cargo fuzz run` then finds everything up to date).
     let t0 = std::time::Instant::now();
-    run(Command::new("cargo")
-        .args(["+nightly", "fuzz", "build"])
-        .current_dir(crate_dir))?;
-    eprintln!(
-        "xtask: fuzz build of {} targets took {} s",
-        targets.len(),
-        t0.elapsed().as_secs()
-    );
+    run(Command::new("cargo").args(["+nightly", "fuzz", "build"]).current_dir(crate_dir))?;
+    eprintln!("xtask: fuzz build of {} targets took {} s", targets.len(), t0.elapsed().as_secs());
     let logs = fuzz_dir.join("artifacts");
     std::fs::create_dir_all(&logs).with_context(|| format!("mkdir {}", logs.display()))?;
     let mut crashed = Vec::new();
@@ -454,11 +428,9 @@ fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
         let corpus = fuzz_dir.join("corpus").join(t);
         std::fs::create_dir_all(&corpus).with_context(|| format!("mkdir {}", corpus.display()))?;
         let log_path = logs.join(format!("{t}.log"));
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("create {}", log_path.display()))?;
+        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let mut cmd = Command::new("unshare");
-        cmd.args(["--net", "--", "cargo", "+nightly", "fuzz", "run", t])
-            .arg(&corpus);
+        cmd.args(["--net", "--", "cargo", "+nightly", "fuzz", "run", t]).arg(&corpus);
         // Committed seeds and regression inputs are read too.
         for dir in ["seeds", "regressions"] {
             let d = fuzz_dir.join(dir).join(t);
@@ -485,21 +457,14 @@ fn run_fuzz(fuzz_dir: &Path, secs: u64) -> Result<()> {
         let speed = stat("stat::average_exec_per_sec:");
         let corpus_n = std::fs::read_dir(&corpus).map(|d| d.count()).unwrap_or(0);
         if status.success() {
-            eprintln!(
-                "xtask: fuzz {t}: ok, {runs} runs, {speed} execs/s, {took:.0} s, corpus {corpus_n}"
-            );
+            eprintln!("xtask: fuzz {t}: ok, {runs} runs, {speed} execs/s, {took:.0} s, corpus {corpus_n}");
             continue;
         }
         let input = text
             .lines()
             .find_map(|l| l.split("Test unit written to ").nth(1))
-            .map_or_else(
-                || format!("(none written; see {})", log_path.display()),
-                |p| p.trim().to_string(),
-            );
-        eprintln!(
-            "xtask: fuzz {t}: FAILED ({status}) after {runs} runs, {took:.0} s; input {input}"
-        );
+            .map_or_else(|| format!("(none written; see {})", log_path.display()), |p| p.trim().to_string());
+        eprintln!("xtask: fuzz {t}: FAILED ({status}) after {runs} runs, {took:.0} s; input {input}");
         // The panic and its message (the line after), libFuzzer's verdict.
         let lines: Vec<&str> = text.lines().collect();
         for (i, l) in lines.iter().enumerate() {
@@ -598,9 +563,7 @@ mod tests {
             Some((244, 0))
         );
         assert_eq!(
-            parse_test_result(
-                "test result: FAILED. 9 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out"
-            ),
+            parse_test_result("test result: FAILED. 9 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out"),
             Some((9, 1))
         );
         assert_eq!(parse_test_result("running 10 tests"), None);
