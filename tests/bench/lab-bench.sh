@@ -104,6 +104,9 @@ bench_setup() {
 	: >"$P4" || return 2
 	: >"$TAPRR" || return 2
 	: >"$RSS" || return 2
+	# the eBPF section's files only if it runs (an earlier run's would be
+	# read as this one's)
+	rm -f "$BENCH_OUT"/ebpf.tsv "$BENCH_OUT"/ebpf-status.tsv "$BENCH_OUT"/ebpf-mem.tsv "$BENCH_OUT"/ebpf-fds.tsv
 	# refuse to go on if this namespace has anything but lo: not a fresh netns
 	local links
 	links=$(ip -o link show | awk -F': ' '{ print $2 }' | tr '\n' ' ')
