@@ -42,10 +42,21 @@
 #   BENCH_MTUS    tap MTUs, space separated ("65520 1500")
 #   BENCH_TOOLS   "ID=PATH ..." with ID one of pasta-rs, debian-pasta, slirp4netns
 # and optionally
-#   BENCH_PARTS   a subset of "tap splice ebpf" (default "tap splice"): which
-#                 parts run; the splice part is described and its splice.tsv
-#                 documented under "splice path" below, the ebpf part and its
-#                 files under "eBPF section"
+#   BENCH_PARTS   a subset of "tap p4 splice tap-rr ebpf" (default "tap
+#                 splice"): which parts run; the splice part is described and
+#                 its splice.tsv documented under "splice path" below, the
+#                 ebpf part and its files under "eBPF section", p4 and tap-rr
+#                 under "parallel flows" and "tap round trips"
+#
+# Ceilings, no forwarder: tool "veth" runs the same client in this (lab)
+# namespace straight to upstream over the lab veth (MTU 1500), once per round
+# (its runs.tsv/p4.tsv lines say MTU 1500); "loopback" (splice part) runs
+# client and server over lo of this namespace.
+#
+# Peak memory: $RSS (rss.tsv), one line per forwarder session, read right
+# before it is stopped:  part round tool mtu kib
+# kib = VmHWM of /proc/PID/status summed over the forwarder and every
+# process below it (its children's children included), KiB.
 #
 # Output: $BENCH_OUT/runs.tsv, one line per iperf3 run, tab separated:
 #   round tool mtu af dir status bytes secs cpu_s note
@@ -76,6 +87,12 @@ PORT=5201
 CLK_TCK=$(getconf CLK_TCK)
 RUNS=$BENCH_OUT/runs.tsv
 SPLICE=$BENCH_OUT/splice.tsv
+P4=$BENCH_OUT/p4.tsv
+TAPRR=$BENCH_OUT/taprr.tsv
+RSS=$BENCH_OUT/rss.tsv
+# runs.tsv-format file run_one writes to, the session's part (rss.tsv) and
+# iperf3 options added to run_one's client (-P 4)
+RUN_FILE=$RUNS RSS_PART=tap IPERF_EXTRA=()
 BENCH_PARTS=${BENCH_PARTS:-tap splice}
 NSX="nsenter --net=/run/netns"   # $NSX/NAME CMD...: run CMD in netns NAME
 
@@ -84,6 +101,12 @@ bench_setup() {
 	mkdir -p "$BENCH_OUT/raw" "$BENCH_OUT/logs" || return 2
 	: >"$RUNS" || return 2
 	: >"$SPLICE" || return 2
+	: >"$P4" || return 2
+	: >"$TAPRR" || return 2
+	: >"$RSS" || return 2
+	# the eBPF section's files only if it runs (an earlier run's would be
+	# read as this one's)
+	rm -f "$BENCH_OUT"/ebpf.tsv "$BENCH_OUT"/ebpf-status.tsv "$BENCH_OUT"/ebpf-mem.tsv "$BENCH_OUT"/ebpf-fds.tsv
 	# refuse to go on if this namespace has anything but lo: not a fresh netns
 	local links
 	links=$(ip -o link show | awk -F': ' '{ print $2 }' | tr '\n' ' ')
@@ -161,14 +184,20 @@ fwd_start() {
 	local userns=(nsenter --user=/proc/$HOLD_PID/ns/user)
 	[[ -n ${FWD_REAL_ROOT:-} ]] && userns=()
 	case $id in
-	pasta-rs | pasta-rs-ebpf | debian-pasta)
+	pasta-rs | pasta-rs-ebpf | pasta-rs-t2 | debian-pasta)
+		local extra=("${FWD_EXTRA[@]}")
+		# the -P 4 part's second pasta-rs column
+		[[ $id == pasta-rs-t2 ]] && extra+=(--threads 2)
 		"${FWD_PRE[@]}" "${userns[@]}" "$bin" --config-net -m "$mtu" \
-			"${FWD_PORTS[@]}" "${FWD_EXTRA[@]}" -f -l "$log" --netns /run/netns/$ns \
+			"${FWD_PORTS[@]}" "${extra[@]}" -f -l "$log" --netns /run/netns/$ns \
 			>>"$log.out" 2>&1 &
 		;;
 	slirp4netns)
+		local api=()
+		[[ -n ${SLIRP_FWD:-} ]] && api=(--api-socket /run/slirp-$id.sock)
+		rm -f /run/slirp-$id.sock
 		nsenter --user=/proc/$HOLD_PID/ns/user "$bin" --configure --mtu="$mtu" --enable-ipv6 \
-			--netns-type=path /run/netns/$ns tap0 >>"$log" 2>&1 &
+			"${api[@]}" --netns-type=path /run/netns/$ns tap0 >>"$log" 2>&1 &
 		;;
 	*) fwd_fail "$id" "unknown tool"; return 1 ;;
 	esac
@@ -183,8 +212,44 @@ fwd_start() {
 		ns_ready "$ns" 4 || { fwd_fail "$id" "no IPv4 address/route in 10 s"; return 1; }
 		log "$id: no IPv6 address/route in 10 s; IPv6 runs will fail"
 	fi
+	if [[ $id == slirp4netns && -n ${SLIRP_FWD:-} ]]; then
+		slirp_hostfwd /run/slirp-$id.sock || { fwd_fail "$id" "$SLIRP_WHY"; return 1; }
+	fi
 	FWD_MTU=$($NSX/$ns ip -o link show | awk '$2 != "lo:" { for (i = 1; i < NF; i++) if ($i == "mtu") { print $(i + 1); exit } }')
 	log "$id: pid $FWD_PID, netns $ns ready: $($NSX/$ns ip -br addr | grep -v '^lo ' | tr -s ' ' | tr '\n' ' ')mtu $FWD_MTU"
+}
+
+# slirp_hostfwd SOCK: slirp4netns's port forwarding for the splice part
+# (slirp4netns(1), API "add_hostfwd"): each "proto:host_addr:port" of
+# SLIRP_FWD from host_addr:port in this namespace to the same port of the
+# namespace's address. Sets SLIRP_WHY on failure.
+slirp_hostfwd() {
+	local sock=$1 f res
+	wait_until 5 test -S "$sock" || { SLIRP_WHY="no API socket $sock"; return 1; }
+	for f in $SLIRP_FWD; do
+		res=$(timeout 5 python3 - "$sock" "$f" <<'EOF' 2>&1
+import json, socket, sys
+proto, rest = sys.argv[2].split(":", 1)
+addr, port = rest.rsplit(":", 1)
+req = {"execute": "add_hostfwd", "arguments": {"proto": proto, "host_addr": addr,
+       "host_port": int(port), "guest_port": int(port)}}
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(json.dumps(req).encode())
+s.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    reply += b
+r = json.loads(reply or b"{}")
+if "return" not in r:
+    print("add_hostfwd %s: %s" % (sys.argv[2], r.get("error", r)))
+    sys.exit(1)
+EOF
+		) || { SLIRP_WHY=$(printf '%s' "$res" | tail -n 1 | tr '\t\n' '  ' | cut -c1-150); return 1; }
+	done
 }
 
 # holder_ready NETNS: $HOLD_PID lives in a network namespace other than NETNS
@@ -213,8 +278,10 @@ ns_ready() {
 }
 
 fwd_stop() {
-	local id=$1 i
+	local id=$1 i kib
 	if [[ -n $FWD_PID ]]; then
+		kib=$(rss_hwm_kib $FWD_PID)
+		[[ -n $kib ]] && tsv_record "$RSS" "$RSS_PART" "${RSS_ROUND:-0}" "$id" "${RSS_MTU:-0}" "$kib"
 		kill -TERM $FWD_PID 2>/dev/null
 		for ((i = 0; i < 50; i++)); do alive $FWD_PID || break; sleep 0.1; done
 		kill -KILL $FWD_PID 2>/dev/null
@@ -223,6 +290,23 @@ fwd_stop() {
 	[[ -n $HOLD_PID ]] && { kill -KILL $HOLD_PID 2>/dev/null; wait $HOLD_PID 2>/dev/null; }
 	ip netns delete "fw-$id" 2>/dev/null
 	FWD_PID="" HOLD_PID=""
+}
+
+# rss_hwm_kib PID: VmHWM (KiB) of PID plus that of every process below it,
+# empty if PID is gone
+rss_hwm_kib() {
+	local pids=("$1") all=() p c sum=0 v
+	while ((${#pids[@]})); do
+		p=${pids[0]}
+		pids=("${pids[@]:1}")
+		all+=("$p")
+		for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do pids+=("$c"); done
+	done
+	for p in "${all[@]}"; do
+		v=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$p/status" 2>/dev/null)
+		[[ -n $v ]] && sum=$((sum + v))
+	done
+	alive "$1" && ((sum > 0)) && echo "$sum"
 }
 
 # cpu_ticks PID: utime+stime (clock ticks) of PID's threads, empty if gone.
@@ -241,17 +325,19 @@ cpu_ticks() {
 # record ROUND ID MTU AF DIR STATUS BYTES SECS CPU NOTE
 record() {
 	local IFS=$'\t'
-	echo "$*" >>"$RUNS"
+	echo "$*" >>"$RUN_FILE"
 }
 
 # run_one ROUND ID MTU AF DIR
 run_one() {
-	local round=$1 id=$2 mtu=$3 af=$4 dir=$5 ns=fw-$2
-	local tag="r$1-$2-$3-v$4-$5" dst=$R4 rflag=() srv c0 c1 rc out cpu note
+	local round=$1 id=$2 mtu=$3 af=$4 dir=$5 cli=($NSX/fw-$2)
+	local tag="${RSS_PART}-r$1-$2-$3-v$4-$5" dst=$R4 rflag=() srv c0="" c1="" rc out cpu note
 	[[ $af == 6 ]] && dst=$R6
 	[[ $dir == recv ]] && rflag=(-R)
 	local json=$BENCH_OUT/raw/$tag.json err=$BENCH_OUT/raw/$tag.err
-	if [[ -z $FWD_PID ]] || ! alive $FWD_PID; then
+	# the veth ceiling: the client here, no forwarder
+	[[ $id == veth ]] && cli=()
+	if [[ $id != veth ]] && { [[ -z $FWD_PID ]] || ! alive $FWD_PID; }; then
 		record "$round" "$id" "$mtu" "$af" "$dir" fail 0 0 - "forwarder not running${FWD_FAIL:+: $FWD_FAIL}"
 		log "$tag: fail (forwarder not running)"
 		return
@@ -263,11 +349,11 @@ run_one() {
 		kill $srv 2>/dev/null; wait $srv 2>/dev/null
 		return
 	}
-	c0=$(cpu_ticks $FWD_PID)
-	$NSX/$ns timeout -k 2 $((BENCH_SECS + 20)) iperf3 -c "$dst" -p $PORT -t "$BENCH_SECS" -J \
-		--connect-timeout 3000 "${rflag[@]}" >"$json" 2>"$err"
+	[[ $id != veth ]] && c0=$(cpu_ticks $FWD_PID)
+	"${cli[@]}" timeout -k 2 $((BENCH_SECS + 20)) iperf3 -c "$dst" -p $PORT -t "$BENCH_SECS" -J \
+		--connect-timeout 3000 "${IPERF_EXTRA[@]}" "${rflag[@]}" >"$json" 2>"$err"
 	rc=$?
-	c1=$(cpu_ticks $FWD_PID)
+	[[ $id != veth ]] && c1=$(cpu_ticks $FWD_PID)
 	kill $srv 2>/dev/null
 	wait $srv 2>/dev/null
 	cpu=-
@@ -336,6 +422,9 @@ EOF
 # count = bytes received (tcp-h2n, tcp-n2h: iperf3 end.sum_received) or
 # transactions (rr.py), secs = their duration, cpu_s and note as in runs.tsv.
 SPLICE_PATHS="tcp-h2n:4 tcp-h2n:6 tcp-n2h:4 tcp-n2h:6 tcp-rr:4 tcp-crr:4 udp-rr:4"
+# slirp4netns's port forwards in the splice part (slirp_hostfwd): its API
+# takes IPv4 host addresses only ("bad arguments.host_addr" for ::1)
+SLIRP_SPLICE_FWD="tcp:127.0.0.1:5201 tcp:127.0.0.1:5203 udp:127.0.0.1:5203"
 RR=$BENCH_DIR/rr.py
 # the eBPF section's wrappers, empty elsewhere: CGX=(prefix) runs a command in
 # the section's cgroup; SRV_BIND=1 binds TCP servers to the wildcard address
@@ -358,14 +447,23 @@ splice_one() {
 	local out=$BENCH_OUT/raw/$tag.out err=$BENCH_OUT/raw/$tag.err
 	local spid c0 c1 rc res cpu note
 	[[ $af == 6 ]] && dst=::1 bind=::
-	if [[ $id != loopback ]]; then
+	# tap-rr part (tap-*): the server upstream, the client in the forwarder's
+	# namespace (here for the veth ceiling), to upstream's address
+	if [[ $path == tap-* ]]; then
+		srvns=($NSX/up) dst=$R4
+		[[ $af == 6 ]] && dst=$R6
+		[[ $id != veth ]] && clins=($NSX/fw-$id)
+	fi
+	if [[ $id != loopback && $id != veth ]]; then
 		if [[ -z $FWD_PID ]] || ! alive $FWD_PID; then
 			splice_record "$round" "$id" "$path" "$af" fail 0 0 - "forwarder not running${FWD_FAIL:+: $FWD_FAIL}"
 			log "$tag: fail (forwarder not running)"
 			return
 		fi
 		# the client runs here, the server in the namespace; -T: the reverse
-		if [[ $path == tcp-n2h ]]; then
+		if [[ $path == tap-* ]]; then
+			:
+		elif [[ $path == tcp-n2h ]]; then
 			clins=($NSX/fw-$id)
 		else
 			srvns=($NSX/fw-$id)
@@ -380,6 +478,21 @@ splice_one() {
 	tcp-rr | tcp-crr)
 		srv=(python3 "$RR" serve-tcp $port ${SRV_BIND:+$bind})
 		cli=(python3 "$RR" "$path" $dst $port "$BENCH_SECS")
+		;;
+	tap-tcp-rr | tap-tcp-crr)
+		srv=(python3 "$RR" serve-tcp $port)
+		cli=(python3 "$RR" "${path#tap-}" $dst $port "$BENCH_SECS")
+		;;
+	tap-udp-send | tap-udp-recv)
+		# UDP throughput: unlimited rate, 1400-byte datagrams; count is
+		# the receiver's bytes (end.sum_received)
+		# bound to upstream's address: a wildcard UDP server would answer
+		# from the veth's address, which the client's connected socket
+		# refuses (ICMP port unreachable)
+		port=5201
+		srv=(iperf3 -s -1 -p $port -B $dst)
+		cli=(iperf3 -c $dst -p $port -t "$BENCH_SECS" -J --connect-timeout 3000 -u -b 0 -l 1400)
+		[[ $path == tap-udp-recv ]] && cli+=(-R)
 		;;
 	tcp-pp | tcp-pp1)
 		srv=(sockperf sr --tcp -i $bind -p $port)
@@ -406,12 +519,14 @@ splice_one() {
 		return
 	}
 	c0="" c1=""
-	[[ $id != loopback ]] && c0=$(cpu_ticks $FWD_PID)
+	local fwd=1
+	[[ $id == loopback || $id == veth ]] && fwd=""
+	[[ -n $fwd ]] && c0=$(cpu_ticks $FWD_PID)
 	[[ $path == tcp-pp1 && $id != loopback ]] && taskset -a -p -c 0 $FWD_PID >/dev/null 2>&1
 	"${clins[@]}" "${CGX[@]}" timeout -k 2 $((BENCH_SECS + 20)) "${cli[@]}" >"$out" 2>"$err"
 	rc=$?
 	[[ $path == tcp-pp1 && $id != loopback ]] && taskset -a -p -c 0-$(($(nproc) - 1)) $FWD_PID >/dev/null 2>&1
-	[[ $id != loopback ]] && c1=$(cpu_ticks $FWD_PID)
+	[[ -n $fwd ]] && c1=$(cpu_ticks $FWD_PID)
 	kill $spid 2>/dev/null
 	wait $spid 2>/dev/null
 	cpu=-
@@ -430,7 +545,7 @@ splice_one() {
 	if ((rc == 0)) && [[ $res =~ ^([0-9]+)\ ([0-9.]+)$ ]] && ((BASH_REMATCH[1] > 0)); then
 		splice_record "$round" "$id" "$path" "$af" ok "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "$cpu" -
 		log "$tag: $(awk -v n="${BASH_REMATCH[1]}" -v s="${BASH_REMATCH[2]}" -v p="$path" \
-			'BEGIN { if (p ~ /^tcp-[hn]2/) printf "%.3f Gbit/s", n * 8 / s / 1e9; else printf "%.0f /s", n / s }'), forwarder CPU $cpu s"
+			'BEGIN { if (p ~ /^tcp-[hn]2/ || p ~ /^tap-udp/) printf "%.3f Gbit/s", n * 8 / s / 1e9; else printf "%.0f /s", n / s }'), forwarder CPU $cpu s"
 	else
 		note=${res#error: }
 		((rc == 124 || rc == 137)) && note="timed out after $((BENCH_SECS + 20)) s; $note"
@@ -453,27 +568,104 @@ splice_listening() {
 splice_all() {
 	local tools=() t round k n id bin p
 	for t in $BENCH_TOOLS; do
-		case ${t%%=*} in pasta-rs | debian-pasta) tools+=("$t") ;; esac
+		case ${t%%=*} in pasta-rs | debian-pasta | slirp4netns) tools+=("$t") ;; esac
 	done
 	tools+=(loopback=-)
 	n=${#tools[@]}
 	FWD_PORTS=(-t 5201,5203 -T 5202 -u 5203 -U none)
-	FWD_TAG=splice
+	FWD_TAG=splice RSS_PART=splice RSS_MTU=65520
 	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 		for ((k = 0; k < n; k++)); do
 			t=${tools[(k + round - 1) % n]}
 			id=${t%%=*} bin=${t#*=}
 			log "splice round $round: $id ($bin)"
-			FWD_FAIL=""
+			FWD_FAIL="" RSS_ROUND=$round SLIRP_FWD=""
+			# slirp4netns: host loopback -> namespace through its API's
+			# port forwarding, IPv4 only; it has no namespace -> host
+			# loopback forwarding (-T)
+			[[ $id == slirp4netns ]] && SLIRP_FWD=$SLIRP_SPLICE_FWD
 			if [[ $id != loopback ]] && ! fwd_start "$id" "$bin" 65520; then
 				fwd_stop "$id"   # every splice_one below records "forwarder not running"
 			fi
 			for p in $SPLICE_PATHS; do
+				[[ $id == slirp4netns && (${p%:*} == tcp-n2h || ${p#*:} == 6) ]] && continue
 				splice_one "$round" "$id" "${p%:*}" "${p#*:}"
 			done
 			[[ $id != loopback ]] && fwd_stop "$id"
 		done
 	done
+	SLIRP_FWD=""
+}
+
+# ---- parallel flows (p4) ------------------------------------------------------
+# iperf3 -P 4 through the tap, IPv4, namespace sends and receives, at each
+# MTU, for every tool, pasta-rs again with --threads 2 (tool pasta-rs-t2),
+# and the veth ceiling once per round. Lines go to $P4 (runs.tsv format).
+p4_all() {
+	local tools=() t round mtu k n id bin dir
+	for t in $BENCH_TOOLS; do
+		tools+=("$t")
+		[[ ${t%%=*} == pasta-rs ]] && tools+=("pasta-rs-t2=${t#*=}")
+	done
+	n=${#tools[@]}
+	local RUN_FILE=$P4 RSS_PART=p4 IPERF_EXTRA=(-P 4)
+	FWD_PORTS=(-t none -u none -T none -U none) FWD_TAG=""
+	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+		for mtu in "${MTUS[@]}"; do
+			for ((k = 0; k < n; k++)); do
+				t=${tools[(k + round - 1) % n]}
+				id=${t%%=*} bin=${t#*=}
+				log "p4 round $round, MTU $mtu: $id ($bin)"
+				FWD_MTU="" MTU_NOTE="" FWD_FAIL="" RSS_ROUND=$round RSS_MTU=$mtu FWD_TAG=p4-$mtu
+				if ! fwd_start "$id" "$bin" "$mtu"; then
+					fwd_stop "$id"
+				elif [[ $FWD_MTU != "$mtu" ]]; then
+					MTU_NOTE="tap MTU is $FWD_MTU, not $mtu"
+				fi
+				for dir in send recv; do
+					run_one "$round" "$id" "$mtu" 4 "$dir"
+				done
+				fwd_stop "$id"
+			done
+		done
+		MTU_NOTE=""
+		for dir in send recv; do
+			run_one "$round" veth 1500 4 "$dir"
+		done
+	done
+	FWD_TAG=""
+}
+
+# ---- tap round trips (tap-rr) -------------------------------------------------
+# Through the tap at MTU 65520, namespace -> upstream server, IPv4: rr.py
+# 64-byte TCP round trips and connections per second, and UDP throughput
+# (iperf3 -u -b 0 -l 1400, the receiver's bytes) both ways, for every tool
+# and the veth ceiling (client here), round-robin per round. Lines go to
+# $TAPRR (splice.tsv format, paths TAPRR_PATHS).
+TAPRR_PATHS="tap-tcp-rr:4 tap-tcp-crr:4 tap-udp-send:4 tap-udp-recv:4"
+taprr_all() {
+	local tools=() t round k n id bin p
+	read -r -a tools <<<"$BENCH_TOOLS"
+	tools+=(veth=-)
+	n=${#tools[@]}
+	local SPLICE=$TAPRR RSS_PART=tap-rr RSS_MTU=65520
+	FWD_PORTS=(-t none -u none -T none -U none) FWD_TAG=tap-rr
+	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+		for ((k = 0; k < n; k++)); do
+			t=${tools[(k + round - 1) % n]}
+			id=${t%%=*} bin=${t#*=}
+			log "tap-rr round $round: $id ($bin)"
+			FWD_FAIL="" RSS_ROUND=$round
+			if [[ $id != veth ]] && ! fwd_start "$id" "$bin" 65520; then
+				fwd_stop "$id"
+			fi
+			for p in $TAPRR_PATHS; do
+				splice_one "$round" "$id" "${p%:*}" "${p#*:}"
+			done
+			[[ $id != veth ]] && fwd_stop "$id"
+		done
+	done
+	FWD_TAG=""
 }
 
 # ---- eBPF section -----------------------------------------------------------
@@ -642,6 +834,8 @@ ebpf_fds() {
 	ports=$((lo - 1 + 65535 - hi))
 	sysctl -qw net.ipv4.ip_local_port_range="$eph"
 	FWD_PORTS=(-t all -u all -T none -U none) FWD_TAG=fds FWD_FAIL=""
+	# its peak RSS with a socket per port: a row of its own in rss.tsv
+	local RSS_PART=ebpf-fds
 	wait_until 70 no_time_wait || log "$id: TIME_WAIT sockets left after 70 s"
 	if [[ $id == pasta-rs-ebpf ]]; then
 		FWD_EXTRA=(--ebpf ${EBPF_CG:+--ebpf-cgroup "$EBPF_CG"})
@@ -697,6 +891,7 @@ ebpf_all() {
 	n=${#tools[@]}
 	# splice_one's output file and server binding for this section
 	local SPLICE=$EBPF SRV_BIND=1
+	local RSS_PART=ebpf RSS_MTU=65520 RSS_ROUND=0
 	FWD_REAL_ROOT=1
 	# first, while the fewest of this section's connections linger
 	ebpf_fds pasta-rs "$bin"
@@ -705,6 +900,7 @@ ebpf_all() {
 		for ((k = 0; k < n; k++)); do
 			id=${tools[(k + round - 1) % n]}
 			log "eBPF round $round: $id"
+			RSS_ROUND=$round
 			FWD_FAIL="" FWD_TAG=ebpf-r$round FWD_PORTS=(-t 5201,5203,$STALL_PORT -T 5202 -u none -U none)
 			FWD_EXTRA=()
 			[[ $id == pasta-rs-ebpf ]] && FWD_EXTRA=(--ebpf --ebpf-cgroup "$EBPF_CG")
@@ -738,7 +934,7 @@ for ((round = 1; round <= tap_rounds; round++)); do
 			t=${TOOLS[(k + round - 1) % ntools]}
 			id=${t%%=*} bin=${t#*=}
 			log "round $round, MTU $mtu: $id ($bin)"
-			FWD_MTU="" MTU_NOTE="" FWD_FAIL=""
+			FWD_MTU="" MTU_NOTE="" FWD_FAIL="" RSS_ROUND=$round RSS_MTU=$mtu
 			if ! fwd_start "$id" "$bin" "$mtu"; then
 				fwd_stop "$id"   # every run_one below then records "forwarder not running"
 			elif [[ $FWD_MTU != "$mtu" ]]; then
@@ -753,10 +949,21 @@ for ((round = 1; round <= tap_rounds; round++)); do
 			fwd_stop "$id"
 		done
 	done
+	# the ceiling: the same clients from this namespace over the lab veth
+	MTU_NOTE=""
+	for af in 4 6; do
+		for dir in send recv; do
+			run_one "$round" veth 1500 "$af" "$dir"
+		done
+	done
 done
+want_part p4 && p4_all
 want_part splice && splice_all
+want_part tap-rr && taprr_all
 want_part ebpf && ebpf_all
 log "bench done: tap $(grep -c $'\tok\t' "$RUNS") ok, $(grep -c $'\tfail\t' "$RUNS") failed runs;" \
 	"splice $(grep -c $'\tok\t' "$SPLICE") ok, $(grep -c $'\tfail\t' "$SPLICE") failed runs;" \
+	"p4 $(grep -c $'\tok\t' "$P4") ok, $(grep -c $'\tfail\t' "$P4") failed runs;" \
+	"tap-rr $(grep -c $'\tok\t' "$TAPRR") ok, $(grep -c $'\tfail\t' "$TAPRR") failed runs;" \
 	"eBPF section $(grep -c $'\tok\t' "$EBPF" 2>/dev/null) ok, $(grep -c $'\tfail\t' "$EBPF" 2>/dev/null) failed runs"
 exit 0

@@ -1,22 +1,37 @@
 //! # Theory of operation
 //!
 //! `cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST]
-//! [--guest-tools LIST] [--only tap|splice|ebpf|guest] [--ebpf]
-//! [--no-install]`: four parts, all by default (`--ebpf` is `--only ebpf`).
+//! [--guest-tools LIST] [--only PART[,PART...]] [--ebpf] [--no-install]`:
+//! six parts, all but ebpf by default (`--ebpf` is `--only ebpf`; `--only`
+//! takes a comma-separated list of [`PARTS`]).
 //!
 //! - tap: iperf3 TCP throughput through the tap of pasta-rs, side by side in
 //!   the same run with Debian's pasta (`/usr/bin/pasta`, package `passt`) and
 //!   slirp4netns (package `slirp4netns`), plus each forwarder's CPU seconds
-//!   per GB;
+//!   per GB, beside the ceiling [`VETH`] (the same client in the lab's
+//!   "host" namespace straight over the lab veth, no forwarder);
+//! - p4: the same with `iperf3 -P 4` (IPv4, both directions, both MTUs), and
+//!   pasta-rs once more with `--threads 2` ([`T2`]; the table's last ratio is
+//!   `--threads 2` / `--threads 1`). A pasta-rs without the option fails to
+//!   start: its cells say `fail` and the reason is listed, the rest goes on.
+//!   Runs come from `target/bench/p4.tsv` (runs.tsv's format);
 //! - splice: pasta's loopback relay ("Handling of local traffic in pasta",
 //!   passt(1)): iperf3 host -> namespace through `-t` and namespace -> host
 //!   through `-T` (IPv4 and IPv6), 64-byte TCP round trips and connections
 //!   per second through `-t`, 64-byte UDP round trips through `-u` (the last
-//!   three with `tests/bench/rr.py`, IPv4), for pasta-rs and Debian's pasta
-//!   beside the same clients over plain loopback (the ceiling), with the
-//!   ratios pasta-rs / Debian pasta and each / loopback. Rows come from
+//!   three with `tests/bench/rr.py`, IPv4), for pasta-rs, Debian's pasta and
+//!   slirp4netns (its API's `add_hostfwd` port forwarding; it has no
+//!   namespace -> host forwarding, so that cell says `n/a`,
+//!   [`SplicePath::unsupported`]) beside the same clients over plain
+//!   loopback (the ceiling), with the ratios pasta-rs / each peer and each
+//!   / loopback, and CPU s/GB on the throughput rows. Rows come from
 //!   `target/bench/splice.tsv` ([`parse_splice_runs`]); the table follows
 //!   the tap table, bench.json holds `splice_runs` and `splice_summary`;
+//! - tap-rr: through the tap at MTU 65520 to the upstream server, IPv4:
+//!   rr.py TCP round trips and connections per second, and UDP throughput
+//!   (`iperf3 -u -b 0 -l 1400`, the receiver's rate, both directions, with
+//!   CPU s/GB), every tool beside [`VETH`]; `target/bench/taprr.tsv`
+//!   (splice.tsv's format, [`TAPRR_PATHS`]), bench.json `tap_rr_*`;
 //! - ebpf (the eBPF section): pasta-rs's spliced TCP path without `--ebpf`
 //!   (splice) and with `--ebpf --ebpf-cgroup CG`, beside the same clients
 //!   over plain loopback, one session per tool and round, round-robin:
@@ -78,6 +93,15 @@
 //! round-robin within each round, and writes one line per run to
 //! `target/bench/runs.tsv` ([`parse_runs`] documents the format).
 //!
+//! Every forwarder session's peak RSS (VmHWM of /proc/PID/status summed
+//! over its processes, read right before it is stopped) goes to
+//! `target/bench/rss.tsv` ([`parse_rss`]) and a table per part and MTU. The
+//! report ends with a summary over every path of every part that ran
+//! ([`summary_rows`]: pasta-rs, and pasta-rs `--threads 2` on the p4 rows,
+//! beside the best peer, with the 1.1x target) and the issue's three checks
+//! ([`checks`]), all computed from this run's medians; the summary's ratios
+//! are drawn to `target/bench/bench.png` by gnuplot ([`render_plot`]).
+//!
 //! This module then summarises: per path (MTU, address family, direction)
 //! and tool, the median and range of the throughput over the successful
 //! runs, the ratio pasta-rs / best peer (the faster of Debian's pasta and
@@ -130,6 +154,9 @@ const BENCH_PACKAGES: &[&str] = &[
     "util-linux",
     // the eBPF section's round trips (tcp-pp)
     "sockperf",
+    // target/bench/bench.png (pngcairo terminal) and its font
+    "gnuplot-nox",
+    "fonts-dejavu-core",
 ];
 
 /// The lab script, relative to the workspace root.
@@ -164,6 +191,54 @@ const TOOLS: &[Tool] = &[
 /// The id of the tool under test (numerator of the ratio).
 const OURS: &str = "pasta-rs";
 
+/// pasta-rs with `--threads 2` (the p4 part only; lab-bench.sh adds the
+/// option): compared with pasta-rs (`--threads 1`, the default).
+const T2: Tool = Tool {
+    id: "pasta-rs-t2",
+    label: "pasta-rs --threads 2",
+    peer: false,
+};
+
+/// The tap parts' ceiling: the same iperf3 or rr.py client in the lab's
+/// "host" namespace straight to upstream over the lab veth (MTU 1500), no
+/// forwarder; one session per round, shown in the rows of every MTU.
+const VETH: Tool = Tool {
+    id: "veth",
+    label: "veth (no forwarder)",
+    peer: false,
+};
+
+/// Whether `id` is a ceiling without a forwarder (no CPU time, no RSS).
+fn is_ceiling(id: &str) -> bool {
+    id == VETH.id || id == LOOPBACK.id
+}
+
+/// The tap table's tools: the selected ones, then [`VETH`].
+fn tap_tools(tools: &[&'static Tool]) -> Vec<&'static Tool> {
+    let mut v = tools.to_vec();
+    v.push(&VETH);
+    v
+}
+
+/// The p4 table's tools: the selected ones with [`T2`] right after
+/// pasta-rs, then [`VETH`].
+fn p4_tools(tools: &[&'static Tool]) -> Vec<&'static Tool> {
+    let mut v = Vec::new();
+    for &t in tools {
+        v.push(t);
+        if t.id == OURS {
+            v.push(&T2);
+        }
+    }
+    v.push(&VETH);
+    v
+}
+
+/// The tap-rr table's tools: the selected ones, then [`VETH`].
+fn taprr_tools(tools: &[&'static Tool]) -> Vec<&'static Tool> {
+    tap_tools(tools)
+}
+
 /// Parsed command line.
 #[derive(Debug, PartialEq)]
 struct Opts {
@@ -177,9 +252,13 @@ struct Opts {
     tools: Vec<&'static Tool>,
     /// Run the tap part (`--only tap`, or by default).
     tap: bool,
+    /// Run the parallel-flows part (`--only p4`, or by default).
+    p4: bool,
     /// Run the splice part (`--only splice`, or by default).
     splice: bool,
-    /// Run the eBPF section (`--only ebpf`, `--ebpf`, or by default).
+    /// Run the tap round-trip part (`--only tap-rr`, or by default).
+    taprr: bool,
+    /// Run the eBPF section (`--only ebpf`, `--ebpf`; not by default).
     ebpf: bool,
     /// Run the guest part (`--only guest`, or by default).
     guest: bool,
@@ -189,21 +268,25 @@ struct Opts {
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST]
-                         [--only tap|splice|ebpf|guest] [--ebpf] [--no-install]
+                         [--only PART[,PART...]] [--ebpf] [--no-install]
   --rounds N    rounds, each running every path with every tool (default 3)
   --secs S      seconds per run (default 5; the guest part: per direction)
   --quick       1 round x 2 s (smoke test)
   --tools LIST  comma-separated subset of pasta-rs,debian-pasta,slirp4netns
-                (the splice table has pasta-rs, debian-pasta and loopback)
+                (pasta-rs also runs with --threads 2 in the p4 part; the
+                ceilings veth and loopback always run)
   --guest-tools LIST
                 comma-separated subset of passt-rs,debian-passt,passt-rs-vu
                 (the guest part's back-ends: stream, stream, vhost-user)
-  --only PART   tap (iperf3 through the tap), splice (pasta's loopback
-                relay beside plain loopback), ebpf (pasta-rs's spliced TCP
-                with and without --ebpf beside plain loopback, a stalled
-                reader, fds held for -t all -u all) or guest (iperf3 from a
-                QEMU guest through passt, ../shared/guest/guestlab.sh);
-                default all
+  --only PARTS  comma-separated: tap (iperf3 through the tap), p4 (iperf3
+                -P 4 through the tap, pasta-rs also with --threads 2),
+                splice (pasta's loopback relay beside plain loopback),
+                tap-rr (TCP round trips, connections/s and UDP throughput
+                through the tap), ebpf (pasta-rs's spliced TCP with and
+                without --ebpf beside plain loopback, a stalled reader, fds
+                held for -t all -u all) or guest (iperf3 from a QEMU guest
+                through passt, ../shared/guest/guestlab.sh); default all
+                but ebpf
   --ebpf        the same as --only ebpf
   --no-install  do not install missing Debian packages";
 
@@ -214,8 +297,10 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
         install: true,
         tools: TOOLS.iter().collect(),
         tap: true,
+        p4: true,
         splice: true,
-        ebpf: true,
+        taprr: true,
+        ebpf: false,
         guest: true,
         guest_tools: GUEST_TOOLS.iter().collect(),
     };
@@ -236,14 +321,22 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
                 o.secs = 2;
             }
             "--no-install" => o.install = false,
-            "--ebpf" => (o.tap, o.splice, o.ebpf, o.guest) = (false, false, true, false),
-            "--only" => match it.next().as_deref() {
-                Some("tap") => (o.tap, o.splice, o.ebpf, o.guest) = (true, false, false, false),
-                Some("splice") => (o.tap, o.splice, o.ebpf, o.guest) = (false, true, false, false),
-                Some("ebpf") => (o.tap, o.splice, o.ebpf, o.guest) = (false, false, true, false),
-                Some("guest") => (o.tap, o.splice, o.ebpf, o.guest) = (false, false, false, true),
-                v => bail!("--only: want tap, splice, ebpf or guest, not {}", v.unwrap_or("nothing")),
-            },
+            "--ebpf" => o.select_parts(&["ebpf"])?,
+            "--only" => {
+                let v = it.next().unwrap_or_default();
+                let want: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if want.is_empty() {
+                    bail!(
+                        "--only: want a part among {}, not nothing",
+                        PARTS.join(", ")
+                    );
+                }
+                o.select_parts(&want)?;
+            }
             "--guest-tools" => {
                 let v = it.next().context("--guest-tools needs a list")?;
                 let mut want = Vec::new();
@@ -278,6 +371,43 @@ fn parse_args(args: &[OsString]) -> Result<Opts> {
     Ok(o)
 }
 
+/// Every part's name for `--only`, in run order.
+const PARTS: &[&str] = &["tap", "p4", "splice", "tap-rr", "ebpf", "guest"];
+
+impl Opts {
+    /// Run exactly the parts named in `want` (names of [`PARTS`]).
+    ///
+    /// # Errors
+    /// A name that is not a part.
+    fn select_parts(&mut self, want: &[&str]) -> Result<()> {
+        if let Some(bad) = want.iter().find(|w| !PARTS.contains(w)) {
+            bail!("--only: want {}, not {bad}", PARTS.join(", "));
+        }
+        let has = |p: &str| want.contains(&p);
+        (
+            self.tap,
+            self.p4,
+            self.splice,
+            self.taprr,
+            self.ebpf,
+            self.guest,
+        ) = (
+            has("tap"),
+            has("p4"),
+            has("splice"),
+            has("tap-rr"),
+            has("ebpf"),
+            has("guest"),
+        );
+        Ok(())
+    }
+
+    /// Whether any part that runs in the lab script is selected.
+    fn lab_part(&self) -> bool {
+        self.tap || self.p4 || self.splice || self.taprr || self.ebpf
+    }
+}
+
 /// `cargo xtask bench ARGS`: see the module documentation.
 pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     if args.iter().any(|a| a == "-h" || a == "--help") {
@@ -288,7 +418,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     if !is_root()? {
         bail!("bench must run as root (unshare --net --mount --pid for the private lab)");
     }
-    let lab_part = opts.tap || opts.splice || opts.ebpf;
+    let lab_part = opts.lab_part();
     if opts.ebpf && !opts.tools.iter().any(|t| t.id == OURS) {
         bail!("the eBPF section measures pasta-rs: --tools must include it");
     }
@@ -395,6 +525,7 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
     let t0 = Instant::now();
     let mut killed = false;
     let (mut runs, mut splice_runs, mut env) = (Vec::new(), Vec::new(), String::new());
+    let (mut p4_runs, mut taprr_runs, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     let mut ebpf = EbpfPart::default();
     if lab_part {
         let lab_limit = lab_limit_secs(&opts);
@@ -428,23 +559,44 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         let text = std::fs::read_to_string(&splice_file)
             .with_context(|| format!("cannot read {}", splice_file.display()))?;
         splice_runs = parse_splice_runs(&text)?;
+        // written by this version of the lab script only: absent is empty
+        let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+        p4_runs = parse_runs(&read("p4.tsv")).context("p4.tsv")?;
+        taprr_runs = parse_rate_runs("taprr.tsv", &read("taprr.tsv"))?;
+        rss = parse_rss(&read("rss.tsv"))?;
         ebpf = read_ebpf_part(&out)?;
         env = std::fs::read_to_string(out.join("env.txt")).unwrap_or_default();
     }
     let guest_runs =
         if opts.guest { run_guest_part(&opts, &guestlab, &root, &guest_bins, &out)? } else { Vec::new() };
     let elapsed = t0.elapsed();
-    let summary = summarise(&runs, &opts.tools);
+    let summary = summarise(&runs, &tap_tools(&opts.tools));
     let mut md = if opts.tap {
         render_markdown(&summary, &opts, &env, elapsed, &runs)
     } else {
         render_markdown_head(&opts, &env, elapsed)
     };
+    let p4_rows = summarise(&p4_runs, &p4_tools(&opts.tools));
+    if opts.p4 {
+        md.push('\n');
+        md.push_str(&render_p4_markdown(&p4_rows, &opts, &p4_runs));
+    }
     let stools = splice_tools(&opts.tools);
     let splice_rows = summarise_splice(&splice_runs, &stools);
     if opts.splice {
         md.push('\n');
         md.push_str(&render_splice_markdown(&splice_rows, &stools, &opts, &splice_runs));
+    }
+    let rtools = taprr_tools(&opts.tools);
+    let taprr_rows = summarise_splice(&taprr_runs, &rtools);
+    if opts.taprr {
+        md.push('\n');
+        md.push_str(&render_taprr_markdown(
+            &taprr_rows,
+            &rtools,
+            &opts,
+            &taprr_runs,
+        ));
     }
     let ebpf_rows = summarise_splice(&ebpf.runs, &ebpf_tools());
     let stall_rows = summarise_stall(&ebpf.stall);
@@ -461,68 +613,86 @@ pub fn cmd_bench(args: &[OsString]) -> Result<ExitCode> {
         }
         md.push_str(&render_guest_markdown(&guest_rows, &opts, &guest_env, &guest_runs));
     }
+    if !rss.is_empty() {
+        md.push('\n');
+        md.push_str(&render_rss_markdown(&rss, &p4_tools(&opts.tools)));
+    }
+    let sum_rows = summary_rows(&summary, &p4_rows, &splice_rows, &taprr_rows, &guest_rows);
+    let checks = checks(&summary, &p4_rows, &splice_rows, &taprr_rows);
+    md.push('\n');
+    md.push_str(&render_summary_markdown(&sum_rows, &checks));
     print!("{md}");
     let md_path = out.join("bench.md");
     std::fs::write(&md_path, &md).with_context(|| format!("cannot write {}", md_path.display()))?;
     let json_path = out.join("bench.json");
     let json = render_json(
-        (&summary, &runs),
         &opts,
         &env,
         elapsed,
         (&splice_rows, &splice_runs),
         (&ebpf_rows, &stall_rows, &ebpf),
         (&guest_rows, &guest_runs, &guest_env),
+        &MoreJson {
+            tap: (&summary, &runs),
+            p4: (&p4_rows, &p4_runs),
+            taprr: (&taprr_rows, &taprr_runs),
+            rss: &rss,
+            sum_rows: &sum_rows,
+            checks: &checks,
+        },
     );
     std::fs::write(&json_path, json)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
-    eprintln!("xtask: bench: wrote {} and {}", md_path.display(), json_path.display());
+    eprintln!(
+        "xtask: bench: wrote {} and {}",
+        md_path.display(),
+        json_path.display()
+    );
+    eprintln!("xtask: bench: {}", render_plot(&sum_rows, &out));
     if killed {
         return Ok(ExitCode::FAILURE);
     }
-    Ok(exit_code(&runs, &splice_runs, &ebpf.runs, &guest_runs))
+    let tap_like: Vec<Run> = runs.iter().chain(&p4_runs).cloned().collect();
+    let rate_like: Vec<SpliceRun> = splice_runs.iter().chain(&taprr_runs).cloned().collect();
+    Ok(exit_code(&tap_like, &rate_like, &ebpf.runs, &guest_runs))
 }
 
 /// The selected parts, space-separated, in run order: a subset of "tap
 /// splice guest" (bench.json's `parts`).
 fn parts(o: &Opts) -> String {
-    let mut v = Vec::new();
-    if o.tap {
-        v.push("tap");
-    }
-    if o.splice {
-        v.push("splice");
-    }
-    if o.ebpf {
-        v.push("ebpf");
-    }
-    if o.guest {
-        v.push("guest");
-    }
-    v.join(" ")
+    let on = [o.tap, o.p4, o.splice, o.taprr, o.ebpf, o.guest];
+    PARTS
+        .iter()
+        .zip(on)
+        .filter(|(_, on)| *on)
+        .map(|(p, _)| *p)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-/// `BENCH_PARTS` for the lab script: the selected parts among "tap splice
-/// ebpf" (the guest part does not use the lab).
+/// `BENCH_PARTS` for the lab script: the selected parts among "tap p4
+/// splice tap-rr ebpf" (the guest part does not use the lab).
 fn lab_parts(o: &Opts) -> String {
-    let mut v = Vec::new();
-    if o.tap {
-        v.push("tap");
-    }
-    if o.splice {
-        v.push("splice");
-    }
-    if o.ebpf {
-        v.push("ebpf");
-    }
-    v.join(" ")
+    let on = [o.tap, o.p4, o.splice, o.taprr, o.ebpf];
+    PARTS
+        .iter()
+        .zip(on)
+        .filter(|(_, on)| *on)
+        .map(|(p, _)| *p)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// 0 if any run (tap, splice, eBPF section or guest) succeeded, else 1
 /// (every tool failed everywhere).
-fn exit_code(runs: &[Run], splice_runs: &[SpliceRun], ebpf_runs: &[SpliceRun], guest_runs: &[GuestRun]) -> ExitCode {
-    if runs.iter().any(|r| r.ok)
-        || splice_runs.iter().any(|r| r.ok)
+fn exit_code(
+    runs: &[Run],
+    splice_runs: &[SpliceRun],
+    ebpf_runs: &[SpliceRun],
+    guest_runs: &[GuestRun],
+) -> ExitCode {
+    if runs.iter().any(|r| r.ok && !is_ceiling(&r.tool))
+        || splice_runs.iter().any(|r| r.ok && !is_ceiling(&r.tool))
         || ebpf_runs.iter().any(|r| r.ok)
         || guest_runs.iter().any(|r| r.ok)
     {
@@ -544,18 +714,31 @@ const SPLICE_RUNS_PER_SESSION: u64 = 7;
 /// ([`EBPF_STALL_LIMIT_S`], [`EBPF_FDS_LIMIT_S`]), and 60 s for set-up. 0
 /// if none of them is selected.
 fn lab_limit_secs(o: &Opts) -> u64 {
-    if !o.tap && !o.splice && !o.ebpf {
+    if !o.lab_part() {
         return 0;
     }
     let per_run = u64::from(o.secs) + 30;
+    let rounds = u64::from(o.rounds);
     let mut secs = 60;
     if o.tap {
-        let sessions = u64::from(o.rounds) * MTUS.len() as u64 * o.tools.len() as u64;
-        secs += sessions * (21 + 4 * per_run);
+        let sessions = rounds * MTUS.len() as u64 * o.tools.len() as u64;
+        // the veth ceiling: 4 runs per round, no forwarder
+        secs += sessions * (21 + 4 * per_run) + rounds * 4 * per_run;
+    }
+    if o.p4 {
+        let fwd = p4_tools(&o.tools)
+            .iter()
+            .filter(|t| t.id != VETH.id)
+            .count() as u64;
+        secs += rounds * MTUS.len() as u64 * fwd * (21 + 2 * per_run) + rounds * 2 * per_run;
     }
     if o.splice {
-        let sessions = u64::from(o.rounds) * splice_tools(&o.tools).len() as u64;
+        let sessions = rounds * splice_tools(&o.tools).len() as u64;
         secs += sessions * (21 + SPLICE_RUNS_PER_SESSION * per_run);
+    }
+    if o.taprr {
+        let sessions = rounds * taprr_tools(&o.tools).len() as u64;
+        secs += sessions * (21 + TAPRR_PATHS.len() as u64 * per_run);
     }
     if o.ebpf {
         let sessions = u64::from(o.rounds) * EBPF_TOOLS.len() as u64;
@@ -809,9 +992,15 @@ fn summarise(runs: &[Run], tools: &[&'static Tool]) -> Vec<Row> {
                 let cells: Vec<Cell> = tools
                     .iter()
                     .map(|t| {
+                        // the veth ceiling's runs (MTU 1500) stand in every MTU's rows
                         let mine: Vec<&Run> = runs
                             .iter()
-                            .filter(|r| r.tool == t.id && r.mtu == mtu && r.af == af && r.dir == dir)
+                            .filter(|r| {
+                                r.tool == t.id
+                                    && (r.mtu == mtu || t.id == VETH.id)
+                                    && r.af == af
+                                    && r.dir == dir
+                            })
                             .collect();
                         let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.gbps()).collect();
                         let cpu: Vec<f64> = mine.iter().filter_map(|r| r.cpu_s_per_gb()).collect();
@@ -828,8 +1017,14 @@ fn summarise(runs: &[Run], tools: &[&'static Tool]) -> Vec<Row> {
                     (Some(o), Some(p)) if p > 0.0 => Some(o / p),
                     _ => None,
                 };
-                if cells.iter().any(|c| c.runs > 0) {
-                    rows.push(Row { mtu, af, dir, cells, ratio });
+                if cells.iter().any(|c| c.runs > 0 && c.tool != VETH.id) {
+                    rows.push(Row {
+                        mtu,
+                        af,
+                        dir,
+                        cells,
+                        ratio,
+                    });
                 }
             }
         }
@@ -868,10 +1063,6 @@ fn gbps_cell(c: &Cell) -> String {
     s
 }
 
-fn label(id: &str) -> &str {
-    TOOLS.iter().find(|t| t.id == id).map_or(id, |t| t.label)
-}
-
 /// The report's title and environment lines when the tap part did not run
 /// (`--only splice` or `--only guest`).
 fn render_markdown_head(o: &Opts, env: &str, elapsed: Duration) -> String {
@@ -884,7 +1075,7 @@ fn render_markdown_head(o: &Opts, env: &str, elapsed: Duration) -> String {
     s
 }
 
-/// The report: header, the table, failure notes.
+/// The report: header, the tap table, failure notes.
 fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &[Run]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# cargo xtask bench: iperf3 TCP through the tap\n");
@@ -893,7 +1084,9 @@ fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &
         "Namespace <-> upstream across the lab veth (MTU 1500), tap MTU as in the row; \
          {} round(s) x {} s, tools round-robin per round. Gbit/s: median (min-max) of the \
          successful runs. Ratio: pasta-rs / best peer by median. CPU: forwarder utime+stime \
-         per GB received (10^9 bytes), median. Run time {:.0} s.\n",
+         per GB received (10^9 bytes), median. veth: the same client in the lab namespace \
+         straight over the lab veth, no forwarder (the ceiling; the same runs in every MTU's \
+         rows). Run time {:.0} s.\n",
         o.rounds,
         o.secs,
         elapsed.as_secs_f64()
@@ -904,25 +1097,75 @@ fn render_markdown(rows: &[Row], o: &Opts, env: &str, elapsed: Duration, runs: &
     if !env.trim().is_empty() {
         s.push('\n');
     }
-    let ours = o.tools.iter().any(|t| t.id == OURS);
-    let peers = o.tools.iter().any(|t| t.peer);
+    s.push_str(&render_tap_table(rows, &tap_tools(&o.tools), runs, |r| {
+        format!("MTU {}, IPv{}, {}", r.mtu, r.af, r.dir.label())
+    }));
+    s
+}
+
+/// The p4 part's section: heading and its table.
+fn render_p4_markdown(rows: &[Row], o: &Opts, runs: &[Run]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## iperf3 -P 4 through the tap: 4 parallel flows\n");
+    let _ = writeln!(
+        s,
+        "As the tap table, with `iperf3 -P 4` (the sum of the 4 flows), IPv4, at each tap MTU; \
+         pasta-rs once more with `--threads 2` (its ratio to pasta-rs's default, one thread, \
+         in the last ratio column). {} round(s) x {} s.\n",
+        o.rounds, o.secs
+    );
+    s.push_str(&render_tap_table(rows, &p4_tools(&o.tools), runs, |r| {
+        format!("-P 4, MTU {}, IPv{}, {}", r.mtu, r.af, r.dir.label())
+    }));
+    s
+}
+
+/// A table of tap throughput rows (the tap and p4 parts): Gbit/s per tool,
+/// pasta-rs / best peer, `--threads 2` / `--threads 1` if [`T2`] is among
+/// `tools`, CPU s/GB per forwarder; then why runs failed.
+fn render_tap_table(
+    rows: &[Row],
+    tools: &[&'static Tool],
+    runs: &[Run],
+    path: impl Fn(&Row) -> String,
+) -> String {
+    let mut s = String::new();
+    let ours = tools.iter().any(|t| t.id == OURS);
+    let peers = tools.iter().any(|t| t.peer);
+    let t2 = ours && tools.iter().any(|t| t.id == T2.id);
     let mut head = vec!["path".to_string()];
-    head.extend(o.tools.iter().map(|t| format!("{} Gbit/s", t.label)));
+    head.extend(tools.iter().map(|t| format!("{} Gbit/s", t.label)));
     if ours && peers {
         head.push("pasta-rs / best peer".into());
     }
-    head.extend(o.tools.iter().map(|t| format!("CPU s/GB {}", t.label)));
+    if t2 {
+        head.push("--threads 2 / --threads 1".into());
+    }
+    let fwd: Vec<&&Tool> = tools.iter().filter(|t| !is_ceiling(t.id)).collect();
+    head.extend(fwd.iter().map(|t| format!("CPU s/GB {}", t.label)));
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
     for r in rows {
-        let mut cols = vec![format!("MTU {}, IPv{}, {}", r.mtu, r.af, r.dir.label())];
+        let mut cols = vec![path(r)];
         cols.extend(r.cells.iter().map(gbps_cell));
         if ours && peers {
             cols.push(r.ratio.map_or_else(|| "-".into(), |x| format!("{x:.2}")));
         }
-        cols.extend(r.cells.iter().map(|c| c.cpu_s_per_gb.map_or_else(|| "-".into(), sig3)));
+        if t2 {
+            cols.push(
+                cells_ratio(&r.cells, T2.id, OURS)
+                    .map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+            );
+        }
+        cols.extend(
+            r.cells
+                .iter()
+                .filter(|c| !is_ceiling(c.tool))
+                .map(|c| c.cpu_s_per_gb.map_or_else(|| "-".into(), sig3)),
+        );
         let _ = writeln!(s, "| {} |", cols.join(" | "));
     }
+    let label = |id: &str| tool_label(tools, id).to_string();
     // why runs failed, once per tool and reason
     let mut reasons: Vec<(String, String, usize)> = Vec::new();
     for r in runs.iter().filter(|r| !r.ok) {
@@ -982,11 +1225,30 @@ enum SplicePath {
     TcpCrr,
     /// 64-byte UDP request/response, through `-u`.
     UdpRr,
+    /// tap-rr part: 64-byte TCP request/response on one connection from
+    /// the namespace to upstream, through the tap.
+    TapTcpRr,
+    /// tap-rr part: TCP connect, 1 byte each way, close, namespace to
+    /// upstream through the tap.
+    TapTcpCrr,
+    /// tap-rr part: UDP throughput, namespace sends (iperf3 -u -b 0 -l
+    /// 1400; the receiver's bytes).
+    TapUdpSend,
+    /// tap-rr part: the same, namespace receives (-R).
+    TapUdpRecv,
 }
 
 /// Every splice path, in table order.
 const SPLICE_PATHS: &[SplicePath] =
     &[SplicePath::TcpH2n, SplicePath::TcpN2h, SplicePath::TcpRr, SplicePath::TcpPp, SplicePath::TcpPp1, SplicePath::TcpCrr, SplicePath::UdpRr];
+
+/// The tap-rr part's paths, in table order (lab-bench.sh's TAPRR_PATHS).
+const TAPRR_PATHS: &[SplicePath] = &[
+    SplicePath::TapTcpRr,
+    SplicePath::TapTcpCrr,
+    SplicePath::TapUdpSend,
+    SplicePath::TapUdpRecv,
+];
 
 impl SplicePath {
     fn id(self) -> &'static str {
@@ -998,6 +1260,10 @@ impl SplicePath {
             SplicePath::TcpPp1 => "tcp-pp1",
             SplicePath::TcpCrr => "tcp-crr",
             SplicePath::UdpRr => "udp-rr",
+            SplicePath::TapTcpRr => "tap-tcp-rr",
+            SplicePath::TapTcpCrr => "tap-tcp-crr",
+            SplicePath::TapUdpSend => "tap-udp-send",
+            SplicePath::TapUdpRecv => "tap-udp-recv",
         }
     }
     fn label(self) -> &'static str {
@@ -1009,22 +1275,59 @@ impl SplicePath {
             SplicePath::TcpPp1 => "TCP 64-byte round trips, sockperf, all on one CPU (-t)",
             SplicePath::TcpCrr => "TCP connections (-t)",
             SplicePath::UdpRr => "UDP 64-byte round trips (-u)",
+            SplicePath::TapTcpRr => "tap TCP 64-byte round trips",
+            SplicePath::TapTcpCrr => "tap TCP connections",
+            SplicePath::TapUdpSend => "tap UDP 1400-byte datagrams, namespace sends",
+            SplicePath::TapUdpRecv => "tap UDP 1400-byte datagrams, namespace receives",
         }
     }
     /// Unit of [`SpliceRun::rate`].
     fn unit(self) -> &'static str {
         match self {
-            SplicePath::TcpH2n | SplicePath::TcpN2h => "Gbit/s",
-            SplicePath::TcpRr | SplicePath::TcpPp | SplicePath::TcpPp1 | SplicePath::UdpRr => "round trips/s",
-            SplicePath::TcpCrr => "connections/s",
+            SplicePath::TcpH2n
+            | SplicePath::TcpN2h
+            | SplicePath::TapUdpSend
+            | SplicePath::TapUdpRecv => "Gbit/s",
+            SplicePath::TcpRr
+            | SplicePath::TcpPp
+            | SplicePath::TcpPp1
+            | SplicePath::UdpRr
+            | SplicePath::TapTcpRr => "round trips/s",
+            SplicePath::TcpCrr | SplicePath::TapTcpCrr => "connections/s",
         }
     }
     /// Whether `count` is bytes (iperf3) rather than transactions (rr.py).
     fn counts_bytes(self) -> bool {
-        matches!(self, SplicePath::TcpH2n | SplicePath::TcpN2h)
+        matches!(
+            self,
+            SplicePath::TcpH2n
+                | SplicePath::TcpN2h
+                | SplicePath::TapUdpSend
+                | SplicePath::TapUdpRecv
+        )
     }
     fn from_id(id: &str) -> Option<Self> {
-        SPLICE_PATHS.iter().copied().find(|p| p.id() == id)
+        SPLICE_PATHS
+            .iter()
+            .chain(TAPRR_PATHS)
+            .copied()
+            .find(|p| p.id() == id)
+    }
+    /// Why tool `tool` can't do this path in address family `af`, if it
+    /// can't (its cell says so instead of `fail`): slirp4netns has no
+    /// namespace -> host loopback forwarding (`-T`), and its API's
+    /// `add_hostfwd` takes IPv4 host addresses only (slirp4netns 1.2.0:
+    /// "bad arguments.host_addr" for ::1).
+    fn unsupported(self, tool: &str, af: u8) -> Option<&'static str> {
+        match (tool, self, af) {
+            ("slirp4netns", SplicePath::TcpN2h, _) => {
+                Some("n/a: no namespace -> host loopback forwarding")
+            }
+            ("slirp4netns", _, 6) if !self.id().starts_with("tap-") => {
+                Some("n/a: add_hostfwd takes IPv4 host addresses only")
+            }
+            _ => None,
+        }
     }
 }
 
@@ -1122,11 +1425,11 @@ fn parse_rate_runs(file: &str, text: &str) -> Result<Vec<SpliceRun>> {
     Ok(runs)
 }
 
-/// The splice table's tools for the selected `tools`: pasta-rs and Debian's
-/// pasta if selected (slirp4netns has no splice path), then [`LOOPBACK`].
+/// The splice table's tools for the selected `tools`: every selected
+/// forwarder (slirp4netns with its API's port forwarding, `-t`/`-u` paths
+/// only), then [`LOOPBACK`].
 fn splice_tools(tools: &[&'static Tool]) -> Vec<&'static Tool> {
-    let mut v: Vec<&'static Tool> =
-        tools.iter().copied().filter(|t| t.id == OURS || t.id == SPLICE_PEER).collect();
+    let mut v = tools.to_vec();
     v.push(&LOOPBACK);
     v
 }
@@ -1152,14 +1455,23 @@ impl SpliceRow {
 }
 
 /// The ratios of the splice table: (numerator, denominator) tool ids.
-const SPLICE_RATIOS: &[(&str, &str)] = &[(OURS, SPLICE_PEER), (OURS, "loopback"), (SPLICE_PEER, "loopback")];
+const SPLICE_RATIOS: &[(&str, &str)] = &[
+    (OURS, SPLICE_PEER),
+    (OURS, "slirp4netns"),
+    (OURS, "loopback"),
+    (SPLICE_PEER, "loopback"),
+];
 
-/// Group splice `runs` into rows ([`SPLICE_PATHS`] order, IPv4 before IPv6)
-/// with one cell per tool of `tools` (from [`splice_tools`]); rows without
-/// any run are left out.
+/// The ratios of the tap-rr table.
+const TAPRR_RATIOS: &[(&str, &str)] = &[(OURS, SPLICE_PEER), (OURS, "slirp4netns"), (OURS, "veth")];
+
+/// Group splice `runs` into rows ([`SPLICE_PATHS`] then [`TAPRR_PATHS`]
+/// order, IPv4 before IPv6) with one cell per tool of `tools` (from
+/// [`splice_tools`]); rows without any run are left out. Cells of byte
+/// paths get the median CPU s/GB of the forwarder.
 fn summarise_splice(runs: &[SpliceRun], tools: &[&'static Tool]) -> Vec<SpliceRow> {
     let mut rows = Vec::new();
-    for &path in SPLICE_PATHS {
+    for &path in SPLICE_PATHS.iter().chain(TAPRR_PATHS) {
         for af in [4u8, 6] {
             let cells: Vec<Cell> = tools
                 .iter()
@@ -1167,10 +1479,21 @@ fn summarise_splice(runs: &[SpliceRun], tools: &[&'static Tool]) -> Vec<SpliceRo
                     let mine: Vec<&SpliceRun> =
                         runs.iter().filter(|r| r.tool == t.id && r.path == path && r.af == af).collect();
                     let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.rate()).collect();
-                    Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: None }
+                    let cpu: Vec<f64> = mine
+                        .iter()
+                        .filter(|r| r.ok && r.count > 0 && path.counts_bytes())
+                        .filter_map(|r| r.cpu_s.map(|c| c / (r.count as f64 / 1e9)))
+                        .collect();
+                    Cell {
+                        tool: t.id,
+                        runs: mine.len(),
+                        ok: good.len(),
+                        gbps: spread(&good),
+                        cpu_s_per_gb: median(&cpu),
+                    }
                 })
                 .collect();
-            if cells.iter().any(|c| c.runs > 0) {
+            if cells.iter().any(|c| c.runs > 0 && !is_ceiling(c.tool)) {
                 rows.push(SpliceRow { path, af, cells });
             }
         }
@@ -1196,7 +1519,44 @@ fn render_splice_markdown(rows: &[SpliceRow], tools: &[&'static Tool], o: &Opts,
          of the medians.\n",
         o.rounds, o.secs
     );
-    s.push_str(&render_rate_table(rows, tools, SPLICE_RATIOS, runs, "splice"));
+    s.push_str(&render_rate_table(
+        rows,
+        tools,
+        SPLICE_RATIOS,
+        runs,
+        "splice",
+        true,
+    ));
+    s
+}
+
+/// The tap-rr part's section: heading and its table.
+fn render_taprr_markdown(
+    rows: &[SpliceRow],
+    tools: &[&'static Tool],
+    o: &Opts,
+    runs: &[SpliceRun],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Tap round trips, connections and UDP\n");
+    let _ = writeln!(
+        s,
+        "Namespace -> upstream server through the tap at MTU 65520, IPv4: rr.py 64-byte TCP \
+         round trips on one connection and TCP connections per second (connect, 1 byte each \
+         way, close), and UDP throughput (`iperf3 -u -b 0 -l 1400`, the receiver's rate) both \
+         ways; veth: the same client in the lab namespace, no forwarder. {} round(s) x {} s, \
+         tools round-robin per round. Cells: median (min-max) of the successful runs, in the \
+         row's unit; CPU s/GB for the UDP rows.\n",
+        o.rounds, o.secs
+    );
+    s.push_str(&render_rate_table(
+        rows,
+        tools,
+        TAPRR_RATIOS,
+        runs,
+        "tap-rr",
+        true,
+    ));
     s
 }
 
@@ -1210,8 +1570,15 @@ fn render_rate_table(
     ratios: &[(&str, &str)],
     runs: &[SpliceRun],
     what: &str,
+    cpu: bool,
 ) -> String {
     let mut s = String::new();
+    // CPU s/GB columns: per forwarder, if asked and any row moves bytes
+    let cpu_tools: Vec<&&Tool> = if cpu && rows.iter().any(|r| r.path.counts_bytes()) {
+        tools.iter().filter(|t| !is_ceiling(t.id)).collect()
+    } else {
+        Vec::new()
+    };
     let ratios: Vec<(&str, &str)> = ratios
         .iter()
         .copied()
@@ -1219,15 +1586,40 @@ fn render_rate_table(
         .collect();
     let mut head = vec!["path".to_string()];
     head.extend(tools.iter().map(|t| t.label.to_string()));
-    head.extend(ratios.iter().map(|(a, b)| format!("{} / {}", tool_label(tools, a), tool_label(tools, b))));
+    head.extend(
+        ratios
+            .iter()
+            .map(|(a, b)| format!("{} / {}", tool_label(tools, a), tool_label(tools, b))),
+    );
+    head.extend(cpu_tools.iter().map(|t| format!("CPU s/GB {}", t.label)));
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
     for r in rows {
-        let mut cols = vec![format!("{}, IPv{}, {}", r.path.label(), r.af, r.path.unit())];
-        cols.extend(r.cells.iter().map(gbps_cell));
+        let mut cols = vec![format!(
+            "{}, IPv{}, {}",
+            r.path.label(),
+            r.af,
+            r.path.unit()
+        )];
         cols.extend(
-            ratios.iter().map(|(a, b)| r.ratio(a, b).map_or_else(|| "-".into(), |x| format!("{x:.2}"))),
+            r.cells
+                .iter()
+                .map(|c| match r.path.unsupported(c.tool, r.af) {
+                    Some(why) if c.runs == 0 => why.to_string(),
+                    _ => gbps_cell(c),
+                }),
         );
+        cols.extend(ratios.iter().map(|(a, b)| {
+            r.ratio(a, b)
+                .map_or_else(|| "-".into(), |x| format!("{x:.2}"))
+        }));
+        cols.extend(cpu_tools.iter().map(|t| {
+            r.cells
+                .iter()
+                .find(|c| c.tool == t.id)
+                .and_then(|c| c.cpu_s_per_gb)
+                .map_or_else(|| "-".into(), sig3)
+        }));
         let _ = writeln!(s, "| {} |", cols.join(" | "));
     }
     let mut reasons: Vec<(String, String, usize)> = Vec::new();
@@ -1664,8 +2056,19 @@ fn render_ebpf_markdown(rows: &[SpliceRow], stall: &[StallRow], o: &Opts, part: 
          median (min-max) of the successful runs. Ratios: of the medians.\n",
         o.rounds, o.secs
     );
-    let _ = writeln!(s, "- pasta-rs --ebpf: {}\n", ebpf_status_phrase(&part.status));
-    s.push_str(&render_rate_table(rows, &tools, EBPF_RATIOS, &part.runs, "eBPF section"));
+    let _ = writeln!(
+        s,
+        "- pasta-rs --ebpf: {}\n",
+        ebpf_status_phrase(&part.status)
+    );
+    s.push_str(&render_rate_table(
+        rows,
+        &tools,
+        EBPF_RATIOS,
+        &part.runs,
+        "eBPF section",
+        false,
+    ));
     let _ = writeln!(s, "\n### Stalled reader\n");
     let _ = writeln!(
         s,
@@ -2430,6 +2833,520 @@ fn render_guest_json(rows: &[GuestRow], runs: &[GuestRun], env: &str) -> String 
 
 // ---- JSON -------------------------------------------------------------------
 
+// ---- peak memory ------------------------------------------------------------
+
+/// One forwarder session's peak memory (a line of rss.tsv).
+#[derive(Clone, Debug, PartialEq)]
+struct RssRun {
+    /// The lab part the session belonged to: tap, p4, splice or tap-rr.
+    part: String,
+    /// Round, from 1.
+    round: u32,
+    /// Tool id.
+    tool: String,
+    /// Tap MTU of the session, bytes.
+    mtu: u16,
+    /// VmHWM of /proc/PID/status (KiB), summed over the forwarder and every
+    /// process below it, read right before the bench stopped it.
+    kib: u64,
+}
+
+/// Parse rss.tsv as written by tests/bench/lab-bench.sh: one forwarder
+/// session per line, five tab-separated fields `part round tool mtu kib`.
+/// Empty lines are skipped.
+///
+/// # Errors
+/// A line with another field count or an unparsable number, naming the line.
+fn parse_rss(text: &str) -> Result<Vec<RssRun>> {
+    let mut v = Vec::new();
+    for (n, f) in tsv_lines("rss.tsv", text, 5)? {
+        v.push(RssRun {
+            part: f[0].to_string(),
+            round: tsv_field("rss.tsv", n, "round", f[1])?,
+            tool: f[2].to_string(),
+            mtu: tsv_field("rss.tsv", n, "mtu", f[3])?,
+            kib: tsv_field("rss.tsv", n, "kib", f[4])?,
+        });
+    }
+    Ok(v)
+}
+
+/// The peak-RSS table: one row per part and MTU that has sessions, one
+/// column per forwarder among `tools`; cells: MiB, median (min-max) over
+/// the sessions.
+fn render_rss_markdown(rss: &[RssRun], tools: &[&'static Tool]) -> String {
+    let mut s = String::new();
+    // the given forwarders, then any other tool with sessions (the eBPF
+    // section's pasta-rs --ebpf)
+    let mut fwd: Vec<&Tool> = tools
+        .iter()
+        .copied()
+        .filter(|t| !is_ceiling(t.id))
+        .collect();
+    for r in rss {
+        if !fwd.iter().any(|t| t.id == r.tool) {
+            if let Some(t) = EBPF_TOOLS.iter().find(|t| t.id == r.tool) {
+                fwd.push(t);
+            }
+        }
+    }
+    let _ = writeln!(s, "## Forwarder peak memory\n");
+    let _ = writeln!(
+        s,
+        "VmHWM of /proc/PID/status, summed over the forwarder's processes, read right before \
+         each session's forwarder was stopped; MiB (2^20 bytes), median (min-max) over the \
+         sessions of the part and MTU.\n"
+    );
+    let mut head = vec!["part, tap MTU".to_string()];
+    head.extend(fwd.iter().map(|t| format!("{} MiB", t.label)));
+    let _ = writeln!(s, "| {} |", head.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+    let mut keys: Vec<(&str, u16)> = Vec::new();
+    for r in rss {
+        if !keys.contains(&(r.part.as_str(), r.mtu)) {
+            keys.push((&r.part, r.mtu));
+        }
+    }
+    for (part, mtu) in keys {
+        let mut cols = vec![format!("{part}, {mtu}")];
+        for t in &fwd {
+            let v: Vec<f64> = rss
+                .iter()
+                .filter(|r| r.part == part && r.mtu == mtu && r.tool == t.id)
+                .map(|r| r.kib as f64 / 1024.0)
+                .collect();
+            cols.push(match spread(&v) {
+                None => "-".into(),
+                Some((m, lo, hi)) if v.len() > 1 => {
+                    format!("{} ({}-{})", sig3(m), sig3(lo), sig3(hi))
+                }
+                Some((m, _, _)) => sig3(m),
+            });
+        }
+        let _ = writeln!(s, "| {} |", cols.join(" | "));
+    }
+    s
+}
+
+// ---- summary over every path --------------------------------------------------
+
+/// One path of the summary table: a pasta-rs (or passt-rs) column beside
+/// the best peer on that path.
+#[derive(Debug, PartialEq)]
+struct SumRow {
+    /// The path, as a table label (part, then the row's own label).
+    path: String,
+    /// Unit of the two medians.
+    unit: &'static str,
+    /// Label of our column (pasta-rs, pasta-rs --threads 2, passt-rs ...).
+    ours: String,
+    /// Our median, if any run succeeded.
+    ours_median: Option<f64>,
+    /// The best peer's median and label, if any peer succeeded.
+    best: Option<(f64, String)>,
+}
+
+impl SumRow {
+    /// Our median / the best peer's median.
+    fn ratio(&self) -> Option<f64> {
+        match (self.ours_median, &self.best) {
+            (Some(a), Some((b, _))) if *b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+}
+
+/// The issue's target: every path at least this many times the best peer.
+const TARGET_RATIO: f64 = 1.1;
+
+/// A [`SumRow`] of `cells`: tool `ours` beside the best of `peers` by
+/// median (labels from `label`).
+fn sum_row(
+    path: String,
+    unit: &'static str,
+    cells: &[Cell],
+    ours: &str,
+    peers: &[&str],
+    label: impl Fn(&str) -> String,
+) -> SumRow {
+    let med = |id: &str| {
+        cells
+            .iter()
+            .find(|c| c.tool == id)
+            .and_then(|c| c.gbps)
+            .map(|g| g.0)
+    };
+    let best = peers
+        .iter()
+        .filter_map(|p| med(p).map(|m| (m, label(p))))
+        .fold(None, |b: Option<(f64, String)>, x| match b {
+            Some(b) if b.0 >= x.0 => Some(b),
+            _ => Some(x),
+        });
+    SumRow {
+        path,
+        unit,
+        ours: label(ours),
+        ours_median: med(ours),
+        best,
+    }
+}
+
+/// The tap peers' ids (Debian's pasta, slirp4netns).
+fn peer_ids() -> Vec<&'static str> {
+    TOOLS.iter().filter(|t| t.peer).map(|t| t.id).collect()
+}
+
+/// Every part's rows as the summary's paths: tap (pasta-rs), p4 (pasta-rs
+/// and pasta-rs --threads 2), splice and tap-rr (pasta-rs), each beside the
+/// best of Debian's pasta and slirp4netns, then guest (passt-rs stream and
+/// vhost-user beside Debian's passt). Rows whose tools didn't run at all
+/// are left out; ceilings are never peers.
+fn summary_rows(
+    tap: &[Row],
+    p4: &[Row],
+    splice: &[SpliceRow],
+    taprr: &[SpliceRow],
+    guest: &[GuestRow],
+) -> Vec<SumRow> {
+    let peers = peer_ids();
+    let tl = |id: &str| {
+        TOOLS
+            .iter()
+            .chain([&T2])
+            .find(|t| t.id == id)
+            .map_or_else(|| id.to_string(), |t| t.label.to_string())
+    };
+    let mut v = Vec::new();
+    let has = |cells: &[Cell], id: &str| cells.iter().any(|c| c.tool == id && c.runs > 0);
+    for r in tap.iter().filter(|r| has(&r.cells, OURS)) {
+        let path = format!("tap TCP, MTU {}, IPv{}, {}", r.mtu, r.af, r.dir.label());
+        v.push(sum_row(path, "Gbit/s", &r.cells, OURS, &peers, tl));
+    }
+    for r in p4 {
+        for ours in [OURS, T2.id].into_iter().filter(|id| has(&r.cells, id)) {
+            let path = format!(
+                "tap TCP -P 4, MTU {}, IPv{}, {}",
+                r.mtu,
+                r.af,
+                r.dir.label()
+            );
+            v.push(sum_row(path, "Gbit/s", &r.cells, ours, &peers, tl));
+        }
+    }
+    for r in splice.iter().chain(taprr).filter(|r| has(&r.cells, OURS)) {
+        let path = format!("{}, IPv{}", r.path.label(), r.af);
+        let peers: Vec<&str> = peers
+            .iter()
+            .copied()
+            .filter(|p| r.path.unsupported(p, r.af).is_none())
+            .collect();
+        v.push(sum_row(path, r.path.unit(), &r.cells, OURS, &peers, tl));
+    }
+    for r in guest {
+        for ours in ["passt-rs", "passt-rs-vu"]
+            .into_iter()
+            .filter(|id| has(&r.cells, id))
+        {
+            let path = format!("guest TCP, {}", guest_dir_label(r.dir));
+            v.push(sum_row(
+                path,
+                "Mbit/s",
+                &r.cells,
+                ours,
+                &["debian-passt"],
+                |id| guest_label(id).to_string(),
+            ));
+        }
+    }
+    v
+}
+
+/// One of the issue's specific checks, computed from the runs.
+#[derive(Debug, PartialEq)]
+struct Check {
+    /// What is compared, with the target ("tap TCP MTU 1500: pasta-rs / Debian pasta >= 2x").
+    what: &'static str,
+    /// The worst ratio over the rows checked (the lowest for a `>=`
+    /// target, the highest for a `<=` one), if any row had both numbers.
+    worst: Option<f64>,
+    /// Passed (every row checked meets the target); `None` without data.
+    pass: Option<bool>,
+    /// The ratio of each row checked: "label ratio", comma separated.
+    detail: String,
+}
+
+/// Build a [`Check`] from `(row label, ratio)` pairs: at least `target`
+/// (`at_least`) or at most `target`.
+fn check_of(what: &'static str, pairs: &[(String, f64)], target: f64, at_least: bool) -> Check {
+    let worst = pairs.iter().map(|p| p.1).fold(None, |w: Option<f64>, x| {
+        Some(w.map_or(x, |w| if at_least { w.min(x) } else { w.max(x) }))
+    });
+    let pass = worst.map(|w| if at_least { w >= target } else { w <= target });
+    let detail = pairs
+        .iter()
+        .map(|(l, r)| format!("{l} {r:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Check {
+        what,
+        worst,
+        pass,
+        detail,
+    }
+}
+
+/// The issue's three checks: tap TCP at MTU 1500, pasta-rs / Debian
+/// pasta at least 2 on every row; -P 4, `--threads 2` / `--threads 1` at
+/// least 1.3 on every row; forwarder CPU s/GB, pasta-rs / Debian pasta at
+/// most 0.8 on every throughput row where both have a number (tap, p4 with
+/// one thread, splice and tap-rr byte paths).
+fn checks(tap: &[Row], p4: &[Row], splice: &[SpliceRow], taprr: &[SpliceRow]) -> Vec<Check> {
+    let med = |cells: &[Cell], id: &str| {
+        cells
+            .iter()
+            .find(|c| c.tool == id)
+            .and_then(|c| c.gbps)
+            .map(|g| g.0)
+    };
+    let cpu = |cells: &[Cell], id: &str| {
+        cells
+            .iter()
+            .find(|c| c.tool == id)
+            .and_then(|c| c.cpu_s_per_gb)
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let tap_label = |r: &Row| format!("MTU {} IPv{} {}", r.mtu, r.af, r.dir.id());
+    let mtu1500: Vec<(String, f64)> = tap
+        .iter()
+        .filter(|r| r.mtu == 1500)
+        .filter_map(|r| {
+            ratio(med(&r.cells, OURS), med(&r.cells, SPLICE_PEER)).map(|x| (tap_label(r), x))
+        })
+        .collect();
+    let threads: Vec<(String, f64)> = p4
+        .iter()
+        .filter_map(|r| ratio(med(&r.cells, T2.id), med(&r.cells, OURS)).map(|x| (tap_label(r), x)))
+        .collect();
+    let mut cpus: Vec<(String, f64)> = Vec::new();
+    for (what, rows) in [("tap", tap), ("-P 4", p4)] {
+        for r in rows {
+            if let Some(x) = ratio(cpu(&r.cells, OURS), cpu(&r.cells, SPLICE_PEER)) {
+                cpus.push((format!("{what} {}", tap_label(r)), x));
+            }
+        }
+    }
+    for r in splice.iter().chain(taprr).filter(|r| r.path.counts_bytes()) {
+        if let Some(x) = ratio(cpu(&r.cells, OURS), cpu(&r.cells, SPLICE_PEER)) {
+            cpus.push((format!("{} IPv{}", r.path.id(), r.af), x));
+        }
+    }
+    vec![
+        check_of(
+            "tap TCP at MTU 1500: pasta-rs / Debian pasta >= 2x",
+            &mtu1500,
+            2.0,
+            true,
+        ),
+        check_of(
+            "-P 4: pasta-rs --threads 2 / --threads 1 >= 1.3x",
+            &threads,
+            1.3,
+            true,
+        ),
+        check_of(
+            "forwarder CPU s/GB: pasta-rs / Debian pasta <= 0.8x",
+            &cpus,
+            0.8,
+            false,
+        ),
+    ]
+}
+
+/// "yes", "no" or "-" (no data).
+fn yes_no(x: Option<bool>) -> &'static str {
+    match x {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    }
+}
+
+/// The summary section: every path's pasta-rs / best peer with the 1.1x
+/// target, then the issue's three checks.
+fn render_summary_markdown(rows: &[SumRow], checks: &[Check]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Summary: every path beside the best peer\n");
+    let _ = writeln!(
+        s,
+        "Medians of this run; best peer: the faster of Debian's pasta and slirp4netns (Debian's \
+         passt for the guest), ceilings (veth, loopback) are not peers.\n"
+    );
+    if rows.is_empty() {
+        let _ = writeln!(s, "No part with pasta-rs beside a peer ran.");
+    } else {
+        let _ = writeln!(
+            s,
+            "| path | pasta-rs | best peer (who) | ratio | >= {TARGET_RATIO}x? |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+    }
+    for r in rows {
+        let ours = r
+            .ours_median
+            .map_or_else(|| "fail".into(), |m| format!("{} {}", sig3(m), r.unit));
+        let ours = if r.ours == "pasta-rs" {
+            ours
+        } else {
+            format!("{ours} ({})", r.ours)
+        };
+        let best = r.best.as_ref().map_or_else(
+            || "-".into(),
+            |(m, who)| format!("{} {} ({who})", sig3(*m), r.unit),
+        );
+        let ratio = r.ratio();
+        let _ = writeln!(
+            s,
+            "| {} | {ours} | {best} | {} | {} |",
+            r.path,
+            ratio.map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+            yes_no(ratio.map(|x| x >= TARGET_RATIO))
+        );
+    }
+    let _ = writeln!(s, "\n| check | worst row | passed? | every row |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for c in checks {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            c.what,
+            c.worst.map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+            yes_no(c.pass),
+            if c.detail.is_empty() {
+                "no data"
+            } else {
+                &c.detail
+            }
+        );
+    }
+    s
+}
+
+/// The summary and checks of bench.json: `"overall_summary": [...],
+/// "checks": [...]` (members, no surrounding braces, no trailing comma).
+fn render_summary_json(rows: &[SumRow], checks: &[Check]) -> String {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"path\": {}, \"unit\": {}, \"ours\": {}, \"ours_median\": {}, \"best_peer\": {}, \
+                 \"best_peer_median\": {}, \"ratio\": {}}}",
+                json_str(&r.path),
+                json_str(r.unit),
+                json_str(&r.ours),
+                json_num(r.ours_median),
+                r.best.as_ref().map_or_else(|| "null".into(), |b| json_str(&b.1)),
+                json_num(r.best.as_ref().map(|b| b.0)),
+                json_num(r.ratio())
+            )
+        })
+        .collect();
+    let checks: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            format!(
+                "    {{\"check\": {}, \"worst\": {}, \"pass\": {}, \"detail\": {}}}",
+                json_str(c.what),
+                json_num(c.worst),
+                c.pass.map_or_else(|| "null".into(), |p| p.to_string()),
+                json_str(&c.detail)
+            )
+        })
+        .collect();
+    format!(
+        "  \"overall_summary\": [\n{}\n  ],\n  \"checks\": [\n{}\n  ]",
+        rows.join(",\n"),
+        checks.join(",\n")
+    )
+}
+
+// ---- plot ---------------------------------------------------------------------
+
+/// gnuplot's input for the plot: one line per summary row with a ratio,
+/// `"label"<TAB>ratio`, top to bottom (labels' double quotes become single).
+fn plot_data(rows: &[SumRow]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        if let Some(x) = r.ratio() {
+            let label = if r.ours == "pasta-rs" {
+                r.path.clone()
+            } else {
+                format!("{} ({})", r.path, r.ours)
+            };
+            let _ = writeln!(s, "\"{}\"\t{x}", label.replace('"', "'"));
+        }
+    }
+    s
+}
+
+/// A gnuplot script drawing `data` (from [`plot_data`], `n` lines) as
+/// horizontal bars of pasta-rs / best peer, one per path, top to bottom in
+/// the data's order (green at or above [`TARGET_RATIO`], red below), with a
+/// red line at [`TARGET_RATIO`], to the PNG `png` (pngcairo terminal).
+fn plot_script(data: &std::path::Path, png: &std::path::Path, n: usize) -> String {
+    let height = 120 + 22 * n.max(1);
+    let q = |p: &std::path::Path| p.display().to_string().replace('\'', "");
+    format!(
+        "set terminal pngcairo noenhanced size 1400,{height} font 'DejaVu Sans,9'\n\
+         set output '{png}'\n\
+         set datafile separator '\\t'\n\
+         set title 'pasta-rs / best peer, median of this run (red: {TARGET_RATIO}x)'\n\
+         set xlabel 'ratio'\n\
+         set xrange [0:*]\n\
+         set yrange [{top}:-0.7]\n\
+         set ytics scale 0\n\
+         set grid xtics\n\
+         set style fill solid 0.6 border -1\n\
+         set key off\n\
+         set arrow from {TARGET_RATIO}, graph 0 to {TARGET_RATIO}, graph 1 nohead lc rgb 'red' lw 2 front\n\
+         plot '{data}' using ($2/2):0:($2/2):(0.35):($2 >= {TARGET_RATIO} ? 0x4aa84a : 0xd9534f):ytic(1) \
+         with boxxyerror lc rgb variable, \\\n\
+         \x20    '' using 2:0:(sprintf('%.2f', $2)) with labels left offset 0.5,0\n",
+        png = q(png),
+        data = q(data),
+        top = n as f64 - 0.3,
+    )
+}
+
+/// Draw target/bench/bench.png from the summary with gnuplot (package
+/// gnuplot-nox); returns what happened, for the log. Not an error when
+/// gnuplot is missing or fails: the tables are the result.
+fn render_plot(rows: &[SumRow], out: &std::path::Path) -> String {
+    let data = plot_data(rows);
+    let n = data.lines().count();
+    if n == 0 {
+        return "no plot: no path has both pasta-rs and a peer".into();
+    }
+    let (dat, gp, png) = (
+        out.join("bench-plot.tsv"),
+        out.join("bench.gp"),
+        out.join("bench.png"),
+    );
+    if let Err(e) =
+        std::fs::write(&dat, &data).and_then(|()| std::fs::write(&gp, plot_script(&dat, &png, n)))
+    {
+        return format!("no plot: cannot write {}: {e}", gp.display());
+    }
+    match Command::new("gnuplot").arg(&gp).status() {
+        Ok(st) if st.success() => format!("wrote {}", png.display()),
+        Ok(st) => format!("no plot: gnuplot {} ({st})", gp.display()),
+        Err(e) => format!("no plot: cannot run gnuplot: {e}"),
+    }
+}
+
 /// `v` as a JSON string literal (RFC 8259 §7).
 fn json_str(v: &str) -> String {
     let mut s = String::with_capacity(v.len() + 2);
@@ -2463,14 +3380,22 @@ fn json_num(x: Option<f64>) -> String {
 /// the splice part's runs and summary ([`render_splice_json`]), the eBPF
 /// section's ([`render_ebpf_json`]) and the guest part's.
 fn render_json(
-    (rows, runs): (&[Row], &[Run]),
     o: &Opts,
     env: &str,
     elapsed: Duration,
     splice: (&[SpliceRow], &[SpliceRun]),
     ebpf: (&[SpliceRow], &[StallRow], &EbpfPart),
     guest: (&[GuestRow], &[GuestRun], &str),
+    more: &MoreJson,
 ) -> String {
+    let MoreJson {
+        tap: (rows, runs),
+        p4: (p4_rows, p4_runs),
+        taprr: (taprr_rows, taprr_runs),
+        rss,
+        sum_rows,
+        checks,
+    } = *more;
     let mut s = String::from("{\n");
     let tools: Vec<String> = o.tools.iter().map(|t| json_str(t.id)).collect();
     let gtools: Vec<String> = o.guest_tools.iter().map(|t| json_str(t.id)).collect();
@@ -2486,9 +3411,70 @@ fn render_json(
         mtus.join(", "),
         json_num(Some(elapsed.as_secs_f64()))
     );
-    let env: Vec<String> = env.lines().filter(|l| !l.trim().is_empty()).map(json_str).collect();
+    let env: Vec<String> = env
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(json_str)
+        .collect();
     let _ = writeln!(s, "  \"env\": [{}],", env.join(", "));
-    s.push_str("  \"runs\": [\n");
+    s.push_str(&tap_json("", rows, runs));
+    s.push_str(",\n");
+    s.push_str(&tap_json("p4_", p4_rows, p4_runs));
+    s.push_str(",\n");
+    s.push_str(&render_rate_json(
+        "tap_rr",
+        taprr_rows,
+        taprr_runs,
+        TAPRR_RATIOS,
+    ));
+    s.push_str(",\n");
+    let rss: Vec<String> = rss
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"part\": {}, \"round\": {}, \"tool\": {}, \"mtu\": {}, \"vmhwm_kib\": {}}}",
+                json_str(&r.part),
+                r.round,
+                json_str(&r.tool),
+                r.mtu,
+                r.kib
+            )
+        })
+        .collect();
+    let _ = write!(s, "  \"rss\": [\n{}\n  ],\n", rss.join(",\n"));
+    s.push_str(&render_summary_json(sum_rows, checks));
+    s.push_str(",\n");
+    s.push_str(&render_splice_json(splice.0, splice.1));
+    s.push_str(",\n");
+    s.push_str(&render_ebpf_json(ebpf.0, ebpf.1, ebpf.2));
+    s.push_str(",\n");
+    s.push_str(&render_guest_json(guest.0, guest.1, guest.2));
+    s.push_str("\n}\n");
+    s
+}
+
+#[derive(Default)]
+/// What bench.json holds besides the splice, eBPF and guest parts.
+struct MoreJson<'a> {
+    /// The tap part's rows and runs.
+    tap: (&'a [Row], &'a [Run]),
+    /// The p4 part's rows and runs.
+    p4: (&'a [Row], &'a [Run]),
+    /// The tap-rr part's rows and runs.
+    taprr: (&'a [SpliceRow], &'a [SpliceRun]),
+    /// Every forwarder session's peak RSS.
+    rss: &'a [RssRun],
+    /// The summary over every path.
+    sum_rows: &'a [SumRow],
+    /// The issue's checks.
+    checks: &'a [Check],
+}
+
+/// `"PREFIXruns": [...], "PREFIXsummary": [...]` of a tap-format part (tap
+/// with an empty prefix, p4 with `p4_`): members, no trailing comma.
+fn tap_json(prefix: &str, rows: &[Row], runs: &[Run]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "  \"{prefix}runs\": [");
     let lines: Vec<String> = runs
         .iter()
         .map(|r| {
@@ -2511,7 +3497,7 @@ fn render_json(
         })
         .collect();
     s.push_str(&lines.join(",\n"));
-    s.push_str("\n  ],\n  \"summary\": [\n");
+    let _ = write!(s, "\n  ],\n  \"{prefix}summary\": [\n");
     let mut lines = Vec::new();
     for r in rows {
         for c in &r.cells {
@@ -2519,7 +3505,7 @@ fn render_json(
             lines.push(format!(
                 "    {{\"mtu\": {}, \"af\": {}, \"dir\": {}, \"tool\": {}, \"runs\": {}, \"ok\": {}, \
                  \"gbps_median\": {}, \"gbps_min\": {}, \"gbps_max\": {}, \"cpu_s_per_gb_median\": {}, \
-                 \"ratio_to_best_peer\": {}}}",
+                 \"ratio_to_best_peer\": {}, \"ratio_to_threads_1\": {}}}",
                 r.mtu,
                 r.af,
                 json_str(r.dir.id()),
@@ -2530,18 +3516,13 @@ fn render_json(
                 json_num(lo),
                 json_num(hi),
                 json_num(c.cpu_s_per_gb),
-                json_num(if c.tool == OURS { r.ratio } else { None })
+                json_num(if c.tool == OURS { r.ratio } else { None }),
+                json_num(if c.tool == T2.id { cells_ratio(&r.cells, T2.id, OURS) } else { None })
             ));
         }
     }
     s.push_str(&lines.join(",\n"));
-    s.push_str("\n  ],\n");
-    s.push_str(&render_splice_json(splice.0, splice.1));
-    s.push_str(",\n");
-    s.push_str(&render_ebpf_json(ebpf.0, ebpf.1, ebpf.2));
-    s.push_str(",\n");
-    s.push_str(&render_guest_json(guest.0, guest.1, guest.2));
-    s.push_str("\n}\n");
+    s.push_str("\n  ]");
     s
 }
 
@@ -2755,14 +3736,18 @@ mod tests {
             run("slirp4netns", 65520, 4, Dir::Send, true, 2.67, Some(0.6)),
         ];
         let o = parse_args(&[]).unwrap();
-        let rows = summarise(&runs, &o.tools);
+        let rows = summarise(&runs, &tap_tools(&o.tools));
         let md = render_markdown(&rows, &o, "kernel: 6.1\n", Duration::from_secs(7), &runs);
         let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(table.len(), 3, "{md}");
         let bars = |l: &str| l.matches('|').count();
         assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
-        assert_eq!(bars(table[0]), 9); // path, 3 x Gbit/s, ratio, 3 x CPU
-        assert!(table[2].starts_with("| MTU 65520, IPv4, namespace sends | fail | 0.710 | 2.67 | - |"), "{md}");
+        assert_eq!(bars(table[0]), 10); // path, 3 x Gbit/s, veth, ratio, 3 x CPU (none for veth)
+        assert!(
+            table[2]
+                .starts_with("| MTU 65520, IPv4, namespace sends | fail | 0.710 | 2.67 | - | - |"),
+            "{md}"
+        );
         assert!(md.contains("- kernel: 6.1"), "{md}");
         assert!(md.contains("- pasta-rs failed 1 run(s): unable to connect to server"), "{md}");
     }
@@ -2783,7 +3768,18 @@ mod tests {
         ];
         let o = parse_args(&os(&["--tools", "pasta-rs,slirp4netns"])).unwrap();
         let rows = summarise(&runs, &o.tools);
-        let j = render_json((&rows, &runs), &o, "cpus: 2", Duration::from_millis(1500), (&[], &[]), (&[], &[], &EbpfPart::default()), (&[], &[], ""));
+        let j = render_json(
+            &o,
+            "cpus: 2",
+            Duration::from_millis(1500),
+            (&[], &[]),
+            (&[], &[], &EbpfPart::default()),
+            (&[], &[], ""),
+            &MoreJson {
+                tap: (&rows, &runs),
+                ..MoreJson::default()
+            },
+        );
         assert_eq!(j.matches("\"round\":").count(), 2, "{j}");
         assert_eq!(j.matches("\"gbps_median\":").count(), 2, "{j}");
         assert!(j.contains("\"tool\": \"slirp4netns\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 0.4,"), "{j}");
@@ -2841,8 +3837,17 @@ mod tests {
     #[test]
     fn only_selects_one_part_and_rejects_others() {
         let o = parse_args(&[]).unwrap();
-        assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (true, true, true, "tap splice ebpf guest"));
-        assert_eq!(lab_parts(&o), "tap splice ebpf");
+        assert_eq!(
+            (o.tap, o.splice, o.guest, parts(&o).as_str()),
+            (true, true, true, "tap p4 splice tap-rr guest")
+        );
+        assert_eq!(lab_parts(&o), "tap p4 splice tap-rr");
+        let o = parse_args(&os(&["--only", "p4,tap-rr"])).unwrap();
+        assert_eq!(
+            (o.p4, o.taprr, o.tap, o.splice, o.ebpf, o.guest),
+            (true, true, false, false, false, false)
+        );
+        assert_eq!(lab_parts(&o), "p4 tap-rr");
         let o = parse_args(&os(&["--only", "splice"])).unwrap();
         assert_eq!((o.tap, o.splice, o.guest, parts(&o).as_str()), (false, true, false, "splice"));
         let o = parse_args(&os(&["--only", "tap"])).unwrap();
@@ -2855,16 +3860,36 @@ mod tests {
             assert_eq!((o.tap, o.splice, o.ebpf, o.guest, lab_parts(&o).as_str()), (false, false, true, false, "ebpf"));
         }
         let e = parse_args(&os(&["--only", "udp"])).unwrap_err();
-        assert!(e.to_string().contains("want tap, splice, ebpf or guest, not udp"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("want tap, p4, splice, tap-rr, ebpf, guest, not udp"),
+            "{e}"
+        );
+        assert!(parse_args(&os(&["--only", "tap,udp"])).is_err());
         assert!(parse_args(&os(&["--only"])).is_err());
     }
 
     #[test]
-    fn splice_tools_are_the_pasta_tools_then_loopback() {
+    fn part_tools_are_the_selected_ones_then_the_ceiling() {
         let ids = |v: Vec<&'static Tool>| v.iter().map(|t| t.id).collect::<Vec<_>>();
-        assert_eq!(ids(splice_tools(&all_tools())), ["pasta-rs", "debian-pasta", "loopback"]);
+        assert_eq!(
+            ids(splice_tools(&all_tools())),
+            ["pasta-rs", "debian-pasta", "slirp4netns", "loopback"]
+        );
         let o = parse_args(&os(&["--tools", "slirp4netns"])).unwrap();
-        assert_eq!(ids(splice_tools(&o.tools)), ["loopback"]);
+        assert_eq!(ids(splice_tools(&o.tools)), ["slirp4netns", "loopback"]);
+        assert_eq!(
+            ids(p4_tools(&all_tools())),
+            [
+                "pasta-rs",
+                "pasta-rs-t2",
+                "debian-pasta",
+                "slirp4netns",
+                "veth"
+            ]
+        );
+        assert_eq!(ids(p4_tools(&o.tools)), ["slirp4netns", "veth"]);
+        assert_eq!(ids(taprr_tools(&o.tools)), ["slirp4netns", "veth"]);
     }
 
     #[test]
@@ -2958,10 +3983,13 @@ mod tests {
         assert_eq!(table.len(), 3, "{md}");
         let bars = |l: &str| l.matches('|').count();
         assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
-        assert_eq!(bars(table[0]), 8); // path, 3 tools, 3 ratios
-        assert!(table[0].contains("| pasta-rs / Debian pasta | pasta-rs / loopback | Debian pasta / loopback |"), "{md}");
-        assert_eq!(table[2], "| TCP connections (-t), IPv4, connections/s | fail | 3500 | 8750 | - | - | 0.40 |");
-        assert!(md.contains("- pasta-rs failed 1 splice run(s): forwarder not running"), "{md}");
+        assert_eq!(bars(table[0]), 10); // path, 4 tools, 4 ratios (no CPU: no byte path)
+        assert!(table[0].contains("| pasta-rs / Debian pasta | pasta-rs / slirp4netns | pasta-rs / loopback | Debian pasta / loopback |"), "{md}");
+        assert_eq!(table[2], "| TCP connections (-t), IPv4, connections/s | fail | 3500 | - | 8750 | - | - | - | 0.40 |");
+        assert!(
+            md.contains("- pasta-rs failed 1 splice run(s): forwarder not running"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -2974,12 +4002,34 @@ mod tests {
         let tools = splice_tools(&all_tools());
         let rows = summarise_splice(&runs, &tools);
         let o = parse_args(&[]).unwrap();
-        let j = render_json((&[], &[]), &o, "", Duration::from_secs(1), (&rows, &runs), (&[], &[], &EbpfPart::default()), (&[], &[], ""));
-        assert_eq!(j.matches("\"path\": \"udp-rr\", \"af\": 4, \"ok\": true").count(), 3, "{j}");
-        assert!(j.contains("\"ratios\": {\"pasta-rs/debian-pasta\": 2, \"pasta-rs/loopback\": 0.5}"), "{j}");
-        assert!(j.contains("\"ratios\": {\"debian-pasta/loopback\": 0.25}"), "{j}");
+        let j = render_json(
+            &o,
+            "",
+            Duration::from_secs(1),
+            (&rows, &runs),
+            (&[], &[], &EbpfPart::default()),
+            (&[], &[], ""),
+            &MoreJson {
+                tap: (&[], &[]),
+                ..MoreJson::default()
+            },
+        );
+        assert_eq!(
+            j.matches("\"path\": \"udp-rr\", \"af\": 4, \"ok\": true")
+                .count(),
+            3,
+            "{j}"
+        );
+        assert!(j.contains("\"ratios\": {\"pasta-rs/debian-pasta\": 2, \"pasta-rs/slirp4netns\": null, \"pasta-rs/loopback\": 0.5}"), "{j}");
+        assert!(
+            j.contains("\"ratios\": {\"debian-pasta/loopback\": 0.25}"),
+            "{j}"
+        );
         assert!(j.contains("\"tool\": \"loopback\", \"unit\": \"round trips/s\", \"runs\": 1, \"ok\": 1, \"median\": 60000,"), "{j}");
-        assert!(j.contains("\"parts\": \"tap splice ebpf guest\""), "{j}");
+        assert!(
+            j.contains("\"parts\": \"tap p4 splice tap-rr guest\""),
+            "{j}"
+        );
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         assert_eq!(j.matches('[').count(), j.matches(']').count());
         assert!(j.ends_with("  ]\n}\n"), "{j}");
@@ -2998,8 +4048,17 @@ mod tests {
         assert!(ebpf > 3 * 3 * (4 * 25 + EBPF_STALL_LIMIT_S) + 2 * EBPF_FDS_LIMIT_S, "{ebpf}");
         // 3 rounds x 3 back-ends x (guestlab's own limit + the outer grace)
         assert_eq!(guest, 3 * 3 * (guest_timeouts(5).outer + 10));
-        // the lab's 60 s set-up counts once; the guest part adds its runs
-        assert_eq!(all, tap + splice + ebpf - 2 * 60 + guest);
+        let p4 = hard_limit_secs(&parse_args(&os(&["--only", "p4"])).unwrap());
+        let taprr = hard_limit_secs(&parse_args(&os(&["--only", "tap-rr"])).unwrap());
+        // 3 rounds x 2 MTUs x 4 forwarders x 2 runs x 25 s, the veth's 2 runs a round
+        assert!(p4 > 3 * (2 * 4 * 2 + 2) * 25, "{p4}");
+        // 3 rounds x (3 forwarders + veth) x 4 runs x 25 s
+        assert!(taprr > 3 * 4 * 4 * 25, "{taprr}");
+        // the lab's 60 s set-up counts once; the guest part adds its runs;
+        // the eBPF section only on request
+        assert_eq!(all, tap + p4 + splice + taprr - 3 * 60 + guest);
+        let both = hard_limit_secs(&parse_args(&os(&["--only", "tap,ebpf"])).unwrap());
+        assert_eq!(both, tap + ebpf - 60);
     }
 
     #[test]
@@ -3148,7 +4207,18 @@ mod tests {
         let rows = summarise_splice(&p.runs, &ebpf_tools());
         let stall = summarise_stall(&p.stall);
         let o = parse_args(&os(&["--ebpf"])).unwrap();
-        let j = render_json((&[], &[]), &o, "", Duration::from_secs(1), (&[], &[]), (&rows, &stall, &p), (&[], &[], ""));
+        let j = render_json(
+            &o,
+            "",
+            Duration::from_secs(1),
+            (&[], &[]),
+            (&rows, &stall, &p),
+            (&[], &[], ""),
+            &MoreJson {
+                tap: (&[], &[]),
+                ..MoreJson::default()
+            },
+        );
         assert!(j.contains("\"ebpf_runs\": [\n"), "{j}");
         assert!(j.contains("\"ratios\": {\"pasta-rs-ebpf/pasta-rs\": 2.5}"), "{j}");
         assert!(j.contains("\"ratios\": {\"loopback/pasta-rs\": 3}"), "{j}");
@@ -3503,7 +4573,18 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         ];
         let o = parse_args(&[]).unwrap();
         let rows = summarise_guest(&runs, &o.guest_tools);
-        let j = render_json((&[], &[]), &o, "", Duration::from_secs(1), (&[], &[]), (&[], &[], &EbpfPart::default()), (&rows, &runs, "QEMU: 7.2\n"));
+        let j = render_json(
+            &o,
+            "",
+            Duration::from_secs(1),
+            (&[], &[]),
+            (&[], &[], &EbpfPart::default()),
+            (&rows, &runs, "QEMU: 7.2\n"),
+            &MoreJson {
+                tap: (&[], &[]),
+                ..MoreJson::default()
+            },
+        );
         assert!(j.contains("\"guest_env\": [\"QEMU: 7.2\"]"), "{j}");
         assert!(j.contains("\"guest_tools\": [\"passt-rs\", \"debian-passt\", \"passt-rs-vu\"]"), "{j}");
         assert!(
@@ -3516,5 +4597,447 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         assert_eq!(j.matches('[').count(), j.matches(']').count());
         assert!(j.ends_with("  ]\n}\n"), "{j}");
+    }
+
+    // ---- p4, tap-rr, veth, peak memory, summary, checks, plot ----
+
+    /// A tap-format run like [`run`] with a CPU figure, for the p4 part and checks.
+    fn prun(tool: &str, mtu: u16, dir: Dir, gbps: f64, cpu_s: Option<f64>) -> Run {
+        run(tool, mtu, 4, dir, true, gbps, cpu_s)
+    }
+
+    #[test]
+    fn veth_runs_stand_in_every_mtu_row_and_alone_make_no_row() {
+        let runs = vec![
+            run("veth", 1500, 4, Dir::Send, true, 20.0, None),
+            run("pasta-rs", 65520, 4, Dir::Send, true, 9.0, Some(0.5)),
+            run("pasta-rs", 1500, 4, Dir::Send, true, 4.0, Some(0.8)),
+        ];
+        let tools = tap_tools(&all_tools());
+        let rows = summarise(&runs, &tools);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        for r in &rows {
+            let v = r.cells.iter().find(|c| c.tool == "veth").unwrap();
+            assert_eq!(v.gbps.map(|g| g.0), Some(20.0));
+        }
+        // veth alone (IPv6 here) makes no row
+        let rows = summarise(&[run("veth", 1500, 6, Dir::Recv, true, 20.0, None)], &tools);
+        assert!(rows.is_empty());
+    }
+
+    #[test]
+    fn p4_table_has_the_threads_ratio_and_why_threads_2_failed() {
+        let mut t2_fail = run("pasta-rs-t2", 1500, 4, Dir::Send, false, 0.0, None);
+        t2_fail.note = "forwarder not running: exited at start (status 1): pasta: unrecognized option '--threads'".into();
+        let runs = vec![
+            prun("pasta-rs", 65520, Dir::Send, 8.0, None),
+            prun("pasta-rs-t2", 65520, Dir::Send, 12.0, None),
+            prun("debian-pasta", 65520, Dir::Send, 4.0, None),
+            prun("pasta-rs", 1500, Dir::Send, 4.0, None),
+            t2_fail,
+        ];
+        let o = parse_args(&[]).unwrap();
+        let rows = summarise(&runs, &p4_tools(&o.tools));
+        let md = render_p4_markdown(&rows, &o, &runs);
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        let bars = |l: &str| l.matches('|').count();
+        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+        // path, 5 x Gbit/s, 2 ratios, 4 x CPU (no veth)
+        assert_eq!(bars(table[0]), 13, "{md}");
+        assert!(
+            table[0].contains("| pasta-rs / best peer | --threads 2 / --threads 1 |"),
+            "{md}"
+        );
+        assert!(table[2].starts_with("| -P 4, MTU 65520, IPv4, namespace sends | 8.00 | 12.0 | 4.00 | - | - | 2.00 | 1.50 |"), "{md}");
+        assert!(
+            table[3].starts_with(
+                "| -P 4, MTU 1500, IPv4, namespace sends | 4.00 | fail | - | - | - | - | - |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("- pasta-rs --threads 2 failed 1 run(s): forwarder not running: exited at start (status 1): pasta: unrecognized option '--threads'"), "{md}");
+    }
+
+    #[test]
+    fn taprr_lines_parse_and_udp_rows_get_cpu_per_gb() {
+        let text = "1\tpasta-rs\ttap-tcp-rr\t4\tok\t50000\t5.0\t1.20\t-\n\
+                    1\tpasta-rs\ttap-udp-send\t4\tok\t1000000000\t2.0\t0.50\t-\n\
+                    1\tdebian-pasta\ttap-udp-send\t4\tok\t500000000\t2.0\t1.00\t-\n\
+                    1\tveth\ttap-udp-send\t4\tok\t2000000000\t2.0\t-\t-\n";
+        let runs = parse_rate_runs("taprr.tsv", text).unwrap();
+        assert_eq!(runs[1].path, SplicePath::TapUdpSend);
+        assert!((runs[1].rate() - 4.0).abs() < 1e-9);
+        assert!((runs[0].rate() - 10000.0).abs() < 1e-9);
+        let tools = taprr_tools(&all_tools());
+        let rows = summarise_splice(&runs, &tools);
+        assert_eq!(
+            rows.iter().map(|r| r.path).collect::<Vec<_>>(),
+            [SplicePath::TapTcpRr, SplicePath::TapUdpSend]
+        );
+        let udp = &rows[1];
+        assert_eq!(
+            udp.cells.iter().map(|c| c.cpu_s_per_gb).collect::<Vec<_>>(),
+            [Some(0.5), Some(2.0), None, None]
+        );
+        let o = parse_args(&[]).unwrap();
+        let md = render_taprr_markdown(&rows, &tools, &o, &runs);
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert!(
+            table[0]
+                .ends_with("| CPU s/GB pasta-rs | CPU s/GB Debian pasta | CPU s/GB slirp4netns |"),
+            "{md}"
+        );
+        assert_eq!(table[3], "| tap UDP 1400-byte datagrams, namespace sends, IPv4, Gbit/s | 4.00 | 2.00 | - | 8.00 | 2.00 | - | 0.50 | 0.500 | 2.00 | - |");
+        assert!(table[2].ends_with("| - | - | - |"), "{md}");
+        assert!(parse_rate_runs(
+            "taprr.tsv",
+            "1\tpasta-rs\ttap-tcp-nope\t4\tok\t1\t1\t-\t-\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn slirp4netns_cell_says_n_a_where_it_has_no_forwarding() {
+        let runs = vec![
+            srun("pasta-rs", SplicePath::TcpN2h, 4, true, 16.0),
+            srun("debian-pasta", SplicePath::TcpN2h, 4, true, 15.0),
+            srun("slirp4netns", SplicePath::TcpH2n, 4, true, 3.0),
+            srun("pasta-rs", SplicePath::TcpH2n, 4, true, 16.0),
+        ];
+        let tools = splice_tools(&all_tools());
+        let rows = summarise_splice(&runs, &tools);
+        let o = parse_args(&[]).unwrap();
+        let md = render_splice_markdown(&rows, &tools, &o, &runs);
+        let n2h = md
+            .lines()
+            .find(|l| l.starts_with("| TCP namespace -> host"))
+            .unwrap();
+        assert!(
+            n2h.contains("| 16.0 | 15.0 | n/a: no namespace -> host loopback forwarding | - |"),
+            "{md}"
+        );
+        let h2n = md
+            .lines()
+            .find(|l| l.starts_with("| TCP host -> namespace"))
+            .unwrap();
+        assert!(h2n.contains("| 16.0 | - | 3.00 | - |"), "{md}");
+        assert_eq!(
+            SplicePath::TcpH2n.unsupported("slirp4netns", 6),
+            Some("n/a: add_hostfwd takes IPv4 host addresses only")
+        );
+        assert_eq!(SplicePath::TcpH2n.unsupported("slirp4netns", 4), None);
+        assert_eq!(SplicePath::TcpN2h.unsupported("debian-pasta", 4), None);
+        assert!(!md.contains("fail"), "{md}");
+        // and the summary's best peer for -T is Debian's pasta only
+        let sum = summary_rows(&[], &[], &rows, &[], &[]);
+        assert_eq!(sum.len(), 2);
+        assert_eq!(sum[0].best, Some((3.0, "slirp4netns".to_string())));
+        assert_eq!(sum[1].best, Some((15.0, "Debian pasta".to_string())));
+    }
+
+    #[test]
+    fn rss_lines_parse_and_render_per_part_and_mtu() {
+        let text = "tap\t1\tpasta-rs\t65520\t12288\ntap\t2\tpasta-rs\t65520\t14336\n\n\
+                    tap\t1\tdebian-pasta\t65520\t32768\np4\t1\tpasta-rs-t2\t1500\t20480\n";
+        let rss = parse_rss(text).unwrap();
+        assert_eq!(rss.len(), 4);
+        assert_eq!(
+            rss[3],
+            RssRun {
+                part: "p4".into(),
+                round: 1,
+                tool: "pasta-rs-t2".into(),
+                mtu: 1500,
+                kib: 20480
+            }
+        );
+        let md = render_rss_markdown(&rss, &p4_tools(&all_tools()));
+        assert!(
+            md.contains("| tap, 65520 | 13.0 (12.0-14.0) | - | 32.0 | - |"),
+            "{md}"
+        );
+        assert!(md.contains("| p4, 1500 | - | 20.0 | - | - |"), "{md}");
+        let rss = parse_rss("ebpf\t1\tpasta-rs-ebpf\t65520\t10240\n").unwrap();
+        let md = render_rss_markdown(&rss, &p4_tools(&all_tools()));
+        assert!(md.contains("| pasta-rs --ebpf MiB |"), "{md}");
+        assert!(
+            md.contains("| ebpf, 65520 | - | - | - | - | 10.0 |"),
+            "{md}"
+        );
+        let e = parse_rss("tap\t1\tpasta-rs\t65520\n").unwrap_err();
+        assert!(e.to_string().contains("rss.tsv line 1"), "{e}");
+        assert!(parse_rss("tap\t1\tpasta-rs\t65520\tlots\n").is_err());
+    }
+
+    #[test]
+    fn summary_puts_every_path_beside_the_best_peer_with_the_target() {
+        let tap = summarise(
+            &[
+                prun("pasta-rs", 1500, Dir::Send, 4.4, None),
+                prun("debian-pasta", 1500, Dir::Send, 2.0, None),
+                prun("slirp4netns", 1500, Dir::Send, 3.0, None),
+                prun("veth", 1500, Dir::Send, 30.0, None),
+                prun("pasta-rs", 1500, Dir::Recv, 2.0, None),
+                prun("debian-pasta", 1500, Dir::Recv, 2.0, None),
+            ],
+            &tap_tools(&all_tools()),
+        );
+        let p4 = summarise(
+            &[
+                prun("pasta-rs", 65520, Dir::Send, 8.0, None),
+                prun("pasta-rs-t2", 65520, Dir::Send, 12.0, None),
+            ],
+            &p4_tools(&all_tools()),
+        );
+        let guest = summarise_guest(
+            &[
+                grun("passt-rs", Dir::Send, true, 900.0),
+                grun("debian-passt", Dir::Send, true, 800.0),
+                grun("passt-rs-vu", Dir::Send, false, 0.0),
+            ],
+            &GUEST_TOOLS.iter().collect::<Vec<_>>(),
+        );
+        let rows = summary_rows(&tap, &p4, &[], &[], &guest);
+        let paths: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.path.as_str(), r.ours.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("tap TCP, MTU 1500, IPv4, namespace sends", "pasta-rs"),
+                ("tap TCP, MTU 1500, IPv4, namespace receives", "pasta-rs"),
+                ("tap TCP -P 4, MTU 65520, IPv4, namespace sends", "pasta-rs"),
+                (
+                    "tap TCP -P 4, MTU 65520, IPv4, namespace sends",
+                    "pasta-rs --threads 2"
+                ),
+                ("guest TCP, guest sends (iperf3_out)", "passt-rs stream"),
+                ("guest TCP, guest sends (iperf3_out)", "passt-rs vhost-user"),
+            ]
+        );
+        // the best peer is the faster one, never the veth ceiling
+        assert_eq!(rows[0].best, Some((3.0, "slirp4netns".to_string())));
+        assert!((rows[0].ratio().unwrap() - 4.4 / 3.0).abs() < 1e-9);
+        assert_eq!(rows[2].best, None);
+        let md = render_summary_markdown(&rows, &[]);
+        assert!(md.contains("| tap TCP, MTU 1500, IPv4, namespace sends | 4.40 Gbit/s | 3.00 Gbit/s (slirp4netns) | 1.47 | yes |"), "{md}");
+        assert!(md.contains("| tap TCP, MTU 1500, IPv4, namespace receives | 2.00 Gbit/s | 2.00 Gbit/s (Debian pasta) | 1.00 | no |"), "{md}");
+        assert!(md.contains("| tap TCP -P 4, MTU 65520, IPv4, namespace sends | 12.0 Gbit/s (pasta-rs --threads 2) | - | - | - |"), "{md}");
+        assert!(md.contains("| guest TCP, guest sends (iperf3_out) | 900 Mbit/s (passt-rs stream) | 800 Mbit/s (Debian passt stream) | 1.12 | yes |"), "{md}");
+        assert!(
+            md.contains("| guest TCP, guest sends (iperf3_out) | fail (passt-rs vhost-user) |"),
+            "{md}"
+        );
+    }
+
+    /// Tap and p4 rows for the checks: pasta-rs at `ours` x Debian's pasta
+    /// on every MTU 1500 row, `--threads 2` at `t2` x `--threads 1`, CPU
+    /// s/GB of pasta-rs at `cpu` x Debian's pasta.
+    fn check_rows(ours: f64, t2: f64, cpu: f64) -> (Vec<Row>, Vec<Row>) {
+        let mut tap = Vec::new();
+        for dir in [Dir::Send, Dir::Recv] {
+            for mtu in [65520, 1500] {
+                tap.push(run(
+                    "pasta-rs",
+                    mtu,
+                    4,
+                    dir,
+                    true,
+                    ours,
+                    Some(cpu * 0.1 * 5.0 / 8.0 * ours),
+                ));
+                tap.push(run(
+                    "debian-pasta",
+                    mtu,
+                    4,
+                    dir,
+                    true,
+                    1.0,
+                    Some(0.1 * 5.0 / 8.0),
+                ));
+            }
+        }
+        // 1 s runs of gbps Gbit/s: CPU s/GB = cpu_s / (gbps / 8); pasta-rs: cpu x 0.8 s/GB
+        let p4 = vec![
+            prun("pasta-rs", 1500, Dir::Send, 4.0, None),
+            prun("pasta-rs-t2", 1500, Dir::Send, 4.0 * t2, None),
+        ];
+        (
+            summarise(&tap, &tap_tools(&all_tools())),
+            summarise(&p4, &p4_tools(&all_tools())),
+        )
+    }
+
+    #[test]
+    fn the_three_checks_pass_and_fail_from_the_runs() {
+        let (tap, p4) = check_rows(2.5, 1.4, 0.7);
+        let c = checks(&tap, &p4, &[], &[]);
+        assert_eq!(
+            c.iter().map(|c| c.pass).collect::<Vec<_>>(),
+            [Some(true), Some(true), Some(true)],
+            "{c:?}"
+        );
+        assert!((c[0].worst.unwrap() - 2.5).abs() < 1e-9);
+        assert_eq!(
+            c[0].detail,
+            "MTU 1500 IPv4 send 2.50, MTU 1500 IPv4 recv 2.50"
+        );
+        assert!((c[1].worst.unwrap() - 1.4).abs() < 1e-9);
+        assert!((c[2].worst.unwrap() - 0.7).abs() < 1e-6, "{c:?}");
+        assert_eq!(c[2].detail.matches(", ").count(), 3, "{c:?}");
+
+        let (tap, p4) = check_rows(1.5, 1.1, 0.9);
+        let c = checks(&tap, &p4, &[], &[]);
+        assert_eq!(
+            c.iter().map(|c| c.pass).collect::<Vec<_>>(),
+            [Some(false), Some(false), Some(false)],
+            "{c:?}"
+        );
+        // without the runs: no verdict
+        let c = checks(&[], &[], &[], &[]);
+        assert!(
+            c.iter().all(|c| c.pass.is_none() && c.worst.is_none()),
+            "{c:?}"
+        );
+        let md = render_summary_markdown(&[], &c);
+        assert!(
+            md.contains("No part with pasta-rs beside a peer ran.\n\n| check |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| -P 4: pasta-rs --threads 2 / --threads 1 >= 1.3x | - | - | no data |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_cpu_check_takes_the_worst_throughput_row_of_every_part() {
+        let mut a = srun("pasta-rs", SplicePath::TcpH2n, 4, true, 16.0);
+        a.cpu_s = Some(1.0); // 2 GB in 1 s: 0.5 s/GB
+        let mut b = srun("debian-pasta", SplicePath::TcpH2n, 4, true, 16.0);
+        b.cpu_s = Some(0.5); // 0.25 s/GB
+        let mut rr = srun("pasta-rs", SplicePath::TcpRr, 4, true, 10000.0);
+        rr.cpu_s = Some(1.0);
+        let splice = summarise_splice(&[a, b, rr], &splice_tools(&all_tools()));
+        let (tap, p4) = check_rows(2.5, 1.4, 0.5);
+        let c = checks(&tap, &p4, &splice, &[]);
+        assert_eq!(c[2].pass, Some(false), "{c:?}");
+        assert!((c[2].worst.unwrap() - 2.0).abs() < 1e-9, "{c:?}");
+        assert!(c[2].detail.ends_with("tcp-h2n IPv4 2.00"), "{c:?}");
+    }
+
+    #[test]
+    fn plot_data_has_one_bar_per_ratio_and_the_script_the_target_line() {
+        let rows = vec![
+            SumRow {
+                path: "tap \"x\"".into(),
+                unit: "Gbit/s",
+                ours: "pasta-rs".into(),
+                ours_median: Some(3.0),
+                best: Some((2.0, "slirp4netns".into())),
+            },
+            SumRow {
+                path: "p4".into(),
+                unit: "Gbit/s",
+                ours: "pasta-rs --threads 2".into(),
+                ours_median: Some(3.0),
+                best: Some((3.0, "Debian pasta".into())),
+            },
+            SumRow {
+                path: "none".into(),
+                unit: "Gbit/s",
+                ours: "pasta-rs".into(),
+                ours_median: None,
+                best: Some((2.0, "slirp4netns".into())),
+            },
+        ];
+        assert_eq!(
+            plot_data(&rows),
+            "\"tap 'x'\"\t1.5\n\"p4 (pasta-rs --threads 2)\"\t1\n"
+        );
+        let gp = plot_script(
+            std::path::Path::new("/t/d.tsv"),
+            std::path::Path::new("/t/b.png"),
+            2,
+        );
+        assert!(gp.contains("set terminal pngcairo noenhanced size 1400,164"), "{gp}");
+        assert!(gp.contains("set output '/t/b.png'"), "{gp}");
+        assert!(gp.contains("set yrange [1.7:-0.7]"), "{gp}");
+        assert!(
+            gp.contains("set arrow from 1.1, graph 0 to 1.1, graph 1"),
+            "{gp}"
+        );
+        assert!(gp.contains("plot '/t/d.tsv' using"), "{gp}");
+        assert!(
+            render_plot(&rows[2..], std::path::Path::new("/nonexistent"))
+                .starts_with("no plot: no path")
+        );
+    }
+
+    #[test]
+    fn lab_script_taprr_paths_match_the_path_ids() {
+        let s = std::fs::read_to_string(workspace_root().join(LAB_SCRIPT)).unwrap();
+        let line = s
+            .lines()
+            .find_map(|l| l.strip_prefix("TAPRR_PATHS="))
+            .unwrap()
+            .trim_matches('"');
+        let ids: Vec<&str> = line
+            .split_whitespace()
+            .map(|p| p.split_once(':').unwrap().0)
+            .collect();
+        assert_eq!(ids, TAPRR_PATHS.iter().map(|p| p.id()).collect::<Vec<_>>());
+        assert!(s.contains("[[ $id == pasta-rs-t2 ]] && extra+=(--threads 2)"));
+    }
+
+    #[test]
+    fn json_holds_p4_tap_rr_rss_summary_and_checks() {
+        let o = parse_args(&[]).unwrap();
+        let p4_runs = vec![
+            prun("pasta-rs", 1500, Dir::Send, 4.0, Some(1.0)),
+            prun("pasta-rs-t2", 1500, Dir::Send, 6.0, None),
+        ];
+        let p4 = summarise(&p4_runs, &p4_tools(&o.tools));
+        let rr_runs = parse_rate_runs(
+            "taprr.tsv",
+            "1\tpasta-rs\ttap-tcp-crr\t4\tok\t5000\t5.0\t1.0\t-\n",
+        )
+        .unwrap();
+        let rr = summarise_splice(&rr_runs, &taprr_tools(&o.tools));
+        let rss = parse_rss("p4\t1\tpasta-rs\t1500\t12000\n").unwrap();
+        let sum = summary_rows(&[], &p4, &[], &rr, &[]);
+        let c = checks(&[], &p4, &[], &rr);
+        let j = render_json(
+            &o,
+            "",
+            Duration::from_secs(1),
+            (&[], &[]),
+            (&[], &[], &EbpfPart::default()),
+            (&[], &[], ""),
+            &MoreJson {
+                tap: (&[], &[]),
+                p4: (&p4, &p4_runs),
+                taprr: (&rr, &rr_runs),
+                rss: &rss,
+                sum_rows: &sum,
+                checks: &c,
+            },
+        );
+        assert!(
+            j.contains("\"p4_runs\": [\n    {\"round\": 1, \"tool\": \"pasta-rs\", \"mtu\": 1500"),
+            "{j}"
+        );
+        assert!(
+            j.contains("\"tool\": \"pasta-rs-t2\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 6"),
+            "{j}"
+        );
+        assert!(j.contains("\"ratio_to_threads_1\": 1.5}"), "{j}");
+        assert!(j.contains("\"tap_rr_runs\": [\n    {\"round\": 1, \"tool\": \"pasta-rs\", \"path\": \"tap-tcp-crr\""), "{j}");
+        assert!(j.contains("\"rss\": [\n    {\"part\": \"p4\", \"round\": 1, \"tool\": \"pasta-rs\", \"mtu\": 1500, \"vmhwm_kib\": 12000}"), "{j}");
+        assert!(j.contains("\"overall_summary\": [\n    {\"path\": \"tap TCP -P 4, MTU 1500, IPv4, namespace sends\""), "{j}");
+        assert!(j.contains("{\"check\": \"-P 4: pasta-rs --threads 2 / --threads 1 >= 1.3x\", \"worst\": 1.5, \"pass\": true,"), "{j}");
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert_eq!(j.matches('[').count(), j.matches(']').count());
     }
 }

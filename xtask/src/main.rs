@@ -15,10 +15,14 @@
 //!   namespaces as the integration tests (`tests/lab`), so nothing reaches a
 //!   real network. Without `--lab` it runs on this machine's real network.
 //!   `PASTA_BIN` overrides the binary (e.g. to compare with Debian's pasta).
-//! - `bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST] [--only tap|splice|ebpf|guest] [--ebpf] [--no-install]`:
-//!   iperf3 TCP through the tap of pasta-rs, Debian's pasta and slirp4netns,
+//! - `bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST] [--only PART,...] [--ebpf] [--no-install]`:
+//!   iperf3 TCP through the tap of pasta-rs, Debian's pasta and slirp4netns
+//!   beside the lab veth (one flow, and `-P 4` with pasta-rs also at
+//!   `--threads 2`), TCP round trips, connections/s and UDP through the tap,
 //!   the splice path (throughput, round trips, connections per second)
-//!   beside Debian's pasta and plain loopback, in a private lab, the eBPF
+//!   beside Debian's pasta, slirp4netns and plain loopback, in a private
+//!   lab, with CPU s/GB and peak RSS, a summary over every path and a PNG
+//!   plot; on request the eBPF
 //!   section (pasta-rs without and with `--ebpf` beside plain loopback, a
 //!   stalled reader, fds held for `-t all -u all`; `--ebpf` runs only it),
 //!   and iperf3 from a QEMU guest through passt (stream, Debian's passt,
@@ -88,11 +92,15 @@ usage: cargo xtask <command>
         bpf-linker against nightly's LLVM 22), build passt-ebpf into
         target/ebpf-obj/passt-ebpf.o; later builds of passt/pasta embed it
   bench [--rounds N] [--secs S] [--quick] [--tools LIST] [--guest-tools LIST]
-        [--only tap|splice|ebpf|guest] [--ebpf] [--no-install]
+        [--only tap,p4,splice,tap-rr,ebpf,guest] [--ebpf] [--no-install]
         iperf3 TCP through the tap (IPv4/IPv6, both directions, MTU 65520 and
-        1500) of pasta-rs, Debian's pasta and slirp4netns, the splice path
-        (-t/-T throughput, 64-byte round trips, connections/s) beside Debian's
-        pasta and plain loopback, in a private lab (needs root), the eBPF
+        1500) of pasta-rs, Debian's pasta and slirp4netns beside the lab veth
+        (p4: iperf3 -P 4, pasta-rs also with --threads 2; tap-rr: TCP round
+        trips, connections/s, UDP), the splice path (-t/-T throughput,
+        64-byte round trips, connections/s) beside Debian's pasta,
+        slirp4netns and plain loopback, in a private lab (needs root), peak
+        RSS, a summary over every path with the issue's checks and
+        target/bench/bench.png; only on request the eBPF
         section (--ebpf = --only ebpf: the same TCP paths through pasta-rs
         without and with --ebpf beside plain loopback, a stalled reader's
         bytes and kernel memory, fds held for -t all -u all), and iperf3
