@@ -691,22 +691,14 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
     }
 }
 
-/// Most datagrams a UDP super-frame may carry (the kernel's
-/// UDP_MAX_SEGMENTS).
-const UDP_GSO_MAX_SEGS: usize = 128;
-
 /// A UDP super-frame from the tap (GSO type UDP_L4): its payload is a
 /// series of datagrams of `gso_size` bytes (the last may be shorter),
 /// each sent to the host as its own datagram (what the kernel would do
-/// with UDP_SEGMENT, udp(7)).
+/// with UDP_SEGMENT, udp(7)); at most
+/// [`crate::tap::offload::UDP_GSO_MAX_SEGS`] of them.
 fn udp_gso(ctx: &mut Ctx, frame: &[u8], src: Inany, dst: Inany, u: &UdpSlice, gso_size: u16) {
-    let p = u.payload();
-    let size = usize::from(gso_size).max(1);
-    if p.len() > size * UDP_GSO_MAX_SEGS {
-        ctx.counters.drop_offload_malformed += 1;
-        return;
-    }
-    for d in p.chunks(size) {
+    // Offload::check bounds the number of datagrams and gso_size > 0.
+    for d in u.payload().chunks(usize::from(gso_size).max(1)) {
         if udp::from_tap(ctx, src, dst, u.source_port(), u.destination_port(), d) == Err(Refusal::Prohibited) {
             ctx.refuse_from_tap(frame);
             return;
@@ -1161,5 +1153,45 @@ mod tests {
         dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40030, port, b"x"));
         dispatch_frame(&mut ctx, &udp4(Ipv4Addr::BROADCAST, 40031, 9, b"y"));
         assert!(ctx.tx.is_empty(), "never an ICMP error about a broadcast");
+    }
+
+    #[test]
+    fn udp_super_frame_is_sent_as_one_datagram_per_segment_and_bad_metadata_is_counted() {
+        let mut ctx = test_ctx().unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let payload: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
+        let f = udp4(Ipv4Addr::new(192, 0, 2, 1), 40040, port, &payload);
+        let uso = Offload { gso: GsoType::UdpL4, gso_size: 1000, hdr_len: 42, csum: Some((34, 6)), data_valid: false };
+        dispatch_frame_offload(&mut ctx, &f, uso);
+        let mut buf = [0u8; 4096];
+        for chunk in payload.chunks(1000) {
+            let (n, _) = recv_within(&server, &mut buf);
+            assert_eq!(&buf[..n], chunk, "one datagram per gso_size bytes");
+        }
+        assert_eq!(ctx.counters.tap_rx_gso, 1);
+        // Inconsistent metadata: dropped and counted, nothing sent.
+        let bad = [
+            Offload { gso: GsoType::TcpV4, ..uso },
+            Offload { gso_size: 0, ..uso },
+            Offload { csum: Some((34, 60000)), ..uso },
+            Offload { hdr_len: 9000, ..uso },
+            Offload { gso: GsoType::Unknown(3), ..uso },
+            // 2500 bytes in more than 128 segments.
+            Offload { gso_size: 10, ..uso },
+        ];
+        for (i, o) in bad.iter().enumerate() {
+            dispatch_frame_offload(&mut ctx, &f, *o);
+            assert_eq!(ctx.counters.drop_offload_malformed, i as u64 + 1, "{o:?}");
+        }
+        // ARP can never be a super-frame.
+        let arp = [0u8; 42];
+        let mut arp = arp.to_vec();
+        arp[12..14].copy_from_slice(&[8, 6]);
+        dispatch_frame_offload(&mut ctx, &arp, Offload { gso: GsoType::TcpV4, gso_size: 1, ..Offload::default() });
+        assert_eq!(ctx.counters.drop_offload_malformed, bad.len() as u64 + 1);
+        server.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        assert!(server.recv_from(&mut buf).is_err(), "nothing sent for malformed metadata");
+        assert_eq!(ctx.counters.tap_rx_gso, 1);
     }
 }

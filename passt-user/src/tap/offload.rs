@@ -44,6 +44,9 @@ pub const F_DATA_VALID: u8 = 2;
 /// gso_type bit: the TCP super-frame carries ECN CWR (VIRTIO_NET_HDR_GSO_ECN).
 pub const GSO_ECN: u8 = 0x80;
 
+/// Most datagrams a UDP super-frame may carry (Linux UDP_MAX_SEGMENTS).
+pub const UDP_GSO_MAX_SEGS: usize = 128;
+
 /// Offset of the checksum field in a TCP header (RFC 9293 §3.1).
 pub const TCP_CSUM_OFF: u16 = 16;
 /// Offset of the checksum field in a UDP header (RFC 768).
@@ -167,7 +170,9 @@ impl Offload {
     /// bytes carrying `l4` (L4 header at byte `l4_off` of the frame):
     /// the GSO type must match the protocol and family, `gso_size` must
     /// not be 0, the partial checksum field must lie within the L4 part,
-    /// `hdr_len` within the frame. Legacy UFO and unknown types are refused.
+    /// `hdr_len` within the frame, a UDP super-frame at most
+    /// [`UDP_GSO_MAX_SEGS`] datagrams. Legacy UFO and unknown types are
+    /// refused.
     ///
     /// # Errors
     /// [`wire::Error`] for any inconsistency: the caller drops the frame
@@ -190,6 +195,10 @@ impl Offload {
             GsoType::Unknown(_) => false,
         };
         if !ok || (self.is_gso() && self.gso_size == 0) {
+            return Err(wire::Error);
+        }
+        let udp_payload = len.saturating_sub(l4_off + 8);
+        if self.gso == GsoType::UdpL4 && udp_payload > usize::from(self.gso_size) * UDP_GSO_MAX_SEGS {
             return Err(wire::Error);
         }
         Ok(())
@@ -309,6 +318,10 @@ mod tests {
         };
         assert_eq!(uso.check(5062, 54, L4Kind::Udp(true)), Ok(()));
         assert_eq!(uso.check(5062, 54, L4Kind::Tcp(true)), Err(wire::Error));
+        // 128 datagrams at most.
+        let uso1 = Offload { gso_size: 1, hdr_len: 0, csum: None, ..uso };
+        assert_eq!(uso1.check(54 + 8 + 128, 54, L4Kind::Udp(true)), Ok(()));
+        assert_eq!(uso1.check(54 + 8 + 129, 54, L4Kind::Udp(true)), Err(wire::Error));
         // A plain frame with a partial checksum is fine for any protocol.
         let plain = Offload {
             csum: Some((34, 2)),
