@@ -28,6 +28,10 @@ counters! {
     tap_rx_frames,
     /// Frames written to the tap.
     tap_tx_frames,
+    /// Super-frames (TCP or UDP GSO, [`crate::tap::offload`]) read from the tap.
+    tap_rx_gso,
+    /// Super-frames (TCP GSO) queued for the tap.
+    tap_tx_gso,
     /// ARP/DHCP/NDP/DHCPv6 replies sent.
     svc_replies,
     /// ARP frames read from the tap (requests or not; with the eBPF tap
@@ -76,6 +80,10 @@ counters! {
     drop_ip_fragment,
     /// Malformed UDP/ICMP/TCP header.
     drop_l4_malformed,
+    /// Frames whose offload metadata (virtio-net header) contradicts the
+    /// frame: GSO type not matching the protocol, gso_size 0, checksum or
+    /// header length beyond the frame, legacy UFO.
+    drop_offload_malformed,
     /// Malformed ARP/DHCP/NDP/DHCPv6 message.
     drop_svc_malformed,
     /// IP protocol we do not forward.

@@ -33,7 +33,8 @@ use crate::fwd::Fwd;
 use crate::fwd_rule::PortSet;
 use crate::limits::Refusal;
 use crate::svc::{self, SvcConf};
-use crate::tap::{PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch};
+use crate::tap::offload::L4Kind;
+use crate::tap::{GsoType, Offload, PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch};
 use crate::{icmp, tcp, udp};
 
 /// Flows in the table by default (every protocol shares it; `--max-flows`
@@ -551,12 +552,23 @@ fn learn_mac(ctx: &mut Ctx, src: [u8; 6]) {
 
 /// Parse one frame from the tap and route it; see the module documentation.
 pub fn dispatch_frame(ctx: &mut Ctx, frame: &[u8]) {
+    dispatch_frame_offload(ctx, frame, Offload::default());
+}
+
+/// [`dispatch_frame`] for a frame with offload metadata `off` from the
+/// back-end: a TCP super-frame is one segment to [`tcp::io::from_tap`], a
+/// UDP one is sent as one datagram per `gso_size` bytes of payload;
+/// metadata inconsistent with the frame is a counted drop
+/// (`drop_offload_malformed`). Partial checksums are never verified (no
+/// L4 checksum from the tap is).
+pub fn dispatch_frame_offload(ctx: &mut Ctx, frame: &[u8], off: Offload) {
     let Ok(eth) = Ethernet2Slice::from_slice_without_fcs(frame) else {
         ctx.counters.drop_eth_malformed += 1;
         return;
     };
     learn_mac(ctx, eth.source());
     match eth.ether_type() {
+        EtherType::ARP if off.is_gso() => ctx.counters.drop_offload_malformed += 1,
         EtherType::ARP => {
             ctx.counters.svc_arp_frames += 1;
             if ctx.v4 {
@@ -565,15 +577,16 @@ pub fn dispatch_frame(ctx: &mut Ctx, frame: &[u8]) {
                 ctx.counters.ignored_ctrl += 1;
             }
         }
-        EtherType::IPV4 => ip(ctx, frame, eth.payload_slice(), false),
-        EtherType::IPV6 => ip(ctx, frame, eth.payload_slice(), true),
+        EtherType::IPV4 => ip(ctx, frame, eth.payload_slice(), false, off),
+        EtherType::IPV6 => ip(ctx, frame, eth.payload_slice(), true, off),
+        _ if off.is_gso() => ctx.counters.drop_offload_malformed += 1,
         _ => ctx.counters.drop_ethertype += 1,
     }
 }
 
 /// The IP layer of a frame from the tap (`v6`: ethertype IPv6): parse
 /// and check the header, then route its payload with [`transport`].
-fn ip(ctx: &mut Ctx, frame: &[u8], l3: &[u8], v6: bool) {
+fn ip(ctx: &mut Ctx, frame: &[u8], l3: &[u8], v6: bool, off: Offload) {
     let parsed = if v6 {
         Ipv6Slice::from_slice(l3).ok().map(|ip| {
             let (h, p) = (ip.header(), ip.payload());
@@ -597,13 +610,29 @@ fn ip(ctx: &mut Ctx, frame: &[u8], l3: &[u8], v6: bool) {
         ctx.counters.drop_ip_fragment += 1;
         return;
     }
-    transport(ctx, frame, proto, src, dst, l4);
+    if off != Offload::default() {
+        let kind = match proto {
+            IpNumber::TCP => L4Kind::Tcp(v6),
+            IpNumber::UDP => L4Kind::Udp(v6),
+            _ => L4Kind::Other,
+        };
+        // l4 is a subslice of frame: its offset is the pointer difference.
+        let l4_off = (l4.as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
+        if off.check(frame.len(), l4_off, kind).is_err() {
+            ctx.counters.drop_offload_malformed += 1;
+            return;
+        }
+        if off.is_gso() {
+            ctx.counters.tap_rx_gso += 1;
+        }
+    }
+    transport(ctx, frame, proto, src, dst, l4, off);
 }
 
 /// Route the L4 part `l4` of an IPv4 or IPv6 packet (`frame` is the whole
 /// frame, for the local services): DHCP (UDP 67) or DHCPv6 (UDP 547), NDP
 /// and echo requests, UDP, TCP.
-fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inany, l4: &[u8]) {
+fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inany, l4: &[u8], off: Offload) {
     let v4 = src.is_v4();
     let src_ok = !src.is_unspecified() && !src.is_multicast_or_broadcast();
     if src_ok {
@@ -617,6 +646,7 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
                 return;
             };
             match (v4, u.destination_port()) {
+                _ if off.gso == GsoType::UdpL4 && !ctx.no_udp && src_ok => udp_gso(ctx, frame, src, dst, &u, off.gso_size),
                 (true, 67) => ctx.answer(svc::dhcp::handle, frame),
                 (false, 547) => ctx.answer(svc::dhcpv6::handle, frame),
                 _ if ctx.no_udp => ctx.counters.drop_udp_disabled += 1,
@@ -661,6 +691,21 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
     }
 }
 
+/// A UDP super-frame from the tap (GSO type UDP_L4): its payload is a
+/// series of datagrams of `gso_size` bytes (the last may be shorter),
+/// each sent to the host as its own datagram (what the kernel would do
+/// with UDP_SEGMENT, udp(7)); at most
+/// [`crate::tap::offload::UDP_GSO_MAX_SEGS`] of them.
+fn udp_gso(ctx: &mut Ctx, frame: &[u8], src: Inany, dst: Inany, u: &UdpSlice, gso_size: u16) {
+    // Offload::check bounds the number of datagrams and gso_size > 0.
+    for d in u.payload().chunks(usize::from(gso_size).max(1)) {
+        if udp::from_tap(ctx, src, dst, u.source_port(), u.destination_port(), d) == Err(Refusal::Prohibited) {
+            ctx.refuse_from_tap(frame);
+            return;
+        }
+    }
+}
+
 /// An event on one of the tap back-end's fds.
 fn tap_event(ctx: &mut Ctx, id: u32, events: u32) {
     let r = ctx.tap.event(id, events);
@@ -677,6 +722,7 @@ fn tap_ready(ctx: &mut Ctx) {
     // A bounded number of batches per wakeup keeps sockets served too.
     for _ in 0..8 {
         let mut rx = std::mem::take(&mut ctx.rx);
+        rx.meta.clear();
         let r = ctx.tap.recv_batch(&mut rx);
         ctx.tap_sync();
         let n = match r {
@@ -692,8 +738,8 @@ fn tap_ready(ctx: &mut Ctx) {
             p.frames(rx.frames.iter().map(|r| &rx.buf[r.clone()]));
         }
         ctx.in_batch = true;
-        for r in &rx.frames {
-            dispatch_frame(ctx, &rx.buf[r.clone()]);
+        for (i, r) in rx.frames.iter().enumerate() {
+            dispatch_frame_offload(ctx, &rx.buf[r.clone()], rx.offload(i));
         }
         ctx.in_batch = false;
         ctx.rx = rx;
@@ -1107,5 +1153,45 @@ mod tests {
         dispatch_frame(&mut ctx, &udp4(Ipv4Addr::new(192, 0, 2, 1), 40030, port, b"x"));
         dispatch_frame(&mut ctx, &udp4(Ipv4Addr::BROADCAST, 40031, 9, b"y"));
         assert!(ctx.tx.is_empty(), "never an ICMP error about a broadcast");
+    }
+
+    #[test]
+    fn udp_super_frame_is_sent_as_one_datagram_per_segment_and_bad_metadata_is_counted() {
+        let mut ctx = test_ctx().unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let payload: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
+        let f = udp4(Ipv4Addr::new(192, 0, 2, 1), 40040, port, &payload);
+        let uso = Offload { gso: GsoType::UdpL4, gso_size: 1000, hdr_len: 42, csum: Some((34, 6)), data_valid: false };
+        dispatch_frame_offload(&mut ctx, &f, uso);
+        let mut buf = [0u8; 4096];
+        for chunk in payload.chunks(1000) {
+            let (n, _) = recv_within(&server, &mut buf);
+            assert_eq!(&buf[..n], chunk, "one datagram per gso_size bytes");
+        }
+        assert_eq!(ctx.counters.tap_rx_gso, 1);
+        // Inconsistent metadata: dropped and counted, nothing sent.
+        let bad = [
+            Offload { gso: GsoType::TcpV4, ..uso },
+            Offload { gso_size: 0, ..uso },
+            Offload { csum: Some((34, 60000)), ..uso },
+            Offload { hdr_len: 9000, ..uso },
+            Offload { gso: GsoType::Unknown(3), ..uso },
+            // 2500 bytes in more than 128 segments.
+            Offload { gso_size: 10, ..uso },
+        ];
+        for (i, o) in bad.iter().enumerate() {
+            dispatch_frame_offload(&mut ctx, &f, *o);
+            assert_eq!(ctx.counters.drop_offload_malformed, i as u64 + 1, "{o:?}");
+        }
+        // ARP can never be a super-frame.
+        let arp = [0u8; 42];
+        let mut arp = arp.to_vec();
+        arp[12..14].copy_from_slice(&[8, 6]);
+        dispatch_frame_offload(&mut ctx, &arp, Offload { gso: GsoType::TcpV4, gso_size: 1, ..Offload::default() });
+        assert_eq!(ctx.counters.drop_offload_malformed, bad.len() as u64 + 1);
+        server.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        assert!(server.recv_from(&mut buf).is_err(), "nothing sent for malformed metadata");
+        assert_eq!(ctx.counters.tap_rx_gso, 1);
     }
 }

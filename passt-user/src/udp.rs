@@ -28,7 +28,7 @@ use crate::listen::{Target, OUT};
 use crate::fwd::L4;
 use crate::limits::{self, Refusal};
 use crate::sys;
-use crate::tap::SLOT;
+use crate::tap::{Offload, SLOT};
 use crate::wire::{csum, frame};
 
 /// Idle timeout of a UDP flow (upstream uses 180 s).
@@ -151,8 +151,18 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
 const MAX_DLEN: usize = 65535 - 40 - UDP_HDR;
 
 /// Write UDP, IP and Ethernet headers in front of the `dlen` bytes of
-/// payload at `slot[L4_OFF + 8..]`; returns the frame's range in the slot.
-fn build_udp(slot: &mut [u8], tap: &FlowSide, addrs: &frame::FrameAddrs, label: u32, dlen: usize) -> std::ops::Range<usize> {
+/// payload at `slot[L4_OFF + 8..]`; returns the frame's range in the slot
+/// and its offload metadata: with `partial` (the back-end takes partial
+/// checksums, [`crate::tap::offload`]) the checksum field holds only the
+/// pseudo-header sum and the receiver completes it (csum_offset 6).
+fn build_udp(
+    slot: &mut [u8],
+    tap: &FlowSide,
+    addrs: &frame::FrameAddrs,
+    label: u32,
+    dlen: usize,
+    partial: bool,
+) -> (std::ops::Range<usize>, Offload) {
     let l4len = UDP_HDR + dlen;
     let h = &mut slot[frame::L4_OFF..frame::L4_OFF + UDP_HDR];
     h[0..2].copy_from_slice(&tap.oport.to_be_bytes());
@@ -160,26 +170,34 @@ fn build_udp(slot: &mut [u8], tap: &FlowSide, addrs: &frame::FrameAddrs, label: 
     h[4..6].copy_from_slice(&(l4len as u16).to_be_bytes());
     h[6..8].copy_from_slice(&[0, 0]);
     let acc = frame::pseudo(tap.oaddr, tap.eaddr, IPPROTO_UDP, l4len);
-    let mut c = csum::fold(csum::sum(acc, &slot[frame::L4_OFF..frame::L4_OFF + l4len]));
-    if c == 0 {
+    let mut c = if partial { !csum::fold(acc) } else { csum::fold(csum::sum(acc, &slot[frame::L4_OFF..frame::L4_OFF + l4len])) };
+    if c == 0 && !partial {
         c = 0xffff;
     }
     slot[frame::L4_OFF + 6..frame::L4_OFF + 8].copy_from_slice(&c.to_be_bytes());
-    frame::push_ip_eth(slot, l4len, addrs, IPPROTO_UDP, label)
+    let r = frame::push_ip_eth(slot, l4len, addrs, IPPROTO_UDP, label);
+    let mut off = Offload::default();
+    if partial {
+        let start = (frame::L4_OFF - r.start) as u16;
+        off.csum = Some((start, crate::tap::offload::UDP_CSUM_OFF));
+        off.hdr_len = start + UDP_HDR as u16;
+    }
+    (r, off)
 }
 
 /// Turn datagrams received into consecutive free slots into frames, then
 /// consume those slots.
 fn emit(ctx: &mut Ctx, tap: &FlowSide, label: u32, dgrams: &[sys::Datagram]) {
     let addrs = frame::FrameAddrs { src_mac: ctx.our_mac, dst_mac: ctx.guest_mac, src: tap.oaddr, dst: tap.eaddr };
+    let partial = ctx.tap.offloads().csum;
     for (i, d) in dgrams.iter().enumerate() {
         if d.truncated || d.len > MAX_DLEN {
             ctx.counters.drop_host_oversize += 1;
             continue;
         }
         let Some(slot) = ctx.tx.slot(i) else { break };
-        let r = build_udp(slot, tap, &addrs, label, d.len);
-        ctx.tx.commit_in(i, r);
+        let (r, off) = build_udp(slot, tap, &addrs, label, d.len, partial);
+        ctx.tx.commit_in_offload(i, r, off);
     }
     ctx.tx.advance(dgrams.len());
 }
@@ -464,7 +482,45 @@ fn count_socket_error(ctx: &mut Ctx, e: &std::io::Error) {
 /// frame for tap side `tap` (not consumed: the caller advances).
 fn emit_one(ctx: &mut Ctx, i: usize, tap: &FlowSide, label: u32, dlen: usize) {
     let addrs = frame::FrameAddrs { src_mac: ctx.our_mac, dst_mac: ctx.guest_mac, src: tap.oaddr, dst: tap.eaddr };
+    let partial = ctx.tap.offloads().csum;
     let Some(slot) = ctx.tx.slot(i) else { return };
-    let r = build_udp(slot, tap, &addrs, label, dlen);
-    ctx.tx.commit_in(i, r);
+    let (r, off) = build_udp(slot, tap, &addrs, label, dlen, partial);
+    ctx.tx.commit_in_offload(i, r, off);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn partial_udp_checksum_completes_to_a_valid_one_and_full_is_unchanged() {
+        let tap = FlowSide {
+            eaddr: Ipv4Addr::new(192, 0, 2, 2).into(),
+            eport: 40000,
+            oaddr: Ipv4Addr::new(192, 0, 2, 1).into(),
+            oport: 53,
+        };
+        let addrs = frame::FrameAddrs { src_mac: [2, 0, 0, 0, 0, 1], dst_mac: [2, 0, 0, 0, 0, 2], src: tap.oaddr, dst: tap.eaddr };
+        let payload: Vec<u8> = (0..3001u32).map(|i| (i * 31 % 256) as u8).collect();
+        let verify = |f: &[u8]| {
+            let l4 = &f[34..];
+            csum::fold(csum::sum(frame::pseudo(tap.oaddr, tap.eaddr, IPPROTO_UDP, l4.len()), l4))
+        };
+        let mut slot = vec![0u8; SLOT];
+        slot[frame::L4_OFF + UDP_HDR..][..payload.len()].copy_from_slice(&payload);
+        let (r, off) = build_udp(&mut slot, &tap, &addrs, 0, payload.len(), false);
+        assert_eq!(off, Offload::default());
+        assert_eq!(verify(&slot[r.clone()]), 0, "full checksum");
+        let full = slot[r.clone()].to_vec();
+        let (r, off) = build_udp(&mut slot, &tap, &addrs, 0, payload.len(), true);
+        assert_eq!((off.csum, off.hdr_len), (Some((34, 6)), 42));
+        let mut f = slot[r].to_vec();
+        assert_ne!(verify(&f), 0, "only the pseudo-header sum");
+        // Completed as the receiver does (Linux skb_checksum_help).
+        let c = csum::fold(csum::sum(0, &f[34..]));
+        f[40..42].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(verify(&f), 0);
+        assert_eq!(f, full);
+    }
 }

@@ -237,3 +237,11 @@ fn pcap() {
 fn torture() {
     case("35-torture")
 }
+
+/// Tap offloads at MTU 1500: ethtool shows checksum and segmentation
+/// offloads on; TCP byte-exact both ways (IPv4, IPv6) in super-frames both
+/// ways (pasta's counters), a UDP_SEGMENT send split into datagrams, ping.
+#[test]
+fn offload() {
+    case("36-offload")
+}

@@ -56,6 +56,8 @@ const HOST_PACKAGES: &[&str] = &[
     "passt",
     "iperf3",
     "util-linux",
+    // ethtool -k in the namespace (36-offload)
+    "ethtool",
     // capsh, for the eBPF fallback case (29-ebpf-fallback)
     "libcap2-bin",
     // the real-guest runs (../shared/guest/guestlab.sh)

@@ -18,8 +18,15 @@
 //! buffer holding up to [`BATCH`] frames back to back; [`TxBatch`] has
 //! [`BATCH`] fixed slots of [`SLOT`] bytes so that replies can be built in
 //! place, headers written in front of data received straight into the slot.
+//!
+//! Offloads ([`offload`]): each frame in either batch may carry
+//! [`Offload`] metadata (a TCP or UDP super-frame, a partial checksum).
+//! A back-end says what it accepts in [`Tap::offloads`]; builders produce
+//! plain MSS-sized frames with full checksums for the others, and
+//! back-ends that cannot read metadata leave [`RxBatch::meta`] empty.
 
 pub mod mem;
+pub mod offload;
 pub mod stream;
 pub mod tun;
 pub mod unix;
@@ -28,6 +35,8 @@ pub mod vhost_user;
 use std::ops::Range;
 use std::os::fd::RawFd;
 
+pub use offload::{GsoType, Offload, OffloadCaps};
+
 /// Frames per batch in either direction.
 pub const BATCH: usize = 64;
 /// Largest frame we handle: 14 bytes of Ethernet header plus a 65535-byte
@@ -35,6 +44,8 @@ pub const BATCH: usize = 64;
 pub const MAX_FRAME: usize = 14 + 65535;
 /// Size of one transmit slot, with room for any frame.
 pub const SLOT: usize = MAX_FRAME + 1;
+/// Room for one frame in [`RxBatch::buf`]: a frame and its virtio-net header.
+pub const RX_SLOT: usize = SLOT + offload::VNET_HDR_LEN;
 
 /// Frames read in one wakeup. The default value is empty, with no storage
 /// (a placeholder while the real batch is lent out).
@@ -44,12 +55,21 @@ pub struct RxBatch {
     pub buf: Vec<u8>,
     /// Ranges of the frames read, in order.
     pub frames: Vec<Range<usize>>,
+    /// Offload metadata of `frames[i]` at `meta[i]`; empty (every frame
+    /// plain) for back-ends without offloads.
+    pub meta: Vec<Offload>,
 }
 
 impl RxBatch {
-    /// Room for [`BATCH`] frames of [`MAX_FRAME`] bytes.
+    /// Room for [`BATCH`] frames of [`MAX_FRAME`] bytes, each with a
+    /// virtio-net header.
     pub fn new() -> Self {
-        RxBatch { buf: vec![0; BATCH * SLOT], frames: Vec::with_capacity(BATCH) }
+        RxBatch { buf: vec![0; BATCH * RX_SLOT], frames: Vec::with_capacity(BATCH), meta: Vec::with_capacity(BATCH) }
+    }
+
+    /// Offload metadata of frame `i` (plain when the back-end gave none).
+    pub fn offload(&self, i: usize) -> Offload {
+        self.meta.get(i).copied().unwrap_or_default()
     }
 }
 
@@ -59,6 +79,8 @@ impl RxBatch {
 pub struct TxBatch {
     buf: Vec<u8>,
     frames: Vec<Range<usize>>,
+    /// Offload metadata of `frames[i]` at `meta[i]`.
+    meta: Vec<Offload>,
     /// Slots consumed (queued frames, plus slots skipped by `advance`).
     used: usize,
 }
@@ -66,7 +88,7 @@ pub struct TxBatch {
 impl TxBatch {
     /// [`BATCH`] slots of [`SLOT`] bytes.
     pub fn new() -> Self {
-        TxBatch { buf: vec![0; BATCH * SLOT], frames: Vec::with_capacity(BATCH), used: 0 }
+        TxBatch { buf: vec![0; BATCH * SLOT], frames: Vec::with_capacity(BATCH), meta: Vec::with_capacity(BATCH), used: 0 }
     }
 
     /// True when no slot is free: flush before building another frame.
@@ -108,7 +130,13 @@ impl TxBatch {
     /// Queue the frame at `range` (relative to the slot's start) of the
     /// next free slot, and consume that slot.
     pub fn commit(&mut self, range: Range<usize>) {
-        self.commit_in(0, range);
+        self.commit_offload(range, Offload::default());
+    }
+
+    /// [`TxBatch::commit`] for a frame with offload metadata `off` (only
+    /// what [`Tap::offloads`] of the back-end accepts).
+    pub fn commit_offload(&mut self, range: Range<usize>, off: Offload) {
+        self.commit_in_offload(0, range, off);
         self.used += 1;
     }
 
@@ -116,9 +144,15 @@ impl TxBatch {
     /// without consuming slots: after filling several slots in one go,
     /// [`TxBatch::advance`] consumes them (those not queued stay unused).
     pub fn commit_in(&mut self, i: usize, range: Range<usize>) {
+        self.commit_in_offload(i, range, Offload::default());
+    }
+
+    /// [`TxBatch::commit_in`] for a frame with offload metadata `off`.
+    pub fn commit_in_offload(&mut self, i: usize, range: Range<usize>, off: Offload) {
         let n = self.used + i;
         debug_assert!(n < BATCH && range.end <= SLOT);
         self.frames.push(n * SLOT + range.start..n * SLOT + range.end);
+        self.meta.push(off);
     }
 
     /// Consume `k` slots filled through [`TxBatch::commit_in`].
@@ -131,9 +165,15 @@ impl TxBatch {
         self.frames.iter().map(|r| &self.buf[r.clone()])
     }
 
+    /// The queued frames with their offload metadata, in order.
+    pub fn frames_offload(&self) -> impl Iterator<Item = (&[u8], Offload)> {
+        self.frames.iter().zip(&self.meta).map(|(r, m)| (&self.buf[r.clone()], *m))
+    }
+
     /// Forget every queued frame.
     pub fn clear(&mut self) {
         self.frames.clear();
+        self.meta.clear();
         self.used = 0;
     }
 }
@@ -233,6 +273,12 @@ pub trait Tap {
     /// # Errors
     /// [`TapError::Gone`] when the device is gone, [`TapError::Io`] otherwise.
     fn send_batch(&mut self, tx: &TxBatch) -> Result<TxResult, TapError>;
+
+    /// What frames written to the back-end may carry (see [`offload`]);
+    /// none by default. May change when a guest (re)negotiates.
+    fn offloads(&self) -> OffloadCaps {
+        OffloadCaps::default()
+    }
 }
 
 /// [`TapError::Gone`] for a tap device that failed with `e`, saying so

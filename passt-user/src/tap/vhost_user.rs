@@ -32,14 +32,23 @@
 //! [`TapEvent::Disconnected`] and back to listening, or
 //! [`TapError::Gone`] with `--one-off`.
 //!
-//! Offered: VIRTIO_F_VERSION_1, VIRTIO_NET_F_GUEST_CSUM,
+//! Offered: VIRTIO_F_VERSION_1, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM,
+//! VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+//! VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
 //! VIRTIO_NET_F_MRG_RXBUF, VIRTIO_RING_F_EVENT_IDX,
 //! VIRTIO_RING_F_INDIRECT_DESC, VHOST_USER_F_PROTOCOL_FEATURES; protocol
 //! features: REPLY_ACK only (no MQ, CONFIG, LOG_SHMFD, CONFIGURE_MEM_SLOTS,
-//! DEVICE_STATE: no migration). No segmentation offload: frames are
-//! complete, with valid checksums, both ways; towards the guest, with
-//! GUEST_CSUM acked, the header says so (VIRTIO_NET_HDR_F_DATA_VALID, as
-//! upstream) and the guest skips verifying them; `gso_type` is 0.
+//! DEVICE_STATE: no migration).
+//!
+//! Offloads ([`super::offload`], virtio 1.2 §5.1.6.2-§5.1.6.4): the header
+//! of every frame from the guest becomes its [`Offload`] metadata (with
+//! CSUM and HOST_TSO4/6 acked, TCP super-frames of up to 64 KiB with
+//! partial checksums); frames towards the guest get their header from
+//! theirs, and [`Tap::offloads`] offers only what the guest acked:
+//! partial checksums with GUEST_CSUM, TCP super-frames with GUEST_TSO4 and
+//! GUEST_TSO6 too. A plain frame (complete, valid checksums) has, with
+//! GUEST_CSUM acked, VIRTIO_NET_HDR_F_DATA_VALID (as upstream), so the
+//! guest skips verifying it, else flags 0; `gso_type` 0.
 //! Like upstream passt, VIRTIO_NET_F_MAC is not offered: QEMU gives the
 //! guest its MAC.
 //!
@@ -151,7 +160,7 @@ use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch, TxResult, BATCH, MAX_FRAME};
+use super::{Offload, OffloadCaps, PollFd, RxBatch, Tap, TapError, TapEvent, TxBatch, TxResult, BATCH, MAX_FRAME};
 
 /// Index of the receive queue: frames towards the guest (virtio 1.1 §5.1.2).
 pub const RX_QUEUE: usize = 0;
@@ -177,6 +186,17 @@ const MAX_QUEUE_SIZE: u16 = 32768;
 pub const VIRTIO_NET_F_GUEST_CSUM: u64 = 1 << 1;
 /// `flags` bit of the header (virtio 1.1 §5.1.6): checksums validated.
 const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+/// VIRTIO_NET_F_CSUM (virtio 1.2 §5.1.3): the device takes packets with
+/// partial checksums (from the guest).
+pub const VIRTIO_NET_F_CSUM: u64 = 1 << 0;
+/// VIRTIO_NET_F_GUEST_TSO4: the driver takes TCPv4 super-frames.
+pub const VIRTIO_NET_F_GUEST_TSO4: u64 = 1 << 7;
+/// VIRTIO_NET_F_GUEST_TSO6: the driver takes TCPv6 super-frames.
+pub const VIRTIO_NET_F_GUEST_TSO6: u64 = 1 << 8;
+/// VIRTIO_NET_F_HOST_TSO4: the device takes TCPv4 super-frames.
+pub const VIRTIO_NET_F_HOST_TSO4: u64 = 1 << 11;
+/// VIRTIO_NET_F_HOST_TSO6: the device takes TCPv6 super-frames.
+pub const VIRTIO_NET_F_HOST_TSO6: u64 = 1 << 12;
 /// VIRTIO_NET_F_MRG_RXBUF (virtio 1.1 §5.1.3): a frame may span receive
 /// buffers.
 pub const VIRTIO_NET_F_MRG_RXBUF: u64 = 1 << 15;
@@ -191,7 +211,12 @@ pub const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// Every virtio feature bit we offer with GET_FEATURES.
 pub const FEATURES: u64 = VIRTIO_F_VERSION_1
+    | VIRTIO_NET_F_CSUM
     | VIRTIO_NET_F_GUEST_CSUM
+    | VIRTIO_NET_F_GUEST_TSO4
+    | VIRTIO_NET_F_GUEST_TSO6
+    | VIRTIO_NET_F_HOST_TSO4
+    | VIRTIO_NET_F_HOST_TSO6
     | VIRTIO_NET_F_MRG_RXBUF
     | VIRTIO_RING_F_EVENT_IDX
     | VIRTIO_RING_F_INDIRECT_DESC
@@ -677,15 +702,20 @@ fn recoverable(e: &VuError) -> bool {
     )
 }
 
-/// Copy the frame of a transmit chain, virtio-net header skipped, to the
-/// start of `dst`; returns its length in bytes.
+/// Copy the frame of a transmit chain to the start of `dst`, its
+/// virtio-net header to `hdr`; returns the frame's length in bytes.
 ///
 /// # Errors
 /// [`crate::wire::Error`] if a descriptor is device-writable or outside
 /// guest memory, the chain is broken (it ends on a descriptor that has a
 /// next one), or the frame is shorter than [`MIN_FRAME`] or longer than
 /// `dst`.
-fn read_chain(mem: &GuestMemoryMmap, chain: DescriptorChain<&GuestMemoryMmap>, dst: &mut [u8]) -> Result<usize, crate::wire::Error> {
+fn read_chain(
+    mem: &GuestMemoryMmap,
+    chain: DescriptorChain<&GuestMemoryMmap>,
+    dst: &mut [u8],
+    hdr: &mut [u8; VNET_HDR_LEN],
+) -> Result<usize, crate::wire::Error> {
     use crate::wire::Error;
     let mut skip = VNET_HDR_LEN;
     let mut len = 0usize;
@@ -697,6 +727,10 @@ fn read_chain(mem: &GuestMemoryMmap, chain: DescriptorChain<&GuestMemoryMmap>, d
         }
         let dlen = usize::try_from(desc.len()).map_err(|_| Error)?;
         let s = skip.min(dlen);
+        if s > 0 {
+            let at = VNET_HDR_LEN - skip;
+            mem.read_slice(&mut hdr[at..at + s], desc.addr()).map_err(|_| Error)?;
+        }
         skip -= s;
         let n = dlen - s;
         if n == 0 {
@@ -726,10 +760,8 @@ struct RxFrame<'a> {
 }
 
 impl<'a> RxFrame<'a> {
-    /// `flags`: the header's first byte.
-    fn new(data: &'a [u8], flags: u8) -> Self {
-        let mut hdr = [0; VNET_HDR_LEN];
-        hdr[0] = flags;
+    /// `hdr`: the header (its `num_buffers` is set at the end).
+    fn new(data: &'a [u8], hdr: [u8; VNET_HDR_LEN]) -> Self {
         RxFrame { hdr, hdr_done: 0, data, num_buffers_at: [None; 2] }
     }
 
@@ -888,16 +920,34 @@ impl RxMode {
             hdr_flags: if dev.has(VIRTIO_NET_F_GUEST_CSUM) { VIRTIO_NET_HDR_F_DATA_VALID } else { 0 },
         }
     }
+
+    /// The header of a frame with metadata `off`: a plain frame gets
+    /// `hdr_flags`, others their own fields.
+    fn header(self, off: Offload) -> [u8; VNET_HDR_LEN] {
+        let mut h = [0; VNET_HDR_LEN];
+        if off == Offload::default() {
+            h[0] = self.hdr_flags;
+        } else {
+            off.encode(&mut h);
+        }
+        h
+    }
+}
+
+/// What the driver acked of the offloads towards it.
+fn caps_of(dev: &Device) -> OffloadCaps {
+    let csum = dev.has(VIRTIO_NET_F_GUEST_CSUM);
+    OffloadCaps { csum, tso: csum && dev.has(VIRTIO_NET_F_GUEST_TSO4) && dev.has(VIRTIO_NET_F_GUEST_TSO6) }
 }
 
 /// Write `frame`, header first, to the next receive buffers of `q`
 /// (several with MRG_RXBUF), appending the buffers used (head, bytes) to
-/// `used`.
-fn put_frame(mem: &GuestMemoryMmap, q: &mut Queue, mode: RxMode, frame: &[u8], used: &mut Vec<(u16, u32)>) -> Put {
+/// `used`. The header comes from `off` ([`RxMode::header`]).
+fn put_frame(mem: &GuestMemoryMmap, q: &mut Queue, mode: RxMode, frame: &[u8], off: Offload, used: &mut Vec<(u16, u32)>) -> Put {
     let size = q.size();
     let avail_start = q.next_avail();
     let mark = used.len();
-    let mut f = RxFrame::new(frame, mode.hdr_flags);
+    let mut f = RxFrame::new(frame, mode.header(off));
     let mut nbufs = 0u16;
     while !f.done() {
         let too_big = (!mode.mrg && nbufs > 0) || nbufs >= size;
@@ -985,8 +1035,8 @@ const BACKLOG_FRAMES: usize = 4 * BATCH;
 #[derive(Debug)]
 struct Backlog {
     buf: Vec<u8>,
-    /// (start, length) in `buf`.
-    frames: std::collections::VecDeque<(usize, usize)>,
+    /// (start, length) in `buf`, and the frame's offload metadata.
+    frames: std::collections::VecDeque<(usize, usize, Offload)>,
 }
 
 impl Backlog {
@@ -1003,8 +1053,9 @@ impl Backlog {
         self.frames.clear();
     }
 
-    /// Keep a copy of `frame`; false if there is no room for it.
-    fn push(&mut self, frame: &[u8]) -> bool {
+    /// Keep a copy of `frame` (metadata `off`); false if there is no room
+    /// for it.
+    fn push(&mut self, frame: &[u8], off: Offload) -> bool {
         if self.frames.len() >= BACKLOG_FRAMES {
             return false;
         }
@@ -1020,7 +1071,7 @@ impl Backlog {
                 return false;
             }
         }
-        self.frames.push_back((self.buf.len(), frame.len()));
+        self.frames.push_back((self.buf.len(), frame.len(), off));
         self.buf.extend_from_slice(frame);
         true
     }
@@ -1029,9 +1080,9 @@ impl Backlog {
     /// finds no room. Returns the frames lost to malformed buffers.
     fn flush(&mut self, mem: &GuestMemoryMmap, q: &mut Queue, mode: RxMode, used: &mut Vec<(u16, u32)>) -> u64 {
         let mut malformed = 0;
-        while let Some(&(start, len)) = self.frames.front() {
+        while let Some(&(start, len, off)) = self.frames.front() {
             let Some(frame) = self.buf.get(start..start + len) else { break };
-            match put_frame(mem, q, mode, frame, used) {
+            match put_frame(mem, q, mode, frame, off, used) {
                 Put::NoRoom => break,
                 Put::Malformed => malformed += 1,
                 Put::Sent | Put::TooBig => {}
@@ -1375,9 +1426,11 @@ impl VhostUserTap {
                 let Some(chain) = vq.queue.pop_descriptor_chain(mem) else { break };
                 popped += 1;
                 let head = chain.head_index();
-                match read_chain(mem, chain, &mut rx.buf[off..off + MAX_FRAME]) {
+                let mut hdr = [0; VNET_HDR_LEN];
+                match read_chain(mem, chain, &mut rx.buf[off..off + MAX_FRAME], &mut hdr) {
                     Ok(len) => {
                         rx.frames.push(off..off + len);
+                        rx.meta.push(Offload::decode(&hdr).unwrap_or_default());
                         off += len;
                     }
                     Err(_) => self.malformed += 1,
@@ -1446,11 +1499,11 @@ impl VhostUserTap {
         }
         self.used.clear();
         self.malformed += self.backlog.flush(mem, &mut vq.queue, mode, &mut self.used);
-        for frame in tx.frames() {
-            let put = if self.backlog.is_empty() { put_frame(mem, &mut vq.queue, mode, frame, &mut self.used) } else { Put::NoRoom };
+        for (frame, off) in tx.frames_offload() {
+            let put = if self.backlog.is_empty() { put_frame(mem, &mut vq.queue, mode, frame, off, &mut self.used) } else { Put::NoRoom };
             match put {
                 Put::Sent => res.sent += 1,
-                Put::NoRoom if self.backlog.push(frame) => res.sent += 1,
+                Put::NoRoom if self.backlog.push(frame, off) => res.sent += 1,
                 Put::NoRoom | Put::TooBig => res.dropped += 1,
                 Put::Malformed => {
                     self.malformed += 1;
@@ -1556,12 +1609,17 @@ impl Tap for VhostUserTap {
 
     fn recv_batch(&mut self, rx: &mut RxBatch) -> Result<usize, TapError> {
         rx.frames.clear();
+        rx.meta.clear();
         self.receive(rx);
         Ok(rx.frames.len())
     }
 
     fn send_batch(&mut self, tx: &TxBatch) -> Result<TxResult, TapError> {
         Ok(self.transmit(tx))
+    }
+
+    fn offloads(&self) -> OffloadCaps {
+        caps_of(&lock(&self.dev))
     }
 }
 
@@ -1855,7 +1913,8 @@ mod tests {
         let mut tap = VhostUserTap::new(l, false).unwrap();
         assert!(!tap.is_connected());
         let (_guest, offered, seen) = connect(&mut tap, &addr, ALL);
-        assert_eq!(offered, (1 << 32) | (1 << 30) | (1 << 29) | (1 << 28) | (1 << 15) | (1 << 1));
+        let tso = (1 << 12) | (1 << 11) | (1 << 8) | (1 << 7) | (1 << 0);
+        assert_eq!(offered, (1 << 32) | (1 << 30) | (1 << 29) | (1 << 28) | (1 << 15) | (1 << 1) | tso);
         assert_eq!(seen.iter().filter(|e| **e == TapEvent::Connected).count(), 1, "{seen:?}");
         assert!(tap.is_connected() && tap.is_ready());
         let mut fds = Vec::new();
@@ -1914,6 +1973,50 @@ mod tests {
         // Nothing more: the next read is empty.
         let mut rx = RxBatch::new();
         assert_eq!(tap.recv_batch(&mut rx).unwrap(), 0);
+    }
+
+    #[test]
+    fn offload_metadata_goes_into_and_comes_out_of_the_header_as_acked() {
+        let (mut tap, g, _a) = ready_tap(ALL);
+        assert_eq!(tap.offloads(), OffloadCaps { csum: true, tso: true });
+        // To the guest: a TCPv4 super-frame of 3000 bytes over two
+        // mergeable buffers; its header carries the metadata.
+        for i in 0..2u16 {
+            g.desc(RX_QUEUE, i, BUF + u64::from(i) * 0x1000, 2048, F_WRITE, 0);
+            g.offer(RX_QUEUE, i);
+        }
+        let f = frame(3000, 4);
+        let off = Offload { gso: super::super::GsoType::TcpV4, gso_size: 1460, hdr_len: 54, csum: Some((34, 16)), data_valid: false };
+        let mut tx = TxBatch::new();
+        tx.slot(0).unwrap()[..f.len()].copy_from_slice(&f);
+        tx.commit_offload(0..f.len(), off);
+        assert_eq!(tap.send_batch(&tx).unwrap(), TxResult { sent: 1, dropped: 0 });
+        assert_eq!(g.read(BUF, 12), [1, 1, 54, 0, 0xb4, 0x05, 34, 0, 16, 0, 2, 0]);
+        assert_eq!(g.read(BUF + 12, 2036), &f[..2036]);
+        assert_eq!(g.read(BUF + 0x1000, 964), &f[2036..]);
+        // From the guest: the header, split 3 + 9 over two descriptors,
+        // becomes the frame's metadata.
+        let h = [1u8, 4, 74, 0, 0xa0, 0x05, 54, 0, 16, 0, 0, 0];
+        let f6 = frame(5000, 6);
+        g.write(BUF + 0x4000, &h[..3]);
+        g.write(BUF + 0x5000, &h[3..]);
+        g.write(BUF + 0x5000 + 9, &f6);
+        g.desc(TX_QUEUE, 0, BUF + 0x4000, 3, F_NEXT, 1);
+        g.desc(TX_QUEUE, 1, BUF + 0x5000, 9 + 5000, 0, 0);
+        g.offer(TX_QUEUE, 0);
+        g.kick(TX_QUEUE);
+        let seen = pump(&mut tap, 2000, |ev| ev.contains(&TapEvent::Readable));
+        assert!(seen.contains(&TapEvent::Readable), "{seen:?}");
+        let mut rx = RxBatch::new();
+        assert_eq!(tap.recv_batch(&mut rx).unwrap(), 1);
+        assert_eq!(rx.buf[rx.frames[0].clone()], f6[..]);
+        let want = Offload { gso: super::super::GsoType::TcpV6, gso_size: 1440, hdr_len: 74, csum: Some((54, 16)), data_valid: false };
+        assert_eq!(rx.offload(0), want);
+        // Only what the guest acked is offered towards it.
+        let (tap, _g, _a) = ready_tap(ALL & !VIRTIO_NET_F_GUEST_TSO6);
+        assert_eq!(tap.offloads(), OffloadCaps { csum: true, tso: false });
+        let (tap, _g, _a) = ready_tap(ALL & !VIRTIO_NET_F_GUEST_CSUM);
+        assert_eq!(tap.offloads(), OffloadCaps { csum: false, tso: false });
     }
 
     #[test]
@@ -2235,9 +2338,9 @@ mod tests {
         // A frame of more bytes than the backlog holds never waits.
         let (l, _addr) = listener();
         let mut fresh = VhostUserTap::new(l, false).unwrap();
-        assert!(fresh.backlog.push(&f));
+        assert!(fresh.backlog.push(&f, Offload::default()));
         let big = vec![0u8; BACKLOG_BYTES];
-        assert!(!fresh.backlog.push(&big));
+        assert!(!fresh.backlog.push(&big, Offload::default()));
         assert_eq!(g.used_idx(RX_QUEUE), 0);
     }
 
@@ -2245,13 +2348,14 @@ mod tests {
     fn backlog_compacts_to_take_frames_while_older_ones_left() {
         let mut b = Backlog::new();
         let half = vec![7u8; BACKLOG_BYTES / 2];
-        assert!(b.push(&half));
-        assert!(b.push(&[1, 2, 3]));
-        assert!(!b.push(&half), "no room while both wait");
+        let d = Offload::default();
+        assert!(b.push(&half, d));
+        assert!(b.push(&[1, 2, 3], d));
+        assert!(!b.push(&half, d), "no room while both wait");
         b.frames.pop_front();
-        assert!(b.push(&half), "room once the first is gone");
+        assert!(b.push(&half, d), "room once the first is gone");
         assert_eq!(b.frames.iter().map(|f| f.1).collect::<Vec<_>>(), [3, BACKLOG_BYTES / 2]);
-        let (s, l) = b.frames[0];
+        let (s, l, _) = b.frames[0];
         assert_eq!(&b.buf[s..s + l], &[1, 2, 3]);
     }
 

@@ -1,0 +1,101 @@
+# 36-offload: tap offloads (IFF_VNET_HDR, TUNSETOFFLOAD) at MTU 1500.
+# pasta -m 1500 --config-net; in the namespace:
+#
+#   ethtool -k IF                      tx-checksumming, tcp-segmentation-offload
+#                                      (and tx-udp-segmentation) are on
+#   curl http://R/blob | sha256sum     24 MiB download, vs the server's hash
+#   tcplab.py blob | curl -T - R/up    24 MiB upload, the server replies the
+#                                      sha256 and length it got
+#   36-offload.py uso R 7 4 1000       one send of 4 x 1000 bytes with
+#                                      UDP_SEGMENT: a UDP super-frame on the
+#                                      tap; the remote echo server must get 4
+#                                      datagrams (4 replies, one per segment)
+#   ping -c1 R                         ICMP and ICMPv6 echo
+#
+# IPv4 and IPv6. pasta's exit counters line must show super-frames both
+# ways (tap_rx_gso > 0: frames larger than the MTU from the namespace;
+# tap_tx_gso > 0: frames of several MSS to it) and no drop_offload_malformed
+# (-d: the counters line is logged at exit).
+# With PASST_RS_NO_OFFLOAD=1 in the environment the same case checks the
+# plain path (offloads off, counters 0); foreign binaries skip the
+# passt-rs-only checks.
+# lab-timeout: 150
+
+need_tools curl sha256sum ethtool
+HTTP_PORT=8080 MIB=24
+export HTTP_PORT MIB
+lab_tcp_server http up serve-http $HTTP_PORT --mib $MIB --bind $R4 --bind "$R6"
+down_want=$(sed -n "s/^blob $MIB MiB sha256 //p" "$LAB_WORK/http.log")
+[[ $down_want =~ ^[0-9a-f]{64}$ ]] || fail "serve-http logged no blob hash: $(head -n 3 "$LAB_WORK/http.log")"
+up_want=$(timeout 30 "$PYTHON" "$LAB_DIR/tcplab.py" blob-sha --mib $MIB --seed up)
+[[ $up_want =~ ^[0-9a-f]{64}\ [0-9]+$ ]] || fail "tcplab.py blob-sha printed '$up_want'"
+PY36=${LAB_CASE_FILE%.sh}.py
+export PY36
+
+pasta_spawn off 110 -m 1500 --config-net -d <<'NS'
+IF=$(eval "$ns_ifname_cmd")
+echo "mtu $(ip -o link show "$IF" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p')"
+ethtool -k "$IF" | sed -n 's/^\(tx-checksumming\|tcp-segmentation-offload\|tx-udp-segmentation\): \([a-z]*\).*/feature \1 \2/p'
+T="$PYTHON $LAB_DIR/tcplab.py"
+WD='%{stderr}code=%{http_code} bytes=%{size_download} bps=%{speed_download}\n'
+for t in "4 $R4" "6 [$R6]"; do
+	set -- $t
+	url=http://$2:$HTTP_PORT
+	{ timeout 30 curl -sS -g --connect-timeout 5 -w "$WD" "$url/blob" 2>"$LAB_WORK/down$1.info"
+	  echo "rc=$?" >>"$LAB_WORK/down$1.info"; } | sha256sum | cut -d' ' -f1 >"$LAB_WORK/down$1.sha"
+	echo "down$1 $(tr '\n' ' ' <"$LAB_WORK/down$1.info") sha256=$(cat "$LAB_WORK/down$1.sha")"
+	timeout 30 $T blob --mib $MIB --seed up |
+		timeout 30 curl -sS -g --connect-timeout 5 -T - "$url/up" >"$LAB_WORK/up$1.reply" 2>"$LAB_WORK/up$1.info"
+	echo "up$1 rc=$? $(tr '\n' ' ' <"$LAB_WORK/up$1.info") reply=$(cat "$LAB_WORK/up$1.reply")"
+done
+for t in "4 $R4" "6 $R6"; do
+	set -- $t
+	n=0
+	# The first IPv6 datagram may wait on NDP: up to 3 attempts.
+	while [ $n -lt 3 ]; do
+		n=$((n + 1))
+		timeout 10 $PYTHON "$PY36" uso "$2" $ECHO_PORT 4 1000 >"$LAB_WORK/uso$1.out" 2>&1
+		grep -q '^replies 4$' "$LAB_WORK/uso$1.out" && break
+	done
+	sed "s/^/uso$1 /" "$LAB_WORK/uso$1.out"
+	rc=1; n=0
+	while [ $n -lt 3 ] && [ $rc -ne 0 ]; do
+		n=$((n + 1))
+		timeout 5 ping -$1 -n -c1 -W2 "$2" >/dev/null 2>&1
+		rc=$?
+	done
+	echo "ping$1 rc=$rc"
+done
+exit 0
+NS
+rc=$?
+((rc == 0)) || fail "pasta exited with status $rc"
+out=$LAB_WORK/off.out
+expect_eq "namespace MTU" "$(sed -n 's/^mtu //p' "$out")" 1500
+for v in 4 6; do
+	expect_eq "IPv$v download sha256" "$(sed -n "s/^down$v .*sha256=//p" "$out")" "$down_want"
+	expect_eq "IPv$v upload: sha256 and length the server received" "$(sed -n "s/^up$v rc=0 .*reply=//p" "$out")" "$up_want"
+	expect_eq "IPv$v ping" "$(sed -n "s/^ping$v //p" "$out")" "rc=0"
+	want="replies 4"
+	# "remote:" and the 999-byte line of each segment.
+	for i in 0 1 2 3; do want+=" reply remote:seg$i- len=1006"; done
+	expect_eq "IPv$v UDP_SEGMENT send: 4 datagrams echoed" "$(sed -n "s/^uso$v //p" "$out" | tr '\n' ' ' | sed 's/ $//')" "$want"
+done
+if skip_unless_ours "offload features and GSO counters"; then
+	cl=$(grep -E '^([0-9]+\.[0-9]+: +)?([A-Za-z]+: +)?counters:' "$LAB_WORK/off.pasta.log" | tail -n 1)
+	[[ -n $cl ]] || fail "no 'counters:' line in pasta's log"
+	c() { local v; v=$(sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<" ${cl#*counters:} "); echo "${v:-0}"; }
+	expect_eq "drop_offload_malformed" "$(c drop_offload_malformed)" 0
+	if [[ -n ${PASST_RS_NO_OFFLOAD:-} ]]; then
+		expect_eq "ethtool: tx-checksumming without offloads" "$(sed -n 's/^feature tx-checksumming //p' "$out")" off
+		expect_eq "super-frames without offloads" "$(c tap_rx_gso) $(c tap_tx_gso)" "0 0"
+	else
+		for f in tx-checksumming tcp-segmentation-offload tx-udp-segmentation; do
+			expect_eq "ethtool -k: $f" "$(sed -n "s/^feature $f //p" "$out")" on
+		done
+		rx=$(c tap_rx_gso) tx=$(c tap_tx_gso)
+		((rx > 0)) || fail "no super-frame from the namespace (tap_rx_gso=0): $cl"
+		((tx > 0)) || fail "no super-frame to the namespace (tap_tx_gso=0): $cl"
+		ok "super-frames: $rx from the namespace, $tx to it ($cl)"
+	fi
+fi
