@@ -71,6 +71,7 @@ pub const CASES: &[&str] = &[
     "33-logging",
     "34-pcap",
     "35-torture",
+    "37-threads",
 ];
 
 /// Why a case did not pass.

@@ -7,6 +7,9 @@
 //! one write(2) sends one frame. The fd is non-blocking: a full transmit
 //! queue in the namespace (EAGAIN) drops the frame, as a real link would.
 //!
+//! With `--threads N`, the device is made with IFF_MULTI_QUEUE and opened
+//! N times at start-up: one queue fd per worker ([`crate::threads`]).
+//!
 //! Syscalls: openat, ioctl(TUNSETIFF), read, write, close.
 
 use std::ffi::CStr;
@@ -23,6 +26,8 @@ pub struct TunTap {
 }
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// include/uapi/linux/if_tun.h.
+const IFF_MULTI_QUEUE: libc::c_int = 0x0100;
 
 #[repr(C)]
 struct IfReq {
@@ -39,6 +44,17 @@ impl TunTap {
     /// The OS error of open(/dev/net/tun) or TUNSETIFF; `InvalidInput` for a
     /// name of 16 bytes or more.
     pub fn open(name: &str) -> io::Result<Self> {
+        Self::open_flags(name, false)
+    }
+
+    /// [`TunTap::open`] with IFF_MULTI_QUEUE if `multi_queue`: each call
+    /// with the same name (and the flag) attaches one more queue of the
+    /// same device (tuntap.rst, "Multiqueue tuntap interface").
+    ///
+    /// # Errors
+    /// As [`TunTap::open`]; EINVAL when the device exists without (or with)
+    /// the flag.
+    pub fn open_flags(name: &str, multi_queue: bool) -> io::Result<Self> {
         if name.len() >= libc::IFNAMSIZ || name.contains('\0') {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name '{name}'")));
         }
@@ -50,7 +66,7 @@ impl TunTap {
         }
         // SAFETY: fresh fd, owned from here.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short, _pad: [0; 22] };
+        let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: (libc::IFF_TAP | libc::IFF_NO_PI | if multi_queue { IFF_MULTI_QUEUE } else { 0 }) as libc::c_short, _pad: [0; 22] };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: req is a valid struct ifreq layout for TUNSETIFF.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
