@@ -5,7 +5,8 @@
 #   pasta --config-net -d --threads 2 -t 10038 -t 10039 (background, pasta_bg)
 #   - the namespace's tap has 2 queues (/sys/class/net/IF/queues/{rx,tx}-*);
 #   - pasta has at least 3 threads (/proc/PID/task: worker 0, worker 1, the
-#     namespace helper);
+#     namespace helper), each with CapEff 0 (or CAP_NET_BIND_SERVICE only),
+#     NoNewPrivs 1, Seccomp 2;
 #   - at once: 8 connections out of the namespace (4 to 198.51.100.1, 4 to
 #     2001:db8:100::1; tcplab.py serve-sendclose upstream sends 8 MiB, the
 #     client sends 4 MiB back) and 4 into it through the tap (-t 10038,
@@ -48,6 +49,12 @@ expect_eq "queues of $IF" "$q" "rx-0 rx-1 tx-0 tx-1"
 nt=$(ls "/proc/$PID/task" | wc -l)
 ((nt >= 3)) || fail "pasta has $nt threads, want at least 3"
 ok "pasta has $nt threads"
+# Every thread sandboxed (the workers start after the sandbox and inherit it):
+# no capability but CAP_NET_BIND_SERVICE (kept for -U auto, see 30-sandbox).
+for t in /proc/$PID/task/*; do
+	v=$(awk '$1 == "CapEff:" || $1 == "NoNewPrivs:" || $1 == "Seccomp:" { printf "%s%s ", $1, $2 }' "$t/status")
+	expect_match "task ${t##*/}" "$v" "^CapEff:(0000000000000400|0000000000000000) NoNewPrivs:1 Seccomp:2 $"
+done
 
 # Servers in the namespace, reached through the tap from upstream.
 lab_bg sendclose-ns "${NS[@]}" timeout 300 "$PYTHON" -u "$LAB_DIR/tcplab.py" serve-sendclose \
