@@ -150,6 +150,10 @@ pub struct Conf {
     /// `--max-flows N` (passt-rs extension): capacity of the flow table,
     /// 1 to [`MAX_FLOWS_LIMIT`]; `None` is [`crate::daemon::FLOW_CAPACITY`].
     pub max_flows: Option<usize>,
+    /// `--threads N` (passt-rs extension, pasta only): worker threads, one
+    /// per queue of a multi-queue tap, 1 to [`MAX_THREADS`]; 1 (the
+    /// default) is upstream's single thread ([`crate::threads`]).
+    pub threads: usize,
     /// `-a` IPv4 address, with prefix length if given in CIDR notation.
     pub addr4: Option<(Ipv4Addr, Option<u8>)>,
     /// `-a` IPv6 address (a given prefix length is overridden by 64, as upstream).
@@ -385,6 +389,10 @@ pub const DEFAULT_MTU: u16 = 65520;
 /// fill), and a table of that size still takes well under 1 GiB.
 pub const MAX_FLOWS_LIMIT: usize = 1 << 20;
 
+/// Largest `--threads`: a small fixed cap (each worker is a queue of the
+/// tap, an epoll loop and a flow table of `--max-flows` slots).
+pub const MAX_THREADS: usize = 16;
+
 /// Our MAC when `-M` is not given: locally administered 9a:55:9a:55:9a:55.
 pub const DEFAULT_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
 
@@ -434,6 +442,7 @@ enum Opt {
     PidFile,
     Mtu,
     MaxFlows,
+    Threads,
     Address,
     Netmask,
     MacAddr,
@@ -647,6 +656,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::flag(Opt::ChrootFallback, "chroot-fallback", None).later(),
     // passt-rs extensions, last: upstream's ambiguity messages list theirs first.
     OptSpec::value(Opt::MaxFlows, "max-flows", None),
+    OptSpec::value(Opt::Threads, "threads", None),
 ];
 
 /// Program name for messages.
@@ -939,6 +949,7 @@ impl Builder {
             pcap: None,
             mtu: None,
             max_flows: None,
+            threads: 1,
             addr4: None,
             addr6: None,
             netmask4: None,
@@ -1106,6 +1117,7 @@ impl Builder {
             Opt::Version => return Err(ConfError::Version(version(self.conf.mode))),
             Opt::Mtu => self.mtu(value)?,
             Opt::MaxFlows => self.max_flows(value)?,
+            Opt::Threads => self.threads(value)?,
             Opt::Address => self.address(value)?,
             Opt::Netmask => self.netmask(value)?,
             Opt::MacAddr => self.conf.our_mac = self.mac(value)?,
@@ -1248,6 +1260,23 @@ impl Builder {
                 Ok(())
             }
             _ => Err(self.invalid(format!("Maximum number of flows {n} too large (max {MAX_FLOWS_LIMIT})"))),
+        }
+    }
+
+    /// `--threads N`: 1 to [`MAX_THREADS`], in the bases of strtoul(3).
+    fn threads(&mut self, value: &OsStr) -> Result<(), ConfError> {
+        let s = self.text(value, "Invalid number of threads")?;
+        let n = parse_ulong(s)
+            .ok_or_else(|| self.invalid(format!("Invalid number of threads: {s}")))?;
+        match usize::try_from(n) {
+            Ok(0) => Err(self.invalid("Number of threads must be at least 1")),
+            Ok(n) if n <= MAX_THREADS => {
+                self.conf.threads = n;
+                Ok(())
+            }
+            _ => Err(self.invalid(format!(
+                "Number of threads {n} too large (max {MAX_THREADS})"
+            ))),
         }
     }
 
@@ -1527,6 +1556,18 @@ impl Builder {
         if self.conf.stats > 0 && !self.conf.foreground {
             return Err(self.invalid("Can't display statistics if not running in foreground"));
         }
+        if self.conf.threads > 1 {
+            if self.conf.mode == Mode::Passt {
+                return Err(self
+                    .invalid("--threads is for pasta only (vhost-user multi-queue is not built)"));
+            }
+            if self.conf.splice_only {
+                return Err(self.invalid("--threads needs a tap device, not --splice-only"));
+            }
+            if self.conf.pcap.is_some() {
+                return Err(self.invalid("--pcap captures one thread: not with --threads above 1"));
+            }
+        }
         let pasta = self.conf.mode == Mode::Pasta;
         if !pasta && self.conf.splice_only {
             return Err(self.invalid("--splice-only is for pasta mode only"));
@@ -1781,6 +1822,12 @@ fn usage(mode: Mode) -> String {
         "    --fqdn NAME",
         &format!("FQDN for the {guest} (DHCP 81, DHCPv6 39)"),
     );
+    if pasta {
+        opt(u, "    --threads N", "Worker threads, one per tap queue");
+        more(u, &format!("(passt-rs extension) 1 to {MAX_THREADS}; default: 1"));
+    } else {
+        opt(u, "    --threads N", "1 only (passt-rs extension, pasta's)");
+    }
     if pasta {
         opt(
             u,
@@ -3139,6 +3186,43 @@ mod tests {
     }
 
     // ---- MTU ----
+
+    #[test]
+    fn threads_is_validated_and_pasta_only() {
+        assert_eq!(ok(pasta(&[])).threads, 1);
+        assert_eq!(ok(pasta(&["--threads", "2"])).threads, 2);
+        assert_eq!(ok(pasta(&["--threads=0x3"])).threads, 3);
+        assert_eq!(ok(pasta(&["--threads", "16"])).threads, MAX_THREADS);
+        assert_eq!(ok(passt(&["--threads", "1"])).threads, 1);
+        assert_eq!(
+            invalid(pasta(&["--threads", "0"])),
+            "pasta: Number of threads must be at least 1"
+        );
+        assert_eq!(
+            invalid(pasta(&["--threads", "two"])),
+            "pasta: Invalid number of threads: two"
+        );
+        assert_eq!(
+            invalid(pasta(&["--threads", "-2"])),
+            "pasta: Invalid number of threads: -2"
+        );
+        assert_eq!(
+            invalid(pasta(&["--threads", "17"])),
+            "pasta: Number of threads 17 too large (max 16)"
+        );
+        assert_eq!(
+            invalid(passt(&["--threads", "2"])),
+            "passt: --threads is for pasta only (vhost-user multi-queue is not built)"
+        );
+        assert_eq!(
+            invalid(pasta(&["--threads", "2", "--splice-only"])),
+            "pasta: --threads needs a tap device, not --splice-only"
+        );
+        assert_eq!(
+            invalid(pasta(&["--threads", "2", "-p", "/tmp/x.pcap"])),
+            "pasta: --pcap captures one thread: not with --threads above 1"
+        );
+    }
 
     #[test]
     fn max_flows_is_validated_and_in_help() {

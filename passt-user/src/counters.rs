@@ -19,6 +19,12 @@ macro_rules! counters {
             pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
                 [$((stringify!($name), self.$name)),*].into_iter()
             }
+
+            /// Add every counter of `o` to ours (`--threads`: the sum of
+            /// the workers').
+            pub fn add(&mut self, o: &Counters) {
+                $(self.$name += o.$name;)*
+            }
         }
     };
 }
@@ -117,6 +123,16 @@ counters! {
     drop_ping_reply,
     /// Frame dropped because the tap queue was full.
     drop_tap_full,
+    /// `--threads`: frames read from our tap queue for a flow another
+    /// worker owns, handed to it ([`crate::threads`]).
+    thread_frames_handed,
+    /// `--threads`: frames handed to us by another worker.
+    thread_frames_taken,
+    /// `--threads`: accepted connections handed to the worker owning
+    /// their tap side.
+    thread_tcp_handed,
+    /// `--threads`: a handoff to a worker that was gone.
+    drop_thread_handoff,
 }
 
 impl std::fmt::Display for Counters {

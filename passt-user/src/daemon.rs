@@ -138,6 +138,8 @@ pub struct Ctx {
     pub spare_fd: crate::limits::SpareFd,
     /// Rate limit of ICMP errors for refused flows.
     pub unreach_limit: crate::limits::RateLimit,
+    /// `--threads` above 1: this worker's part ([`crate::threads`]).
+    pub shard: Option<crate::threads::Shard>,
 }
 
 /// Everything needed to build a [`Ctx`].
@@ -222,6 +224,7 @@ impl Ctx {
             stats: None,
             spare_fd,
             unreach_limit: crate::limits::RateLimit::new(crate::limits::UNREACH_PER_SEC),
+            shard: None,
         })
     }
 
@@ -646,11 +649,12 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
                 return;
             };
             match (v4, u.destination_port()) {
-                _ if off.gso == GsoType::UdpL4 && !ctx.no_udp && src_ok => udp_gso(ctx, frame, src, dst, &u, off.gso_size),
-                (true, 67) => ctx.answer(svc::dhcp::handle, frame),
-                (false, 547) => ctx.answer(svc::dhcpv6::handle, frame),
+                (true, 67) if !off.is_gso() => ctx.answer(svc::dhcp::handle, frame),
+                (false, 547) if !off.is_gso() => ctx.answer(svc::dhcpv6::handle, frame),
                 _ if ctx.no_udp => ctx.counters.drop_udp_disabled += 1,
                 _ if !src_ok => ctx.counters.drop_addr += 1,
+                (_, dport) if crate::threads::handed(ctx, frame, off, Proto::Udp, &tap_side(src, u.source_port(), dst, dport)) => {}
+                _ if off.gso == GsoType::UdpL4 => udp_gso(ctx, frame, src, dst, &u, off.gso_size),
                 (_, dport) => {
                     if udp::from_tap(ctx, src, dst, u.source_port(), dport, u.payload()) == Err(Refusal::Prohibited) {
                         ctx.refuse_from_tap(frame);
@@ -667,7 +671,11 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
             let echo_request = if v4 { 8 } else { 128 };
             match kind {
                 k if k == echo_request && !ctx.no_icmp && src_ok && !dst.is_multicast_or_broadcast() => {
-                    if icmp::from_tap(ctx, src, dst, u16::from_be_bytes([l4[4], l4[5]]), l4) == Err(Refusal::Prohibited) {
+                    let id = u16::from_be_bytes([l4[4], l4[5]]);
+                    if crate::threads::handed(ctx, frame, off, Proto::Ping, &tap_side(src, id, dst, id)) {
+                        return;
+                    }
+                    if icmp::from_tap(ctx, src, dst, id, l4) == Err(Refusal::Prohibited) {
                         ctx.refuse_from_tap(frame);
                     }
                 }
@@ -686,7 +694,15 @@ fn transport(ctx: &mut Ctx, frame: &[u8], proto: IpNumber, src: Inany, dst: Inan
         }
         IpNumber::TCP if ctx.no_tcp => ctx.counters.drop_tcp += 1,
         IpNumber::TCP if !src_ok || dst.is_multicast_or_broadcast() => ctx.counters.drop_addr += 1,
-        IpNumber::TCP => tcp::io::from_tap(ctx, src, dst, l4),
+        IpNumber::TCP => {
+            if let (true, Some(p)) = (ctx.shard.is_some(), l4.get(0..4)) {
+                let side = tap_side(src, u16::from_be_bytes([p[0], p[1]]), dst, u16::from_be_bytes([p[2], p[3]]));
+                if crate::threads::handed(ctx, frame, off, Proto::Tcp, &side) {
+                    return;
+                }
+            }
+            tcp::io::from_tap(ctx, src, dst, l4)
+        }
         _ => ctx.counters.drop_ip_proto += 1,
     }
 }
@@ -702,6 +718,42 @@ fn udp_gso(ctx: &mut Ctx, frame: &[u8], src: Inany, dst: Inany, u: &UdpSlice, gs
         if udp::from_tap(ctx, src, dst, u.source_port(), u.destination_port(), d) == Err(Refusal::Prohibited) {
             ctx.refuse_from_tap(frame);
             return;
+        }
+    }
+}
+
+/// The tap side of a flow from a frame of the namespace: source `src`,
+/// `sport`, destination `dst`, `dport`.
+fn tap_side(src: Inany, sport: u16, dst: Inany, dport: u16) -> FlowSide {
+    FlowSide { eaddr: src, eport: sport, oaddr: dst, oport: dport }
+}
+
+/// `--threads`: what other workers handed us ([`crate::threads`]), as a
+/// batch of frames read from the tap; at most 256 things per wake-up (the
+/// eventfd is written again if more are waiting).
+fn inbox_ready(ctx: &mut Ctx) {
+    let mut n = 0;
+    ctx.in_batch = true;
+    while n < 256 {
+        let Some(h) = ctx.shard.as_ref().and_then(crate::threads::Shard::take) else { break };
+        n += 1;
+        match h {
+            crate::threads::Handoff::Frame(f, off) => {
+                ctx.counters.thread_frames_taken += 1;
+                dispatch_frame_offload(ctx, &f, off);
+            }
+            crate::threads::Handoff::Tcp { ini, tgt, sock } => tcp::io::open_inbound(ctx, ini, tgt, sock),
+            crate::threads::Handoff::Stop => ctx.exit = Some(0),
+        }
+    }
+    ctx.in_batch = false;
+    tcp::io::flush_acks(ctx);
+    ctx.flush_tx();
+    if n == 256 {
+        if let Some(sh) = &ctx.shard {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: 8 readable bytes to our own eventfd.
+            unsafe { libc::write(sh.wake_fd(), one.as_ptr().cast(), one.len()) };
         }
     }
 }
@@ -778,11 +830,29 @@ impl Watch for NoWatch {
 /// # Errors
 /// epoll registration or wait errors: fatal.
 pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut dyn Watch) -> std::io::Result<i32> {
+    let s = signal_fd.as_raw_fd();
+    ctx.epoll.add(s, libc::EPOLLIN as u32, EpollRef::new(EpollType::Signal, s, 0))?;
+    run_loop(ctx, timer_fd, s, watch)
+}
+
+/// `--threads`: the loop of worker 1..N ([`crate::threads`]): no signals,
+/// nothing to watch; ends on [`crate::threads::Handoff::Stop`] or when its
+/// tap queue goes.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_worker(ctx: &mut Ctx, timer_fd: &OwnedFd) -> std::io::Result<i32> {
+    run_loop(ctx, timer_fd, -1, &mut NoWatch)
+}
+
+fn run_loop(ctx: &mut Ctx, timer_fd: &OwnedFd, s: i32, watch: &mut dyn Watch) -> std::io::Result<i32> {
     ctx.tap_sync();
     let t = timer_fd.as_raw_fd();
     ctx.epoll.add(t, libc::EPOLLIN as u32, EpollRef::new(EpollType::Timer, t, 0))?;
-    let s = signal_fd.as_raw_fd();
-    ctx.epoll.add(s, libc::EPOLLIN as u32, EpollRef::new(EpollType::Signal, s, 0))?;
+    if let Some(sh) = &ctx.shard {
+        let w = sh.wake_fd();
+        ctx.epoll.add(w, libc::EPOLLIN as u32, EpollRef::new(EpollType::Handoff, w, 0))?;
+    }
     let ft = ctx.fast_timer.as_raw_fd();
     ctx.epoll.add(ft, libc::EPOLLIN as u32, EpollRef::new(EpollType::FastTimer, ft, 0))?;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; EPOLL_EVENTS];
@@ -835,6 +905,10 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
                         }
                     }
                 }
+                Some(EpollType::Handoff) => {
+                    drain_fd(r.fd());
+                    inbox_ready(ctx);
+                }
                 None => log::debug!("epoll: unknown reference {r:?}"),
             }
         }
@@ -851,7 +925,11 @@ pub fn run(ctx: &mut Ctx, timer_fd: &OwnedFd, signal_fd: &OwnedFd, watch: &mut d
             f.data = FlowData::None;
         });
         if let Some(st) = ctx.exit {
-            log::info!("{}", ctx.counters);
+            if ctx.shard.as_ref().is_some_and(|sh| sh.id != 0) {
+                // A worker: worker 0 reports for everyone.
+                return Ok(st);
+            }
+            log::info!("{}", crate::threads::stop_workers(ctx));
             for l in ctx.ebpf.iter().flat_map(crate::ebpf::Accel::summary) {
                 log::info!("{l}");
             }

@@ -293,6 +293,41 @@ fn new_ctx(conf: &Conf, net: &NetConf, tap: Box<dyn crate::tap::Tap>, guest_mac:
     Ok(ctx)
 }
 
+/// `--threads N`: workers 1..N, one per extra tap queue in `queues`,
+/// each a [`Ctx`] of its own with its [`crate::threads::Shard`]; worker
+/// 0's shard goes to `ctx`. Made before the sandbox (epoll, timerfds,
+/// eventfds), started after it ([`crate::threads::spawn`]).
+///
+/// # Errors
+/// Those of [`new_ctx`], eventfd and timerfd.
+fn new_workers(
+    conf: &Conf,
+    net: &NetConf,
+    ctx: &mut Ctx,
+    queues: Vec<crate::tap::tun::TunTap>,
+    guest_mac: Option<[u8; 6]>,
+    peek_off: bool,
+) -> anyhow::Result<Vec<crate::threads::Worker>> {
+    if queues.is_empty() {
+        return Ok(Vec::new());
+    }
+    let udp = crate::threads::udp_targets(&conf.fwd_in.rules);
+    let mut shards = crate::threads::shards(queues.len() + 1, udp)
+        .context("worker threads")?
+        .into_iter();
+    ctx.shard = shards.next();
+    let mut workers = Vec::with_capacity(queues.len());
+    for (q, sh) in queues.into_iter().zip(shards) {
+        let mut w = new_ctx(conf, net, Box::new(q), guest_mac, peek_off)?;
+        // --stats counts worker 0's events only.
+        w.stats = None;
+        w.shard = Some(sh);
+        let timer = crate::signals::periodic_timer(1000).context("timer")?;
+        workers.push(crate::threads::Worker { ctx: w, timer });
+    }
+    Ok(workers)
+}
+
 /// Write the PID file, or go to the background (the parent writes it and
 /// exits 0): the caller is told we are ready only now.
 fn ready(conf: &Conf) -> anyhow::Result<()> {
@@ -555,17 +590,22 @@ fn run_pasta(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
         let n = if !net.ifname4.is_empty() { &net.ifname4 } else { &net.ifname6 };
         if n.is_empty() { "tap0".to_string() } else { n.clone() }
     });
-    let (tap, guest_mac): (Box<dyn crate::tap::Tap>, _) = if conf.splice_only {
+    let (tap, guest_mac, queues): (Box<dyn crate::tap::Tap>, _, _) = if conf.splice_only {
         crate::pasta::setup_lo(&ns)?;
-        (Box::new(crate::tap::NoTap::new().context("tap")?), None)
+        (
+            Box::new(crate::tap::NoTap::new().context("tap")?),
+            None,
+            Vec::new(),
+        )
     } else {
         let t = crate::pasta::setup_tap(&ns, conf, &net, &ifname)?;
-        (Box::new(t.tap), Some(t.mac))
+        (Box::new(t.tap), Some(t.mac), t.queues)
     };
     let interactive = matches!(conf.target, PastaTarget::Spawn { .. });
     let sigfd = crate::signals::setup(interactive).context("signals")?;
     let timer = crate::signals::periodic_timer(1000).context("timer")?;
     let mut ctx = new_ctx(conf, &net, tap, guest_mac, peek_off)?;
+    let workers = new_workers(conf, &net, &mut ctx, queues, guest_mac, peek_off)?;
     let nsfd = ns.netns.try_clone().context("namespace fd")?;
     ctx.ns = Some(crate::netns::NsSwitch::new(nsfd).context("network namespace switch")?);
     ctx.listeners = Listeners::new(&conf.fwd_in, &conf.fwd_out, !conf.no_tcp, !conf.no_udp, ctx.v4, ctx.v6);
@@ -621,9 +661,19 @@ fn run_pasta(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     if low_udp {
         log::debug!("Keeping CAP_NET_BIND_SERVICE: UDP forwarded from namespace ports below 1024");
     }
-    crate::isolation::lock_down(Profile::Pasta, ctx.ebpf.is_some(), keep)
-        .context("Failed to sandbox process, exiting")?;
+    crate::isolation::lock_down_threads(
+        Profile::Pasta,
+        ctx.ebpf.is_some(),
+        keep,
+        !workers.is_empty(),
+    )
+    .context("Failed to sandbox process, exiting")?;
     sandbox.pull_trigger(ctx.ns.as_ref())?;
+    // After the sandbox, which they inherit.
+    if !workers.is_empty() {
+        log::debug!("{} worker threads, one per tap queue", workers.len() + 1);
+        crate::threads::spawn(workers).context("worker threads")?;
+    }
     ns.release();
     if matches!(conf.target, PastaTarget::Spawn { .. }) {
         // The command owns the terminal now (upstream does the same).

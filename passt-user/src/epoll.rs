@@ -42,6 +42,8 @@ pub enum EpollType {
     UdpSplice = 10,
     /// The eBPF programs' log source ([`crate::ebpf::Loaded::log_fd`]).
     Ebpf = 11,
+    /// `--threads`: this worker's inbox eventfd ([`crate::threads`]).
+    Handoff = 12,
 }
 
 impl EpollType {
@@ -58,6 +60,7 @@ impl EpollType {
             9 => Self::TcpSplice,
             10 => Self::UdpSplice,
             11 => Self::Ebpf,
+            12 => Self::Handoff,
             _ => return None,
         })
     }

@@ -507,6 +507,20 @@ const PASTA: &[libc::c_long] = &[
 /// in [`COMMON`]), its size looked up, eventfds for kicks and calls.
 const VHOST_USER: &[libc::c_long] = &[libc::SYS_fstat, libc::SYS_newfstatat, libc::SYS_statx, libc::SYS_eventfd2, libc::SYS_ppoll];
 
+/// `--threads N` above 1: the workers are created after the sandbox (so
+/// they inherit the filter, no capabilities, no_new_privs and Landlock):
+/// glibc's pthread_create (clone3, clone as its fallback; the stack's
+/// guard page is mprotect(PROT_NONE), allowed below), and in each new
+/// thread set_robust_list and rseq; sched_getaffinity (glibc sizing the
+/// new thread's CPU set) ([`crate::threads`]).
+const THREADS: &[libc::c_long] = &[
+    libc::SYS_clone3,
+    libc::SYS_clone,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_sched_getaffinity,
+];
+
 /// `--ebpf`: map lookups and updates on maps loaded at start-up.
 const EBPF: &[libc::c_long] = &[libc::SYS_bpf];
 
@@ -520,6 +534,19 @@ const EBPF: &[libc::c_long] = &[libc::SYS_bpf];
 /// # Errors
 /// seccompiler refusing the rules (unknown architecture).
 pub fn seccomp_filter(profile: Profile, ebpf: bool) -> Result<BpfProgram, IsolationError> {
+    seccomp_filter_threads(profile, ebpf, false)
+}
+
+/// [`seccomp_filter`], plus the syscalls of thread creation with
+/// `threads` (pasta's `--threads` above 1).
+///
+/// # Errors
+/// As [`seccomp_filter`].
+pub fn seccomp_filter_threads(
+    profile: Profile,
+    ebpf: bool,
+    threads: bool,
+) -> Result<BpfProgram, IsolationError> {
     let err = |e: &dyn std::fmt::Display| IsolationError::Seccomp(e.to_string());
     let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> = std::collections::BTreeMap::new();
     let extra: &[libc::c_long] = match profile {
@@ -528,7 +555,8 @@ pub fn seccomp_filter(profile: Profile, ebpf: bool) -> Result<BpfProgram, Isolat
         Profile::Pasta => PASTA,
     };
     let bpf: &[libc::c_long] = if ebpf { EBPF } else { &[] };
-    for &nr in COMMON.iter().chain(extra).chain(bpf) {
+    let thr: &[libc::c_long] = if threads { THREADS } else { &[] };
+    for &nr in COMMON.iter().chain(extra).chain(bpf).chain(thr) {
         rules.insert(nr, Vec::new());
     }
     let eq = |arg: u8, v: u64| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v).map_err(|e| err(&e));
@@ -644,7 +672,21 @@ pub fn apply_seccomp(prog: &BpfProgram) -> Result<(), IsolationError> {
 /// # Errors
 /// As [`harden_thread`] and [`apply_seccomp`].
 pub fn lock_down(profile: Profile, ebpf: bool, keep: u64) -> Result<(), IsolationError> {
-    let prog = seccomp_filter(profile, ebpf)?;
+    lock_down_threads(profile, ebpf, keep, false)
+}
+
+/// [`lock_down`] with the syscalls of thread creation allowed if
+/// `threads` ([`seccomp_filter_threads`]).
+///
+/// # Errors
+/// As [`lock_down`].
+pub fn lock_down_threads(
+    profile: Profile,
+    ebpf: bool,
+    keep: u64,
+    threads: bool,
+) -> Result<(), IsolationError> {
+    let prog = seccomp_filter_threads(profile, ebpf, threads)?;
     let h = harden_thread(keep).map_err(sys("Couldn't drop capabilities"))?;
     if !h.bounding {
         log::warn!("Couldn't empty the capability bounding set (no CAP_SETPCAP)");
@@ -775,6 +817,31 @@ mod tests {
         }
         let plain = seccomp_filter(Profile::Pasta, false).unwrap().len();
         assert!(seccomp_filter(Profile::Pasta, true).unwrap().len() > plain);
+    }
+
+    #[test]
+    fn threads_can_be_created_only_with_the_threads_list() {
+        let with = seccomp_filter_threads(Profile::Pasta, false, true).unwrap();
+        let without = seccomp_filter(Profile::Pasta, false).unwrap();
+        assert!(with.len() > without.len());
+        let spawn = |prog: &BpfProgram| {
+            in_child(|| {
+                if apply_seccomp(prog).is_err() {
+                    return 2;
+                }
+                match std::thread::spawn(|| 7).join() {
+                    Ok(7) => 0,
+                    _ => 3,
+                }
+            })
+        };
+        let st = spawn(&with);
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "status {st:#x}");
+        let st = spawn(&without);
+        // glibc blocks every signal around clone3: the trap kills the
+        // process (SIGSYS, default action) instead of reaching our handler.
+        let trapped = (libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == SIGSYS_EXIT) || (libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGSYS);
+        assert!(trapped, "status {st:#x}");
     }
 
     /// Fork; the child runs `f` and exits with its return value. Returns

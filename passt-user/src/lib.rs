@@ -32,5 +32,6 @@ pub mod pcap;
 pub mod stats;
 pub mod ebpf;
 pub mod isolation;
+pub mod threads;
 #[doc(hidden)]
 pub mod fuzz_entry;

@@ -337,6 +337,8 @@ impl Ns {
 pub struct NsTap {
     /// The tap device.
     pub tap: TunTap,
+    /// `--threads N`: the device's other N - 1 queues (worker 1 onwards).
+    pub queues: Vec<TunTap>,
     /// Interface index in the namespace.
     pub ifindex: u32,
     /// The interface's MAC (the guest's MAC as far as we are concerned).
@@ -361,8 +363,25 @@ pub fn setup_lo(ns: &Ns) -> Result<(), PastaError> {
 /// # Errors
 /// Any failing step, described.
 pub fn setup_tap(ns: &Ns, conf: &Conf, net: &NetConf, ifname: &str) -> Result<NsTap, PastaError> {
-    let (tap, nl) = ns.run_in(|| (TunTap::open(ifname), Netlink::open()))?;
+    // --threads N: a multi-queue device and its other N - 1 queues, one
+    // per worker, all opened here, before the sandbox.
+    let (n, mq) = (conf.threads.max(1), conf.threads > 1);
+    let (tap, queues, nl) = ns.run_in(|| {
+        let offload = std::env::var_os(crate::tap::tun::NO_OFFLOAD_ENV).is_none();
+        let tap = TunTap::open_opts(ifname, offload, mq);
+        let queues = match &tap {
+            Ok(t) => (1..n)
+                .map(|_| t.open_queue())
+                .collect::<std::io::Result<Vec<_>>>(),
+            Err(_) => Ok(Vec::new()),
+        };
+        (tap, queues, Netlink::open())
+    })?;
     let tap = tap.map_err(sys(format!("can't create tap device {ifname}")))?;
+    let queues = queues.map_err(sys(format!(
+        "can't open another queue of tap device {}",
+        tap.name()
+    )))?;
     let mut nl = nl.map_err(nl_err("netlink socket in namespace"))?;
     let lo = nl.link_index("lo").map_err(nl_err("lo"))?.unwrap_or(1);
     nl.link_set_up(lo).map_err(nl_err("can't bring up loopback interface in namespace"))?;
@@ -400,7 +419,12 @@ pub fn setup_tap(ns: &Ns, conf: &Conf, net: &NetConf, ifname: &str) -> Result<Ns
             }
         }
     }
-    Ok(NsTap { tap, ifindex, mac })
+    Ok(NsTap {
+        tap,
+        queues,
+        ifindex,
+        mac,
+    })
 }
 
 /// On-link routes first, so that gateways are reachable when routes via

@@ -67,6 +67,7 @@ pub fn epoll_type_str(kind: Option<EpollType>) -> &'static str {
         Some(EpollType::TcpSplice) => "connected spliced TCP socket",
         Some(EpollType::UdpSplice) => "spliced UDP flow socket",
         Some(EpollType::Ebpf) => "eBPF log source",
+        Some(EpollType::Handoff) => "worker inbox",
         None => "unknown reference",
     }
 }
@@ -142,7 +143,7 @@ impl Stats {
             Some(EpollType::PingFlow) => StatEvent::Ping,
             Some(EpollType::Signal) => StatEvent::Signal,
             Some(EpollType::Ebpf) => StatEvent::Ebpf,
-            Some(EpollType::Timer) | None => return,
+            Some(EpollType::Timer) | Some(EpollType::Handoff) | None => return,
         };
         self.count(e);
     }

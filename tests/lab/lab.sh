@@ -102,7 +102,10 @@ wait_until() {
 # "${PASTA[@]}" ARGS... : run $PASTA_BIN the way Podman does, as root of its own
 # user namespace (the lab's network namespace stays the "host" side). An array,
 # not a function, so that `timeout 20 "${PASTA[@]}" ...` works.
-PASTA=(unshare --user --map-root-user "$PASTA_BIN")
+# PASTA_EXTRA: options added to every pasta run through this array (word-split,
+# e.g. PASTA_EXTRA="--threads 2" to run earlier cases with worker threads).
+# shellcheck disable=SC2206
+PASTA=(unshare --user --map-root-user "$PASTA_BIN" ${PASTA_EXTRA:-})
 
 # True if PASTA_BIN is passt-rs (its version line starts with "pasta " and
 # contains "passt-rs"), false for upstream/Debian builds.

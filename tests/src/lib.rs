@@ -72,6 +72,7 @@ pub const CASES: &[&str] = &[
     "34-pcap",
     "35-torture",
     "36-offload",
+    "37-threads",
 ];
 
 /// Why a case did not pass.

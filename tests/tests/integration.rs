@@ -245,3 +245,11 @@ fn torture() {
 fn offload() {
     case("36-offload")
 }
+
+/// pasta --threads 2: a 2-queue tap, 3+ threads, 8 transfers out of the
+/// namespace and 4 into it at once (sha256 both ways), UDP, ping,
+/// connections idle past tun's flow expiry, both workers carrying flows.
+#[test]
+fn threads() {
+    case("37-threads")
+}

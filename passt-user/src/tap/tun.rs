@@ -22,6 +22,9 @@
 //! opened without IFF_VNET_HDR, exactly as before. All ioctls happen at
 //! start-up, before the sandbox.
 //!
+//! With `--threads N`, the device is made with IFF_MULTI_QUEUE and opened
+//! N times at start-up: one queue fd per worker ([`crate::threads`]).
+//!
 //! Syscalls: openat, ioctl(TUNSETIFF, TUNSETVNETHDRSZ, TUNSETVNETLE,
 //! TUNSETOFFLOAD: start-up only), read, write, writev, close.
 
@@ -50,6 +53,8 @@ const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const TUNSETVNETLE: libc::c_ulong = 0x4004_54dc;
 /// IFF_VNET_HDR (include/uapi/linux/if_tun.h).
 const IFF_VNET_HDR: libc::c_int = 0x4000;
+/// IFF_MULTI_QUEUE (include/uapi/linux/if_tun.h).
+const IFF_MULTI_QUEUE: libc::c_int = 0x0100;
 
 /// Checksum offload (include/uapi/linux/if_tun.h).
 pub const TUN_F_CSUM: u32 = 0x01;
@@ -80,27 +85,39 @@ impl TunTap {
     /// The OS error of open(/dev/net/tun) or TUNSETIFF; `InvalidInput` for a
     /// name of 16 bytes or more.
     pub fn open(name: &str) -> io::Result<Self> {
-        Self::open_opts(name, std::env::var_os(NO_OFFLOAD_ENV).is_none())
+        Self::open_opts(name, std::env::var_os(NO_OFFLOAD_ENV).is_none(), false)
     }
 
     /// [`TunTap::open`], with offloads (`offload`: IFF_VNET_HDR and as many
-    /// TUN_F_* flags as the kernel takes) or without.
+    /// TUN_F_* flags as the kernel takes) or without, and with
+    /// IFF_MULTI_QUEUE if `multi_queue` (more queues: [`TunTap::open_queue`]).
     ///
     /// # Errors
     /// As [`TunTap::open`]; failing offload ioctls are not errors (the
     /// device is opened again without IFF_VNET_HDR).
-    pub fn open_opts(name: &str, offload: bool) -> io::Result<Self> {
+    pub fn open_opts(name: &str, offload: bool, multi_queue: bool) -> io::Result<Self> {
         if offload {
-            match Self::open_flags(name, true) {
+            match Self::open_flags(name, true, multi_queue) {
                 Ok(t) if t.offload_flags != 0 => return Ok(t),
                 Ok(t) => drop(t),
                 Err(e) => log::debug!("tap: no virtio-net header ({e}), no offloads"),
             }
         }
-        Self::open_flags(name, false)
+        Self::open_flags(name, false, multi_queue)
     }
 
-    fn open_flags(name: &str, vnet: bool) -> io::Result<Self> {
+    /// One more queue of this multi-queue device (tuntap.rst, "Multiqueue
+    /// tuntap interface"), with the same virtio-net header and offloads:
+    /// TUNSETIFF refuses a queue whose flags differ from the device's.
+    ///
+    /// # Errors
+    /// The OS error of open(/dev/net/tun) or TUNSETIFF (EINVAL if the
+    /// device was not made with IFF_MULTI_QUEUE).
+    pub fn open_queue(&self) -> io::Result<Self> {
+        Self::open_flags(&self.name, self.offload_flags != 0, true)
+    }
+
+    fn open_flags(name: &str, vnet: bool, multi_queue: bool) -> io::Result<Self> {
         if name.len() >= libc::IFNAMSIZ || name.contains('\0') {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name '{name}'")));
         }
@@ -112,7 +129,10 @@ impl TunTap {
         }
         // SAFETY: fresh fd, owned from here.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let flags = libc::IFF_TAP | libc::IFF_NO_PI | if vnet { IFF_VNET_HDR } else { 0 };
+        let flags = libc::IFF_TAP
+            | libc::IFF_NO_PI
+            | if vnet { IFF_VNET_HDR } else { 0 }
+            | if multi_queue { IFF_MULTI_QUEUE } else { 0 };
         let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: flags as libc::c_short, _pad: [0; 22] };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: req is a valid struct ifreq layout for TUNSETIFF.

@@ -243,6 +243,7 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
         } else if seg.flags & RST == 0 {
             // Nothing known about it (RFC 9293 §3.10.7.1): reset.
             ctx.counters.tcp_rst_no_flow += 1;
+            log::trace!("TCP: segment of no flow {}:{} -> {}:{} flags {:#04x} seq {}, reset", src, ini.eport, dst, ini.oport, seg.flags, seg.seq);
             let seq = if seg.flags & ACK != 0 { seg.ack } else { 0 };
             let mut ack = seg.seq.wrapping_add(seg.dlen as u32);
             if seg.flags & (SYN | FIN) != 0 {

@@ -106,7 +106,7 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
                 None => Err(std::io::ErrorKind::Unsupported.into()),
             },
             Pif::Tap => {
-                io::open_inbound(ctx, ini, tgt, sock);
+                crate::threads::inbound_tcp(ctx, ini, tgt, sock);
                 continue;
             }
             Pif::None => {
