@@ -107,8 +107,6 @@ pub struct Ctx {
     pub v4: bool,
     /// IPv6 enabled (not `-4`).
     pub v6: bool,
-    /// The ping_group_range warning was given.
-    pub ping_warned: bool,
     /// Loaded eBPF programs (`--ebpf`), if any.
     pub ebpf: Option<crate::ebpf::Accel>,
     /// Listening sockets of the forwarding rules.
@@ -207,7 +205,6 @@ impl Ctx {
             fast_timer_at: None,
             v4: i.v4,
             v6: i.v6,
-            ping_warned: false,
             ebpf: None,
             listeners: crate::listen::Listeners::default(),
             splice_pipes: tcp::splice::PipePool::default(),

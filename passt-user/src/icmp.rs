@@ -28,6 +28,9 @@ use crate::sys;
 use crate::tap::SLOT;
 use crate::wire::{csum, frame};
 
+/// The ping_group_range warning was given (by any worker).
+static PING_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Idle timeout of an echo flow (upstream uses 60 s).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -72,8 +75,8 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Result<Sidx, Refusal> {
         }
         Err(e) => {
             ctx.counters.drop_socket += 1;
-            if !ctx.ping_warned {
-                ctx.ping_warned = true;
+            // Once per process, not per worker (`--threads`).
+            if !PING_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 if e.raw_os_error() == Some(libc::EACCES) {
                     // SAFETY: getgid cannot fail.
                     let gid = unsafe { libc::getgid() };
