@@ -77,7 +77,9 @@ pub struct TcpFlow {
     /// many milliseconds (doubling up to [`WND_POLL_MAX_MS`]); 0: not waiting.
     wnd_poll_ms: u16,
     /// Everything queued on the socket was sent and awaits the guest's
-    /// ACK: EPOLLIN stays level-true, so poll it edge-triggered.
+    /// ACK (a peek found nothing new, or a short one drained it): EPOLLIN
+    /// stays level-true, so poll it edge-triggered, and an ACK from the
+    /// guest doesn't peek again (new data raises the edge).
     stalled: bool,
     /// The peer closed its side (EPOLLRDHUP): with no new data after what
     /// is in flight, that is end of file (needed without SO_PEEK_OFF).
@@ -360,7 +362,12 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
     if act.ack_now {
         send_ack(ctx, idx, true);
     }
-    if act.established || act.can_send || act.rewind {
+    // A drained socket polled on the edge reports new data itself: an ACK
+    // opening the window has nothing more to send from it. Not after the
+    // peer's FIN (EPOLLRDHUP, reported once): then as before.
+    let drained = matches!(ctx.flows.get(idx).map(|f| &f.data),
+        Some(FlowData::Tcp(tf)) if tf.stalled && !tf.rdhup && tf.events & libc::EPOLLIN as u32 != 0);
+    if act.established || act.rewind || (act.can_send && !drained) {
         sock_to_tap(ctx, idx);
     }
     update(ctx, idx);
@@ -784,6 +791,11 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
         ctx.counters.tcp_segs_to_tap += got.div_ceil(mss) as u64;
         ctx.counters.tap_tx_gso += gso;
         if got < budget {
+            // A short peek drained the socket: wait for new data on the
+            // edge (EPOLLET) instead of peeking again into EAGAIN.
+            if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+                tf.stalled = true;
+            }
             return;
         }
     }
@@ -1182,6 +1194,82 @@ mod review_tests {
             assert!(s.ctx.tx.is_empty(), "wakeups do nothing");
         }
         assert!(spins <= 2, "epoll_wait returned the idle socket {spins} times in a row (busy loop)");
+    }
+
+    #[test]
+    fn fin_and_new_data_after_a_drained_socket_reach_the_guest() {
+        // A short peek drains the socket (edge-triggered from then on, and
+        // the guest's ACKs don't peek again): more data, then the peer's
+        // FIN, must still reach the guest, in order, through the edges.
+        let mut s = establish(None);
+        use std::io::Write;
+        s.peer.write_all(b"hello").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let sidx = Sidx::new(s.idx as u32, TGT);
+        sock_ready(&mut s.ctx, sidx, libc::EPOLLIN as u32);
+        assert_eq!(out(&s.ctx).iter().map(|o| o.4).sum::<usize>(), 5);
+        assert!(
+            tf(&mut s.ctx, s.idx).stalled,
+            "a short peek drained the socket"
+        );
+        assert!(
+            tf(&mut s.ctx, s.idx).events & libc::EPOLLET as u32 != 0,
+            "polled on the edge"
+        );
+        s.ctx.tx.clear();
+        // The guest's ACK finds nothing to send (no peek into EAGAIN).
+        let mut seq = s.isn.wrapping_add(1 + 5);
+        dispatch_frame(
+            &mut s.ctx,
+            &seg(s.port, 1001, Some(seq), false, false, 4096, &[]),
+        );
+        assert!(
+            out(&s.ctx).iter().all(|o| o.4 == 0),
+            "no data without new data"
+        );
+        s.ctx.tx.clear();
+        s.peer.write_all(b"world").unwrap();
+        s.peer.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut ev = [libc::epoll_event { events: 0, u64: 0 }; crate::epoll::EPOLL_EVENTS];
+        let mut fin = None;
+        let mut got = 0;
+        for _ in 0..10 {
+            let n = s.ctx.epoll.wait(&mut ev, 10).unwrap();
+            for e in &ev[..n] {
+                sock_ready(&mut s.ctx, sidx, e.events);
+            }
+            for o in out(&s.ctx) {
+                if o.4 > 0 {
+                    assert_eq!(o.0, seq, "data in order");
+                    seq = seq.wrapping_add(o.4 as u32);
+                    got += o.4;
+                }
+                if o.3 {
+                    fin = Some(o.0);
+                }
+            }
+            s.ctx.tx.clear();
+            dispatch_frame(
+                &mut s.ctx,
+                &seg(s.port, 1001, Some(seq), false, false, 4096, &[]),
+            );
+            for o in out(&s.ctx) {
+                if o.3 {
+                    fin = Some(o.0);
+                }
+            }
+            s.ctx.tx.clear();
+            if fin.is_some() {
+                break;
+            }
+        }
+        assert_eq!(got, 5, "the new data, reported by the edge");
+        assert_eq!(
+            fin,
+            Some(s.isn.wrapping_add(1 + 10)),
+            "our FIN after all the data"
+        );
     }
 
     fn tf(ctx: &mut Ctx, idx: usize) -> &mut TcpFlow {

@@ -34,10 +34,14 @@ use crate::listen::{Target, OUT};
 use crate::sys;
 
 /// Connections wait on listening socket `lfd` of rule target `t`: accept
-/// them (at most 64 per event) and send each to the tap or splice it, as
+/// one and send it to the tap or splice it, as
 /// [`Fwd::nat_from_host`] / [`Fwd::nat_from_splice`] decide. Connections
 /// with nowhere to go, or for which there is no flow slot or descriptor
-/// left, are reset and counted ([`crate::limits`]).
+/// left, are reset and counted ([`crate::limits`]), and the next one is
+/// accepted (at most 64 per event). One connection handed on per event,
+/// like upstream: the listener is level-triggered, so more waiting
+/// connections bring the next event, and a lone one (the usual case) costs
+/// no accept4(2) returning EAGAIN.
 pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
     for _ in 0..64 {
         let (sock, peer, pport) = match sys::accept(lfd) {
@@ -107,7 +111,7 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
             },
             Pif::Tap => {
                 crate::threads::inbound_tcp(ctx, ini, tgt, sock);
-                continue;
+                return;
             }
             Pif::None => {
                 log::debug!("TCP: no target for {}:{} on port {}", peer, pport, t.port);
@@ -120,6 +124,7 @@ pub fn listen_ready(ctx: &mut Ctx, t: Target, lfd: RawFd) {
             Ok(ts) => {
                 let ini_pif = if t.dir == OUT { Pif::Splice } else { Pif::Host };
                 splice::open(ctx, [ini_pif, pif], ini, tgt, sock, ts);
+                return;
             }
             Err(e) => {
                 log::debug!("TCP splice: socket: {e}");

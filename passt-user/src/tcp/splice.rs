@@ -398,7 +398,13 @@ pub fn sock_ready(ctx: &mut Ctx, sidx: Sidx, events: u32) {
             }
             return;
         }
-        let err = sys::take_error(s.socks[TGT].as_raw_fd());
+        // A failed connect() reports EPOLLERR (and EPOLLHUP): only then is
+        // SO_ERROR worth a syscall.
+        let err = if events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+            sys::take_error(s.socks[TGT].as_raw_fd())
+        } else {
+            0
+        };
         if err != 0 || events & libc::EPOLLERR as u32 != 0 {
             log::debug!("TCP splice flow {idx}: connect: {}", std::io::Error::from_raw_os_error(err));
             ctx.counters.tcp_refused += 1;
