@@ -161,6 +161,43 @@ pub fn effective_uid() -> Option<u32> {
 /// `bash` cannot be started, [`CaseError::Failed`] with the output when the
 /// case, the lab or a prerequisite check fails.
 pub fn run_case(case: &str) -> Result<String, CaseError> {
+    run_case_with(case, "")
+}
+
+/// Cases of [`CASES`] run again with pasta's worker threads
+/// (`PASTA_EXTRA="--threads 2"`, see tests/lab/lab.sh): the tap and TCP/UDP
+/// data path, DHCP/NDP, forwarding and offloads. Left out: cases whose
+/// checks depend on one thread (`-p`, task counts, `--max-flows`, which is
+/// per worker), passt, eBPF, the soak and the torture.
+pub const THREADS_CASES: &[&str] = &[
+    "01-dhcp4",
+    "02-dhcp6-slaac",
+    "03-config-net",
+    "05-dns",
+    "06-udp",
+    "07-daemon",
+    "09-robustness",
+    "11-ping-group",
+    "12-tcp-bulk",
+    "13-tcp-halfclose",
+    "14-tcp-many",
+    "15-tcp-refused",
+    "16-tcp-rss",
+    "17-tcp-iperf3",
+    "18-tcp-gateway",
+    "19-fwd-tcp",
+    "20-fwd-tcp-splice",
+    "21-fwd-udp",
+    "22-fwd-podman",
+    "36-offload",
+];
+
+/// [`run_case`] with `extra` added to every pasta command line of the case
+/// (`PASTA_EXTRA`, word-split by tests/lab/lab.sh; empty: none).
+///
+/// # Errors
+/// As [`run_case`].
+pub fn run_case_with(case: &str, extra: &str) -> Result<String, CaseError> {
     match effective_uid() {
         Some(0) => {}
         Some(uid) => return Err(CaseError::NotRoot(uid)),
@@ -175,6 +212,7 @@ pub fn run_case(case: &str) -> Result<String, CaseError> {
         .arg(root.join("tests/lab/run.sh"))
         .arg(case)
         .env("PASTA_BIN", pasta_bin())
+        .env("PASTA_EXTRA", extra)
         .current_dir(&root)
         .stdin(Stdio::null())
         .output()
@@ -210,6 +248,13 @@ mod tests {
         found.sort();
         let listed: Vec<String> = CASES.iter().map(|s| s.to_string()).collect();
         assert_eq!(found, listed, "tests/cases/*.sh and CASES differ");
+    }
+
+    #[test]
+    fn threads_cases_are_cases() {
+        for c in THREADS_CASES {
+            assert!(CASES.contains(c), "{c} is not in CASES");
+        }
     }
 
     #[test]

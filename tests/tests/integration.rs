@@ -253,3 +253,21 @@ fn offload() {
 fn threads() {
     case("37-threads")
 }
+
+/// The data-path cases again with `--threads 2` (passt_tests::THREADS_CASES),
+/// one after the other; fails with every failing case's output.
+#[test]
+fn with_threads() {
+    if passt_tests::skip_privileged() {
+        eprintln!("skipped with_threads: PASST_SKIP_PRIV_TESTS=1");
+        return;
+    }
+    let mut failed = Vec::new();
+    for c in passt_tests::THREADS_CASES {
+        match passt_tests::run_case_with(c, "--threads 2") {
+            Ok(output) => print!("{output}"),
+            Err(e) => failed.push(format!("{c} with --threads 2: {e}")),
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
