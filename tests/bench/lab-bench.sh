@@ -602,35 +602,55 @@ splice_all() {
 # MTU, for every tool, pasta-rs again with --threads 2 (tool pasta-rs-t2),
 # and the veth ceiling once per round. Lines go to $P4 (runs.tsv format).
 p4_all() {
-	local tools=() t round mtu k n id bin dir
+	local tools=() t
 	for t in $BENCH_TOOLS; do
 		tools+=("$t")
 		[[ ${t%%=*} == pasta-rs ]] && tools+=("pasta-rs-t2=${t#*=}")
 	done
-	n=${#tools[@]}
 	local RUN_FILE=$P4 RSS_PART=p4 IPERF_EXTRA=(-P 4)
-	FWD_PORTS=(-t none -u none -T none -U none) FWD_TAG=""
+	iperf_rounds p4 4 "${tools[@]}"
+}
+
+# iperf_rounds PART AFS TOOL...: every round, every MTU of $BENCH_MTUS, the
+# TOOLs ("ID=PATH") round-robin (order rotated by one per round): start the
+# forwarder, run_one for each address family of AFS ("4 6" or "4") and both
+# directions, stop it; then the veth ceiling once per round. run_one writes
+# to $RUN_FILE with $IPERF_EXTRA, as the caller set them. Logs are named
+# ID-MTU (part tap) or ID-PART-MTU.
+iperf_rounds() {
+	local part=$1 afs=$2 round mtu k n t id bin af dir
+	shift 2
+	local tools=("$@")
+	n=${#tools[@]}
+	FWD_PORTS=(-t none -u none -T none -U none)
 	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 		for mtu in "${MTUS[@]}"; do
 			for ((k = 0; k < n; k++)); do
 				t=${tools[(k + round - 1) % n]}
 				id=${t%%=*} bin=${t#*=}
-				log "p4 round $round, MTU $mtu: $id ($bin)"
-				FWD_MTU="" MTU_NOTE="" FWD_FAIL="" RSS_ROUND=$round RSS_MTU=$mtu FWD_TAG=p4-$mtu
+				log "$part round $round, MTU $mtu: $id ($bin)"
+				FWD_MTU="" MTU_NOTE="" FWD_FAIL="" RSS_ROUND=$round RSS_MTU=$mtu FWD_TAG=""
+				[[ $part != tap ]] && FWD_TAG=$part-$mtu
 				if ! fwd_start "$id" "$bin" "$mtu"; then
-					fwd_stop "$id"
+					fwd_stop "$id"   # every run_one below then records "forwarder not running"
 				elif [[ $FWD_MTU != "$mtu" ]]; then
 					MTU_NOTE="tap MTU is $FWD_MTU, not $mtu"
+					log "$id: $MTU_NOTE"
 				fi
-				for dir in send recv; do
-					run_one "$round" "$id" "$mtu" 4 "$dir"
+				for af in $afs; do
+					for dir in send recv; do
+						run_one "$round" "$id" "$mtu" "$af" "$dir"
+					done
 				done
 				fwd_stop "$id"
 			done
 		done
+		# the ceiling: the same clients from this namespace over the lab veth
 		MTU_NOTE=""
-		for dir in send recv; do
-			run_one "$round" veth 1500 4 "$dir"
+		for af in $afs; do
+			for dir in send recv; do
+				run_one "$round" veth 1500 "$af" "$dir"
+			done
 		done
 	done
 	FWD_TAG=""
@@ -926,37 +946,7 @@ bench_setup || exit $?
 bench_env
 read -r -a TOOLS <<<"$BENCH_TOOLS"
 read -r -a MTUS <<<"$BENCH_MTUS"
-ntools=${#TOOLS[@]}
-want_part tap && tap_rounds=$BENCH_ROUNDS || tap_rounds=0
-for ((round = 1; round <= tap_rounds; round++)); do
-	for mtu in "${MTUS[@]}"; do
-		for ((k = 0; k < ntools; k++)); do
-			t=${TOOLS[(k + round - 1) % ntools]}
-			id=${t%%=*} bin=${t#*=}
-			log "round $round, MTU $mtu: $id ($bin)"
-			FWD_MTU="" MTU_NOTE="" FWD_FAIL="" RSS_ROUND=$round RSS_MTU=$mtu
-			if ! fwd_start "$id" "$bin" "$mtu"; then
-				fwd_stop "$id"   # every run_one below then records "forwarder not running"
-			elif [[ $FWD_MTU != "$mtu" ]]; then
-				MTU_NOTE="tap MTU is $FWD_MTU, not $mtu"
-				log "$id: $MTU_NOTE"
-			fi
-			for af in 4 6; do
-				for dir in send recv; do
-					run_one "$round" "$id" "$mtu" "$af" "$dir"
-				done
-			done
-			fwd_stop "$id"
-		done
-	done
-	# the ceiling: the same clients from this namespace over the lab veth
-	MTU_NOTE=""
-	for af in 4 6; do
-		for dir in send recv; do
-			run_one "$round" veth 1500 "$af" "$dir"
-		done
-	done
-done
+want_part tap && iperf_rounds tap "4 6" "${TOOLS[@]}"
 want_part p4 && p4_all
 want_part splice && splice_all
 want_part tap-rr && taprr_all
