@@ -98,25 +98,25 @@ for a in $R4 $R6; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 
-for f in 4 6; do
-	for i in 1 2 3 4; do
-		r=$(<"$LAB_WORK/out$f.$i")
-		[[ $r == *"result recv_len="* ]] || fail "out IPv$f #$i: client-sendclose failed: $r"
-		expect_eq "out IPv$f #$i: download (sha256 len)" \
+# check_clients DIR FAMILY COUNT: each client-sendclose result file
+# $LAB_WORK/DIR<FAMILY>.<i> shows the whole download and the server's end
+check_clients() {
+	local dir=$1 f=$2 count=$3 i r
+	for ((i = 1; i <= count; i++)); do
+		r=$(<"$LAB_WORK/$dir$f.$i")
+		[[ $r == *"result recv_len="* ]] || fail "$dir IPv$f #$i: client-sendclose failed: $r"
+		expect_eq "$dir IPv$f #$i: download (sha256 len)" \
 			"$(sed -n 's/.*recv_len=\([0-9]*\) recv_sha=\([0-9a-f]*\).*/\2 \1/p' <<<"$r")" "$down8"
-		[[ $r == *"server_done=yes"* ]] || fail "out IPv$f #$i: the server did not log its end: $r"
+		[[ $r == *"server_done=yes"* ]] || fail "$dir IPv$f #$i: the server did not log its end: $r"
 	done
+}
+for f in 4 6; do
+	check_clients out $f 4
 	if [[ $f == 4 ]]; then peer=$H4; else peer=$H6; fi
 	# Counted with -o: the server's threads may write two lines as one.
 	n=$(grep -o "sendclose from $peer: received ${up4#* } sha256 ${up4% *}" "$LAB_WORK/sendclose.log" | wc -l)
 	expect_eq "out IPv$f: uploads received whole by the server" "$n" 4
-	for i in 1 2; do
-		r=$(<"$LAB_WORK/in$f.$i")
-		[[ $r == *"result recv_len="* ]] || fail "in IPv$f #$i: client-sendclose failed: $r"
-		expect_eq "in IPv$f #$i: download (sha256 len)" \
-			"$(sed -n 's/.*recv_len=\([0-9]*\) recv_sha=\([0-9a-f]*\).*/\2 \1/p' <<<"$r")" "$down8"
-		[[ $r == *"server_done=yes"* ]] || fail "in IPv$f #$i: the server did not log its end: $r"
-	done
+	check_clients in $f 2
 done
 n=$(grep -o "received ${up4#* } sha256 ${up4% *}" "$LAB_WORK/sendclose-ns.log" | wc -l)
 expect_eq "in: uploads received whole by the server in the namespace" "$n" 4
