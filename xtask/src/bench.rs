@@ -3530,6 +3530,21 @@ fn tap_json(prefix: &str, rows: &[Row], runs: &[Run]) -> String {
 mod tests {
     use super::*;
 
+    /// The lines of a rendered Markdown document that are table rows.
+    fn table_lines(md: &str) -> Vec<&str> {
+        md.lines().filter(|l| l.starts_with('|')).collect()
+    }
+
+    /// Cell separators of a table row.
+    fn bars(l: &str) -> usize {
+        l.matches('|').count()
+    }
+
+    /// Every row of `table` has as many cells as its head.
+    fn assert_columns_agree(table: &[&str], md: &str) {
+        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+    }
+
     fn os(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
     }
@@ -3738,10 +3753,9 @@ mod tests {
         let o = parse_args(&[]).unwrap();
         let rows = summarise(&runs, &tap_tools(&o.tools));
         let md = render_markdown(&rows, &o, "kernel: 6.1\n", Duration::from_secs(7), &runs);
-        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        let table = table_lines(&md);
         assert_eq!(table.len(), 3, "{md}");
-        let bars = |l: &str| l.matches('|').count();
-        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+        assert_columns_agree(&table, &md);
         assert_eq!(bars(table[0]), 10); // path, 3 x Gbit/s, veth, ratio, 3 x CPU (none for veth)
         assert!(
             table[2]
@@ -3979,10 +3993,9 @@ mod tests {
         let tools = splice_tools(&o.tools);
         let rows = summarise_splice(&runs, &tools);
         let md = render_splice_markdown(&rows, &tools, &o, &runs);
-        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        let table = table_lines(&md);
         assert_eq!(table.len(), 3, "{md}");
-        let bars = |l: &str| l.matches('|').count();
-        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+        assert_columns_agree(&table, &md);
         assert_eq!(bars(table[0]), 10); // path, 4 tools, 4 ratios (no CPU: no byte path)
         assert!(table[0].contains("| pasta-rs / Debian pasta | pasta-rs / slirp4netns | pasta-rs / loopback | Debian pasta / loopback |"), "{md}");
         assert_eq!(table[2], "| TCP connections (-t), IPv4, connections/s | fail | 3500 | - | 8750 | - | - | - | 0.40 |");
@@ -4194,10 +4207,8 @@ mod tests {
         assert!(md.contains("| pasta-rs splice | 37303 | 74620 | 74606 | 37303 | 37303 | 1048576 |"), "{md}");
         assert!(md.contains("| pasta-rs --ebpf | 4950 | fail | - | - | - | 20000 |"), "{md}");
         assert!(md.contains("- pasta-rs --ebpf -t all -u all: exited while binding"), "{md}");
-        let bars = |l: &str| l.matches('|').count();
         for table in md.split("\n\n").filter(|b| b.starts_with('|')) {
-            let lines: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
-            assert!(lines.iter().all(|l| bars(l) == bars(lines[0])), "{table}");
+            assert_columns_agree(&table_lines(table), table);
         }
     }
 
@@ -4534,10 +4545,9 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let rows = summarise_guest(&runs, &o.guest_tools);
         let md = render_guest_markdown(&rows, &o, "QEMU: QEMU emulator version 7.2.22\n", &runs);
         assert!(md.starts_with("## Real guest: iperf3 through passt (QEMU under TCG: only the ratios matter)"), "{md}");
-        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        let table = table_lines(&md);
         assert_eq!(table.len(), 4, "{md}");
-        let bars = |l: &str| l.matches('|').count();
-        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+        assert_columns_agree(&table, &md);
         assert_eq!(
             table[0],
             "| direction | passt-rs stream Mbit/s | Debian passt stream Mbit/s | passt-rs vhost-user Mbit/s \
@@ -4639,9 +4649,8 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let o = parse_args(&[]).unwrap();
         let rows = summarise(&runs, &p4_tools(&o.tools));
         let md = render_p4_markdown(&rows, &o, &runs);
-        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
-        let bars = |l: &str| l.matches('|').count();
-        assert!(table.iter().all(|l| bars(l) == bars(table[0])), "{md}");
+        let table = table_lines(&md);
+        assert_columns_agree(&table, &md);
         // path, 5 x Gbit/s, 2 ratios, 4 x CPU (no veth)
         assert_eq!(bars(table[0]), 13, "{md}");
         assert!(
@@ -4681,7 +4690,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         );
         let o = parse_args(&[]).unwrap();
         let md = render_taprr_markdown(&rows, &tools, &o, &runs);
-        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        let table = table_lines(&md);
         assert!(
             table[0]
                 .ends_with("| CPU s/GB pasta-rs | CPU s/GB Debian pasta | CPU s/GB slirp4netns |"),
