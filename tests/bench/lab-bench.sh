@@ -59,10 +59,13 @@
 # process below it (its children's children included), KiB.
 #
 # Output: $BENCH_OUT/runs.tsv, one line per iperf3 run, tab separated:
-#   round tool mtu af dir status bytes secs cpu_s note
+#   round tool mtu af dir status bytes secs cpu_s note busy
 # af = 4|6, dir = send (namespace sends) | recv (namespace receives, -R),
 # status = ok|fail, bytes/secs = iperf3 end.sum_received, cpu_s = forwarder
-# CPU seconds during the run ("-" if unknown), note = why it failed ("-" if ok).
+# CPU seconds during the run ("-" if unknown), note = why it failed ("-" if ok),
+# busy = the share of the whole machine's CPU time (all CPUs, /proc/stat)
+# that was not idle or iowait during the iperf3 client, 0..1 ("-" if
+# unknown): 1 means the run was bound by the machine, whoever used it.
 # Exit status: 0 after all runs (failed runs included), 2 lab set-up problem,
 # 3 not started as PID 1 of a private namespace or bad environment.
 set -uo pipefail
@@ -322,16 +325,32 @@ cpu_ticks() {
 }
 
 # ---- one iperf3 run -----------------------------------------------------------
-# record ROUND ID MTU AF DIR STATUS BYTES SECS CPU NOTE
+# record ROUND ID MTU AF DIR STATUS BYTES SECS CPU NOTE [BUSY]
 record() {
 	local IFS=$'\t'
+	(($# < 11)) && set -- "$@" -
 	echo "$*" >>"$RUN_FILE"
+}
+
+# machine_ticks: "BUSY TOTAL" jiffies of all CPUs so far (/proc/stat "cpu"
+# line; idle and iowait are not busy; guest time is already in user)
+machine_ticks() {
+	local _ user nice sys idle iow irq sirq steal
+	read -r _ user nice sys idle iow irq sirq steal _ </proc/stat
+	echo "$((user + nice + sys + irq + sirq + steal)) $((user + nice + sys + idle + iow + irq + sirq + steal))"
+}
+
+# busy_share "B0 T0" "B1 T1": busy jiffies / all jiffies between the two
+# machine_ticks readings, two decimals, or - if none passed
+busy_share() {
+	awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+		t = y[2] - x[2]; if (t <= 0) { print "-"; exit } printf "%.2f", (y[1] - x[1]) / t }'
 }
 
 # run_one ROUND ID MTU AF DIR
 run_one() {
 	local round=$1 id=$2 mtu=$3 af=$4 dir=$5 cli=($NSX/fw-$2)
-	local tag="${RSS_PART}-r$1-$2-$3-v$4-$5" dst=$R4 rflag=() srv c0="" c1="" rc out cpu note
+	local tag="${RSS_PART}-r$1-$2-$3-v$4-$5" dst=$R4 rflag=() srv c0="" c1="" rc out cpu note m0 busy
 	[[ $af == 6 ]] && dst=$R6
 	[[ $dir == recv ]] && rflag=(-R)
 	local json=$BENCH_OUT/raw/$tag.json err=$BENCH_OUT/raw/$tag.err
@@ -350,9 +369,11 @@ run_one() {
 		return
 	}
 	[[ $id != veth ]] && c0=$(cpu_ticks $FWD_PID)
+	m0=$(machine_ticks)
 	"${cli[@]}" timeout -k 2 $((BENCH_SECS + 20)) iperf3 -c "$dst" -p $PORT -t "$BENCH_SECS" -J \
 		--connect-timeout 3000 "${IPERF_EXTRA[@]}" "${rflag[@]}" >"$json" 2>"$err"
 	rc=$?
+	busy=$(busy_share "$m0" "$(machine_ticks)")
 	[[ $id != veth ]] && c1=$(cpu_ticks $FWD_PID)
 	kill $srv 2>/dev/null
 	wait $srv 2>/dev/null
@@ -361,14 +382,14 @@ run_one() {
 	# "bytes secs" or "error: why"
 	out=$(iperf3_result "$json")
 	if ((rc == 0)) && [[ $out =~ ^([0-9]+)\ ([0-9.]+)$ ]] && ((BASH_REMATCH[1] > 0)); then
-		record "$round" "$id" "$mtu" "$af" "$dir" ok "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "$cpu" "${MTU_NOTE:--}"
-		log "$tag: $(awk -v b="${BASH_REMATCH[1]}" -v s="${BASH_REMATCH[2]}" 'BEGIN { printf "%.3f", b * 8 / s / 1e9 }') Gbit/s, forwarder CPU $cpu s"
+		record "$round" "$id" "$mtu" "$af" "$dir" ok "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "$cpu" "${MTU_NOTE:--}" "$busy"
+		log "$tag: $(awk -v b="${BASH_REMATCH[1]}" -v s="${BASH_REMATCH[2]}" 'BEGIN { printf "%.3f", b * 8 / s / 1e9 }') Gbit/s, forwarder CPU $cpu s, machine busy $busy"
 	else
 		note=${out#error: }
 		((rc == 124 || rc == 137)) && note="timed out after $((BENCH_SECS + 20)) s; $note"
 		[[ -z $note ]] && note="iperf3 exit status $rc"
 		note=$(printf '%s' "$note" | tr '\t\n' '  ' | cut -c1-200)
-		record "$round" "$id" "$mtu" "$af" "$dir" fail 0 0 "$cpu" "$note"
+		record "$round" "$id" "$mtu" "$af" "$dir" fail 0 0 "$cpu" "$note" "$busy"
 		log "$tag: fail ($note)"
 	fi
 }

@@ -827,6 +827,9 @@ struct Run {
     cpu_s: Option<f64>,
     /// Why it failed, or a remark on a successful run; empty if none.
     note: String,
+    /// Share of the whole machine's CPU time busy during the run (0..1),
+    /// if known.
+    busy: Option<f64>,
 }
 
 impl Run {
@@ -848,9 +851,10 @@ impl Run {
 }
 
 /// Parse runs.tsv as written by tests/bench/lab-bench.sh: one run per line,
-/// ten tab-separated fields `round tool mtu af dir status bytes secs cpu_s
-/// note`, with af `4|6`, dir `send|recv`, status `ok|fail`, cpu_s a decimal
-/// or `-`, note `-` for none. Empty lines are skipped.
+/// eleven tab-separated fields `round tool mtu af dir status bytes secs
+/// cpu_s note busy`, with af `4|6`, dir `send|recv`, status `ok|fail`, cpu_s
+/// a decimal or `-`, note `-` for none, busy a share 0..1 or `-` (absent in
+/// files of older benches: ten fields). Empty lines are skipped.
 ///
 /// # Errors
 /// A line with another field count or an unparsable field, naming the line.
@@ -862,8 +866,14 @@ fn parse_runs(text: &str) -> Result<Vec<Run>> {
         }
         let n = i + 1;
         let f: Vec<&str> = line.split('\t').collect();
-        let [round, tool, mtu, af, dir, status, bytes, secs, cpu, note] = f[..] else {
-            bail!("runs.tsv line {n}: {} fields, want 10: {line:?}", f.len());
+        let (round, tool, mtu, af, dir, status, bytes, secs, cpu, note, busy) = match f[..] {
+            [round, tool, mtu, af, dir, status, bytes, secs, cpu, note] => {
+                (round, tool, mtu, af, dir, status, bytes, secs, cpu, note, "-")
+            }
+            [round, tool, mtu, af, dir, status, bytes, secs, cpu, note, busy] => {
+                (round, tool, mtu, af, dir, status, bytes, secs, cpu, note, busy)
+            }
+            _ => bail!("runs.tsv line {n}: {} fields, want 11 (10 before busy): {line:?}", f.len()),
         };
         let num = |what: &str, v: &str| format!("runs.tsv line {n}: bad {what} '{v}'");
         let af: u8 = af.parse().with_context(|| num("af", af))?;
@@ -882,6 +892,16 @@ fn parse_runs(text: &str) -> Result<Vec<Run>> {
                     bail!("{}", num("cpu_s", c));
                 }
                 Some(v)
+            }
+        };
+        let busy = match busy {
+            "-" => None,
+            b => {
+                let v: f64 = b.parse().with_context(|| num("busy", b))?;
+                if !(0.0..=1.5).contains(&v) {
+                    bail!("{}", num("busy", b));
+                }
+                Some(v.min(1.0))
             }
         };
         runs.push(Run {
@@ -903,6 +923,7 @@ fn parse_runs(text: &str) -> Result<Vec<Run>> {
             secs,
             cpu_s,
             note: if note == "-" { String::new() } else { note.to_string() },
+            busy,
         });
     }
     Ok(runs)
@@ -944,6 +965,9 @@ struct Cell {
     gbps: Option<(f64, f64, f64)>,
     /// Median forwarder CPU seconds per GB over the successful runs.
     cpu_s_per_gb: Option<f64>,
+    /// Median share of the machine's CPU busy over the successful runs
+    /// (tap and p4 parts only).
+    busy: Option<f64>,
 }
 
 /// Median of tool `num` / median of tool `den` among `cells`, if both
@@ -1004,7 +1028,15 @@ fn summarise(runs: &[Run], tools: &[&'static Tool]) -> Vec<Row> {
                             .collect();
                         let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.gbps()).collect();
                         let cpu: Vec<f64> = mine.iter().filter_map(|r| r.cpu_s_per_gb()).collect();
-                        Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: median(&cpu) }
+                        let busy: Vec<f64> = mine.iter().filter(|r| r.ok).filter_map(|r| r.busy).collect();
+                        Cell {
+                            tool: t.id,
+                            runs: mine.len(),
+                            ok: good.len(),
+                            gbps: spread(&good),
+                            cpu_s_per_gb: median(&cpu),
+                            busy: median(&busy),
+                        }
                     })
                     .collect();
                 let ours = cells.iter().find(|c| c.tool == OURS).and_then(|c| c.gbps).map(|g| g.0);
@@ -1143,6 +1175,11 @@ fn render_tap_table(
     }
     let fwd: Vec<&&Tool> = tools.iter().filter(|t| !is_ceiling(t.id)).collect();
     head.extend(fwd.iter().map(|t| format!("CPU s/GB {}", t.label)));
+    // with --threads 2 beside one thread: was the machine the bound?
+    let busy_of = [OURS, T2.id];
+    if t2 {
+        head.extend(busy_of.iter().map(|id| format!("machine busy % {}", tool_label(tools, id))));
+    }
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
     for r in rows {
@@ -1163,6 +1200,15 @@ fn render_tap_table(
                 .filter(|c| !is_ceiling(c.tool))
                 .map(|c| c.cpu_s_per_gb.map_or_else(|| "-".into(), sig3)),
         );
+        if t2 {
+            cols.extend(busy_of.iter().map(|id| {
+                r.cells
+                    .iter()
+                    .find(|c| c.tool == *id)
+                    .and_then(|c| c.busy)
+                    .map_or_else(|| "-".into(), |b| format!("{:.0}", b * 100.0))
+            }));
+        }
         let _ = writeln!(s, "| {} |", cols.join(" | "));
     }
     let label = |id: &str| tool_label(tools, id).to_string();
@@ -1490,6 +1536,7 @@ fn summarise_splice(runs: &[SpliceRun], tools: &[&'static Tool]) -> Vec<SpliceRo
                         ok: good.len(),
                         gbps: spread(&good),
                         cpu_s_per_gb: median(&cpu),
+                        busy: None,
                     }
                 })
                 .collect();
@@ -2678,7 +2725,7 @@ fn summarise_guest(runs: &[GuestRun], tools: &[&'static GuestTool]) -> Vec<Guest
             .map(|t| {
                 let mine: Vec<&GuestRun> = runs.iter().filter(|r| r.tool == t.id && r.dir == dir).collect();
                 let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.mbps).collect();
-                Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: None }
+                Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: None, busy: None }
             })
             .collect();
         if cells.iter().any(|c| c.runs > 0) {
@@ -3127,9 +3174,20 @@ fn checks(tap: &[Row], p4: &[Row], splice: &[SpliceRow], taprr: &[SpliceRow]) ->
             ratio(med(&r.cells, OURS), med(&r.cells, SPLICE_PEER)).map(|x| (tap_label(r), x))
         })
         .collect();
+    // how busy the whole machine was with one thread: near 100 %, a second
+    // thread has no CPU to run on
+    let busy1 = |r: &Row| {
+        r.cells
+            .iter()
+            .find(|c| c.tool == OURS)
+            .and_then(|c| c.busy)
+            .map_or_else(String::new, |b| format!(" (machine {:.0}% busy at 1 thread)", b * 100.0))
+    };
     let threads: Vec<(String, f64)> = p4
         .iter()
-        .filter_map(|r| ratio(med(&r.cells, T2.id), med(&r.cells, OURS)).map(|x| (tap_label(r), x)))
+        .filter_map(|r| {
+            ratio(med(&r.cells, T2.id), med(&r.cells, OURS)).map(|x| (format!("{}{}", tap_label(r), busy1(r)), x))
+        })
         .collect();
     let mut cpus: Vec<(String, f64)> = Vec::new();
     for (what, rows) in [("tap", tap), ("-P 4", p4)] {
@@ -3480,7 +3538,8 @@ fn tap_json(prefix: &str, rows: &[Row], runs: &[Run]) -> String {
         .map(|r| {
             format!(
                 "    {{\"round\": {}, \"tool\": {}, \"mtu\": {}, \"af\": {}, \"dir\": {}, \"ok\": {}, \
-                 \"bytes\": {}, \"secs\": {}, \"gbps\": {}, \"cpu_s\": {}, \"cpu_s_per_gb\": {}, \"note\": {}}}",
+                 \"bytes\": {}, \"secs\": {}, \"gbps\": {}, \"cpu_s\": {}, \"cpu_s_per_gb\": {}, \"note\": {}, \
+                 \"machine_busy\": {}}}",
                 r.round,
                 json_str(&r.tool),
                 r.mtu,
@@ -3492,7 +3551,8 @@ fn tap_json(prefix: &str, rows: &[Row], runs: &[Run]) -> String {
                 json_num(r.ok.then(|| r.gbps())),
                 json_num(r.cpu_s),
                 json_num(r.cpu_s_per_gb()),
-                json_str(&r.note)
+                json_str(&r.note),
+                json_num(r.busy)
             )
         })
         .collect();
@@ -3505,7 +3565,7 @@ fn tap_json(prefix: &str, rows: &[Row], runs: &[Run]) -> String {
             lines.push(format!(
                 "    {{\"mtu\": {}, \"af\": {}, \"dir\": {}, \"tool\": {}, \"runs\": {}, \"ok\": {}, \
                  \"gbps_median\": {}, \"gbps_min\": {}, \"gbps_max\": {}, \"cpu_s_per_gb_median\": {}, \
-                 \"ratio_to_best_peer\": {}, \"ratio_to_threads_1\": {}}}",
+                 \"ratio_to_best_peer\": {}, \"ratio_to_threads_1\": {}, \"machine_busy_median\": {}}}",
                 r.mtu,
                 r.af,
                 json_str(r.dir.id()),
@@ -3517,7 +3577,8 @@ fn tap_json(prefix: &str, rows: &[Row], runs: &[Run]) -> String {
                 json_num(hi),
                 json_num(c.cpu_s_per_gb),
                 json_num(if c.tool == OURS { r.ratio } else { None }),
-                json_num(if c.tool == T2.id { cells_ratio(&r.cells, T2.id, OURS) } else { None })
+                json_num(if c.tool == T2.id { cells_ratio(&r.cells, T2.id, OURS) } else { None }),
+                json_num(c.busy)
             ));
         }
     }
@@ -3562,6 +3623,7 @@ mod tests {
             secs: if ok { 1.0 } else { 0.0 },
             cpu_s,
             note: if ok { String::new() } else { "unable to connect to server".into() },
+            busy: None,
         }
     }
 
@@ -3620,9 +3682,16 @@ mod tests {
     fn runs_tsv_lines_parse_into_runs() {
         let text = "1\tdebian-pasta\t65520\t4\tsend\tok\t111673344\t2.000365\t0.07\t-\n\
                     \n\
-                    2\tpasta-rs\t1500\t6\trecv\tfail\t0\t0\t-\tunable to connect to server: Connection timed out\n";
+                    2\tpasta-rs\t1500\t6\trecv\tfail\t0\t0\t-\tunable to connect to server: Connection timed out\n\
+                    3\tpasta-rs\t1500\t4\tsend\tok\t1000\t1.0\t0.5\t-\t0.97\n";
         let runs = parse_runs(text).unwrap();
-        assert_eq!(runs.len(), 2);
+        assert_eq!(runs.len(), 3);
+        assert_eq!((runs[0].busy, runs[2].busy), (None, Some(0.97)));
+        for bad in ["x", "2", "-0.1"] {
+            let line = format!("1\tpasta-rs\t1500\t4\tsend\tok\t1000\t1.0\t0.5\t-\t{bad}\n");
+            let e = parse_runs(&line).unwrap_err().to_string();
+            assert!(e.contains("bad busy"), "{e}");
+        }
         assert_eq!(
             runs[0],
             Run {
@@ -3636,6 +3705,7 @@ mod tests {
                 secs: 2.000365,
                 cpu_s: Some(0.07),
                 note: String::new(),
+                busy: None,
             }
         );
         assert!((runs[0].gbps() - 0.446_612).abs() < 1e-5, "{}", runs[0].gbps());
@@ -4639,9 +4709,11 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
     fn p4_table_has_the_threads_ratio_and_why_threads_2_failed() {
         let mut t2_fail = run("pasta-rs-t2", 1500, 4, Dir::Send, false, 0.0, None);
         t2_fail.note = "forwarder not running: exited at start (status 1): pasta: unrecognized option '--threads'".into();
+        let mut t2_busy = prun("pasta-rs-t2", 65520, Dir::Send, 12.0, None);
+        t2_busy.busy = Some(0.994);
         let runs = vec![
             prun("pasta-rs", 65520, Dir::Send, 8.0, None),
-            prun("pasta-rs-t2", 65520, Dir::Send, 12.0, None),
+            t2_busy,
             prun("debian-pasta", 65520, Dir::Send, 4.0, None),
             prun("pasta-rs", 1500, Dir::Send, 4.0, None),
             t2_fail,
@@ -4651,12 +4723,17 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
         let md = render_p4_markdown(&rows, &o, &runs);
         let table = table_lines(&md);
         assert_columns_agree(&table, &md);
-        // path, 5 x Gbit/s, 2 ratios, 4 x CPU (no veth)
-        assert_eq!(bars(table[0]), 13, "{md}");
+        // path, 5 x Gbit/s, 2 ratios, 4 x CPU (no veth), 2 x machine busy
+        assert_eq!(bars(table[0]), 15, "{md}");
         assert!(
             table[0].contains("| pasta-rs / best peer | --threads 2 / --threads 1 |"),
             "{md}"
         );
+        assert!(
+            table[0].ends_with("| machine busy % pasta-rs | machine busy % pasta-rs --threads 2 |"),
+            "{md}"
+        );
+        assert!(table[2].ends_with("| - | 99 |"), "{md}");
         assert!(table[2].starts_with("| -P 4, MTU 65520, IPv4, namespace sends | 8.00 | 12.0 | 4.00 | - | - | 2.00 | 1.50 |"), "{md}");
         assert!(
             table[3].starts_with(
@@ -4903,6 +4980,12 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             [Some(false), Some(false), Some(false)],
             "{c:?}"
         );
+        // the threads check says how busy the machine was with one thread
+        let mut one = prun("pasta-rs", 1500, Dir::Send, 4.0, None);
+        one.busy = Some(0.996);
+        let p4 = summarise(&[one, prun("pasta-rs-t2", 1500, Dir::Send, 4.4, None)], &p4_tools(&all_tools()));
+        let c = checks(&[], &p4, &[], &[]);
+        assert_eq!(c[1].detail, "MTU 1500 IPv4 send (machine 100% busy at 1 thread) 1.10", "{c:?}");
         // without the runs: no verdict
         let c = checks(&[], &[], &[], &[]);
         assert!(
@@ -5041,7 +5124,7 @@ SUMMARY backend=/work/wt-gbench/target/release/passt mode=vhost-user accel=tcg p
             j.contains("\"tool\": \"pasta-rs-t2\", \"runs\": 1, \"ok\": 1, \"gbps_median\": 6"),
             "{j}"
         );
-        assert!(j.contains("\"ratio_to_threads_1\": 1.5}"), "{j}");
+        assert!(j.contains("\"ratio_to_threads_1\": 1.5, \"machine_busy_median\": null}"), "{j}");
         assert!(j.contains("\"tap_rr_runs\": [\n    {\"round\": 1, \"tool\": \"pasta-rs\", \"path\": \"tap-tcp-crr\""), "{j}");
         assert!(j.contains("\"rss\": [\n    {\"part\": \"p4\", \"round\": 1, \"tool\": \"pasta-rs\", \"mtu\": 1500, \"vmhwm_kib\": 12000}"), "{j}");
         assert!(j.contains("\"overall_summary\": [\n    {\"path\": \"tap TCP -P 4, MTU 1500, IPv4, namespace sends\""), "{j}");
