@@ -970,6 +970,15 @@ struct Cell {
     busy: Option<f64>,
 }
 
+impl Cell {
+    /// The cell of tool `tool` from `runs` attempts: the spread of the
+    /// successful runs' rates `good`, the medians of their CPU s/GB `cpu`
+    /// and machine busy shares `busy` (either may be empty).
+    fn of(tool: &'static str, runs: usize, good: &[f64], cpu: &[f64], busy: &[f64]) -> Cell {
+        Cell { tool, runs, ok: good.len(), gbps: spread(good), cpu_s_per_gb: median(cpu), busy: median(busy) }
+    }
+}
+
 /// Median of tool `num` / median of tool `den` among `cells`, if both
 /// exist and `den`'s is > 0.
 fn cells_ratio(cells: &[Cell], num: &str, den: &str) -> Option<f64> {
@@ -1029,14 +1038,7 @@ fn summarise(runs: &[Run], tools: &[&'static Tool]) -> Vec<Row> {
                         let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.gbps()).collect();
                         let cpu: Vec<f64> = mine.iter().filter_map(|r| r.cpu_s_per_gb()).collect();
                         let busy: Vec<f64> = mine.iter().filter(|r| r.ok).filter_map(|r| r.busy).collect();
-                        Cell {
-                            tool: t.id,
-                            runs: mine.len(),
-                            ok: good.len(),
-                            gbps: spread(&good),
-                            cpu_s_per_gb: median(&cpu),
-                            busy: median(&busy),
-                        }
+                        Cell::of(t.id, mine.len(), &good, &cpu, &busy)
                     })
                     .collect();
                 let ours = cells.iter().find(|c| c.tool == OURS).and_then(|c| c.gbps).map(|g| g.0);
@@ -1530,14 +1532,7 @@ fn summarise_splice(runs: &[SpliceRun], tools: &[&'static Tool]) -> Vec<SpliceRo
                         .filter(|r| r.ok && r.count > 0 && path.counts_bytes())
                         .filter_map(|r| r.cpu_s.map(|c| c / (r.count as f64 / 1e9)))
                         .collect();
-                    Cell {
-                        tool: t.id,
-                        runs: mine.len(),
-                        ok: good.len(),
-                        gbps: spread(&good),
-                        cpu_s_per_gb: median(&cpu),
-                        busy: None,
-                    }
+                    Cell::of(t.id, mine.len(), &good, &cpu, &[])
                 })
                 .collect();
             if cells.iter().any(|c| c.runs > 0 && !is_ceiling(c.tool)) {
@@ -2725,7 +2720,7 @@ fn summarise_guest(runs: &[GuestRun], tools: &[&'static GuestTool]) -> Vec<Guest
             .map(|t| {
                 let mine: Vec<&GuestRun> = runs.iter().filter(|r| r.tool == t.id && r.dir == dir).collect();
                 let good: Vec<f64> = mine.iter().filter(|r| r.ok).map(|r| r.mbps).collect();
-                Cell { tool: t.id, runs: mine.len(), ok: good.len(), gbps: spread(&good), cpu_s_per_gb: None, busy: None }
+                Cell::of(t.id, mine.len(), &good, &[], &[])
             })
             .collect();
         if cells.iter().any(|c| c.runs > 0) {
