@@ -69,6 +69,11 @@ counters! {
     tcp_rst_no_flow,
     /// Host socket took only part of the guest's data.
     tcp_short_writes,
+    /// Writes to a host TCP socket that carried several segments from the
+    /// tap at once (one sendmsg(2), [`crate::tcp::io::Stage`]).
+    tcp_batched_writes,
+    /// Segments those batched writes carried.
+    tcp_batched_segs,
     /// Retransmissions to the tap on duplicate ACKs.
     tcp_fast_retransmits,
     /// Retransmissions to the tap on timeout.

@@ -787,9 +787,15 @@ fn tap_ready(ctx: &mut Ctx) {
             p.frames(rx.frames.iter().map(|r| &rx.buf[r.clone()]));
         }
         ctx.in_batch = true;
+        // SAFETY: rx is neither written nor moved before the flush below.
+        unsafe { ctx.tcp_stage.pin(true) };
         for (i, r) in rx.frames.iter().enumerate() {
             dispatch_frame_offload(ctx, &rx.buf[r.clone()], rx.offload(i));
         }
+        // Staged TCP payloads point into rx: written before rx is reused.
+        tcp::io::flush_stage(ctx);
+        // SAFETY: the stage is empty.
+        unsafe { ctx.tcp_stage.pin(false) };
         ctx.in_batch = false;
         ctx.rx = rx;
         tcp::io::flush_acks(ctx);

@@ -162,6 +162,32 @@ pub fn send(fd: RawFd, buf: &[u8], to: Option<(Inany, u16)>) -> io::Result<usize
     }
 }
 
+/// sendmsg(2) of the buffers `iov` points at, in order, on a connected
+/// socket (MSG_NOSIGNAL). Returns the bytes taken, which may be fewer
+/// than their total. No iovecs: Ok(0) without a syscall.
+///
+/// # Safety
+/// Every iovec must point at `iov_len` readable bytes.
+///
+/// # Errors
+/// The OS error (EAGAIN included).
+pub unsafe fn send_iov(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
+    if iov.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: a zeroed msghdr is valid (no name, no control data).
+    let mut mh: libc::msghdr = unsafe { zeroed() };
+    mh.msg_iov = iov.as_ptr().cast_mut();
+    mh.msg_iovlen = iov.len() as _;
+    // SAFETY: mh points at iovecs the caller vouches for, read only.
+    let r = unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
 /// One datagram received by [`recv_batch`].
 #[derive(Debug, Clone, Copy)]
 pub struct Datagram {
