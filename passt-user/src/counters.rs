@@ -74,6 +74,14 @@ counters! {
     tcp_batched_writes,
     /// Segments those batched writes carried.
     tcp_batched_segs,
+    /// Sends to a host UDP socket of several datagrams from the tap at
+    /// once (UDP_SEGMENT, [`crate::udp::Stage`]).
+    udp_gso_sends,
+    /// Datagrams those sends carried.
+    udp_gso_segs,
+    /// UDP_SEGMENT sends the kernel refused (the datagrams then went one
+    /// by one).
+    udp_gso_fallbacks,
     /// Retransmissions to the tap on duplicate ACKs.
     tcp_fast_retransmits,
     /// Retransmissions to the tap on timeout.

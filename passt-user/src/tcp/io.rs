@@ -30,7 +30,7 @@
 //!   run from the periodic tick ([`timer`]), one second apart.
 //!
 //! Syscalls: socket, connect, setsockopt (SO_PEEK_OFF, SO_LINGER),
-//! getsockopt (SO_ERROR, SO_SNDBUF, TCP_MAXSEG), ioctl (SIOCOUTQ), send,
+//! getsockopt (SO_ERROR, SO_SNDBUF, TCP_MAXSEG), ioctl (SIOCOUTQ), send, sendmsg (a staged batch, [`Stage`]),
 //! recvmsg (MSG_PEEK), recv (MSG_TRUNC), shutdown, close, epoll_ctl.
 
 use std::hash::Hasher;
