@@ -740,7 +740,14 @@ fn inbox_ready(ctx: &mut Ctx) {
         match h {
             crate::threads::Handoff::Frame(f, off) => {
                 ctx.counters.thread_frames_taken += 1;
+                // UDP datagrams of the frame (a super-frame's) go together;
+                // TCP segments are copied into the stage, across frames.
+                // SAFETY: f outlives the flush below.
+                unsafe { ctx.udp_stage.pin(true) };
                 dispatch_frame_offload(ctx, &f, off);
+                udp::flush_stage(ctx);
+                // SAFETY: flushed.
+                unsafe { ctx.udp_stage.pin(false) };
             }
             crate::threads::Handoff::Tcp { ini, tgt, sock } => tcp::io::open_inbound(ctx, ini, tgt, sock),
             crate::threads::Handoff::Stop => ctx.exit = Some(0),

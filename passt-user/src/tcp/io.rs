@@ -146,6 +146,19 @@ const STAGE_MAX: usize = 4 << 20;
 /// a single segment.
 #[derive(Debug)]
 pub struct Stage {
+    /// One slot per flow staged for, at most [`STAGE_FLOWS`]: several
+    /// flows sending at once (iperf3 -P 4) interleave in a tap batch.
+    slots: Vec<Slot>,
+    /// Payload slices given to [`Stage::push`] outlive the next flush.
+    pinned: bool,
+}
+
+/// Flows staged for at once; a fifth one flushes another's slot first.
+pub const STAGE_FLOWS: usize = 4;
+
+/// What is staged for one flow.
+#[derive(Debug)]
+struct Slot {
     /// Copies of segments (capacity fixed: never reallocated, so iovecs
     /// into it stay valid).
     buf: Vec<u8>,
@@ -156,10 +169,8 @@ pub struct Stage {
     len: usize,
     /// Segments staged (a copied run may share one iovec).
     segs: usize,
-    /// The flow staged for.
+    /// The flow staged for (None: free).
     idx: Option<usize>,
-    /// Payload slices given to [`Stage::push`] outlive the next flush.
-    pinned: bool,
 }
 
 // SAFETY: the iovecs are empty whenever a Ctx changes thread (they are
@@ -167,41 +178,26 @@ pub struct Stage {
 // into `buf` or into the tap batch being dispatched.
 unsafe impl Send for Stage {}
 
-impl Stage {
-    /// An empty stage: 64 KiB for copies and [`STAGE_IOV`] iovecs,
-    /// allocated once.
-    pub fn new() -> Self {
-        Stage { buf: Vec::with_capacity(65536), iov: Vec::with_capacity(STAGE_IOV), len: 0, segs: 0, idx: None, pinned: false }
+impl Slot {
+    fn new() -> Self {
+        Slot { buf: Vec::with_capacity(65536), iov: Vec::with_capacity(STAGE_IOV), len: 0, segs: 0, idx: None }
     }
 
-    /// Declare that the payloads given to [`Stage::push`] from now on stay
-    /// valid and unchanged until the next [`flush_stage`] (true), or no
-    /// longer (false: call only with the stage empty, i.e. after a flush).
-    ///
-    /// # Safety
-    /// With `on`, the caller must flush the stage ([`flush_stage`]) before
-    /// the memory of any payload pushed meanwhile is written, moved or
-    /// freed.
-    pub unsafe fn pin(&mut self, on: bool) {
-        debug_assert!(on || self.iov.is_empty());
-        self.pinned = on;
-    }
-
-    /// Whether `dlen` more bytes of one segment can join the stage.
-    fn can_take(&self, dlen: usize) -> bool {
+    /// Whether `dlen` more bytes of one segment can join this slot.
+    fn can_take(&self, dlen: usize, pinned: bool) -> bool {
         dlen > 0
             && self.iov.len() < STAGE_IOV
             && self.len + dlen <= STAGE_MAX
-            && (self.pinned || (dlen < STAGE_BELOW && self.buf.len() + dlen <= self.buf.capacity()))
+            && (pinned || (dlen < STAGE_BELOW && self.buf.len() + dlen <= self.buf.capacity()))
     }
 
-    /// Stage `data` (checked with [`Stage::can_take`]): an iovec on it when
+    /// Stage `data` (checked with [`Slot::can_take`]): an iovec on it when
     /// pinned, else a copy (joined to the previous iovec when adjacent).
-    fn push(&mut self, data: &[u8]) {
-        debug_assert!(self.can_take(data.len()));
+    fn push(&mut self, data: &[u8], pinned: bool) {
+        debug_assert!(self.can_take(data.len(), pinned));
         self.segs += 1;
         self.len += data.len();
-        if self.pinned {
+        if pinned {
             self.iov.push(libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() });
             return;
         }
@@ -221,6 +217,56 @@ impl Stage {
         self.iov.clear();
         self.len = 0;
         self.segs = 0;
+        self.idx = None;
+    }
+}
+
+impl Stage {
+    /// An empty stage: [`STAGE_FLOWS`] slots of 64 KiB for copies and
+    /// [`STAGE_IOV`] iovecs each, allocated once.
+    pub fn new() -> Self {
+        Stage { slots: (0..STAGE_FLOWS).map(|_| Slot::new()).collect(), pinned: false }
+    }
+
+    /// Declare that the payloads given to [`Stage::push`] from now on stay
+    /// valid and unchanged until the next [`flush_stage`] (true), or no
+    /// longer (false: call only with the stage empty, i.e. after a flush).
+    ///
+    /// # Safety
+    /// With `on`, the caller must flush the stage ([`flush_stage`]) before
+    /// the memory of any payload pushed meanwhile is written, moved or
+    /// freed.
+    pub unsafe fn pin(&mut self, on: bool) {
+        debug_assert!(on || self.slots.iter().all(|s| s.iov.is_empty()));
+        self.pinned = on;
+    }
+
+    /// The slot of flow `idx`, if something is staged for it.
+    fn slot(&self, idx: usize) -> Option<usize> {
+        self.slots.iter().position(|s| s.idx == Some(idx))
+    }
+
+    /// Whether `dlen` more bytes of one segment of flow `idx` can be
+    /// staged (in its slot, or in a slot freed for it).
+    fn can_take(&self, idx: usize, dlen: usize) -> bool {
+        match self.slot(idx) {
+            Some(i) => self.slots[i].can_take(dlen, self.pinned),
+            None => dlen > 0 && dlen <= STAGE_MAX && (self.pinned || dlen < STAGE_BELOW),
+        }
+    }
+
+    /// Stage `data` for flow `idx` (checked with [`Stage::can_take`]; a
+    /// free slot must exist if `idx` has none: [`make_room`]).
+    fn push(&mut self, idx: usize, data: &[u8]) {
+        let i = match self.slot(idx) {
+            Some(i) => i,
+            None => {
+                let i = self.slots.iter().position(|s| s.idx.is_none()).expect("a free slot (make_room)");
+                self.slots[i].idx = Some(idx);
+                i
+            }
+        };
+        self.slots[i].push(data, self.pinned);
     }
 }
 
@@ -230,39 +276,61 @@ impl Default for Stage {
     }
 }
 
-/// Write what is staged to its flow's socket (see [`Stage`]) with one
-/// sendmsg(2). Returns the flow and how many staged bytes the socket did
-/// not take (taken back from the flow: the guest resends them), or None
-/// if nothing was staged.
-pub fn flush_stage(ctx: &mut Ctx) -> Option<(usize, usize)> {
-    let idx = ctx.tcp_stage.idx.take()?;
-    let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else {
-        ctx.tcp_stage.clear();
-        return None;
-    };
-    let len = ctx.tcp_stage.len;
-    // SAFETY: the iovecs point into the stage's own buffer or, when pinned,
-    // into the tap batch, which stays untouched until this flush (Stage::pin).
-    let r = unsafe { sys::send_iov(tf.sock.as_raw_fd(), &ctx.tcp_stage.iov) };
-    if ctx.tcp_stage.segs > 1 {
-        ctx.counters.tcp_batched_writes += 1;
-        ctx.counters.tcp_batched_segs += ctx.tcp_stage.segs as u64;
+/// Make sure flow `idx` has a slot or a free one exists: flush another
+/// flow's slot if all are taken (the order between flows does not matter).
+fn make_room(ctx: &mut Ctx, idx: usize) {
+    let st = &ctx.tcp_stage;
+    if st.slot(idx).is_some() || st.slots.iter().any(|s| s.idx.is_none()) {
+        return;
     }
-    ctx.tcp_stage.clear();
+    if let Some(other) = st.slots.iter().filter_map(|s| s.idx).find(|&o| o != idx) {
+        flush_flow(ctx, other);
+    }
+}
+
+/// Write everything staged (see [`Stage`]), one sendmsg(2) per flow.
+pub fn flush_stage(ctx: &mut Ctx) {
+    for i in 0..ctx.tcp_stage.slots.len() {
+        if let Some(idx) = ctx.tcp_stage.slots[i].idx {
+            flush_flow(ctx, idx);
+        }
+    }
+}
+
+/// Write what is staged for flow `idx` to its socket with one
+/// sendmsg(2). Returns how many staged bytes the socket did not take
+/// (taken back from the flow: the guest resends them); 0 if nothing was
+/// staged for it.
+pub fn flush_flow(ctx: &mut Ctx, idx: usize) -> usize {
+    let Some(i) = ctx.tcp_stage.slot(idx) else { return 0 };
+    let slot = &mut ctx.tcp_stage.slots[i];
+    let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else {
+        slot.clear();
+        return 0;
+    };
+    let len = slot.len;
+    // SAFETY: the iovecs point into the slot's own buffer or, when pinned,
+    // into the tap batch, which stays untouched until this flush (Stage::pin).
+    let r = unsafe { sys::send_iov(tf.sock.as_raw_fd(), &slot.iov) };
+    if slot.segs > 1 {
+        ctx.counters.tcp_batched_writes += 1;
+        ctx.counters.tcp_batched_segs += slot.segs as u64;
+    }
+    slot.clear();
     let written = match r {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => 0,
         Err(e) => {
             log::debug!("TCP flow {idx}: sendmsg: {e}");
             reset_both(ctx, idx);
-            return Some((idx, len));
+            return len;
         }
     };
     if written < len {
         tf.conn.handle_write_shortfall(len - written);
         ctx.counters.tcp_short_writes += 1;
     }
-    Some((idx, len - written))
+    len - written
 }
 
 /// Check that the kernel supports SO_PEEK_OFF on TCP sockets (Linux 6.9
@@ -357,9 +425,9 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
     let now = ctx.now;
     // A segment that will not join the stage: write the stage first, so
     // that this segment is judged against what the socket really took.
-    let joins = seg.flags & (SYN | FIN | RST) == 0 && ctx.tcp_stage.can_take(seg.dlen);
-    if ctx.tcp_stage.idx == Some(idx) && !joins {
-        flush_stage(ctx);
+    let joins = seg.flags & (SYN | FIN | RST) == 0 && ctx.tcp_stage.can_take(idx, seg.dlen);
+    if !joins {
+        flush_flow(ctx, idx);
     }
     let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { return };
     let act = tf.conn.handle_tap_segment(now, &seg, mss);
@@ -376,9 +444,9 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
     // A short flush of this flow's stage moves RCV.NXT back: `act.write`
     // and `act.fin` were computed before and no longer apply.
     let mut stale = false;
-    if emits && ctx.tcp_stage.idx == Some(idx) {
+    if emits {
         // Acknowledgements are coming: what they cover must be written.
-        stale |= flush_stage(ctx).is_some_and(|(i, u)| i == idx && u > 0);
+        stale |= flush_flow(ctx, idx) > 0;
     }
     if act.reset {
         sys::set_linger_zero(fd);
@@ -405,10 +473,10 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
     let payload = t.payload();
     let mut want = &payload[act.write.clone()];
     let stageable = ctx.in_batch && !act.fin && !emits && !want.is_empty();
-    if ctx.tcp_stage.idx.is_some_and(|s| s != idx || !stageable || !ctx.tcp_stage.can_take(want.len())) {
-        stale |= flush_stage(ctx).is_some_and(|(i, u)| i == idx && u > 0);
+    if !stageable || !ctx.tcp_stage.can_take(idx, want.len()) {
+        stale |= flush_flow(ctx, idx) > 0;
     }
-    let stageable = stageable && !stale && ctx.tcp_stage.can_take(want.len());
+    let stageable = stageable && !stale && ctx.tcp_stage.can_take(idx, want.len());
     let mut act_fin = act.fin;
     if stale {
         // Beyond the hole the short write left: drop, the guest resends.
@@ -416,8 +484,8 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
         act_fin = false;
     }
     if stageable {
-        ctx.tcp_stage.push(want);
-        ctx.tcp_stage.idx = Some(idx);
+        make_room(ctx, idx);
+        ctx.tcp_stage.push(idx, want);
         if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
             tf.conn.handle_written(want.len(), want.len(), false);
         }
@@ -1582,38 +1650,51 @@ mod review_tests {
     fn stage_decisions() {
         let mut st = Stage::new();
         // Unpinned: copies below STAGE_BELOW, within 64 KiB; adjacent copies share an iovec.
-        assert!(!st.can_take(0));
-        assert!(!st.can_take(STAGE_BELOW));
-        assert!(st.can_take(STAGE_BELOW - 1));
+        assert!(!st.can_take(7, 0));
+        assert!(!st.can_take(7, STAGE_BELOW));
+        assert!(st.can_take(7, STAGE_BELOW - 1));
         let a = [1u8; 1000];
-        st.push(&a);
-        st.push(&a);
-        assert_eq!((st.iov.len(), st.len, st.segs), (1, 2000, 2));
+        st.push(7, &a);
+        st.push(7, &a);
+        let s7 = st.slot(7).unwrap();
+        assert_eq!((st.slots[s7].iov.len(), st.slots[s7].len, st.slots[s7].segs), (1, 2000, 2));
         for _ in 0..63 {
-            if st.can_take(1000) {
-                st.push(&a);
+            if st.can_take(7, 1000) {
+                st.push(7, &a);
             }
         }
-        assert_eq!(st.len, 65000, "the copy buffer bounds the stage");
-        assert!(!st.can_take(1000));
-        st.clear();
+        assert_eq!(st.slots[s7].len, 65000, "the copy buffer bounds a flow's slot");
+        assert!(!st.can_take(7, 1000));
+        assert!(st.can_take(8, 1000), "another flow has its own slot");
+        for s in &mut st.slots {
+            s.clear();
+        }
         // Pinned: any length, one iovec per segment, at most STAGE_IOV of them.
         let big = vec![2u8; 65000];
         // SAFETY: big outlives the stage's use here (cleared below, never written).
         unsafe { st.pin(true) };
-        assert!(st.can_take(65000));
+        assert!(st.can_take(7, 65000));
         for _ in 0..STAGE_IOV {
-            assert!(st.can_take(big.len()));
-            st.push(&big);
+            assert!(st.can_take(7, big.len()));
+            st.push(7, &big);
         }
-        assert_eq!((st.iov.len(), st.segs), (STAGE_IOV, STAGE_IOV));
-        assert!(!st.can_take(1), "iovec limit");
-        st.clear();
+        let s7 = st.slot(7).unwrap();
+        assert_eq!((st.slots[s7].iov.len(), st.slots[s7].segs), (STAGE_IOV, STAGE_IOV));
+        assert!(!st.can_take(7, 1), "iovec limit");
+        st.slots[s7].clear();
         let huge = vec![0u8; STAGE_MAX];
-        assert!(st.can_take(huge.len()));
-        st.push(&huge);
-        assert!(!st.can_take(1), "byte limit");
-        st.clear();
+        assert!(st.can_take(7, huge.len()));
+        st.push(7, &huge);
+        assert!(!st.can_take(7, 1), "byte limit");
+        assert!(!st.can_take(8, STAGE_MAX + 1));
+        // Flows get slots until STAGE_FLOWS are taken.
+        for f in 1..STAGE_FLOWS {
+            st.push(100 + f, &a);
+        }
+        assert!(st.slots.iter().all(|s| s.idx.is_some()), "all slots taken");
+        for s in &mut st.slots {
+            s.clear();
+        }
         // SAFETY: empty.
         unsafe { st.pin(false) };
     }
