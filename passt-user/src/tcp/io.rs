@@ -125,9 +125,10 @@ pub const STAGE_IOV: usize = 64;
 /// buffer takes (the guest's window is what the socket has room for).
 const STAGE_MAX: usize = 4 << 20;
 
-/// Guest data of one flow collected during a tap batch, written to the
-/// host socket with one sendmsg(2) (an iovec per segment) instead of one
-/// send(2) per segment: each send pushes what it got through the host's
+/// Guest data collected during a tap batch, per flow (up to
+/// [`STAGE_FLOWS`] flows at once), written to each flow's host socket with
+/// one sendmsg(2) (an iovec per segment) instead of one send(2) per
+/// segment: each send pushes what it got through the host's
 /// TCP, the link and the receiver on its own, which costs far more than
 /// gathering the segments.
 ///
