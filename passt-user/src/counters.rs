@@ -69,6 +69,19 @@ counters! {
     tcp_rst_no_flow,
     /// Host socket took only part of the guest's data.
     tcp_short_writes,
+    /// Writes to a host TCP socket that carried several segments from the
+    /// tap at once (one sendmsg(2), [`crate::tcp::io::Stage`]).
+    tcp_batched_writes,
+    /// Segments those batched writes carried.
+    tcp_batched_segs,
+    /// Sends to a host UDP socket of several datagrams from the tap at
+    /// once (UDP_SEGMENT, [`crate::udp::Stage`]).
+    udp_gso_sends,
+    /// Datagrams those sends carried.
+    udp_gso_segs,
+    /// UDP_SEGMENT sends the kernel refused (the datagrams then went one
+    /// by one).
+    udp_gso_fallbacks,
     /// Retransmissions to the tap on duplicate ACKs.
     tcp_fast_retransmits,
     /// Retransmissions to the tap on timeout.

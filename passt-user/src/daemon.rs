@@ -95,6 +95,8 @@ pub struct Ctx {
     pub tcp_discard: Vec<u8>,
     /// Guest TCP data staged during a tap batch ([`tcp::io::Stage`]).
     pub tcp_stage: tcp::io::Stage,
+    /// UDP datagrams from the tap batch being dispatched, sent together.
+    pub udp_stage: udp::Stage,
     /// A tap batch is being dispatched (staging allowed; flushed at its end).
     pub in_batch: bool,
     /// TCP flows whose closed window is re-checked on the fast timer.
@@ -198,6 +200,7 @@ impl Ctx {
             tcp_ack_pending: Vec::with_capacity(crate::tap::BATCH * 4),
             tcp_wnd_waiters: Vec::with_capacity(1024),
             tcp_stage: tcp::io::Stage::new(),
+            udp_stage: udp::Stage::new(),
             tcp_peek_off: true,
             tcp_discard: Vec::new(),
             in_batch: false,
@@ -737,7 +740,14 @@ fn inbox_ready(ctx: &mut Ctx) {
         match h {
             crate::threads::Handoff::Frame(f, off) => {
                 ctx.counters.thread_frames_taken += 1;
+                // UDP datagrams of the frame (a super-frame's) go together;
+                // TCP segments are copied into the stage, across frames.
+                // SAFETY: f outlives the flush below.
+                unsafe { ctx.udp_stage.pin(true) };
                 dispatch_frame_offload(ctx, &f, off);
+                udp::flush_stage(ctx);
+                // SAFETY: flushed.
+                unsafe { ctx.udp_stage.pin(false) };
             }
             crate::threads::Handoff::Tcp { ini, tgt, sock } => tcp::io::open_inbound(ctx, ini, tgt, sock),
             crate::threads::Handoff::Stop => ctx.exit = Some(0),
@@ -787,8 +797,21 @@ fn tap_ready(ctx: &mut Ctx) {
             p.frames(rx.frames.iter().map(|r| &rx.buf[r.clone()]));
         }
         ctx.in_batch = true;
+        // SAFETY: rx is neither written nor moved before the flush below.
+        unsafe {
+            ctx.tcp_stage.pin(true);
+            ctx.udp_stage.pin(true);
+        }
         for (i, r) in rx.frames.iter().enumerate() {
             dispatch_frame_offload(ctx, &rx.buf[r.clone()], rx.offload(i));
+        }
+        // Staged TCP and UDP payloads point into rx: sent before rx is reused.
+        tcp::io::flush_stage(ctx);
+        udp::flush_stage(ctx);
+        // SAFETY: the stages are empty.
+        unsafe {
+            ctx.tcp_stage.pin(false);
+            ctx.udp_stage.pin(false);
         }
         ctx.in_batch = false;
         ctx.rx = rx;
@@ -1268,5 +1291,93 @@ mod tests {
         server.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         assert!(server.recv_from(&mut buf).is_err(), "nothing sent for malformed metadata");
         assert_eq!(ctx.counters.tap_rx_gso, 1);
+    }
+
+    /// Dispatch `frames` as one pinned tap batch, as [`tap_ready`] does.
+    fn pinned_batch(ctx: &mut Ctx, frames: &[(Vec<u8>, Offload)]) {
+        ctx.in_batch = true;
+        // SAFETY: frames outlives the flushes below.
+        unsafe {
+            ctx.tcp_stage.pin(true);
+            ctx.udp_stage.pin(true);
+        }
+        for (f, o) in frames {
+            dispatch_frame_offload(ctx, f, *o);
+        }
+        tcp::io::flush_stage(ctx);
+        udp::flush_stage(ctx);
+        // SAFETY: flushed.
+        unsafe {
+            ctx.tcp_stage.pin(false);
+            ctx.udp_stage.pin(false);
+        }
+        ctx.in_batch = false;
+    }
+
+    fn udp_flow_fd(ctx: &Ctx, sport: u16, port: u16) -> i32 {
+        let side = tap_side(Inany::from(Ipv4Addr::new(192, 0, 2, 2)), sport, Inany::from(Ipv4Addr::new(192, 0, 2, 1)), port);
+        let idx = ctx.flows.lookup(Pif::Tap, Proto::Udp, &side).expect("flow").flow();
+        match &ctx.flows.get(idx).unwrap().data {
+            FlowData::Udp(sf) => sf.sock.as_raw_fd(),
+            _ => panic!("not UDP"),
+        }
+    }
+
+    #[test]
+    fn udp_datagrams_of_one_flow_and_size_in_a_batch_go_as_one_udp_segment_send() {
+        let mut ctx = test_ctx().unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let oport = other.local_addr().unwrap().port();
+        let dg = |i: usize, n: usize| -> Vec<u8> { (0..n).map(|j| (i * 7 + j) as u8).collect() };
+        let gw = Ipv4Addr::new(192, 0, 2, 1);
+        // 5 x 1400 then a shorter one (joins, as the last), then one
+        // more of 1400 (starts a new send), one to another flow, one empty.
+        let sizes = [1400, 1400, 1400, 1400, 1400, 300, 1400];
+        let mut frames: Vec<_> = sizes.iter().enumerate().map(|(i, &n)| (udp4(gw, 40050, port, &dg(i, n)), Offload::default())).collect();
+        frames.push((udp4(gw, 40050, oport, &dg(9, 100)), Offload::default()));
+        frames.push((udp4(gw, 40050, port, &[]), Offload::default()));
+        // And a UDP super-frame of 3 x 1000 + 500: one send too.
+        let sup: Vec<u8> = (0..3500u32).map(|i| (i % 249) as u8).collect();
+        frames.push((udp4(gw, 40051, port, &sup), Offload { gso: GsoType::UdpL4, gso_size: 1000, hdr_len: 42, csum: Some((34, 6)), data_valid: false }));
+        pinned_batch(&mut ctx, &frames);
+        let mut buf = [0u8; 4096];
+        for (i, &n) in sizes.iter().enumerate() {
+            let (got, _) = recv_within(&server, &mut buf);
+            assert_eq!(&buf[..got], &dg(i, n)[..], "datagram {i}");
+        }
+        let (got, _) = recv_within(&server, &mut buf);
+        assert_eq!(got, 0, "the empty datagram, after the others of its flow");
+        for chunk in sup.chunks(1000) {
+            let (got, _) = recv_within(&server, &mut buf);
+            assert_eq!(&buf[..got], chunk);
+        }
+        let (got, _) = recv_within(&other, &mut buf);
+        assert_eq!(&buf[..got], &dg(9, 100)[..]);
+        // 6 datagrams, then 1 + 1 + 1 (single sends), then the super-frame's 4.
+        assert_eq!((ctx.counters.udp_gso_sends, ctx.counters.udp_gso_segs, ctx.counters.udp_gso_fallbacks), (2, 10, 0));
+        assert_eq!(ctx.counters.drop_host_send, 0);
+    }
+
+    #[test]
+    fn udp_segment_refused_by_the_kernel_falls_back_to_one_send_per_datagram() {
+        let mut ctx = test_ctx().unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let gw = Ipv4Addr::new(192, 0, 2, 1);
+        let mut buf = [0u8; 4096];
+        dispatch_frame(&mut ctx, &udp4(gw, 40060, port, b"open"));
+        recv_within(&server, &mut buf);
+        // No UDP checksums: the kernel refuses UDP_SEGMENT with EINVAL (udp(7)).
+        let fd = udp_flow_fd(&ctx, 40060, port);
+        crate::sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+        let frames: Vec<_> = (0..4u8).map(|i| (udp4(gw, 40060, port, &[i; 1000]), Offload::default())).collect();
+        pinned_batch(&mut ctx, &frames);
+        for i in 0..4u8 {
+            let (got, _) = recv_within(&server, &mut buf);
+            assert_eq!(&buf[..got], &[i; 1000][..]);
+        }
+        assert_eq!((ctx.counters.udp_gso_sends, ctx.counters.udp_gso_fallbacks, ctx.counters.drop_host_send), (0, 1, 0));
     }
 }

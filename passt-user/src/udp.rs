@@ -12,7 +12,10 @@
 //! go back with the source the guest expects even when the host side was
 //! translated (gateway to loopback, DNS forwarding).
 //!
-//! Syscalls: socket, bind, connect, send, recvmmsg, getsockopt, close.
+//! Consecutive datagrams of one flow and size in one tap batch go as one
+//! sendmsg(2) with UDP_SEGMENT ([`Stage`]).
+//!
+//! Syscalls: socket, bind, connect, send, sendmsg, recvmmsg, getsockopt, close.
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -48,6 +51,15 @@ const UDP_HDR: usize = 8;
 pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, sport: u16, dport: u16, payload: &[u8]) -> Result<(), Refusal> {
     let ini = FlowSide { eaddr: src, eport: sport, oaddr: dst, oport: dport };
     let (fd, _) = ctx.tap_sock_flow(Proto::Udp, ini, open_flow)?;
+    if ctx.in_batch && ctx.udp_stage.pinned {
+        if !ctx.udp_stage.joins(fd, payload.len()) {
+            flush_stage(ctx);
+        }
+        if ctx.udp_stage.joins(fd, payload.len()) || ctx.udp_stage.starts(payload.len()) {
+            ctx.udp_stage.push(fd, payload);
+            return Ok(());
+        }
+    }
     match sys::send(fd, payload, None) {
         Ok(_) => {}
         Err(e) => {
@@ -56,6 +68,140 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, sport: u16, dport: u16, p
         }
     }
     Ok(())
+}
+
+/// Most datagrams one [`flush_stage`] sends (udp(7): UDP_MAX_SEGMENTS).
+pub const STAGE_SEGS: usize = 64;
+
+/// Most payload bytes one [`flush_stage`] sends: what one IPv6 packet of
+/// 64 KiB holds after its headers, rounded down.
+const STAGE_MAX: usize = 65000;
+
+/// Datagrams of one flow from a tap batch, all of one size but the last,
+/// which may be shorter: sent to the host with one sendmsg(2) carrying a
+/// UDP_SEGMENT control message ([`sys::send_udp_gso`]), so the host's
+/// stack handles them as one send instead of one per datagram. Only used
+/// while the tap batch is pinned ([`Stage::pin`]): the iovecs point at
+/// the payloads in the batch, no copy. Kept apart: zero-length datagrams,
+/// and every datagram outside a pinned batch (sent at once, as before).
+/// If the kernel refuses the segmentation (EIO, EINVAL...), the datagrams
+/// go one by one and `udp_gso_fallbacks` counts it.
+#[derive(Debug)]
+pub struct Stage {
+    /// Connected socket of the flow staged for (valid: flows are freed
+    /// only after the epoll cycle, the stage is flushed within it).
+    fd: RawFd,
+    /// The payloads, in order.
+    iov: Vec<libc::iovec>,
+    /// Size of the first datagram: the segment size.
+    size: usize,
+    /// Total bytes staged.
+    len: usize,
+    /// A shorter datagram was staged: it must be the last.
+    closed: bool,
+    /// Payload slices given to [`Stage::push`] outlive the next flush.
+    pinned: bool,
+}
+
+// SAFETY: empty whenever a Ctx changes thread (filled and flushed within
+// one tap batch); the iovecs only point into that batch.
+unsafe impl Send for Stage {}
+
+impl Stage {
+    /// An empty stage with room for [`STAGE_SEGS`] iovecs.
+    pub fn new() -> Self {
+        Stage { fd: -1, iov: Vec::with_capacity(STAGE_SEGS), size: 0, len: 0, closed: false, pinned: false }
+    }
+
+    /// See [`crate::tcp::io::Stage::pin`].
+    ///
+    /// # Safety
+    /// With `on`, the caller must call [`flush_stage`] before the memory of
+    /// any payload pushed meanwhile is written, moved or freed.
+    pub unsafe fn pin(&mut self, on: bool) {
+        debug_assert!(on || self.iov.is_empty());
+        self.pinned = on;
+    }
+
+    /// Whether a datagram of `dlen` bytes to `fd` joins what is staged.
+    fn joins(&self, fd: RawFd, dlen: usize) -> bool {
+        !self.iov.is_empty()
+            && fd == self.fd
+            && !self.closed
+            && dlen > 0
+            && dlen <= self.size
+            && self.iov.len() < STAGE_SEGS
+            && self.len + dlen <= STAGE_MAX
+    }
+
+    /// Whether a datagram of `dlen` bytes can start an empty stage.
+    fn starts(&self, dlen: usize) -> bool {
+        self.iov.is_empty() && dlen > 0 && dlen <= STAGE_MAX && dlen <= usize::from(u16::MAX)
+    }
+
+    /// Stage `data` for `fd` (checked with [`Stage::joins`] or
+    /// [`Stage::starts`]).
+    fn push(&mut self, fd: RawFd, data: &[u8]) {
+        if self.iov.is_empty() {
+            self.fd = fd;
+            self.size = data.len();
+        } else if data.len() < self.size {
+            self.closed = true;
+        }
+        self.len += data.len();
+        self.iov.push(libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() });
+    }
+
+    fn clear(&mut self) {
+        self.iov.clear();
+        self.len = 0;
+        self.closed = false;
+    }
+}
+
+impl Default for Stage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Send what is staged (see [`Stage`]): one datagram with send(2), more
+/// with one UDP_SEGMENT sendmsg(2), or one by one if the kernel refuses
+/// that. Datagrams the socket does not take are counted in
+/// `drop_host_send`, as single sends are.
+pub fn flush_stage(ctx: &mut Ctx) {
+    let st = &mut ctx.udp_stage;
+    let n = st.iov.len();
+    if n == 0 {
+        return;
+    }
+    let fd = st.fd;
+    // SAFETY (both sends): the iovecs point into the pinned tap batch
+    // (Stage::pin).
+    let r = if n == 1 { unsafe { sys::send_iov(fd, &st.iov) } } else { unsafe { sys::send_udp_gso(fd, &st.iov, st.size as u16) } };
+    let c = &mut ctx.counters;
+    match r {
+        Ok(_) if n > 1 => {
+            c.udp_gso_sends += 1;
+            c.udp_gso_segs += n as u64;
+        }
+        Ok(_) => {}
+        Err(e) if n > 1 && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT)) => {
+            c.udp_gso_fallbacks += 1;
+            log::debug!("UDP: UDP_SEGMENT send of {n} datagrams refused ({e}): one by one");
+            for v in &st.iov {
+                // SAFETY: as above.
+                if unsafe { sys::send_iov(fd, std::slice::from_ref(v)) }.is_err() {
+                    c.drop_host_send += 1;
+                }
+            }
+        }
+        Err(e) => {
+            c.drop_host_send += n as u64;
+            log::trace!("UDP: send to host failed: {e}");
+        }
+    }
+    st.clear();
 }
 
 fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Result<Sidx, Refusal> {

@@ -15,7 +15,9 @@
 # IPv4 and IPv6. pasta's exit counters line must show super-frames both
 # ways (tap_rx_gso > 0: frames larger than the MTU from the namespace;
 # tap_tx_gso > 0: frames of several MSS to it) and no drop_offload_malformed
-# (-d: the counters line is logged at exit).
+# (-d: the counters line is logged at exit), batched writes of the
+# uploads (tcp_batched_writes > 0) and, with offloads, the UDP super-frames
+# sent with UDP_SEGMENT (udp_gso_sends >= 2).
 # With PASST_RS_NO_OFFLOAD=1 in the environment the same case checks the
 # plain path (offloads off, counters 0); foreign binaries skip the
 # passt-rs-only checks.
@@ -86,6 +88,11 @@ if skip_unless_ours "offload features and GSO counters"; then
 	[[ -n $cl ]] || fail "no 'counters:' line in pasta's log"
 	c() { local v; v=$(sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<" ${cl#*counters:} "); echo "${v:-0}"; }
 	expect_eq "drop_offload_malformed" "$(c drop_offload_malformed)" 0
+	# The uploads (sha256 checked above) went through the batched writes:
+	# several segments of a tap batch with one sendmsg.
+	bw=$(c tcp_batched_writes)
+	((bw > 0)) || fail "no batched TCP write to the host (tcp_batched_writes=0): $cl"
+	ok "batched TCP writes: $bw carrying $(c tcp_batched_segs) segments"
 	if [[ -n ${PASST_RS_NO_OFFLOAD:-} ]]; then
 		expect_eq "ethtool: tx-checksumming without offloads" "$(sed -n 's/^feature tx-checksumming //p' "$out")" off
 		expect_eq "super-frames without offloads" "$(c tap_rx_gso) $(c tap_tx_gso)" "0 0"
@@ -97,5 +104,10 @@ if skip_unless_ours "offload features and GSO counters"; then
 		((rx > 0)) || fail "no super-frame from the namespace (tap_rx_gso=0): $cl"
 		((tx > 0)) || fail "no super-frame to the namespace (tap_tx_gso=0): $cl"
 		ok "super-frames: $rx from the namespace, $tx to it ($cl)"
+		# The UDP_SEGMENT super-frame of each family: its datagrams went
+		# to the host with one UDP_SEGMENT send (echoed one by one above).
+		ug=$(c udp_gso_sends)
+		((ug >= 2)) || fail "UDP super-frames not sent with UDP_SEGMENT (udp_gso_sends=$ug): $cl"
+		ok "UDP_SEGMENT sends: $ug, $(c udp_gso_segs) datagrams, fallbacks $(c udp_gso_fallbacks)"
 	fi
 fi
