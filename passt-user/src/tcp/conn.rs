@@ -61,6 +61,24 @@ pub const WS_TO_TAP: u8 = 8;
 pub const WS_MAX: u8 = 14;
 /// MSS assumed when the guest sends none (RFC 9293 §3.7.1).
 pub const MSS_DEFAULT: u16 = 536;
+/// Page size the announced MSS is rounded to (bytes).
+const MSS_PAGE: u16 = 4096;
+
+/// The MSS option we put in our SYN or SYN-ACK (RFC 9293 §3.7.1), for a
+/// tap taking payloads of `mss_max` bytes: above one page, rounded down to
+/// a multiple of 4096 bytes, as upstream passt announces (tcp.c, SYN
+/// options). A guest without offloads builds one linear buffer per
+/// segment: 61440 bytes of payload plus headers fit an order-4 (64 KiB)
+/// allocation, 65480 do not. Segments we send keep using the guest's own
+/// MSS, clamped to `mss_max` (not rounded).
+pub fn mss_announced(mss_max: u16) -> u16 {
+    if mss_max > MSS_PAGE {
+        mss_max / MSS_PAGE * MSS_PAGE
+    } else {
+        mss_max
+    }
+}
+
 /// Initial retransmission timeout (RFC 6298 §2.1 says 1 s).
 pub const RTO_INIT: Duration = Duration::from_secs(1);
 /// Longest retransmission timeout after backoff.
@@ -299,7 +317,7 @@ impl TcpConn {
             flags: SYN | ACK,
             // Unscaled in a SYN (RFC 7323 §2.2).
             wnd: self.wnd_adv as u16,
-            mss: Some(mss_max),
+            mss: Some(mss_announced(mss_max)),
             ws: (self.ws_to_tap > 0).then_some(self.ws_to_tap),
         }
     }
@@ -319,7 +337,14 @@ impl TcpConn {
 
     fn syn(&mut self, mss_max: u16) -> SegOut {
         self.wnd_adv = self.wnd_to_tap.min(u32::from(u16::MAX));
-        SegOut { seq: self.isn, ack: 0, flags: SYN, wnd: self.wnd_adv as u16, mss: Some(mss_max), ws: Some(WS_TO_TAP) }
+        SegOut {
+            seq: self.isn,
+            ack: 0,
+            flags: SYN,
+            wnd: self.wnd_adv as u16,
+            mss: Some(mss_announced(mss_max)),
+            ws: Some(WS_TO_TAP),
+        }
     }
 
     /// Handle one segment from the tap; see [`TapAction`].
@@ -997,6 +1022,31 @@ mod tests {
         assert_eq!(c.poll_timeout(), after(t0, 1000));
         assert_eq!(c.send_budget(usize::MAX), 0);
         assert!(!c.ack_needed());
+    }
+
+    #[test]
+    fn mss_announced_rounds_down_to_pages_above_one_page_only() {
+        assert_eq!(mss_announced(65_480), 61_440);
+        assert_eq!(mss_announced(65_460), 61_440);
+        assert_eq!(mss_announced(8_192), 8_192);
+        assert_eq!(mss_announced(8_191), 4_096);
+        assert_eq!(mss_announced(4_097), 4_096);
+        assert_eq!(mss_announced(4_096), 4_096);
+        assert_eq!(mss_announced(1_460), 1_460);
+        assert_eq!(mss_announced(536), 536);
+    }
+
+    #[test]
+    fn syn_and_syn_ack_announce_page_rounded_mss_but_send_with_guest_mss() {
+        let t0 = Instant::now();
+        // MTU 65520 over IPv4: 65480 bytes per segment.
+        let mut c = TcpConn::from_tap_syn(t0, &syn(G_ISN, 64_240, Some(65_480), Some(7)), ISN, 65_480);
+        assert_eq!(c.mss_to_tap, 65_480);
+        let s = c.handle_connected(after(t0, 1), 65_480);
+        assert_eq!(s.mss, Some(61_440));
+        let (c, s) = TcpConn::to_tap_syn(t0, ISN, 65_480, 100_000);
+        assert_eq!(s.mss, Some(61_440));
+        assert_eq!(c.mss_to_tap, 65_480);
     }
 
     #[test]
