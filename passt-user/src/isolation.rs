@@ -298,7 +298,17 @@ fn threads() -> usize {
 /// it, with upstream's wording).
 pub fn detach(plan: &Plan) -> Result<(), IsolationError> {
     use nix::mount::{mount, umount2, MntFlags, MsFlags};
-    let n = threads();
+    // A thread just joined (pasta's namespace helper) may still be listed
+    // for a moment: its tid is cleared, and join() returns, before the
+    // kernel reaps it. Wait for it, boundedly (at most 200 ms).
+    let mut n = threads();
+    for _ in 0..200 {
+        if n == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        n = threads();
+    }
     if n != 1 {
         return Err(IsolationError::Threads(n));
     }
