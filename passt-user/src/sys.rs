@@ -396,7 +396,9 @@ pub fn peek_into<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>) -> io:
     // SAFETY: a zeroed iovec array is valid.
     let mut iov: [libc::iovec; 64] = unsafe { zeroed() };
     let mut n = 0;
-    for b in bufs.take(64) {
+    // Empty buffers (no bytes to skip) take no iovec: a caller judging a
+    // short peek against the room it passed needs all 64 for data.
+    for b in bufs.filter(|b| !b.is_empty()).take(64) {
         iov[n] = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
         n += 1;
     }
@@ -583,6 +585,22 @@ pub fn netns_cookie(fd: RawFd) -> io::Result<u64> {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn peek_into_fills_64_buffers_after_an_empty_one() {
+        // An empty skip buffer first (SO_PEEK_OFF in use) must not cost one
+        // of the 64 iovecs: sock_to_tap takes a short peek for a drained
+        // socket, and would wait for an edge that never comes.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        use std::io::Write;
+        (&a).write_all(&[7u8; 64 * 10 + 5]).unwrap();
+        let mut none: [u8; 0] = [];
+        let mut bufs = vec![[0u8; 10]; 65];
+        let it = std::iter::once(&mut none[..]).chain(bufs.iter_mut().map(|x| &mut x[..]));
+        assert_eq!(peek_into(b.as_raw_fd(), it).unwrap(), Some(640));
+        assert!(bufs[..64].iter().all(|x| x == &[7u8; 10]));
+        assert_eq!(bufs[64], [0u8; 10], "at most 64 iovecs");
+    }
 
     #[test]
     fn recv_batch_dst_reports_each_datagrams_original_destination() {

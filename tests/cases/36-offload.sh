@@ -19,8 +19,10 @@
 # uploads (tcp_batched_writes > 0) and, with offloads, the UDP super-frames
 # sent with UDP_SEGMENT (udp_gso_sends >= 2).
 # With PASST_RS_NO_OFFLOAD=1 in the environment the same case checks the
-# plain path (offloads off, counters 0); foreign binaries skip the
-# passt-rs-only checks.
+# plain path (offloads off, counters 0; the integration test offload_off):
+# there a download fills a whole transmit batch (64 frames of one MSS) per
+# peek of the socket, which once stalled (a peek one buffer short was taken
+# for a drained socket). Foreign binaries skip the passt-rs-only checks.
 # lab-timeout: 150
 
 need_tools curl sha256sum ethtool

@@ -198,6 +198,15 @@ pub const THREADS_CASES: &[&str] = &[
 /// # Errors
 /// As [`run_case`].
 pub fn run_case_with(case: &str, extra: &str) -> Result<String, CaseError> {
+    run_case_env(case, extra, &[])
+}
+
+/// [`run_case_with`] with the variables `env` (name, value) set for the
+/// case and everything it starts (e.g. `PASST_RS_NO_OFFLOAD=1`).
+///
+/// # Errors
+/// As [`run_case`].
+pub fn run_case_env(case: &str, extra: &str, env: &[(&str, &str)]) -> Result<String, CaseError> {
     match effective_uid() {
         Some(0) => {}
         Some(uid) => return Err(CaseError::NotRoot(uid)),
@@ -213,6 +222,7 @@ pub fn run_case_with(case: &str, extra: &str) -> Result<String, CaseError> {
         .arg(case)
         .env("PASTA_BIN", pasta_bin())
         .env("PASTA_EXTRA", extra)
+        .envs(env.iter().copied())
         .current_dir(&root)
         .stdin(Stdio::null())
         .output()

@@ -254,6 +254,20 @@ fn threads() {
     case("37-threads")
 }
 
+/// 36-offload again with the tap offloads off (`PASST_RS_NO_OFFLOAD=1`):
+/// plain frames of at most one MTU both ways, as with the stream back-end.
+#[test]
+fn offload_off() {
+    if passt_tests::skip_privileged() {
+        eprintln!("skipped offload_off: PASST_SKIP_PRIV_TESTS=1");
+        return;
+    }
+    match passt_tests::run_case_env("36-offload", "", &[("PASST_RS_NO_OFFLOAD", "1")]) {
+        Ok(output) => print!("{output}"),
+        Err(e) => panic!("36-offload with PASST_RS_NO_OFFLOAD=1: {e}"),
+    }
+}
+
 /// The data-path cases again with `--threads 2` (passt_tests::THREADS_CASES),
 /// one after the other; fails with every failing case's output.
 #[test]
