@@ -235,6 +235,43 @@ pub unsafe fn send_udp_gso(fd: RawFd, iov: &[libc::iovec], gso_size: u16) -> io:
     }
 }
 
+/// recv(2) of up to `buf.len()` bytes from stream socket `fd`, without
+/// blocking. `Ok(None)` on EAGAIN, `Ok(Some(0))` at end of file.
+///
+/// # Errors
+/// Other OS errors (ECONNRESET...).
+pub fn recv_some(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: buf is valid for writes of its length.
+    cvt_again(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+}
+
+/// send(2) of `buf` on stream socket `fd`, without blocking and without
+/// SIGPIPE. Returns the bytes taken (possibly fewer), `Ok(None)` on EAGAIN.
+///
+/// # Errors
+/// Other OS errors (EPIPE, ECONNRESET...).
+pub fn send_some(fd: RawFd, buf: &[u8]) -> io::Result<Option<usize>> {
+    // SAFETY: buf is valid for its length.
+    cvt_again(unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
+/// write(2) of `buf` to `fd` (a non-blocking pipe). Returns the bytes
+/// taken, `Ok(None)` on EAGAIN.
+///
+/// # Errors
+/// Other OS errors.
+pub fn write_some(fd: RawFd, buf: &[u8]) -> io::Result<Option<usize>> {
+    // SAFETY: buf is valid for its length.
+    cvt_again(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
 /// One datagram received by [`recv_batch`].
 #[derive(Debug, Clone, Copy)]
 pub struct Datagram {

@@ -14,6 +14,13 @@ one line per connection to stdout; clients print one "result ..." line.
   serve-xfer     PORT: reads "N M\\n" and N bytes, answers "got LEN SHA\\n"
                  and M bytes (pattern), then reads to EOF (no half-close
                  before all data is through); logs "xfer PEER: got LEN SHA"
+  serve-echo     PORT: echoes everything it reads until EOF; logs "echo PEER:
+                 LEN SHA"
+  client-chatter ADDR PORT N: N request/response rounds of sizes cycling
+                 through CHAT_SIZES (small ones below pasta-rs's copy-path
+                 thresholds, 2 KiB and 16 KiB, and bulk ones above), each
+                 echoed in full before the next: "result msgs=N sent=LEN SHA
+                 echoed=LEN SHA"
   client-after   ADDR PORT SEND N: sends SEND bytes after "N\\n", shuts down,
                  reads to EOF: "result reply=LEN SHA tail=LEN SHA"
   client-first   ADDR PORT SEND: reads "N\\n" and to EOF, then sends SEND bytes
@@ -151,6 +158,21 @@ def h_xfer(c, peer):
     say(f"xfer {peer}: got {got} {h.hexdigest()}, sent {m}, then {read_all(c)} after")
 
 
+CHAT_SIZES = (1, 64, 700, 1500, 2047, 2048, 2049, 4000, 16383, 16384, 16385, 65536, 300000, 64, 3)
+
+
+def h_echo(c, peer):
+    h, got = hashlib.sha256(), 0
+    while True:
+        d = c.recv(1 << 16)
+        if not d:
+            break
+        h.update(d)
+        got += len(d)
+        c.sendall(d)
+    say(f"echo {peer}: {got} {h.hexdigest()}")
+
+
 def read_n(s, n):
     h, got = hashlib.sha256(), 0
     while got < n:
@@ -175,7 +197,7 @@ def connect(addr, port, src=None):
 def main():
     m, a = sys.argv[1], sys.argv[2:]
     servers = {"serve-after": h_after, "serve-first": h_first, "serve-rst": h_rst, "serve-watch": h_watch,
-               "serve-xfer": h_xfer}
+               "serve-xfer": h_xfer, "serve-echo": h_echo}
     if m in servers:
         serve(int(a[0]), servers[m])
     elif m == "pattern-sha":
@@ -207,6 +229,29 @@ def main():
         line = read_line(s)
         say(f"result reply={line} down={read_n(s, mm)}")
         s.close()
+    elif m == "client-chatter":
+        s = connect(a[0], a[1])
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        n = int(a[2])
+        hs, he, ns, ne = hashlib.sha256(), hashlib.sha256(), 0, 0
+        for i in range(n):
+            size = CHAT_SIZES[i % len(CHAT_SIZES)]
+            msg = hashlib.shake_256(f"chat{i}".encode()).digest(size)
+            s.sendall(msg)
+            hs.update(msg)
+            ns += size
+            got = 0
+            while got < size:
+                d = s.recv(size - got)
+                if not d:
+                    break
+                he.update(d)
+                got += len(d)
+            ne += got
+            if got < size:
+                break
+        s.close()
+        say(f"result msgs={n} sent={ns} {hs.hexdigest()} echoed={ne} {he.hexdigest()}")
     elif m == "client-rst":
         s = connect(a[0], a[1])
         s.sendall(b"hello\n")

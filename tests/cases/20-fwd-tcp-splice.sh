@@ -4,7 +4,7 @@
 # servers run in pasta's namespace (IPv4 and IPv6 sockets), the clients on the
 # host's loopback, every check for 127.0.0.1 and ::1.
 #
-# Run A: --config-net -t 10501-10505 -T 10510 -T 10511:20511 (-u/-U none)
+# Run A: --config-net -t 10501-10506 -T 10510 -T 10511:20511 (-u/-U none)
 #   - half-close, client first: the client sends 4 MiB and shuts its write side
 #     down; the server reads to EOF, then answers the sha256 and HC_MIB more
 #     bytes; the client reads them to EOF;
@@ -16,6 +16,11 @@
 #     fails with ECONNRESET;
 #   - 200 concurrent connections (tcplab.py client-many / serve-echo), each
 #     echoing its own token; the server had all 200 open at once;
+#   - small messages: 300 request/response rounds of 1 byte to 300 kB
+#     (20-fwd-tcp-splice.py client-chatter), echoed by a server in the
+#     namespace: what came back is byte for byte what was sent (sha256), and
+#     the server read exactly that (pasta-rs relays small reads by recv/send
+#     and bulk ones by splice, switching as sizes change);
 #   - -T: from the namespace, 127.0.0.1/::1 port 10510 reach a host loopback
 #     server on 10510, port 10511 one on 20511 (10 MiB each way); the host
 #     server sees 127.0.0.1 / ::1; the namespace's 192.0.2.2:10510 is refused
@@ -83,7 +88,7 @@ server_line() {
 norm() { if [[ $1 == *:* ]]; then echo "[$1]"; else echo "$1"; fi; }
 
 # ---- A: half-close, RST, many, -T -----------------------------------------------
-pasta_bg spla --config-net -u none -U none -t 10501-10505 -T 10510 -T 10511:20511
+pasta_bg spla --config-net -u none -U none -t 10501-10506 -T 10510 -T 10511:20511
 ns_serve after after 10501
 ns_serve first first 10502
 ns_serve rst rst 10503
@@ -91,11 +96,12 @@ ns_serve watch watch 10504
 lab_bg echo "${NS[@]}" timeout 100 "$PYTHON" -u "$LAB_DIR/tcplab.py" serve-echo --port 10505 \
 	--bind 0.0.0.0 --bind ::
 dump_file "$LAB_WORK/echo.log"
+ns_serve chat echo 10506
 host_serve hx10510 xfer 10510
 host_serve hx20511 xfer 20511
-wait_until 5 tcp_listening "${NS[@]}" -- 10501 10502 10503 10504 10505 ||
+wait_until 5 tcp_listening "${NS[@]}" -- 10501 10502 10503 10504 10505 10506 ||
 	fail "servers in the namespace not listening: $("${NS[@]}" ss -tln)"
-wait_until 5 tcp_listening -- 10501 10502 10503 10504 10505 10510 20511 ||
+wait_until 5 tcp_listening -- 10501 10502 10503 10504 10505 10506 10510 20511 ||
 	fail "not listening on the host (pasta's -t, -T servers): $(ss -tlnp)"
 wait_until 5 tcp_listening "${NS[@]}" -- 10510 10511 ||
 	fail "pasta not listening in the namespace for -T 10510, 10511: $("${NS[@]}" ss -tlnp)"
@@ -132,6 +138,14 @@ for a in 127.0.0.1 ::1; do
 	grep -q "^echo: $fam peak 200 connections open at once" "$LAB_WORK/echo.log" ||
 		fail "the echo server never had 200 $fam connections open at once: $(grep "peak" "$LAB_WORK/echo.log" | tail -n 1)"
 	ok "200 concurrent spliced connections to $a, all open at once in the namespace: ${r#result }"
+
+	r=$(client -- client-chatter $a 10506 300)
+	[[ $r =~ ^result\ msgs=300\ sent=([0-9]+\ [0-9a-f]{64})\ echoed=([0-9]+\ [0-9a-f]{64})$ ]] ||
+		fail "small messages $fam: client printed '$r'"
+	expect_eq "small messages $fam: echoed bytes (sha256) = sent" "${BASH_REMATCH[2]}" "${BASH_REMATCH[1]}"
+	sent=${BASH_REMATCH[1]}
+	l=$(server_line "$LAB_WORK/chat.log" "^echo $peer: ") || fail "small messages $fam: the echo server logged nothing for $peer"
+	expect_eq "small messages $fam: what the echo server read" "$l" "echo $peer: $sent"
 done
 
 for t in "127.0.0.1 10510 10510" "::1 10510 10510" "127.0.0.1 10511 20511" "::1 10511 20511"; do

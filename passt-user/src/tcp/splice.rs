@@ -29,6 +29,14 @@
 //! and the per-user pipe limits allow). A pipe that may hold data (reset)
 //! is closed, never pooled. A read that filled most of the pipe is written
 //! with SPLICE_F_MORE (more is coming: let TCP build full segments).
+//! Small messages skip the pipe: a direction whose splice read brought
+//! less than [`COPY_ENTER`] bytes reads next with recv(2) into a scratch
+//! buffer of [`COPY_MAX`] bytes and writes with send(2) (two copies of a
+//! few bytes cost less than two splices through a pipe); a copy read that
+//! fills what it asked for is bulk data and goes back to splicing
+//! ([`copy_next`]). What the other socket doesn't take is written into the
+//! direction's empty pipe (a read never asks for more than it holds) and
+//! leaves on EPOLLOUT like spliced data, so order is kept.
 //! Both sockets get TCP_NODELAY: we relay whole writes of the peers, and
 //! holding small ones back would only add latency. The flow ends when both
 //! directions are shut down, or on a reset.
@@ -43,7 +51,9 @@
 //! paired direction went its way.
 //!
 //! Syscalls: connect, splice, pipe2, fcntl (F_SETPIPE_SZ), shutdown,
-//! setsockopt (SO_LINGER), getsockopt (SO_ERROR), epoll_ctl, close.
+//! setsockopt (SO_LINGER), getsockopt (SO_ERROR), epoll_ctl, close;
+//! recvfrom, sendto (copy path) and write (to a pipe), already allowed
+//! for every mode.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -68,13 +78,42 @@ pub struct Pipe {
 }
 
 /// Empty pipes kept for new spliced flows (room for all of them is
-/// reserved up front: putting a pipe back never allocates).
+/// reserved up front: putting a pipe back never allocates), and the
+/// scratch buffer of the small-read copy path ([`COPY_MAX`] bytes).
 #[derive(Debug)]
-pub struct PipePool(Vec<Pipe>);
+pub struct PipePool(Vec<Pipe>, Box<[u8]>);
 
 impl Default for PipePool {
     fn default() -> Self {
-        PipePool(Vec::with_capacity(POOL_MAX))
+        PipePool(
+            Vec::with_capacity(POOL_MAX),
+            vec![0; COPY_MAX].into_boxed_slice(),
+        )
+    }
+}
+
+/// Bytes one copy-path read takes at most: a read that fills them is a
+/// bulk transfer, which goes back to splice(2).
+pub const COPY_MAX: usize = 16 << 10;
+
+/// A splice read shorter than this (bytes) switches its direction to the
+/// copy path: small messages (request/response traffic) cost less as one
+/// recv(2) and one send(2) than as two splices through a pipe.
+pub const COPY_ENTER: usize = 2 << 10;
+
+/// Whether the next read of a direction uses the copy path, after a read
+/// of `n` bytes (n > 0) of the `len` asked for, by copy (`by_copy`) or by
+/// splice.
+///
+/// Hysteresis: a copy read that filled what it asked for (at most
+/// [`COPY_MAX`]) means bulk data, so splice again; a splice read under
+/// [`COPY_ENTER`] means small messages, so copy; a copy read shorter
+/// than asked stays on the copy path.
+pub fn copy_next(by_copy: bool, n: usize, len: usize) -> bool {
+    if by_copy {
+        n < len
+    } else {
+        n < COPY_ENTER
     }
 }
 
@@ -130,6 +169,8 @@ pub struct TcpSplice {
     hup: [bool; 2],
     /// Bytes read from `socks[d]` since the flow started.
     relayed: [u64; 2],
+    /// Direction `d` reads small messages by copy ([`copy_next`]).
+    copy: [bool; 2],
     /// The eBPF short-circuit's state, if the flow is paired.
     pair: Option<Box<crate::ebpf::sockmap::Pair>>,
 }
@@ -181,6 +222,7 @@ pub fn open(ctx: &mut Ctx, pif: [Pif; 2], ini: FlowSide, tgt: FlowSide, sock: Ow
             shut: [false, false],
             hup: [false, false],
             relayed: [0, 0],
+            copy: [true, true],
             pair: None,
         });
     }
@@ -327,6 +369,13 @@ fn forward(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Moved {
     for _ in 0..ROUNDS {
         let mut filled = false;
         let mut more = false;
+        if s.copy[d] && !s.eof[d] && s.pending[d] == 0 {
+            match copy(s, d, pool) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(m) => return m,
+            }
+        }
         if !s.eof[d] {
             if s.pipes[d].is_none() {
                 match pool.take() {
@@ -345,6 +394,7 @@ fn forward(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Moved {
                     Ok(Some(n)) => {
                         s.pending[d] += n;
                         s.relayed[d] += n as u64;
+                        s.copy[d] = copy_next(false, n, room);
                         filled = n == room;
                         more = n >= p.size / 10 * 9;
                     }
@@ -384,6 +434,72 @@ fn forward(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Moved {
         }
     }
     Moved::Ok
+}
+
+/// One read of direction `d` by copy: recv(2) into the pool's scratch
+/// buffer, send(2) to the other socket; what it doesn't take goes into
+/// the direction's (empty) pipe, to be spliced on its EPOLLOUT. True if
+/// the read filled the buffer (read again), false if there is nothing
+/// more to read now (socket drained, end of file, or the other socket
+/// full).
+fn copy(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Result<bool, Moved> {
+    let from = s.socks[d].as_raw_fd();
+    let to = s.socks[1 - d].as_raw_fd();
+    // The pipe first (as the splice path takes it at the first byte): a
+    // read never takes more than the empty pipe holds, so what the other
+    // socket refuses always fits in it.
+    if s.pipes[d].is_none() {
+        match pool.take() {
+            Ok(p) => s.pipes[d] = Some(p),
+            Err(e) => {
+                log::debug!("TCP splice: pipe: {e}");
+                return Err(if crate::limits::out_of_fds(&e) {
+                    Moved::NoFds
+                } else {
+                    Moved::Reset
+                });
+            }
+        }
+    }
+    let Some(p) = &s.pipes[d] else {
+        return Err(Moved::Reset);
+    };
+    let len = COPY_MAX.min(p.size);
+    let n = match sys::recv_some(from, &mut pool.1[..len]) {
+        Ok(Some(0)) => {
+            s.eof[d] = true;
+            return Ok(false);
+        }
+        Ok(Some(n)) => n,
+        Ok(None) => return Ok(false),
+        Err(e) => {
+            log::debug!("TCP splice: read: {e}");
+            return Err(Moved::Reset);
+        }
+    };
+    s.relayed[d] += n as u64;
+    s.copy[d] = copy_next(true, n, len);
+    let sent = match sys::send_some(to, &pool.1[..n]) {
+        Ok(Some(k)) => k,
+        Ok(None) => 0,
+        Err(e) => {
+            log::debug!("TCP splice: write: {e}");
+            return Err(Moved::Reset);
+        }
+    };
+    if sent < n {
+        // The other socket is full: the rest waits in the (empty) pipe for
+        // EPOLLOUT.
+        match sys::write_some(p.w.as_raw_fd(), &pool.1[sent..n]) {
+            Ok(Some(w)) if w == n - sent => s.pending[d] = w,
+            r => {
+                log::debug!("TCP splice: pipe write: {r:?}");
+                return Err(Moved::Reset);
+            }
+        }
+        return Ok(false);
+    }
+    Ok(n == len)
 }
 
 /// A socket of spliced flow side `sidx` has `events`.
@@ -601,6 +717,93 @@ mod tests {
         pump(&mut ctx, 20);
         assert_eq!(ctx.flows.len(), 0, "both ways shut down: flow gone");
         assert_eq!(ctx.splice_pipes.len(), 2, "both pipes back in the pool");
+    }
+
+    #[test]
+    fn copy_path_hysteresis() {
+        // Small splice reads switch to copying, mid-sized ones don't.
+        assert!(copy_next(false, 64, PIPE_SIZE));
+        assert!(copy_next(false, COPY_ENTER - 1, PIPE_SIZE));
+        assert!(!copy_next(false, COPY_ENTER, PIPE_SIZE));
+        assert!(!copy_next(false, 8 << 10, PIPE_SIZE));
+        // A copy read that filled its buffer is bulk: splice again; a
+        // shorter one (even above COPY_ENTER) stays on the copy path.
+        assert!(!copy_next(true, COPY_MAX, COPY_MAX));
+        assert!(copy_next(true, COPY_MAX - 1, COPY_MAX));
+        assert!(copy_next(true, 8 << 10, COPY_MAX));
+        assert!(
+            !copy_next(true, 4096, 4096),
+            "a pipe smaller than the buffer limits the read"
+        );
+    }
+
+    #[test]
+    fn small_messages_to_a_slow_reader_spill_into_the_pipe_intact() {
+        // Small messages go by recv/send; the client reads nothing at
+        // first and has tiny buffers, so send() takes only part of a
+        // message: the rest waits in the pipe, and order is kept.
+        let mut ctx = crate::daemon::test_ctx().unwrap();
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let back = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = sys::socket(true, libc::SOCK_STREAM, 0).unwrap();
+        sys::set_int_opt(c.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096).unwrap();
+        let fport = front.local_addr().unwrap().port();
+        let _ = sys::connect(c.as_raw_fd(), Inany::LOOPBACK4, fport);
+        let (acc, peer) = front.accept().unwrap();
+        // SAFETY: the fd is taken out of the OwnedFd.
+        let mut client = unsafe { TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(c)) };
+        client.set_nonblocking(false).unwrap();
+        acc.set_nonblocking(true).unwrap();
+        sys::set_int_opt(acc.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4096).unwrap();
+        let tsock = sys::socket(true, libc::SOCK_STREAM, 0).unwrap();
+        let ini = FlowSide {
+            eaddr: Inany::LOOPBACK4,
+            eport: peer.port(),
+            oaddr: Inany::LOOPBACK4,
+            oport: fport,
+        };
+        let tgt = FlowSide {
+            eaddr: Inany::LOOPBACK4,
+            eport: back.local_addr().unwrap().port(),
+            oaddr: Inany::UNSPEC4,
+            oport: 0,
+        };
+        // SAFETY: the fd is taken out of the std stream.
+        let sock = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(acc)) };
+        open(&mut ctx, [Pif::Host, Pif::Splice], ini, tgt, sock, tsock);
+        pump(&mut ctx, 20);
+        let (mut server, _) = back.accept().unwrap();
+        server.set_nodelay(true).unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .unwrap();
+        let mut sent = Vec::new();
+        for i in 0..600u32 {
+            let msg: Vec<u8> = (0..(1 + i % 300)).map(|j| (i * 31 + j * 7) as u8).collect();
+            server.write_all(&msg).unwrap();
+            sent.extend_from_slice(&msg);
+            if i % 20 == 0 {
+                pump(&mut ctx, 2);
+            }
+        }
+        server.shutdown(std::net::Shutdown::Write).unwrap();
+        pump(&mut ctx, 30);
+        let Some(FlowData::TcpSplice(s)) = ctx.flows.get_mut(0).map(|f| &mut f.data) else {
+            panic!("flow gone")
+        };
+        assert!(s.copy[TGT], "small reads: the server's direction copies");
+        assert!(
+            s.pending[TGT] > 0,
+            "the slow client left bytes waiting in the pipe"
+        );
+        let (got, eof) = read_all(&mut ctx, &mut client, 0);
+        assert!(eof, "the server's FIN reaches the client");
+        assert!(
+            got == sent,
+            "bytes intact and in order: {} of {}",
+            got.len(),
+            sent.len()
+        );
     }
 
     #[test]
