@@ -1822,8 +1822,10 @@ mod review_tests {
 
     #[test]
     fn sock_to_tap_without_offloads_sends_mss_frames_with_full_checksums() {
-        let frames = download_frames(false, 100_000);
-        assert!(frames.len() >= 100_000 / 1460);
+        // At most one transmit batch (64 frames) per call: the frames are
+        // read from the batch, and a fuller one is flushed to the tap.
+        let frames = download_frames(false, 80_000);
+        assert!(frames.len() >= 80_000 / 1460);
         for (p, m) in &frames {
             assert!(p.len() <= 1460);
             assert_eq!(*m, Offload::default());
