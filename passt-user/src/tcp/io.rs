@@ -84,6 +84,9 @@ pub struct TcpFlow {
     /// The peer closed its side (EPOLLRDHUP): with no new data after what
     /// is in flight, that is end of file (needed without SO_PEEK_OFF).
     rdhup: bool,
+    /// When [`sock_to_tap`] last read the socket's room for the window
+    /// of its data segments (None: never); see [`WND_REUSE`].
+    wnd_read_at: Option<std::time::Instant>,
 }
 
 impl TcpFlow {
@@ -101,12 +104,31 @@ impl TcpFlow {
             wnd_poll_ms: 0,
             stalled: false,
             rdhup: false,
+            wnd_read_at: None,
         }
     }
 }
 
 /// Longest interval between re-checks of a closed window.
 const WND_POLL_MAX_MS: u16 = 64;
+
+/// How long [`sock_to_tap`] reuses an open window for the data segments it
+/// sends instead of reading the socket's room again (SO_SNDBUF, SIOCOUTQ:
+/// two syscalls per reply of a request/response flow). Between two reads
+/// the room only grows (the peer's ACKs drain the queue, autotuning grows
+/// the buffer) unless we write, and every write is followed by a fresh
+/// read ([`flush_acks`], the EPOLLOUT path): a reused window is at most
+/// this old and, but for a buffer the kernel shrinks under memory pressure
+/// (then a short write is handled as always), never larger than the room.
+/// A closed window is always read again.
+const WND_REUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// True if [`sock_to_tap`] must read the socket's room before sending data
+/// at `now`: the window is closed, or its last read (`read_at`) is older
+/// than [`WND_REUSE`] or never happened.
+fn wnd_stale(read_at: Option<std::time::Instant>, wnd_closed: bool, now: std::time::Instant) -> bool {
+    wnd_closed || read_at.is_none_or(|t| now.saturating_duration_since(t) >= WND_REUSE)
+}
 
 /// Bytes in flight to the guest at most without SO_PEEK_OFF: they are
 /// peeked again, into a discard buffer of this size, before new data.
@@ -773,7 +795,10 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
             return;
         }
         tf.stalled = false;
-        refresh_wnd(tf);
+        if wnd_stale(tf.wnd_read_at, tf.conn.wnd_to_tap() == 0, now) {
+            refresh_wnd(tf);
+            tf.wnd_read_at = Some(now);
+        }
         let label = tf.flow_label;
         let segs = got.div_ceil(cap);
         let mut gso = 0;
@@ -1030,6 +1055,20 @@ mod review_tests {
         let mut v = Vec::new();
         b.write(&mut v, data).unwrap();
         v
+    }
+
+    #[test]
+    fn window_is_read_again_when_closed_old_or_never_read() {
+        let t0 = std::time::Instant::now();
+        let fresh = t0 + WND_REUSE / 2;
+        let old = t0 + WND_REUSE;
+        assert!(wnd_stale(None, false, t0), "never read");
+        assert!(!wnd_stale(Some(t0), false, t0), "just read");
+        assert!(!wnd_stale(Some(t0), false, fresh), "read within WND_REUSE");
+        assert!(wnd_stale(Some(t0), false, old), "read WND_REUSE ago");
+        assert!(wnd_stale(Some(t0), true, t0), "closed window");
+        // a read stamped later than `now` (never in the loop) is fresh, no panic
+        assert!(!wnd_stale(Some(fresh), false, t0));
     }
 
     /// (seq, ack, flags-as-fin?, payload len) of TCP frames queued to the tap.
