@@ -107,6 +107,13 @@ impl TcpFlow {
             wnd_read_at: None,
         }
     }
+
+    /// True if the socket is in the epoll set now (so it must leave it
+    /// before the flow is freed; an unregistered one needs no
+    /// EPOLL_CTL_DEL, which would fail with ENOENT).
+    pub fn registered(&self) -> bool {
+        self.events != 0
+    }
 }
 
 /// Longest interval between re-checks of a closed window.
@@ -389,7 +396,15 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
     // peer's FIN (EPOLLRDHUP, reported once): then as before.
     let drained = matches!(ctx.flows.get(idx).map(|f| &f.data),
         Some(FlowData::Tcp(tf)) if tf.stalled && !tf.rdhup && tf.events & libc::EPOLLIN as u32 != 0);
-    if act.established || act.rewind || (act.can_send && !drained) {
+    // Just established and not polled for EPOLLIN yet: update() adds the
+    // socket to the epoll set now, and EPOLL_CTL_ADD reports data already
+    // queued (or the peer's FIN) on the next epoll_wait, so a peek here
+    // would only find EAGAIN on most connections (one syscall each).
+    let first_poll = act.established
+        && !act.rewind
+        && matches!(ctx.flows.get(idx).map(|f| &f.data),
+            Some(FlowData::Tcp(tf)) if tf.events & libc::EPOLLIN as u32 == 0 && wants_epollin(tf));
+    if (act.established || act.rewind || (act.can_send && !drained)) && !first_poll {
         sock_to_tap(ctx, idx);
     }
     update(ctx, idx);
@@ -484,7 +499,10 @@ pub fn open_inbound(ctx: &mut Ctx, ini: FlowSide, tgt: FlowSide, sock: OwnedFd) 
     };
     let flow_label = ctx.flow_label(idx);
     if let Some(f) = ctx.flows.get_mut(idx) {
-        f.data = FlowData::Tcp(TcpFlow::new(sock, conn, flow_label, false));
+        let mut tf = TcpFlow::new(sock, conn, flow_label, false);
+        // the room was just read for the SYN's window: good for sock_to_tap too
+        tf.wnd_read_at = Some(ctx.now);
+        f.data = FlowData::Tcp(tf);
     }
     ctx.flows.hash_insert(idx, TGT);
     ctx.counters.tcp_inbound_flows += 1;
@@ -520,6 +538,8 @@ fn connect_done(ctx: &mut Ctx, idx: usize) {
     }
     let FlowData::Tcp(tf) = &mut f.data else { return };
     tf.conn.set_wnd_to_tap(sock_room(fd).0);
+    // good for the first data segments of sock_to_tap too (WND_REUSE)
+    tf.wnd_read_at = Some(now);
     let synack = tf.conn.handle_connected(now, mss_max(mtu, v4));
     send_seg(ctx, idx, &synack, &[]);
     update(ctx, idx);
@@ -889,6 +909,13 @@ fn reset_both(ctx: &mut Ctx, idx: usize) {
     ctx.flows.close(idx);
 }
 
+/// True if [`update`] polls the socket for EPOLLIN: established, our FIN
+/// not sent, and the guest's window has room.
+fn wants_epollin(tf: &TcpFlow) -> bool {
+    let c = &tf.conn;
+    !tf.connecting && c.state == State::Established && !c.tap_fin_sent && c.send_budget(1) > 0
+}
+
 /// Bring epoll interest in line with the flow's state; close it when done.
 fn update(ctx: &mut Ctx, idx: usize) {
     let Some(f) = ctx.flows.get_mut(idx) else { return };
@@ -904,7 +931,7 @@ fn update(ctx: &mut Ctx, idx: usize) {
     if tf.connecting || c.sock_full || (tf.wnd_wait && c.state == State::Established && !c.tap_fin_rcvd) {
         ev |= libc::EPOLLOUT as u32;
     }
-    if !tf.connecting && c.state == State::Established && !c.tap_fin_sent && c.send_budget(1) > 0 {
+    if wants_epollin(tf) {
         ev |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
         if tf.stalled {
             ev |= libc::EPOLLET as u32;
