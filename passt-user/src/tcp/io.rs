@@ -404,7 +404,13 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
         && !act.rewind
         && matches!(ctx.flows.get(idx).map(|f| &f.data),
             Some(FlowData::Tcp(tf)) if tf.events & libc::EPOLLIN as u32 == 0 && wants_epollin(tf));
-    if (act.established || act.rewind || (act.can_send && !drained)) && !first_poll {
+    if first_poll {
+        // As after a peek into EAGAIN: poll on the edge (the ADD reports
+        // what is queued now, new data raises the edge).
+        if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+            tf.stalled = true;
+        }
+    } else if act.established || act.rewind || (act.can_send && !drained) {
         sock_to_tap(ctx, idx);
     }
     update(ctx, idx);
