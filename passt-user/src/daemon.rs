@@ -938,7 +938,14 @@ fn run_loop(ctx: &mut Ctx, timer_fd: &OwnedFd, s: i32, watch: &mut dyn Watch) ->
         }
         let epoll = &ctx.epoll;
         ctx.flows.defer_free(|f| {
-            if let Some(fd) = f.data.sock_fd() {
+            // A TCP socket out of the epoll set already (end of file seen,
+            // nothing to poll) needs no EPOLL_CTL_DEL: one syscall per
+            // connection saved.
+            let registered = match &f.data {
+                FlowData::Tcp(tf) => tf.registered(),
+                _ => true,
+            };
+            if let Some(fd) = f.data.sock_fd().filter(|_| registered) {
                 epoll.del(fd);
             }
             // Dropping the data closes the socket.

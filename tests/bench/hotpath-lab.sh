@@ -7,7 +7,9 @@
 # PASTA: a pasta binary (target/release/pasta, /usr/bin/pasta); LOAD: one of
 # rr.py's clients (tcp-rr, tcp-crr, udp-rr), "stream" (iperf3 over the
 # splice path, bytes) or "tap-send" / "tap-recv" (iperf3 from the namespace
-# to the gateway address, through the tap; -R: the namespace receives), at
+# to the gateway address, through the tap; -R: the namespace receives),
+# "tap-rr" / "tap-crr" (rr.py tcp-rr / tcp-crr from the namespace to the
+# gateway address, through the tap, to a server here on loopback), at
 # MTU $HOTPATH_MTU (default 65520);
 # SECS: seconds of load. The lab: a veth (its peer up, without addresses) with documentation
 # addresses and a default route (nothing leaves: the peer has no address, no forwarding),
@@ -15,7 +17,8 @@
 # -t 5203,5201 -u 5203; the server in the namespace, the client here over
 # 127.0.0.1. With "strace", strace -c -f counts pasta's syscalls during the
 # load (slows it: the rates printed then mean nothing); with "perf", perf
-# record -g writes $HOTPATH_OUT/perf.data.
+# record -g writes $HOTPATH_OUT/perf.data; with "sched", perf stat prints
+# pasta's task-clock, context switches and CPU migrations during the load.
 set -uo pipefail
 export LC_ALL=C
 (($$ == 1)) || { echo "hotpath-lab.sh: run as PID 1 of unshare --net --mount --pid --fork"; exit 3; }
@@ -52,6 +55,11 @@ tap-send | tap-recv)
 	iperf3 -s -1 -p 5202 >/dev/null 2>&1 &
 	CLI=($NS iperf3 -c 192.0.2.1 -p 5202 -t "$SECS" -J)
 	[[ $LOAD == tap-recv ]] && CLI+=(-R) ;;
+tap-rr | tap-crr)
+	# rr.py's TCP loads the other way, through the tap: the client in the
+	# namespace to the gateway address, the server here on loopback
+	python3 "$DIR/rr.py" serve-tcp 5204 &
+	CLI=($NS python3 "$DIR/rr.py" "tcp-${LOAD#tap-}" 192.0.2.1 5204 "$SECS") ;;
 udp-rr) $NS python3 "$DIR/rr.py" serve-udp 5203 & CLI=(python3 "$DIR/rr.py" udp-rr 127.0.0.1 5203 "$SECS") ;;
 *) $NS python3 "$DIR/rr.py" serve-tcp 5203 & CLI=(python3 "$DIR/rr.py" "$LOAD" 127.0.0.1 5203 "$SECS") ;;
 esac
@@ -61,17 +69,19 @@ TPID=""
 case $MODE in
 strace) strace ${HOTPATH_STRACE:--c} -f -p $PASTA -o "$OUT/strace.txt" & TPID=$! ; sleep 1 ;;
 perf) perf record -g -p $PASTA -o "$OUT/perf.data" >/dev/null 2>&1 & TPID=$! ; sleep 1 ;;
+sched) perf stat -e task-clock,context-switches,cpu-migrations -p $PASTA -o "$OUT/sched.txt" & TPID=$! ; sleep 1 ;;
 esac
 T0=$(awk '{print $14+$15}' /proc/$PASTA/stat)
 "${CLI[@]}" >"$OUT/client.out" 2>"$OUT/client.err"
 T1=$(awk '{print $14+$15}' /proc/$PASTA/stat)
 [[ -n $TPID ]] && { kill -INT $TPID; wait $TPID; }
-if [[ $LOAD == stream || $LOAD == tap-* ]]; then
+if [[ $LOAD == stream || $LOAD == tap-send || $LOAD == tap-recv ]]; then
 	python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["end"]["sum_received"]; print(int(e["bytes"]), e["seconds"])' "$OUT/client.out"
 else
 	cat "$OUT/client.out"
 fi
 echo "cpu_ticks $((T1 - T0))"
 [[ $MODE == strace ]] && cat "$OUT/strace.txt"
+[[ $MODE == sched ]] && grep -E 'task-clock|context-switches|cpu-migrations' "$OUT/sched.txt"
 kill $SRV $PASTA 2>/dev/null
 wait

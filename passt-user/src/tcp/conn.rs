@@ -556,6 +556,11 @@ impl TcpConn {
         self.wnd_to_tap = bytes;
     }
 
+    /// The window to advertise, in bytes, as last set.
+    pub fn wnd_to_tap(&self) -> u32 {
+        self.wnd_to_tap
+    }
+
     /// True if an ACK is owed to the guest: new data acknowledged, or the
     /// window grew from what was advertised by a useful amount (or opened
     /// from zero).

@@ -84,6 +84,9 @@ pub struct TcpFlow {
     /// The peer closed its side (EPOLLRDHUP): with no new data after what
     /// is in flight, that is end of file (needed without SO_PEEK_OFF).
     rdhup: bool,
+    /// When [`sock_to_tap`] last read the socket's room for the window
+    /// of its data segments (None: never); see [`WND_REUSE`].
+    wnd_read_at: Option<std::time::Instant>,
 }
 
 impl TcpFlow {
@@ -101,12 +104,38 @@ impl TcpFlow {
             wnd_poll_ms: 0,
             stalled: false,
             rdhup: false,
+            wnd_read_at: None,
         }
+    }
+
+    /// True if the socket is in the epoll set now (so it must leave it
+    /// before the flow is freed; an unregistered one needs no
+    /// EPOLL_CTL_DEL, which would fail with ENOENT).
+    pub fn registered(&self) -> bool {
+        self.events != 0
     }
 }
 
 /// Longest interval between re-checks of a closed window.
 const WND_POLL_MAX_MS: u16 = 64;
+
+/// How long [`sock_to_tap`] reuses an open window for the data segments it
+/// sends instead of reading the socket's room again (SO_SNDBUF, SIOCOUTQ:
+/// two syscalls per reply of a request/response flow). Between two reads
+/// the room only grows (the peer's ACKs drain the queue, autotuning grows
+/// the buffer) unless we write, and every write is followed by a fresh
+/// read ([`flush_acks`], the EPOLLOUT path): a reused window is at most
+/// this old and, but for a buffer the kernel shrinks under memory pressure
+/// (then a short write is handled as always), never larger than the room.
+/// A closed window is always read again.
+const WND_REUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// True if [`sock_to_tap`] must read the socket's room before sending data
+/// at `now`: the window is closed, or its last read (`read_at`) is older
+/// than [`WND_REUSE`] or never happened.
+fn wnd_stale(read_at: Option<std::time::Instant>, wnd_closed: bool, now: std::time::Instant) -> bool {
+    wnd_closed || read_at.is_none_or(|t| now.saturating_duration_since(t) >= WND_REUSE)
+}
 
 /// Bytes in flight to the guest at most without SO_PEEK_OFF: they are
 /// peeked again, into a discard buffer of this size, before new data.
@@ -527,7 +556,21 @@ pub fn from_tap(ctx: &mut Ctx, src: Inany, dst: Inany, l4: &[u8]) {
     // peer's FIN (EPOLLRDHUP, reported once): then as before.
     let drained = matches!(ctx.flows.get(idx).map(|f| &f.data),
         Some(FlowData::Tcp(tf)) if tf.stalled && !tf.rdhup && tf.events & libc::EPOLLIN as u32 != 0);
-    if act.established || act.rewind || (act.can_send && !drained) {
+    // Just established and not polled for EPOLLIN yet: update() adds the
+    // socket to the epoll set now, and EPOLL_CTL_ADD reports data already
+    // queued (or the peer's FIN) on the next epoll_wait, so a peek here
+    // would only find EAGAIN on most connections (one syscall each).
+    let first_poll = act.established
+        && !act.rewind
+        && matches!(ctx.flows.get(idx).map(|f| &f.data),
+            Some(FlowData::Tcp(tf)) if tf.events & libc::EPOLLIN as u32 == 0 && wants_epollin(tf));
+    if first_poll {
+        // As after a peek into EAGAIN: poll on the edge (the ADD reports
+        // what is queued now, new data raises the edge).
+        if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
+            tf.stalled = true;
+        }
+    } else if act.established || act.rewind || (act.can_send && !drained) {
         sock_to_tap(ctx, idx);
     }
     update(ctx, idx);
@@ -622,7 +665,10 @@ pub fn open_inbound(ctx: &mut Ctx, ini: FlowSide, tgt: FlowSide, sock: OwnedFd) 
     };
     let flow_label = ctx.flow_label(idx);
     if let Some(f) = ctx.flows.get_mut(idx) {
-        f.data = FlowData::Tcp(TcpFlow::new(sock, conn, flow_label, false));
+        let mut tf = TcpFlow::new(sock, conn, flow_label, false);
+        // the room was just read for the SYN's window: good for sock_to_tap too
+        tf.wnd_read_at = Some(ctx.now);
+        f.data = FlowData::Tcp(tf);
     }
     ctx.flows.hash_insert(idx, TGT);
     ctx.counters.tcp_inbound_flows += 1;
@@ -658,6 +704,8 @@ fn connect_done(ctx: &mut Ctx, idx: usize) {
     }
     let FlowData::Tcp(tf) = &mut f.data else { return };
     tf.conn.set_wnd_to_tap(sock_room(fd).0);
+    // good for the first data segments of sock_to_tap too (WND_REUSE)
+    tf.wnd_read_at = Some(now);
     let synack = tf.conn.handle_connected(now, mss_max(mtu, v4));
     send_seg(ctx, idx, &synack, &[]);
     update(ctx, idx);
@@ -933,7 +981,10 @@ pub fn sock_to_tap(ctx: &mut Ctx, idx: usize) {
             return;
         }
         tf.stalled = false;
-        refresh_wnd(tf);
+        if wnd_stale(tf.wnd_read_at, tf.conn.wnd_to_tap() == 0, now) {
+            refresh_wnd(tf);
+            tf.wnd_read_at = Some(now);
+        }
         let label = tf.flow_label;
         let segs = got.div_ceil(cap);
         let mut gso = 0;
@@ -1024,6 +1075,13 @@ fn reset_both(ctx: &mut Ctx, idx: usize) {
     ctx.flows.close(idx);
 }
 
+/// True if [`update`] polls the socket for EPOLLIN: established, our FIN
+/// not sent, and the guest's window has room.
+fn wants_epollin(tf: &TcpFlow) -> bool {
+    let c = &tf.conn;
+    !tf.connecting && c.state == State::Established && !c.tap_fin_sent && c.send_budget(1) > 0
+}
+
 /// Bring epoll interest in line with the flow's state; close it when done.
 fn update(ctx: &mut Ctx, idx: usize) {
     let Some(f) = ctx.flows.get_mut(idx) else { return };
@@ -1039,7 +1097,7 @@ fn update(ctx: &mut Ctx, idx: usize) {
     if tf.connecting || c.sock_full || (tf.wnd_wait && c.state == State::Established && !c.tap_fin_rcvd) {
         ev |= libc::EPOLLOUT as u32;
     }
-    if !tf.connecting && c.state == State::Established && !c.tap_fin_sent && c.send_budget(1) > 0 {
+    if wants_epollin(tf) {
         ev |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
         if tf.stalled {
             ev |= libc::EPOLLET as u32;
@@ -1190,6 +1248,20 @@ mod review_tests {
         let mut v = Vec::new();
         b.write(&mut v, data).unwrap();
         v
+    }
+
+    #[test]
+    fn window_is_read_again_when_closed_old_or_never_read() {
+        let t0 = std::time::Instant::now();
+        let fresh = t0 + WND_REUSE / 2;
+        let old = t0 + WND_REUSE;
+        assert!(wnd_stale(None, false, t0), "never read");
+        assert!(!wnd_stale(Some(t0), false, t0), "just read");
+        assert!(!wnd_stale(Some(t0), false, fresh), "read within WND_REUSE");
+        assert!(wnd_stale(Some(t0), false, old), "read WND_REUSE ago");
+        assert!(wnd_stale(Some(t0), true, t0), "closed window");
+        // a read stamped later than `now` (never in the loop) is fresh, no panic
+        assert!(!wnd_stale(Some(fresh), false, t0));
     }
 
     /// (seq, ack, flags-as-fin?, payload len) of TCP frames queued to the tap.
