@@ -777,6 +777,35 @@ fn tap_event(ctx: &mut Ctx, id: u32, events: u32) {
     }
 }
 
+/// Start a tap batch whose frames stay in place until [`end_pinned_batch`]:
+/// staged TCP and UDP payloads ([`tcp::io::flush_stage`],
+/// [`udp::flush_stage`]) may point into them instead of being copied.
+///
+/// # Safety
+/// The frames' buffer must be neither written nor moved before
+/// [`end_pinned_batch`].
+unsafe fn begin_pinned_batch(ctx: &mut Ctx) {
+    ctx.in_batch = true;
+    // SAFETY: the caller keeps the frames in place until the batch ends.
+    unsafe {
+        ctx.tcp_stage.pin(true);
+        ctx.udp_stage.pin(true);
+    }
+}
+
+/// End a batch started with [`begin_pinned_batch`]: write out what it
+/// staged, then unpin the stages.
+fn end_pinned_batch(ctx: &mut Ctx) {
+    tcp::io::flush_stage(ctx);
+    udp::flush_stage(ctx);
+    // SAFETY: the stages are empty.
+    unsafe {
+        ctx.tcp_stage.pin(false);
+        ctx.udp_stage.pin(false);
+    }
+    ctx.in_batch = false;
+}
+
 fn tap_ready(ctx: &mut Ctx) {
     // A bounded number of batches per wakeup keeps sockets served too.
     for _ in 0..8 {
@@ -796,24 +825,13 @@ fn tap_ready(ctx: &mut Ctx) {
         if let Some(p) = &mut ctx.pcap {
             p.frames(rx.frames.iter().map(|r| &rx.buf[r.clone()]));
         }
-        ctx.in_batch = true;
-        // SAFETY: rx is neither written nor moved before the flush below.
-        unsafe {
-            ctx.tcp_stage.pin(true);
-            ctx.udp_stage.pin(true);
-        }
+        // SAFETY: rx is neither written nor moved before the batch ends.
+        unsafe { begin_pinned_batch(ctx) };
         for (i, r) in rx.frames.iter().enumerate() {
             dispatch_frame_offload(ctx, &rx.buf[r.clone()], rx.offload(i));
         }
         // Staged TCP and UDP payloads point into rx: sent before rx is reused.
-        tcp::io::flush_stage(ctx);
-        udp::flush_stage(ctx);
-        // SAFETY: the stages are empty.
-        unsafe {
-            ctx.tcp_stage.pin(false);
-            ctx.udp_stage.pin(false);
-        }
-        ctx.in_batch = false;
+        end_pinned_batch(ctx);
         ctx.rx = rx;
         tcp::io::flush_acks(ctx);
         ctx.flush_tx();
@@ -1302,23 +1320,12 @@ mod tests {
 
     /// Dispatch `frames` as one pinned tap batch, as [`tap_ready`] does.
     fn pinned_batch(ctx: &mut Ctx, frames: &[(Vec<u8>, Offload)]) {
-        ctx.in_batch = true;
-        // SAFETY: frames outlives the flushes below.
-        unsafe {
-            ctx.tcp_stage.pin(true);
-            ctx.udp_stage.pin(true);
-        }
+        // SAFETY: frames outlives the batch.
+        unsafe { begin_pinned_batch(ctx) };
         for (f, o) in frames {
             dispatch_frame_offload(ctx, f, *o);
         }
-        tcp::io::flush_stage(ctx);
-        udp::flush_stage(ctx);
-        // SAFETY: flushed.
-        unsafe {
-            ctx.tcp_stage.pin(false);
-            ctx.udp_stage.pin(false);
-        }
-        ctx.in_batch = false;
+        end_pinned_batch(ctx);
     }
 
     fn udp_flow_fd(ctx: &Ctx, sport: u16, port: u16) -> i32 {

@@ -737,12 +737,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn small_messages_to_a_slow_reader_spill_into_the_pipe_intact() {
-        // Small messages go by recv/send; the client reads nothing at
-        // first and has tiny buffers, so send() takes only part of a
-        // message: the rest waits in the pipe, and order is kept.
-        let mut ctx = crate::daemon::test_ctx().unwrap();
+    /// A spliced flow (flow 0 of `ctx`) from a client with a 4 KiB receive
+    /// buffer, through an accepted socket with a 4 KiB send buffer, to a
+    /// server: (client, server), both blocking.
+    fn slow_client_flow(ctx: &mut crate::daemon::Ctx) -> (TcpStream, TcpStream) {
         let front = TcpListener::bind("127.0.0.1:0").unwrap();
         let back = TcpListener::bind("127.0.0.1:0").unwrap();
         let c = sys::socket(true, libc::SOCK_STREAM, 0).unwrap();
@@ -751,7 +749,7 @@ mod tests {
         let _ = sys::connect(c.as_raw_fd(), Inany::LOOPBACK4, fport);
         let (acc, peer) = front.accept().unwrap();
         // SAFETY: the fd is taken out of the OwnedFd.
-        let mut client = unsafe { TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(c)) };
+        let client = unsafe { TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(c)) };
         client.set_nonblocking(false).unwrap();
         acc.set_nonblocking(true).unwrap();
         sys::set_int_opt(acc.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4096).unwrap();
@@ -770,9 +768,19 @@ mod tests {
         };
         // SAFETY: the fd is taken out of the std stream.
         let sock = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(acc)) };
-        open(&mut ctx, [Pif::Host, Pif::Splice], ini, tgt, sock, tsock);
-        pump(&mut ctx, 20);
-        let (mut server, _) = back.accept().unwrap();
+        open(ctx, [Pif::Host, Pif::Splice], ini, tgt, sock, tsock);
+        pump(ctx, 20);
+        let (server, _) = back.accept().unwrap();
+        (client, server)
+    }
+
+    #[test]
+    fn small_messages_to_a_slow_reader_spill_into_the_pipe_intact() {
+        // Small messages go by recv/send; the client reads nothing at
+        // first and has tiny buffers, so send() takes only part of a
+        // message: the rest waits in the pipe, and order is kept.
+        let mut ctx = crate::daemon::test_ctx().unwrap();
+        let (mut client, mut server) = slow_client_flow(&mut ctx);
         server.set_nodelay(true).unwrap();
         client
             .set_read_timeout(Some(std::time::Duration::from_millis(20)))
@@ -852,26 +860,7 @@ mod tests {
         // ways (EPOLLHUP, which can't be masked) with its data stuck in
         // the pipe. Nothing can move until the client reads.
         let mut ctx = crate::daemon::test_ctx().unwrap();
-        let front = TcpListener::bind("127.0.0.1:0").unwrap();
-        let back = TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = sys::socket(true, libc::SOCK_STREAM, 0).unwrap();
-        sys::set_int_opt(c.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096).unwrap();
-        let fport = front.local_addr().unwrap().port();
-        let _ = sys::connect(c.as_raw_fd(), Inany::LOOPBACK4, fport);
-        let (acc, peer) = front.accept().unwrap();
-        // SAFETY: the fd is taken out of the OwnedFd.
-        let mut client = unsafe { TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(c)) };
-        client.set_nonblocking(false).unwrap();
-        acc.set_nonblocking(true).unwrap();
-        sys::set_int_opt(acc.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4096).unwrap();
-        let tsock = sys::socket(true, libc::SOCK_STREAM, 0).unwrap();
-        let ini = FlowSide { eaddr: Inany::LOOPBACK4, eport: peer.port(), oaddr: Inany::LOOPBACK4, oport: fport };
-        let tgt = FlowSide { eaddr: Inany::LOOPBACK4, eport: back.local_addr().unwrap().port(), oaddr: Inany::UNSPEC4, oport: 0 };
-        // SAFETY: the fd is taken out of the std stream.
-        let sock = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(acc)) };
-        open(&mut ctx, [Pif::Host, Pif::Splice], ini, tgt, sock, tsock);
-        pump(&mut ctx, 20);
-        let (mut server, _) = back.accept().unwrap();
+        let (mut client, mut server) = slow_client_flow(&mut ctx);
         server.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
         client.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
         client.write_all(b"request").unwrap();
