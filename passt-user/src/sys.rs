@@ -73,6 +73,16 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// The result of a call returning a byte or message count: the OS error
+/// if negative.
+fn cvt_len(r: isize) -> io::Result<usize> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
 /// The result of a non-blocking call returning a count or fd: `Ok(None)`
 /// on EAGAIN, `Ok(Some(r))` otherwise.
 fn cvt_again(r: isize) -> io::Result<Option<usize>> {
@@ -155,11 +165,7 @@ pub fn send(fd: RawFd, buf: &[u8], to: Option<(Inany, u16)>) -> io::Result<usize
             unsafe { libc::sendto(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL, sa.ptr(), sa.len) }
         }
     };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
+    cvt_len(r)
 }
 
 /// sendmsg(2) of the buffers `iov` points at, in order, on a connected
@@ -180,12 +186,7 @@ pub unsafe fn send_iov(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
     mh.msg_iov = iov.as_ptr().cast_mut();
     mh.msg_iovlen = iov.len() as _;
     // SAFETY: mh points at iovecs the caller vouches for, read only.
-    let r = unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
+    cvt_len(unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL) })
 }
 
 /// UDP_SEGMENT (udp(7), linux/udp.h): the socket option and control
@@ -227,12 +228,7 @@ pub unsafe fn send_udp_gso(fd: RawFd, iov: &[libc::iovec], gso_size: u16) -> io:
         std::ptr::copy_nonoverlapping(gso_size.to_ne_bytes().as_ptr(), libc::CMSG_DATA(c), 2);
     }
     // SAFETY: mh points at live iovecs (caller) and our control buffer.
-    let r = unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
+    cvt_len(unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL) })
 }
 
 /// recv(2) of up to `buf.len()` bytes from stream socket `fd`, without
@@ -454,11 +450,7 @@ pub fn peek_into<'a>(fd: RawFd, bufs: impl Iterator<Item = &'a mut [u8]>) -> io:
 /// The OS error of recv (EAGAIN included).
 pub fn discard(fd: RawFd, n: usize) -> io::Result<usize> {
     // SAFETY: with MSG_TRUNC, TCP does not write to the buffer.
-    let r = unsafe { libc::recv(fd, std::ptr::null_mut(), n, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r as usize)
+    cvt_len(unsafe { libc::recv(fd, std::ptr::null_mut(), n, libc::MSG_TRUNC | libc::MSG_DONTWAIT) })
 }
 
 /// shutdown(2) for writing.
@@ -588,11 +580,7 @@ pub fn send_batch(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
         return Ok(0);
     }
     // SAFETY: hdrs[..n] point at live buffers for the duration of the call.
-    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r as usize)
+    cvt_len(unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) } as isize)
 }
 
 /// The connected peer's address and port (getpeername(2)).
