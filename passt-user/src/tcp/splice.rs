@@ -377,14 +377,8 @@ fn forward(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Moved {
             }
         }
         if !s.eof[d] {
-            if s.pipes[d].is_none() {
-                match pool.take() {
-                    Ok(p) => s.pipes[d] = Some(p),
-                    Err(e) => {
-                        log::debug!("TCP splice: pipe: {e}");
-                        return if crate::limits::out_of_fds(&e) { Moved::NoFds } else { Moved::Reset };
-                    }
-                }
+            if let Err(m) = take_pipe(s, d, pool) {
+                return m;
             }
             let Some(p) = &s.pipes[d] else { return Moved::Reset };
             let room = p.size - s.pending[d];
@@ -436,6 +430,22 @@ fn forward(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Moved {
     Moved::Ok
 }
 
+/// Give direction `d` its pipe from `pool` if it has none yet (at its
+/// first byte). Errors: out of file descriptors ([`Moved::NoFds`]) or any
+/// other pipe(2) failure ([`Moved::Reset`]).
+fn take_pipe(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Result<(), Moved> {
+    if s.pipes[d].is_none() {
+        match pool.take() {
+            Ok(p) => s.pipes[d] = Some(p),
+            Err(e) => {
+                log::debug!("TCP splice: pipe: {e}");
+                return Err(if crate::limits::out_of_fds(&e) { Moved::NoFds } else { Moved::Reset });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One read of direction `d` by copy: recv(2) into the pool's scratch
 /// buffer, send(2) to the other socket; what it doesn't take goes into
 /// the direction's (empty) pipe, to be spliced on its EPOLLOUT. True if
@@ -448,19 +458,7 @@ fn copy(s: &mut TcpSplice, d: usize, pool: &mut PipePool) -> Result<bool, Moved>
     // The pipe first (as the splice path takes it at the first byte): a
     // read never takes more than the empty pipe holds, so what the other
     // socket refuses always fits in it.
-    if s.pipes[d].is_none() {
-        match pool.take() {
-            Ok(p) => s.pipes[d] = Some(p),
-            Err(e) => {
-                log::debug!("TCP splice: pipe: {e}");
-                return Err(if crate::limits::out_of_fds(&e) {
-                    Moved::NoFds
-                } else {
-                    Moved::Reset
-                });
-            }
-        }
-    }
+    take_pipe(s, d, pool)?;
     let Some(p) = &s.pipes[d] else {
         return Err(Moved::Reset);
     };
