@@ -784,7 +784,7 @@ fn tap_event(ctx: &mut Ctx, id: u32, events: u32) {
 /// # Safety
 /// The frames' buffer must be neither written nor moved before
 /// [`end_pinned_batch`].
-unsafe fn begin_pinned_batch(ctx: &mut Ctx) {
+pub(crate) unsafe fn begin_pinned_batch(ctx: &mut Ctx) {
     ctx.in_batch = true;
     // SAFETY: the caller keeps the frames in place until the batch ends.
     unsafe {
@@ -795,7 +795,7 @@ unsafe fn begin_pinned_batch(ctx: &mut Ctx) {
 
 /// End a batch started with [`begin_pinned_batch`]: write out what it
 /// staged, then unpin the stages.
-fn end_pinned_batch(ctx: &mut Ctx) {
+pub(crate) fn end_pinned_batch(ctx: &mut Ctx) {
     tcp::io::flush_stage(ctx);
     udp::flush_stage(ctx);
     // SAFETY: the stages are empty.

@@ -1585,16 +1585,12 @@ mod review_tests {
     /// Dispatch `frames` as one tap batch, the stage pinned on them as the
     /// tap reader does, then flush and send the ACKs.
     fn pinned_batch(ctx: &mut Ctx, frames: &[Vec<u8>]) {
-        ctx.in_batch = true;
-        // SAFETY: frames outlives the flush below.
-        unsafe { ctx.tcp_stage.pin(true) };
+        // SAFETY: frames outlives the batch.
+        unsafe { crate::daemon::begin_pinned_batch(ctx) };
         for f in frames {
             dispatch_frame(ctx, f);
         }
-        flush_stage(ctx);
-        // SAFETY: flushed.
-        unsafe { ctx.tcp_stage.pin(false) };
-        ctx.in_batch = false;
+        crate::daemon::end_pinned_batch(ctx);
         flush_acks(ctx);
     }
 
