@@ -82,6 +82,11 @@ counters! {
     /// UDP_SEGMENT sends the kernel refused (the datagrams then went one
     /// by one).
     udp_gso_fallbacks,
+    /// UDP super-frames written to the tap: several datagrams from a host
+    /// socket in one frame (GSO type UDP_L4, `crate::udp::emit`).
+    udp_uso_frames,
+    /// Datagrams those super-frames carried.
+    udp_uso_segs,
     /// Retransmissions to the tap on duplicate ACKs.
     tcp_fast_retransmits,
     /// Retransmissions to the tap on timeout.

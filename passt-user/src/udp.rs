@@ -31,7 +31,7 @@ use crate::listen::{Target, OUT};
 use crate::fwd::L4;
 use crate::limits::{self, Refusal};
 use crate::sys;
-use crate::tap::{Offload, SLOT};
+use crate::tap::{GsoType, Offload, SLOT};
 use crate::wire::{csum, frame};
 
 /// Idle timeout of a UDP flow (upstream uses 180 s).
@@ -331,21 +331,76 @@ fn build_udp(
     (r, off)
 }
 
+/// Datagrams at most in one UDP super-frame to the tap.
+const USO_MAX_SEGS: usize = 64;
+
 /// Turn datagrams received into consecutive free slots into frames, then
-/// consume those slots.
+/// consume those slots. Where the back-end takes UDP super-frames
+/// ([`crate::tap::OffloadCaps::uso`]), a run of datagrams found by
+/// [`uso_run`] becomes one frame (GSO type UDP_L4, `gso_size` the run's
+/// datagram size): the payloads are gathered behind the first one's
+/// headers, and the namespace's kernel splits the frame into the same
+/// datagrams. One write to the tap instead of one per datagram.
 fn emit(ctx: &mut Ctx, tap: &FlowSide, label: u32, dgrams: &[sys::Datagram]) {
     let addrs = frame::FrameAddrs { src_mac: ctx.our_mac, dst_mac: ctx.guest_mac, src: tap.oaddr, dst: tap.eaddr };
-    let partial = ctx.tap.offloads().csum;
-    for (i, d) in dgrams.iter().enumerate() {
+    let caps = ctx.tap.offloads();
+    // A segment is a datagram the tap's MTU carries in one frame.
+    let ip_hdr = if tap.eaddr.is_v4() { 20 } else { 40 };
+    let uso_max = if caps.csum && caps.uso { usize::from(ctx.mtu).saturating_sub(ip_hdr + UDP_HDR) } else { 0 };
+    let p = frame::L4_OFF + UDP_HDR;
+    let mut i = 0;
+    while i < dgrams.len() {
+        let d = dgrams[i];
         if d.truncated || d.len > MAX_DLEN {
             ctx.counters.drop_host_oversize += 1;
+            i += 1;
             continue;
         }
+        let k = uso_run(&dgrams[i..], uso_max);
+        let (mut dlen, mut n) = (d.len, 1);
+        for (j, e) in dgrams.iter().enumerate().take(i + k).skip(i + 1) {
+            if !ctx.tx.copy_between(j, p..p + e.len, i, p + dlen) {
+                break;
+            }
+            dlen += e.len;
+            n += 1;
+        }
         let Some(slot) = ctx.tx.slot(i) else { break };
-        let (r, off) = build_udp(slot, tap, &addrs, label, d.len, partial);
+        let (r, mut off) = build_udp(slot, tap, &addrs, label, dlen, caps.csum);
+        if dlen > d.len {
+            off.gso = GsoType::UdpL4;
+            off.gso_size = d.len as u16;
+            ctx.counters.udp_uso_frames += 1;
+            ctx.counters.udp_uso_segs += n as u64;
+        }
         ctx.tx.commit_in_offload(i, r, off);
+        i += n;
     }
     ctx.tx.advance(dgrams.len());
+}
+
+/// How many datagrams from the start of `dgrams` go to the tap as one
+/// super-frame: a run of datagrams of the first one's length, which is
+/// non-zero and at most `max` bytes (0: no super-frames), the last of the
+/// run possibly shorter; at most [`USO_MAX_SEGS`] datagrams and
+/// [`MAX_DLEN`] bytes in all. 1: the first datagram goes alone.
+fn uso_run(dgrams: &[sys::Datagram], max: usize) -> usize {
+    let size = dgrams.first().map_or(0, |d| d.len);
+    if size == 0 || size > max {
+        return 1;
+    }
+    let (mut k, mut total) = (1, size);
+    for d in dgrams.iter().take(USO_MAX_SEGS).skip(1) {
+        if d.truncated || d.len == 0 || d.len > size || total + d.len > MAX_DLEN {
+            break;
+        }
+        k += 1;
+        total += d.len;
+        if d.len < size {
+            break;
+        }
+    }
+    k
 }
 
 /// A spliced UDP flow (pasta: loopback to loopback through two sockets).
@@ -668,5 +723,26 @@ mod tests {
         f[40..42].copy_from_slice(&c.to_be_bytes());
         assert_eq!(verify(&f), 0);
         assert_eq!(f, full);
+    }
+
+    fn dg(len: usize) -> sys::Datagram {
+        sys::Datagram { len, truncated: false, from: None }
+    }
+
+    #[test]
+    fn uso_run_takes_equal_datagrams_and_one_shorter_last() {
+        let d = |lens: &[usize]| lens.iter().map(|&l| dg(l)).collect::<Vec<_>>();
+        assert_eq!(uso_run(&d(&[1000, 1000, 1000, 400, 1000]), 1472), 4);
+        assert_eq!(uso_run(&d(&[1000, 1200, 1000]), 1472), 1, "a longer one ends the run");
+        assert_eq!(uso_run(&d(&[1000, 1000]), 0), 1, "no super-frames");
+        assert_eq!(uso_run(&d(&[2000, 2000]), 1472), 1, "segments over the MTU");
+        assert_eq!(uso_run(&d(&[0, 0]), 1472), 1, "empty datagrams");
+        assert_eq!(uso_run(&d(&[1000, 0, 1000]), 1472), 1);
+        let mut t = d(&[1000, 1000, 1000]);
+        t[2].truncated = true;
+        assert_eq!(uso_run(&t, 1472), 2, "a truncated one is not gathered");
+        assert_eq!(uso_run(&d(&[100; 100]), 1472), USO_MAX_SEGS);
+        assert_eq!(uso_run(&d(&[1400; 64]), 65520), MAX_DLEN / 1400, "bytes capped");
+        assert_eq!(uso_run(&[], 1472), 1);
     }
 }

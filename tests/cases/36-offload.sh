@@ -10,6 +10,12 @@
 #                                      UDP_SEGMENT: a UDP super-frame on the
 #                                      tap; the remote echo server must get 4
 #                                      datagrams (4 replies, one per segment)
+#   36-offload.py burst R 5555 24 1200 a server upstream answers with 23
+#                                      datagrams of 1200 bytes and one of
+#                                      600, back to back (one UDP_SEGMENT
+#                                      send): all 24 must arrive, in order
+#                                      and intact, whether pasta wrote them
+#                                      as one UDP super-frame or not
 #   ping -c1 R                         ICMP and ICMPv6 echo
 #
 # IPv4 and IPv6. pasta's exit counters line must show super-frames both
@@ -17,7 +23,8 @@
 # tap_tx_gso > 0: frames of several MSS to it) and no drop_offload_malformed
 # (-d: the counters line is logged at exit), batched writes of the
 # uploads (tcp_batched_writes > 0) and, with offloads, the UDP super-frames
-# sent with UDP_SEGMENT (udp_gso_sends >= 2).
+# sent with UDP_SEGMENT (udp_gso_sends >= 2) and datagrams from the host
+# gathered into UDP super-frames to the namespace (udp_uso_frames > 0).
 # With PASST_RS_NO_OFFLOAD=1 in the environment the same case checks the
 # plain path (offloads off, counters 0; the integration test offload_off):
 # there a download fills a whole transmit batch (64 frames of one MSS) per
@@ -34,7 +41,13 @@ down_want=$(sed -n "s/^blob $MIB MiB sha256 //p" "$LAB_WORK/http.log")
 up_want=$(timeout 30 "$PYTHON" "$LAB_DIR/tcplab.py" blob-sha --mib $MIB --seed up)
 [[ $up_want =~ ^[0-9a-f]{64}\ [0-9]+$ ]] || fail "tcplab.py blob-sha printed '$up_want'"
 PY36=${LAB_CASE_FILE%.sh}.py
-export PY36
+BURST_PORT=5555
+export PY36 BURST_PORT
+lab_bg burst-remote4 $UP timeout 300 "$PYTHON" -u "$PY36" burst-serve $R4 $BURST_PORT
+lab_bg burst-remote6 $UP timeout 300 "$PYTHON" -u "$PY36" burst-serve "$R6" $BURST_PORT
+burst_listening() { grep -q '^listening' "$LAB_WORK/burst-remote$1.log" 2>/dev/null; }
+wait_until 15 burst_listening 4 && wait_until 15 burst_listening 6 ||
+	fail "burst servers not listening: $(cat "$LAB_WORK"/burst-remote*.log)"
 
 pasta_spawn off 110 -m 1500 --config-net -d <<'NS'
 IF=$(eval "$ns_ifname_cmd")
@@ -62,6 +75,13 @@ for t in "4 $R4" "6 $R6"; do
 		grep -q '^replies 4$' "$LAB_WORK/uso$1.out" && break
 	done
 	sed "s/^/uso$1 /" "$LAB_WORK/uso$1.out"
+	n=0
+	while [ $n -lt 3 ]; do
+		n=$((n + 1))
+		timeout 10 $PYTHON "$PY36" burst "$2" $BURST_PORT 24 1200 >"$LAB_WORK/burst$1.out" 2>&1
+		grep -q '^burst ok' "$LAB_WORK/burst$1.out" && break
+	done
+	echo "burst$1 $(cat "$LAB_WORK/burst$1.out")"
 	rc=1; n=0
 	while [ $n -lt 3 ] && [ $rc -ne 0 ]; do
 		n=$((n + 1))
@@ -83,6 +103,7 @@ for v in 4 6; do
 	want="replies 4"
 	# "remote:" and the 999-byte line of each segment.
 	for i in 0 1 2 3; do want+=" reply remote:seg$i- len=1006"; done
+	expect_eq "IPv$v UDP burst from upstream: 24 datagrams in order, intact" "$(sed -n "s/^burst$v //p" "$out")" "burst ok 24"
 	expect_eq "IPv$v UDP_SEGMENT send: 4 datagrams echoed" "$(sed -n "s/^uso$v //p" "$out" | tr '\n' ' ' | sed 's/ $//')" "$want"
 done
 if skip_unless_ours "offload features and GSO counters"; then
@@ -97,7 +118,7 @@ if skip_unless_ours "offload features and GSO counters"; then
 	ok "batched TCP writes: $bw carrying $(c tcp_batched_segs) segments"
 	if [[ -n ${PASST_RS_NO_OFFLOAD:-} ]]; then
 		expect_eq "ethtool: tx-checksumming without offloads" "$(sed -n 's/^feature tx-checksumming //p' "$out")" off
-		expect_eq "super-frames without offloads" "$(c tap_rx_gso) $(c tap_tx_gso)" "0 0"
+		expect_eq "super-frames without offloads" "$(c tap_rx_gso) $(c tap_tx_gso) $(c udp_uso_frames)" "0 0 0"
 	else
 		for f in tx-checksumming tcp-segmentation-offload tx-udp-segmentation; do
 			expect_eq "ethtool -k: $f" "$(sed -n "s/^feature $f //p" "$out")" on
@@ -111,5 +132,10 @@ if skip_unless_ours "offload features and GSO counters"; then
 		ug=$(c udp_gso_sends)
 		((ug >= 2)) || fail "UDP super-frames not sent with UDP_SEGMENT (udp_gso_sends=$ug): $cl"
 		ok "UDP_SEGMENT sends: $ug, $(c udp_gso_segs) datagrams, fallbacks $(c udp_gso_fallbacks)"
+		# Datagrams from the host that were queued together (the bursts,
+		# the echoes) went to the namespace as UDP super-frames.
+		uf=$(c udp_uso_frames)
+		((uf > 0)) || fail "no UDP super-frame to the namespace (udp_uso_frames=0): $cl"
+		ok "UDP super-frames to the namespace: $uf, carrying $(c udp_uso_segs) datagrams"
 	fi
 fi

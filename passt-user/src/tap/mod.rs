@@ -155,6 +155,19 @@ impl TxBatch {
         self.meta.push(off);
     }
 
+    /// Copy bytes `range` of free slot `src` to offset `at` of free slot
+    /// `dst` (slots numbered as in [`TxBatch::slot`]): gathers data read
+    /// into several slots behind one header. Out-of-range slots or
+    /// offsets copy nothing and return false.
+    pub fn copy_between(&mut self, src: usize, range: Range<usize>, dst: usize, at: usize) -> bool {
+        let (s, d) = (self.used + src, self.used + dst);
+        if s >= BATCH || d >= BATCH || range.start > range.end || range.end > SLOT || at + range.len() > SLOT {
+            return false;
+        }
+        self.buf.copy_within(s * SLOT + range.start..s * SLOT + range.end, d * SLOT + at);
+        true
+    }
+
     /// Consume `k` slots filled through [`TxBatch::commit_in`].
     pub fn advance(&mut self, k: usize) {
         self.used = (self.used + k).min(BATCH);
@@ -344,5 +357,23 @@ impl Tap for NoTap {
 
     fn send_batch(&mut self, tx: &TxBatch) -> Result<TxResult, TapError> {
         Ok(TxResult { sent: 0, dropped: tx.frames().count() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_between_gathers_across_free_slots_and_refuses_out_of_range() {
+        let mut b = TxBatch::new();
+        b.slot(1).unwrap()[10..13].copy_from_slice(b"abc");
+        assert!(b.copy_between(1, 10..13, 0, 100));
+        assert_eq!(&b.slot(0).unwrap()[100..103], b"abc");
+        assert!(!b.copy_between(BATCH, 0..1, 0, 0));
+        assert!(!b.copy_between(1, 0..SLOT + 1, 0, 0));
+        assert!(!b.copy_between(1, 0..10, 0, SLOT - 5));
+        b.advance(BATCH - 1);
+        assert!(!b.copy_between(1, 0..1, 0, 0), "slot 1 is past the last free one");
     }
 }

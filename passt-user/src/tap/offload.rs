@@ -214,6 +214,10 @@ pub struct OffloadCaps {
     /// TCP super-frames ([`GsoType::TcpV4`], [`GsoType::TcpV6`]) are split
     /// or taken whole by the receiver.
     pub tso: bool,
+    /// UDP super-frames ([`GsoType::UdpL4`]: one UDP header, `gso_size`
+    /// bytes of payload per datagram, the last one possibly shorter) are
+    /// split or taken whole by the receiver (USO, Linux 6.2).
+    pub uso: bool,
 }
 
 #[cfg(test)]

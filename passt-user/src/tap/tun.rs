@@ -272,6 +272,11 @@ impl Tap for TunTap {
         let tso = TUN_F_TSO4 | TUN_F_TSO6;
         // Writing needs no TUN_F_* flag, only the header; the flags the
         // namespace accepted tell that its kernel knows them.
-        OffloadCaps { csum: self.offload_flags & TUN_F_CSUM != 0, tso: self.offload_flags & tso == tso }
+        let uso = TUN_F_USO4 | TUN_F_USO6;
+        OffloadCaps {
+            csum: self.offload_flags & TUN_F_CSUM != 0,
+            tso: self.offload_flags & tso == tso,
+            uso: self.offload_flags & uso == uso,
+        }
     }
 }

@@ -937,7 +937,8 @@ impl RxMode {
 /// What the driver acked of the offloads towards it.
 fn caps_of(dev: &Device) -> OffloadCaps {
     let csum = dev.has(VIRTIO_NET_F_GUEST_CSUM);
-    OffloadCaps { csum, tso: csum && dev.has(VIRTIO_NET_F_GUEST_TSO4) && dev.has(VIRTIO_NET_F_GUEST_TSO6) }
+    // GUEST_USO4/6 are not offered: UDP goes to the guest one datagram per frame.
+    OffloadCaps { csum, tso: csum && dev.has(VIRTIO_NET_F_GUEST_TSO4) && dev.has(VIRTIO_NET_F_GUEST_TSO6), uso: false }
 }
 
 /// Write `frame`, header first, to the next receive buffers of `q`
@@ -1978,7 +1979,7 @@ mod tests {
     #[test]
     fn offload_metadata_goes_into_and_comes_out_of_the_header_as_acked() {
         let (mut tap, g, _a) = ready_tap(ALL);
-        assert_eq!(tap.offloads(), OffloadCaps { csum: true, tso: true });
+        assert_eq!(tap.offloads(), OffloadCaps { csum: true, tso: true, uso: false });
         // To the guest: a TCPv4 super-frame of 3000 bytes over two
         // mergeable buffers; its header carries the metadata.
         for i in 0..2u16 {
@@ -2014,9 +2015,9 @@ mod tests {
         assert_eq!(rx.offload(0), want);
         // Only what the guest acked is offered towards it.
         let (tap, _g, _a) = ready_tap(ALL & !VIRTIO_NET_F_GUEST_TSO6);
-        assert_eq!(tap.offloads(), OffloadCaps { csum: true, tso: false });
+        assert_eq!(tap.offloads(), OffloadCaps { csum: true, tso: false, uso: false });
         let (tap, _g, _a) = ready_tap(ALL & !VIRTIO_NET_F_GUEST_CSUM);
-        assert_eq!(tap.offloads(), OffloadCaps { csum: false, tso: false });
+        assert_eq!(tap.offloads(), OffloadCaps { csum: false, tso: false, uso: false });
     }
 
     #[test]

@@ -1810,7 +1810,7 @@ mod review_tests {
             self.0.send_batch(tx)
         }
         fn offloads(&self) -> OffloadCaps {
-            OffloadCaps { csum: true, tso: true }
+            OffloadCaps { csum: true, tso: true, uso: false }
         }
     }
 
