@@ -65,22 +65,23 @@ for t in "4 $R4" "6 [$R6]"; do
 		timeout 30 curl -sS -g --connect-timeout 5 -T - "$url/up" >"$LAB_WORK/up$1.reply" 2>"$LAB_WORK/up$1.info"
 	echo "up$1 rc=$? $(tr '\n' ' ' <"$LAB_WORK/up$1.info") reply=$(cat "$LAB_WORK/up$1.reply")"
 done
+# try3 OUT PATTERN CMD...: run CMD, output to OUT, until OUT has a line
+# matching PATTERN, at most 3 times (the first IPv6 datagram may wait on NDP).
+try3() {
+	out=$1 pat=$2 n=0
+	shift 2
+	while [ $n -lt 3 ]; do
+		n=$((n + 1))
+		"$@" >"$out" 2>&1
+		grep -q "$pat" "$out" && return 0
+	done
+	return 1
+}
 for t in "4 $R4" "6 $R6"; do
 	set -- $t
-	n=0
-	# The first IPv6 datagram may wait on NDP: up to 3 attempts.
-	while [ $n -lt 3 ]; do
-		n=$((n + 1))
-		timeout 10 $PYTHON "$PY36" uso "$2" $ECHO_PORT 4 1000 >"$LAB_WORK/uso$1.out" 2>&1
-		grep -q '^replies 4$' "$LAB_WORK/uso$1.out" && break
-	done
+	try3 "$LAB_WORK/uso$1.out" '^replies 4$' timeout 10 $PYTHON "$PY36" uso "$2" $ECHO_PORT 4 1000
 	sed "s/^/uso$1 /" "$LAB_WORK/uso$1.out"
-	n=0
-	while [ $n -lt 3 ]; do
-		n=$((n + 1))
-		timeout 10 $PYTHON "$PY36" burst "$2" $BURST_PORT 24 1200 >"$LAB_WORK/burst$1.out" 2>&1
-		grep -q '^burst ok' "$LAB_WORK/burst$1.out" && break
-	done
+	try3 "$LAB_WORK/burst$1.out" '^burst ok' timeout 10 $PYTHON "$PY36" burst "$2" $BURST_PORT 24 1200
 	echo "burst$1 $(cat "$LAB_WORK/burst$1.out")"
 	rc=1; n=0
 	while [ $n -lt 3 ] && [ $rc -ne 0 ]; do
