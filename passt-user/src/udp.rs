@@ -345,8 +345,8 @@ fn emit(ctx: &mut Ctx, tap: &FlowSide, label: u32, dgrams: &[sys::Datagram]) {
     let addrs = frame::FrameAddrs { src_mac: ctx.our_mac, dst_mac: ctx.guest_mac, src: tap.oaddr, dst: tap.eaddr };
     let caps = ctx.tap.offloads();
     // A segment is a datagram the tap's MTU carries in one frame.
-    let ip_hdr = if tap.eaddr.is_v4() { 20 } else { 40 };
-    let uso_max = if caps.csum && caps.uso { usize::from(ctx.mtu).saturating_sub(ip_hdr + UDP_HDR) } else { 0 };
+    let l3 = frame::ip_hdr_len(tap.eaddr.is_v4());
+    let uso_max = if caps.csum && caps.uso { usize::from(ctx.mtu).saturating_sub(l3 + UDP_HDR) } else { 0 };
     let p = frame::L4_OFF + UDP_HDR;
     let mut i = 0;
     while i < dgrams.len() {

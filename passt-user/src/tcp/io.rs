@@ -380,8 +380,7 @@ pub fn probe_peek_offset() -> std::io::Result<()> {
 /// Largest payload per segment a tap of `mtu` bytes takes for this family:
 /// the MSS we announce (RFC 9293 §3.7.1).
 fn mss_max(mtu: u16, v4: bool) -> u16 {
-    let l3 = if v4 { 20 } else { 40 };
-    (usize::from(mtu).saturating_sub(l3 + TCP_HDR)).clamp(536, 65535 - 40 - TCP_HDR) as u16
+    (usize::from(mtu).saturating_sub(frame::ip_hdr_len(v4) + TCP_HDR)).clamp(536, 65535 - 40 - TCP_HDR) as u16
 }
 
 /// Initial sequence number (RFC 6528 §3): a keyed hash of the connection's

@@ -17,6 +17,16 @@ use crate::flow::Inany;
 /// header (40); IPv4 frames start 20 bytes later.
 pub const L4_OFF: usize = 14 + 40;
 
+/// Length of the IP header [`push_ip_eth`] writes: 20 bytes for IPv4 (no
+/// options), 40 for IPv6 (no extension headers).
+pub fn ip_hdr_len(v4: bool) -> usize {
+    if v4 {
+        20
+    } else {
+        40
+    }
+}
+
 /// Ethertype IPv4.
 pub const ETH_P_IP: u16 = 0x0800;
 /// Ethertype IPv6.
