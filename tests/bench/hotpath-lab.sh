@@ -83,5 +83,5 @@ fi
 echo "cpu_ticks $((T1 - T0))"
 [[ $MODE == strace ]] && cat "$OUT/strace.txt"
 [[ $MODE == sched ]] && grep -E 'task-clock|context-switches|cpu-migrations' "$OUT/sched.txt"
-kill $SRV $PASTA 2>/dev/null
+kill $SRV $PASTA $HOLD 2>/dev/null
 wait
