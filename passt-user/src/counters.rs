@@ -74,6 +74,13 @@ counters! {
     tcp_batched_writes,
     /// Segments those batched writes carried.
     tcp_batched_segs,
+    /// ACKs to the tap held back for less than a full segment of guest
+    /// data (`crate::tcp::io::flush_acks`, one per flow and tap batch): the
+    /// next segment to the tap was to carry them.
+    tcp_acks_delayed,
+    /// Delayed ACKs the deadline sent as pure ACKs (no segment to the tap
+    /// carried them in time).
+    tcp_delayed_acks_sent,
     /// Sends to a host UDP socket of several datagrams from the tap at
     /// once (UDP_SEGMENT, [`crate::udp::Stage`]).
     udp_gso_sends,

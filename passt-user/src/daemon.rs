@@ -99,9 +99,15 @@ pub struct Ctx {
     pub udp_stage: udp::Stage,
     /// A tap batch is being dispatched (staging allowed; flushed at its end).
     pub in_batch: bool,
+    /// TCP flows whose ACK is delayed ([`tcp::io::flush_acks`]).
+    pub tcp_delack: Vec<u32>,
+    /// When the delayed ACKs of `tcp_delack` are due (None: none delayed);
+    /// the fast timer fires then.
+    pub tcp_delack_at: Option<Instant>,
     /// TCP flows whose closed window is re-checked on the fast timer.
     pub tcp_wnd_waiters: Vec<u32>,
-    /// One-shot timerfd for millisecond work (TCP window re-checks).
+    /// One-shot timerfd for millisecond work (TCP window re-checks,
+    /// delayed ACKs).
     pub fast_timer: OwnedFd,
     /// When the fast timer fires, if armed.
     fast_timer_at: Option<Instant>,
@@ -198,6 +204,8 @@ impl Ctx {
             start: Instant::now(),
             isn_key,
             tcp_ack_pending: Vec::with_capacity(crate::tap::BATCH * 4),
+            tcp_delack: Vec::with_capacity(1024),
+            tcp_delack_at: None,
             tcp_wnd_waiters: Vec::with_capacity(1024),
             tcp_stage: tcp::io::Stage::new(),
             udp_stage: udp::Stage::new(),
@@ -950,6 +958,9 @@ fn run_loop(ctx: &mut Ctx, timer_fd: &OwnedFd, s: i32, watch: &mut dyn Watch) ->
                 None => log::debug!("epoll: unknown reference {r:?}"),
             }
         }
+        if ctx.tcp_delack_at.is_some_and(|at| ctx.now >= at) {
+            tcp::io::delack_flush(ctx);
+        }
         ctx.flush_tx();
         if let Some(txt) = ctx.stats.as_mut().and_then(|st| st.poll(ctx.now)) {
             let _ = std::io::Write::write_all(&mut std::io::stderr(), txt.as_bytes());
@@ -983,7 +994,6 @@ fn run_loop(ctx: &mut Ctx, timer_fd: &OwnedFd, s: i32, watch: &mut dyn Watch) ->
             }
             return Ok(st);
         }
-        let _ = Duration::ZERO;
     }
 }
 

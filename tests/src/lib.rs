@@ -73,6 +73,7 @@ pub const CASES: &[&str] = &[
     "35-torture",
     "36-offload",
     "37-threads",
+    "38-tcp-delack",
 ];
 
 /// Why a case did not pass.
@@ -190,6 +191,7 @@ pub const THREADS_CASES: &[&str] = &[
     "21-fwd-udp",
     "22-fwd-podman",
     "36-offload",
+    "38-tcp-delack",
 ];
 
 /// [`run_case`] with `extra` added to every pasta command line of the case

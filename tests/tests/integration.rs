@@ -254,6 +254,15 @@ fn threads() {
     case("37-threads")
 }
 
+/// Delayed ACKs: small requests answered one by one and small writes
+/// nobody answers (IPv4, IPv6), every byte right, no retransmission in the
+/// namespace; the counters show ACKs delayed, carried and sent at the
+/// deadline.
+#[test]
+fn tcp_delack() {
+    case("38-tcp-delack")
+}
+
 /// 36-offload again with the tap offloads off (`PASST_RS_NO_OFFLOAD=1`):
 /// plain frames of at most one MTU both ways, as with the stream back-end.
 #[test]

@@ -561,6 +561,25 @@ impl TcpConn {
         self.wnd_to_tap
     }
 
+    /// True if the only ACK owed is for less than one full-sized segment
+    /// of data (`mss_to_tap` bytes) and for at most half the window we
+    /// last advertised (the guest is not short of window), and the guest's
+    /// FIN is not in: the ACK may wait a little for a segment to the tap to
+    /// carry it
+    /// (the delayed ACK of [`crate::tcp::io::flush_acks`]). RFC 9293
+    /// §3.8.6.3 allows a delay below 0.5 s and asks for an ACK at least
+    /// every second full-sized segment; one full segment is always
+    /// acknowledged at once, so bulk data keeps its ACK clock.
+    pub fn ack_deferrable(&self) -> bool {
+        let unacked = self.seq_from_tap.wrapping_sub(self.seq_ack_to_tap);
+        let mss = u32::from(self.mss_to_tap);
+        self.state == State::Established
+            && !self.tap_fin_rcvd
+            && unacked > 0
+            && unacked < mss
+            && unacked <= self.wnd_adv / 2
+    }
+
     /// True if an ACK is owed to the guest: new data acknowledged, or the
     /// window grew from what was advertised by a useful amount (or opened
     /// from zero).
@@ -1833,6 +1852,30 @@ mod tests {
         assert!(c.ack_needed());
         assert_eq!(c.ack_segment().wnd, 1);
         assert!(!c.ack_needed());
+    }
+
+    #[test]
+    fn ack_deferrable_for_less_than_a_segment_with_room_in_the_window() {
+        let (mut c, _) = conn_established();
+        c.set_wnd_to_tap(1 << 20);
+        c.ack_segment();
+        assert!(!c.ack_deferrable(), "nothing owed");
+        let mss = u32::from(c.mss_to_tap);
+        c.seq_from_tap = c.seq_ack_to_tap.wrapping_add(100);
+        assert!(c.ack_deferrable(), "100 bytes");
+        c.seq_from_tap = c.seq_ack_to_tap.wrapping_add(mss - 1);
+        assert!(c.ack_deferrable(), "just under a segment");
+        c.seq_from_tap = c.seq_ack_to_tap.wrapping_add(mss);
+        assert!(!c.ack_deferrable(), "a full segment");
+        // More than half the advertised window used (a window below the
+        // MSS, as a fresh socket's at MTU 65520, is fine while half is free).
+        c.seq_from_tap = c.seq_ack_to_tap.wrapping_add(100);
+        c.wnd_adv = 199;
+        assert!(!c.ack_deferrable(), "the guest may soon wait for window");
+        c.wnd_adv = 200;
+        assert!(c.ack_deferrable());
+        c.tap_fin_rcvd = true;
+        assert!(!c.ack_deferrable(), "the guest's FIN");
     }
 
     #[test]

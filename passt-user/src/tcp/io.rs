@@ -70,6 +70,9 @@ pub struct TcpFlow {
     connecting: bool,
     /// Queued for an ACK at the end of the tap batch.
     ack_queued: bool,
+    /// In `ctx.tcp_delack`: its ACK waits for a segment to the tap or the
+    /// deadline ([`flush_acks`]).
+    delack: bool,
     /// We advertised a window well below what the socket can hold: poll
     /// for EPOLLOUT to tell the guest when room comes back.
     wnd_wait: bool,
@@ -100,6 +103,7 @@ impl TcpFlow {
             events: 0,
             connecting,
             ack_queued: false,
+            delack: false,
             wnd_wait: false,
             wnd_poll_ms: 0,
             stalled: false,
@@ -754,8 +758,20 @@ fn queue_ack(ctx: &mut Ctx, idx: usize) {
     }
 }
 
+/// How long an ACK for less than a full segment of guest data may wait
+/// for a segment to the tap to carry it. A request's reply usually comes
+/// well within this (no ACK frame then, and no window read); a guest that
+/// holds back small writes until they are acknowledged (Nagle) waits at
+/// most this long, against 40 ms or more for a Linux peer's delayed ACK.
+pub const DELACK: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Send the ACKs owed for data of this tap batch (one per flow), after
 /// writing what is staged.
+///
+/// An ACK owed only for less than one full-sized segment of data
+/// ([`TcpConn::ack_deferrable`]), with no closed window to reopen, is
+/// delayed instead: the flow joins `ctx.tcp_delack`, and [`delack_flush`]
+/// sends what is still owed [`DELACK`] after the first of them.
 pub fn flush_acks(ctx: &mut Ctx) {
     flush_stage(ctx);
     let mut i = 0;
@@ -764,6 +780,23 @@ pub fn flush_acks(ctx: &mut Ctx) {
         i += 1;
         if let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) {
             tf.ack_queued = false;
+            if tf.conn.ack_deferrable()
+                && !tf.wnd_wait
+                && (tf.delack || ctx.tcp_delack.len() < ctx.tcp_delack.capacity())
+            {
+                if !tf.delack {
+                    tf.delack = true;
+                    ctx.tcp_delack.push(idx as u32);
+                }
+                ctx.counters.tcp_acks_delayed += 1;
+                if ctx.tcp_delack_at.is_none() {
+                    // One timer per deadline, not per flow or per sleep:
+                    // the loop flushes once it is past (daemon::run_loop).
+                    ctx.tcp_delack_at = Some(ctx.now + DELACK);
+                    ctx.arm_fast_timer(DELACK);
+                }
+                continue;
+            }
             refresh_wnd(tf);
             if tf.conn.ack_needed() {
                 send_ack(ctx, idx, false);
@@ -773,6 +806,35 @@ pub fn flush_acks(ctx: &mut Ctx) {
         }
     }
     ctx.tcp_ack_pending.clear();
+}
+
+/// The delayed ACKs are due: send those still owed (a segment to the tap
+/// carries the ACK, so most were sent already), with a fresh window.
+pub fn delack_flush(ctx: &mut Ctx) {
+    ctx.tcp_delack_at = None;
+    let mut due = std::mem::take(&mut ctx.tcp_delack);
+    for &idx in &due {
+        let idx = idx as usize;
+        // A flow closed since, or its slot reused by one not delayed: skipped.
+        let Some(FlowData::Tcp(tf)) = ctx.flows.get_mut(idx).map(|f| &mut f.data) else { continue };
+        // Carried by a segment since, or the connection moved on (a FIN or
+        // RST, acknowledged or closed by its own path): nothing to send.
+        if !std::mem::take(&mut tf.delack)
+            || tf.conn.seq_from_tap == tf.conn.seq_ack_to_tap
+            || tf.conn.state != State::Established
+        {
+            continue;
+        }
+        refresh_wnd(tf);
+        if tf.conn.ack_needed() {
+            ctx.counters.tcp_delayed_acks_sent += 1;
+            send_ack(ctx, idx, false);
+        }
+        // Polls for room if the window is low.
+        update(ctx, idx);
+    }
+    due.clear();
+    ctx.tcp_delack = due;
 }
 
 /// Send a pure ACK for flow `idx`; with `refresh`, read the socket's room
@@ -1501,6 +1563,103 @@ mod review_tests {
             Some(s.isn.wrapping_add(1 + 10)),
             "our FIN after all the data"
         );
+    }
+
+    /// A request of 64 bytes from the guest, written to the peer.
+    fn request(s: &mut Setup) {
+        dispatch_frame(&mut s.ctx, &seg(s.port, 1001, Some(s.isn.wrapping_add(1)), false, false, 4096, &[7; 64]));
+        flush_acks(&mut s.ctx);
+        let mut b = [0u8; 64];
+        s.peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.peer.read_exact(&mut b).unwrap();
+        assert_eq!(b, [7; 64], "the request reached the peer");
+    }
+
+    #[test]
+    fn small_request_ack_waits_for_the_reply_to_carry_it() {
+        use std::io::Write;
+        let mut s = establish(None);
+        request(&mut s);
+        assert!(out(&s.ctx).is_empty(), "no pure ACK for 64 bytes: {:?}", out(&s.ctx));
+        assert_eq!(s.ctx.counters.tcp_acks_delayed, 1);
+        let at = s.ctx.tcp_delack_at.expect("a deadline");
+        assert_eq!(at, s.ctx.now + DELACK);
+        s.peer.write_all(&[9; 64]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        sock_ready(&mut s.ctx, Sidx::new(s.idx as u32, TGT), libc::EPOLLIN as u32);
+        let o = out(&s.ctx);
+        assert_eq!(o.len(), 1, "one segment: the reply {o:?}");
+        assert_eq!((o[0].1, o[0].4), (1001 + 64, 64), "the reply acknowledges the request");
+        s.ctx.tx.clear();
+        s.ctx.now = at;
+        delack_flush(&mut s.ctx);
+        assert!(out(&s.ctx).is_empty(), "nothing owed at the deadline");
+        assert_eq!(s.ctx.counters.tcp_delayed_acks_sent, 0);
+        assert!(s.ctx.tcp_delack_at.is_none() && s.ctx.tcp_delack.is_empty());
+        assert!(!tf(&mut s.ctx, s.idx).delack);
+    }
+
+    #[test]
+    fn delayed_ack_without_a_reply_goes_at_the_deadline() {
+        let mut s = establish(None);
+        request(&mut s);
+        assert!(out(&s.ctx).is_empty());
+        // More small data before the deadline: still one delayed ACK.
+        dispatch_frame(&mut s.ctx, &seg(s.port, 1065, Some(s.isn.wrapping_add(1)), false, false, 4096, &[8; 100]));
+        flush_acks(&mut s.ctx);
+        assert!(out(&s.ctx).is_empty());
+        assert_eq!((s.ctx.counters.tcp_acks_delayed, s.ctx.tcp_delack.len()), (2, 1), "two ACKs held, one flow listed");
+        s.ctx.now += DELACK;
+        delack_flush(&mut s.ctx);
+        let o = out(&s.ctx);
+        assert_eq!(o.len(), 1, "one pure ACK {o:?}");
+        assert_eq!((o[0].1, o[0].4), (1001 + 164, 0), "it acknowledges all the data");
+        assert_eq!(s.ctx.counters.tcp_delayed_acks_sent, 1);
+        // Nothing left: a second flush sends nothing.
+        s.ctx.tx.clear();
+        delack_flush(&mut s.ctx);
+        assert!(out(&s.ctx).is_empty());
+    }
+
+    #[test]
+    fn a_full_segment_and_a_fin_are_acknowledged_at_once() {
+        let mut s = establish(None);
+        let ack = Some(s.isn.wrapping_add(1));
+        // The guest's MSS (its SYN said 1460): one full segment.
+        dispatch_frame(&mut s.ctx, &seg(s.port, 1001, ack, false, false, 4096, &pattern(0, 1460)));
+        flush_acks(&mut s.ctx);
+        let o = out(&s.ctx);
+        assert_eq!(o.iter().map(|o| (o.1, o.4)).collect::<Vec<_>>(), [(1001 + 1460, 0)], "ACK now");
+        s.ctx.tx.clear();
+        // A few bytes with the guest's FIN.
+        dispatch_frame(&mut s.ctx, &seg(s.port, 2461, ack, true, false, 4096, &[1; 10]));
+        flush_acks(&mut s.ctx);
+        let o = out(&s.ctx);
+        assert_eq!(o.last().map(|o| o.1), Some(2461 + 10 + 1), "data and FIN acknowledged now: {o:?}");
+        assert_eq!(s.ctx.counters.tcp_acks_delayed, 0);
+        assert!(s.ctx.tcp_delack_at.is_none());
+    }
+
+    #[test]
+    fn delayed_ack_of_a_closed_flow_is_dropped() {
+        let mut s = establish(None);
+        request(&mut s);
+        assert_eq!(s.ctx.tcp_delack.len(), 1);
+        // The guest resets the connection before the deadline.
+        let mut rst = seg(s.port, 1065, None, false, false, 0, &[]);
+        // etherparse has no RST builder flag here: set it in the TCP header
+        // (Ethernet 14 + IPv4 20 + flags at byte 13) and fix the checksum.
+        rst[14 + 20 + 13] |= 0x04;
+        let v = etherparse::Ipv4Slice::from_slice(&rst[14..]).unwrap();
+        let t = etherparse::TcpSlice::from_slice(v.payload().payload).unwrap();
+        let sum = t.to_header().calc_checksum_ipv4(&v.header().to_header(), &[]).unwrap();
+        rst[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&sum.to_be_bytes());
+        dispatch_frame(&mut s.ctx, &rst);
+        assert_eq!(tf(&mut s.ctx, s.idx).conn.state, State::Closed, "flow closed by the RST");
+        s.ctx.now += DELACK;
+        delack_flush(&mut s.ctx);
+        assert!(out(&s.ctx).is_empty(), "no ACK for a closed flow");
+        assert_eq!(s.ctx.counters.tcp_delayed_acks_sent, 0);
     }
 
     fn tf(ctx: &mut Ctx, idx: usize) -> &mut TcpFlow {
