@@ -1,43 +1,39 @@
 # 38-tcp-delack: small TCP writes from the namespace (pasta --config-net -d)
-# to a server on the remote host in upstream (38-tcp-delack.py serve), IPv4
-# and IPv6. pasta delays the ACK for less than a full segment of data by up
-# to 1 ms, so that the next segment to the namespace carries it (README,
-# "Delayed ACKs"):
+# to servers on the remote host in upstream (tcplab.py), IPv4 and IPv6.
+# pasta delays the ACK for less than a full segment of data by up to 1 ms,
+# so that the next segment to the namespace carries it (README, "Delayed
+# ACKs"):
 #
-#   38-tcp-delack.py rr R PORT 500        500 requests of 64 bytes on one
-#                                         connection, each answered: the
-#                                         answers carry the ACKs
-#   38-tcp-delack.py trickle R PORT 40 100 5
-#                                         40 writes of 100 bytes, 5 ms apart,
-#                                         Nagle on, never answered until end
-#                                         of file: every ACK goes at its
-#                                         deadline, and Nagle's algorithm
-#                                         holds nothing back for long
+#   tcplab.py client-rr --count 500       500 lines of 64 bytes to serve-echo
+#                                         on one connection, each answered
+#                                         before the next: the answers carry
+#                                         the ACKs
+#   tcplab.py client-trickle --count 40 --size 100 --gap-ms 5
+#                                         a PUT to serve-http whose body goes
+#                                         in 40 writes of 100 bytes, 5 ms
+#                                         apart, Nagle on, unanswered until
+#                                         the end: every ACK goes at its
+#                                         deadline
 #
-# Checks: every answer right, the sink got every byte (sha256), and the
+# Checks: every answer right, the server got every byte (sha256), and the
 # namespace's TCP retransmitted nothing (RetransSegs of /proc/net/snmp in
 # the namespace, before and after): a delayed ACK must never be late enough
 # for a retransmission. passt-rs's exit counters (tcp_acks_delayed,
 # tcp_delayed_acks_sent) must show ACKs delayed, some sent at their
 # deadline (the trickles) and at least a tenth carried by answers.
 
-SRV_PORT=8038 RR_N=500
-PY38=${LAB_CASE_FILE%.sh}.py
-export SRV_PORT RR_N PY38
-lab_bg delack-remote4 $UP timeout 300 "$PYTHON" -u "$PY38" serve $R4 $SRV_PORT
-lab_bg delack-remote6 $UP timeout 300 "$PYTHON" -u "$PY38" serve "$R6" $SRV_PORT
-dump_file "$LAB_WORK/delack-remote4.log" "$LAB_WORK/delack-remote6.log"
-srv_listening() { grep -q '^listening' "$LAB_WORK/delack-remote$1.log" 2>/dev/null; }
-wait_until 15 srv_listening 4 && wait_until 15 srv_listening 6 ||
-	fail "servers not listening: $(cat "$LAB_WORK"/delack-remote*.log)"
+ECHO_TCP_PORT=8038 HTTP_PORT=8039 RR_N=500
+export ECHO_TCP_PORT HTTP_PORT RR_N
+lab_tcp_server echo up serve-echo $ECHO_TCP_PORT --bind $R4 --bind "$R6"
+lab_tcp_server http up serve-http $HTTP_PORT --mib 1 --bind $R4 --bind "$R6"
 
 pasta_spawn delack 100 --config-net -d <<'NS'
 retrans() { awk '/^Tcp:/ { if (!f) { for (i = 1; i <= NF; i++) if ($i == "RetransSegs") f = i } else print $f }' /proc/net/snmp; }
 echo "retrans0 $(retrans)"
 for t in "4 $R4" "6 $R6"; do
 	set -- $t
-	echo "rr$1 $(timeout 30 $PYTHON "$PY38" rr "$2" $SRV_PORT $RR_N 2>&1 | tail -n 1)"
-	echo "trickle$1 $(timeout 30 $PYTHON "$PY38" trickle "$2" $SRV_PORT 40 100 5 2>&1 | tail -n 1)"
+	echo "rr$1 $(timeout 30 $PYTHON "$LAB_DIR/tcplab.py" client-rr --addr "$2" --port $ECHO_TCP_PORT --count $RR_N 2>&1 | tail -n 1)"
+	echo "trickle$1 $(timeout 30 $PYTHON "$LAB_DIR/tcplab.py" client-trickle --addr "$2" --port $HTTP_PORT --count 40 --size 100 --gap-ms 5 2>&1 | tail -n 1)"
 done
 echo "retrans1 $(retrans)"
 exit 0
@@ -46,8 +42,8 @@ rc=$?
 ((rc == 0)) || fail "pasta exited with status $rc"
 out=$LAB_WORK/delack.out
 for v in 4 6; do
-	expect_eq "IPv$v: $RR_N requests of 64 bytes answered" "$(sed -n "s/^rr$v //p" "$out")" "rr ok $RR_N"
-	expect_eq "IPv$v: 40 small writes, sha256 at the sink" "$(sed -n "s/^trickle$v //p" "$out")" "trickle ok 4000"
+	expect_eq "IPv$v: $RR_N requests of 64 bytes answered" "$(sed -n "s/^rr$v //p" "$out")" "result rr=$RR_N"
+	expect_eq "IPv$v: 40 small writes, sha256 at the server" "$(sed -n "s/^trickle$v //p" "$out")" "result trickle=4000"
 done
 r0=$(sed -n 's/^retrans0 //p' "$out") r1=$(sed -n 's/^retrans1 //p' "$out")
 [[ $r0 =~ ^[0-9]+$ && $r1 =~ ^[0-9]+$ ]] || fail "no RetransSegs read in the namespace: '$r0' '$r1'"

@@ -41,6 +41,16 @@ exits 0 only when the result is the expected one):
         (at most 10 s) before closing; prints "result written=N blocked_at=T".
     client-connect   --addr A --port P [--timeout S]
         one connect(); prints "result errno=NAME seconds=T".
+    client-rr        --addr A --port P [--count N] [--prefix S] [--timeout S]
+        one connection to an echo server (TCP_NODELAY), N lines of 64 bytes
+        sent one at a time, each waiting for --prefix + line; prints
+        "result rr=N" if every answer was right, else "result rr=bad
+        line=I got=..." for the first that was not.
+    client-trickle   --addr A --port P [--count N] [--size B] [--gap-ms G]
+        a PUT to serve-http with Content-Length N * B, its body written in N
+        writes of B bytes G ms apart (Nagle's algorithm on: the default);
+        prints "result trickle=LEN" if the server's "HEX LEN" answer is
+        the sha256 and length sent, else "result trickle=bad got=...".
 
 Helpers: `blob --mib N [--seed S]` writes the blob to stdout;
 `blob-sha --mib N [--seed S]` prints "HEX LEN".
@@ -436,6 +446,43 @@ def client_connect(a):
     return 0
 
 
+def client_rr(a):
+    s = connect(a.addr, a.port, a.timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    r, p = Reader(s), a.prefix.encode()
+    for i in range(a.count):
+        ln = f"rr{i}-".encode().ljust(63, b"r") + b"\n"
+        s.sendall(ln)
+        got = r.line()
+        if got != p + ln:
+            say(f"result rr=bad line={i} got={got[:80]!r}")
+            return 1
+    s.close()
+    say(f"result rr={a.count}")
+    return 0
+
+
+def client_trickle(a):
+    s = connect(a.addr, a.port, a.timeout)
+    n = a.count * a.size
+    s.sendall(f"PUT /up HTTP/1.1\r\nHost: lab\r\nContent-Length: {n}\r\n\r\n".encode())
+    h = hashlib.sha256()
+    for i in range(a.count):
+        d = f"w{i}-".encode().ljust(a.size, b"t")
+        s.sendall(d)
+        h.update(d)
+        time.sleep(a.gap_ms / 1000)
+    r = Reader(s)
+    while r.line() not in (b"\r\n", b"\n", b""):
+        pass
+    got = r.line().decode(errors="replace").strip()
+    if got != f"{h.hexdigest()} {n}":
+        say(f"result trickle=bad got={got[:100]!r}")
+        return 1
+    say(f"result trickle={n}")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("mode")
@@ -451,6 +498,8 @@ def main():
     ap.add_argument("--mark-dir")
     ap.add_argument("--wait-file")
     ap.add_argument("--lifetime", type=float, default=300)
+    ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--gap-ms", type=float, default=5)
     a = ap.parse_args()
     if a.mode == "blob":
         out = sys.stdout.buffer
@@ -475,7 +524,8 @@ def main():
         serve(a.bind, a.port, servers[a.mode](), a.lifetime)
         return 0
     clients = {"client-many": client_many, "client-sendclose": client_sendclose,
-               "client-write": client_write, "client-connect": client_connect}
+               "client-write": client_write, "client-connect": client_connect,
+               "client-rr": client_rr, "client-trickle": client_trickle}
     if a.mode in clients:
         return clients[a.mode](a)
     ap.error(f"unknown mode {a.mode}")
