@@ -21,13 +21,16 @@
 //!   them. A retransmission resets SO_PEEK_OFF to 0 and peeks again.
 //! - **ACK coalescing.** Data from the tap is acknowledged once per tap
 //!   batch ([`flush_acks`]), not per segment; duplicate ACKs for holes go
-//!   out at once.
+//!   out at once. Less than a full segment (a request, say) is not
+//!   acknowledged on its own at first: the next segment to the tap (the
+//!   answer) carries the ACK, or [`delack_flush`] sends it after
+//!   [`DELACK`] (1 ms) on the fast timer.
 //! - **Epoll interest** follows what can be done: EPOLLOUT while
 //!   connecting or after a short write, EPOLLIN | EPOLLRDHUP only while
 //!   the guest's window has room and our FIN is not sent, so a closed
 //!   window or a finished stream never spins the loop.
 //! - **Timers** (RTO, window probes, handshake, FIN and idle timeouts) are
-//!   run from the periodic tick ([`timer`]), one second apart.
+//!   run from the periodic tick ([`timers`]), one second apart.
 //!
 //! Syscalls: socket, connect, setsockopt (SO_PEEK_OFF, SO_LINGER),
 //! getsockopt (SO_ERROR, SO_SNDBUF, TCP_MAXSEG), ioctl (SIOCOUTQ), send, sendmsg (a staged batch, [`Stage`]),
