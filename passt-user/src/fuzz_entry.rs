@@ -537,7 +537,7 @@ struct Sock {
 const TCP_MSS_MAX: u16 = 65480;
 
 /// One TCP connection of [`TcpConn`] driven by events decoded from the
-/// input, with the socket side modelled ([`Sock`]) and the I/O layer's
+/// input, with the socket side modelled (`Sock`) and the I/O layer's
 /// part played the way [`crate::tcp::io`] plays it: write what the guest
 /// sent, discard what it acknowledged, send host data within its window,
 /// FIN after the peer's end of file, RST on a peer reset, run the timers.

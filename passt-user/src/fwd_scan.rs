@@ -84,7 +84,7 @@
 //! about 20 µs empty and 150 µs with 100 sockets, the kernel rewalking its
 //! 16384 UDP buckets on each read call), and a udp_diag dump measured only
 //! about 20 % faster.
-//! The same request ([`inet_diag_request`]) serves exact lookups of one
+//! The same request (`inet_diag_request`) serves exact lookups of one
 //! socket's receive queues ([`tcp_diag_queues`], for the eBPF
 //! short-circuit).
 //!

@@ -67,7 +67,7 @@ pub enum ListenError {
     /// An explicit rule's port could not be bound.
     #[error("Listen failed for {what} port {port}: {err}")]
     Port {
-        /// Protocol and address, e.g. "TCP [*]".
+        /// Protocol and address, e.g. `TCP [*]`.
         what: String,
         /// The port.
         port: u16,

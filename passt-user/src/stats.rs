@@ -149,7 +149,7 @@ impl Stats {
     }
 
     /// After a batch of events: the text to print (header every
-    /// [`HEADER_EVERY`] rows, then a row) if an event was counted in this
+    /// `HEADER_EVERY` rows, then a row) if an event was counted in this
     /// batch and the delay has passed since the last row, else `None`. As
     /// upstream, counts of a burst that ended within the delay wait for the
     /// next event.

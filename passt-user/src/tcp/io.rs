@@ -173,7 +173,7 @@ const STAGE_MAX: usize = 4 << 20;
 /// stage before it reads into that buffer again) the iovec points at the
 /// payload in the batch, without a copy, whatever its length; otherwise
 /// (frames handed over by another worker, tests) segments shorter than
-/// [`STAGE_BELOW`] are copied into a 64 KiB buffer allocated once, and
+/// `STAGE_BELOW` are copied into a 64 KiB buffer allocated once, and
 /// longer ones are not staged.
 ///
 /// While data is staged its sequence numbers are counted as written
@@ -265,7 +265,7 @@ impl Stage {
         Stage { slots: (0..STAGE_FLOWS).map(|_| Slot::new()).collect(), pinned: false }
     }
 
-    /// Declare that the payloads given to [`Stage::push`] from now on stay
+    /// Declare that the payloads given to `Stage::push` from now on stay
     /// valid and unchanged until the next [`flush_stage`] (true), or no
     /// longer (false: call only with the stage empty, i.e. after a flush).
     ///
