@@ -565,8 +565,7 @@ impl TcpConn {
     /// of data (`mss_to_tap` bytes) and for at most half the window we
     /// last advertised (the guest is not short of window), and the guest's
     /// FIN is not in: the ACK may wait a little for a segment to the tap to
-    /// carry it
-    /// (the delayed ACK of [`crate::tcp::io::flush_acks`]). RFC 9293
+    /// carry it (the delayed ACK of [`crate::tcp::io::flush_acks`]). RFC 9293
     /// §3.8.6.3 allows a delay below 0.5 s and asks for an ACK at least
     /// every second full-sized segment; one full segment is always
     /// acknowledged at once, so bulk data keeps its ACK clock.

@@ -1649,14 +1649,13 @@ mod review_tests {
         request(&mut s);
         assert_eq!(s.ctx.tcp_delack.len(), 1);
         // The guest resets the connection before the deadline.
-        let mut rst = seg(s.port, 1065, None, false, false, 0, &[]);
-        // etherparse has no RST builder flag here: set it in the TCP header
-        // (Ethernet 14 + IPv4 20 + flags at byte 13) and fix the checksum.
-        rst[14 + 20 + 13] |= 0x04;
-        let v = etherparse::Ipv4Slice::from_slice(&rst[14..]).unwrap();
-        let t = etherparse::TcpSlice::from_slice(v.payload().payload).unwrap();
-        let sum = t.to_header().calc_checksum_ipv4(&v.header().to_header(), &[]).unwrap();
-        rst[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&sum.to_be_bytes());
+        let mut rst = Vec::new();
+        PacketBuilder::ethernet2(GUEST_MAC, OUR_MAC)
+            .ipv4([192, 0, 2, 2], [192, 0, 2, 1], 64)
+            .tcp(SPORT, s.port, 1065, 0)
+            .rst()
+            .write(&mut rst, &[])
+            .unwrap();
         dispatch_frame(&mut s.ctx, &rst);
         assert_eq!(tf(&mut s.ctx, s.idx).conn.state, State::Closed, "flow closed by the RST");
         s.ctx.now += DELACK;
