@@ -279,6 +279,10 @@ fn spawn(argv: &[OsString]) -> Result<Ns, PastaError> {
         // Child.
         // SAFETY: raw syscalls only, then exec or _exit.
         unsafe {
+            // The parent's ends: with our copy of go_w open, a parent that
+            // fails before releasing us would leave us waiting forever.
+            libc::close(go_w.as_raw_fd());
+            libc::close(ready_r.as_raw_fd());
             let flags = libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNS;
             let ok: u8 = if libc::unshare(flags) == 0 { 1 } else { 0 };
             libc::write(ready_w.as_raw_fd(), (&ok as *const u8).cast(), 1);
