@@ -197,6 +197,15 @@ pub struct Conf {
     pub map_host_loopback6: Option<Option<Ipv6Addr>>,
     /// `--no-map-gw`.
     pub no_map_gw: bool,
+    /// `--no-copy-routes` (pasta, deprecated upstream): with `--config-net`,
+    /// only a default route per IP version, as `-g` gives.
+    pub no_copy_routes: bool,
+    /// `--no-copy-addrs` (pasta, deprecated upstream): with `--config-net`,
+    /// only one address per IP version, as `-a` gives.
+    pub no_copy_addrs: bool,
+    /// `--freebind`: `-t`/`-u` sockets may bind addresses not (yet)
+    /// configured on the host (IP_FREEBIND, IPV6_FREEBIND: ip(7), ipv6(7)).
+    pub freebind: bool,
     /// `--map-guest-addr` IPv4: `Some(None)` is `none`.
     pub map_guest_addr4: Option<Option<Ipv4Addr>>,
     /// `--map-guest-addr` IPv6: `Some(None)` is `none`.
@@ -600,7 +609,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::flag(Opt::NoRa, "no-ra", None),
     OptSpec::flag(Opt::NoSplice, "no-splice", None),
     OptSpec::flag(Opt::SpliceOnly, "splice-only", None).pasta(),
-    OptSpec::flag(Opt::Freebind, "freebind", None).later(),
+    OptSpec::flag(Opt::Freebind, "freebind", None),
     OptSpec::flag(Opt::NoMapGw, "no-map-gw", None),
     OptSpec::flag(Opt::Ipv4Only, "ipv4-only", Some('4')),
     OptSpec::flag(Opt::Ipv6Only, "ipv6-only", Some('6')),
@@ -625,12 +634,8 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::OutboundIf4, "outbound-if4", None).later(),
     OptSpec::value(Opt::OutboundIf6, "outbound-if6", None).later(),
     OptSpec::flag(Opt::ConfigNet, "config-net", None).pasta(),
-    OptSpec::flag(Opt::NoCopyRoutes, "no-copy-routes", None)
-        .pasta()
-        .later(),
-    OptSpec::flag(Opt::NoCopyAddrs, "no-copy-addrs", None)
-        .pasta()
-        .later(),
+    OptSpec::flag(Opt::NoCopyRoutes, "no-copy-routes", None).pasta(),
+    OptSpec::flag(Opt::NoCopyAddrs, "no-copy-addrs", None).pasta(),
     OptSpec::flag(Opt::NetnsOnly, "netns-only", None).pasta(),
     OptSpec::value(Opt::MapHostLoopback, "map-host-loopback", None),
     OptSpec::value(Opt::MapGuestAddr, "map-guest-addr", None),
@@ -970,6 +975,9 @@ impl Builder {
             map_host_loopback4: None,
             map_host_loopback6: None,
             no_map_gw: false,
+            no_copy_routes: false,
+            no_copy_addrs: false,
+            freebind: false,
             map_guest_addr4: None,
             map_guest_addr6: None,
             fwd_in: FwdTable::new(),
@@ -1146,6 +1154,9 @@ impl Builder {
             Opt::NoNdp => c.no_ndp = true,
             Opt::NoRa => c.no_ra = true,
             Opt::NoMapGw => c.no_map_gw = true,
+            Opt::NoCopyRoutes => c.no_copy_routes = true,
+            Opt::NoCopyAddrs => c.no_copy_addrs = true,
+            Opt::Freebind => c.freebind = true,
             Opt::Ipv4Only => {
                 c.ipv4_only = true;
                 c.ipv6_only = false;
@@ -1204,11 +1215,8 @@ impl Builder {
                     .map_err(|_| self.invalid(format!("Invalid --runas option: {t}")))?;
                 self.conf.runas = Some(ids);
             }
-            Opt::Freebind
-            | Opt::OutboundIf4
+            Opt::OutboundIf4
             | Opt::OutboundIf6
-            | Opt::NoCopyRoutes
-            | Opt::NoCopyAddrs
             | Opt::RepairPath
             | Opt::MigrateExit
             | Opt::MigrateNoLinger
@@ -1872,6 +1880,8 @@ fn usage(mode: Mode) -> String {
         "    --no-map-gw",
         "Don't map the gateway address to the host",
     );
+    opt(u, "    --freebind", "Bind -t/-u sockets to any address");
+    more(u, "also one not configured on the host (yet)");
     opt(u, "-4, --ipv4-only", "IPv4 only");
     opt(u, "-6, --ipv6-only", "IPv6 only");
     let default = if pasta { "auto" } else { "none" };
@@ -1918,6 +1928,8 @@ fn usage(mode: Mode) -> String {
             "    --config-net",
             "Configure the tap interface in the namespace",
         );
+        opt(u, "    --no-copy-routes", "With --config-net: default route only");
+        opt(u, "    --no-copy-addrs", "With --config-net: one address only");
         opt(
             u,
             "    --ns-mac-addr ADDR",
@@ -2111,7 +2123,7 @@ fn resolve4(
 
     let single = vec![(addr, prefix_len)];
     let copy_addrs = match template {
-        Some(h) if conf.addr4.is_none() && conf.netmask4.is_none() => {
+        Some(h) if conf.addr4.is_none() && conf.netmask4.is_none() && !conf.no_copy_addrs => {
             let all: Vec<_> = h
                 .addrs
                 .iter()
@@ -2133,7 +2145,7 @@ fn resolve4(
         metric: None,
     }];
     let copy_routes = match template {
-        Some(h) if conf.gw4.is_none() => h.routes.clone(),
+        Some(h) if conf.gw4.is_none() && !conf.no_copy_routes => h.routes.clone(),
         _ => default_route,
     };
     let ip4 = Ip4Conf {
@@ -2196,7 +2208,7 @@ fn resolve6(conf: &Conf, hif: Option<&HostIf<Ipv6Addr>>, resolv: &Resolv) -> (Ip
         vec![(addr, PREFIX_LEN6)]
     };
     let copy_addrs = match template {
-        Some(h) if conf.addr6.is_none() => h
+        Some(h) if conf.addr6.is_none() && !conf.no_copy_addrs => h
             .addrs
             .iter()
             .copied()
@@ -2211,7 +2223,7 @@ fn resolve6(conf: &Conf, hif: Option<&HostIf<Ipv6Addr>>, resolv: &Resolv) -> (Ip
         metric: None,
     }];
     let copy_routes = match template {
-        Some(h) if conf.gw6.is_none() => h.routes.clone(),
+        Some(h) if conf.gw6.is_none() && !conf.no_copy_routes => h.routes.clone(),
         _ => default_route,
     };
     let ip6 = Ip6Conf {
@@ -2269,10 +2281,11 @@ fn resolve6(conf: &Conf, hif: Option<&HostIf<Ipv6Addr>>, resolv: &Resolv) -> (Ip
 ///   nothing. Duplicates are dropped. The list is empty unless `dhcp_dns`.
 /// - `dns_match` from `--dns-forward`; `dns_host`: `--dns-host`, else (when
 ///   `dns_match` is set) the first resolv.conf nameserver of that version.
-/// - `copy_addrs` (for `--config-net`): with `-a` (or `-n`, IPv4), or in local
-///   mode, just the assigned address; else every non-link-local address of
-///   the host interface. `copy_routes`: with `-g`, or in local mode, just a
-///   default route via the gateway; else every route of the host interface.
+/// - `copy_addrs` (for `--config-net`): with `-a` (or `-n`, IPv4),
+///   `--no-copy-addrs`, or in local mode, just the assigned address; else
+///   every non-link-local address of the host interface. `copy_routes`: with
+///   `-g`, `--no-copy-routes`, or in local mode, just a default route via the
+///   gateway; else every route of the host interface.
 ///
 /// MTU: `mtu` is `-m` or 65520; `advertise_mtu` is `None` with `-m 0`. An
 /// MTU below 68 with IPv4, or below 1280 with IPv6, is logged as a warning,
@@ -3891,6 +3904,26 @@ mod tests {
             (v6("2001:db8:1::9"), 64)
         );
         assert_eq!(ip6(&n).copy_addrs, vec![(v6("2001:db8:1::9"), 64)]);
+    }
+
+    #[test]
+    fn no_copy_options_keep_one_address_and_the_default_route() {
+        let n = net(&ok(pasta(&["--no-copy-routes", "--no-copy-addrs"])), &host(), &resolv(&[], &[]));
+        let (i4, i6) = (ip4(&n), ip6(&n));
+        // The same address and gateway as without them.
+        assert_eq!((i4.addr, i4.prefix_len, i4.gw), (v4("192.0.2.10"), 24, v4("192.0.2.1")));
+        assert_eq!(i4.copy_addrs, vec![(v4("192.0.2.10"), 24)]);
+        assert_eq!(i4.copy_routes, vec![Route { dst: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gw: Some(v4("192.0.2.1")), metric: None }]);
+        assert_eq!(i6.copy_addrs, vec![(v6("2001:db8::10"), 64)]);
+        assert_eq!(i6.copy_routes, vec![Route { dst: Ipv6Addr::UNSPECIFIED, prefix_len: 0, gw: Some(v6("fe80::1:1")), metric: None }]);
+        // Each on its own.
+        let n = net(&ok(pasta(&["--no-copy-routes"])), &host(), &resolv(&[], &[]));
+        assert_eq!((ip4(&n).copy_addrs.len(), ip4(&n).copy_routes.len()), (2, 1));
+        let n = net(&ok(pasta(&["--no-copy-addrs"])), &host(), &resolv(&[], &[]));
+        assert_eq!((ip4(&n).copy_addrs.len(), &ip4(&n).copy_routes), (1, &host_v4().routes));
+        // pasta only, as upstream.
+        assert!(passt(&["--no-copy-routes"]).is_err());
+        assert!(ok(passt(&["--freebind"])).freebind && ok(pasta(&["--freebind"])).freebind);
     }
 
     #[test]

@@ -382,6 +382,7 @@ fn run_passt(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     let timer = crate::signals::periodic_timer(1000).context("timer")?;
     let mut ctx = new_ctx(conf, &net, tap, None, peek_off)?;
     ctx.listeners = Listeners::new(&conf.fwd_in, &conf.fwd_out, !conf.no_tcp, !conf.no_udp, ctx.v4, ctx.v6);
+    ctx.listeners.freebind = conf.freebind;
     ctx.fwd_rescan(true).context("Couldn't listen on requested ports")?;
     print_info(&net, None);
     print_rules(conf);
@@ -609,6 +610,7 @@ fn run_pasta(conf: &Conf, sandbox: &Sandbox) -> anyhow::Result<i32> {
     let nsfd = ns.netns.try_clone().context("namespace fd")?;
     ctx.ns = Some(crate::netns::NsSwitch::new(nsfd).context("network namespace switch")?);
     ctx.listeners = Listeners::new(&conf.fwd_in, &conf.fwd_out, !conf.no_tcp, !conf.no_udp, ctx.v4, ctx.v6);
+    ctx.listeners.freebind = conf.freebind;
     if ctx.listeners.scans(crate::listen::IN) {
         let sw = ctx.ns.as_ref().context("namespace switch")?;
         let s = sw.in_target(crate::fwd_scan::ProcNet::open).context("namespace helper")?;

@@ -140,6 +140,10 @@ pub struct Listeners {
     steering: Option<Steering>,
     /// Per direction: [`Listeners::sync`] ran once.
     synced: [bool; 2],
+    /// `--freebind`: the sockets of `-t`/`-u` rules (not `-T`/`-U`) are
+    /// bound with IP_FREEBIND / IPV6_FREEBIND, so that a rule's address
+    /// need not be configured on the host yet (passt(1)).
+    pub freebind: bool,
 }
 
 /// The epoll data word of a listening socket: bit 31 the direction, bits
@@ -204,7 +208,7 @@ impl Listeners {
             let steer = rules.iter().map(|_| None).collect();
             Dir { rules, socks, steer }
         };
-        Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6, paused: Vec::new(), steering: None, synced: [false; 2] }
+        Listeners { dirs: [dir(fwd_in), dir(fwd_out)], v4, v6, paused: Vec::new(), steering: None, synced: [false; 2], freebind: false }
     }
 
     /// Whether direction `dir` has rules that socket lookup could serve
@@ -400,6 +404,7 @@ impl Listeners {
     /// See [`ListenError`]; sockets bound before the error stay.
     pub fn sync(&mut self, dir: usize, tcp: &PortSet, udp: &PortSet, epoll: &Epoll, ns: Option<&NsSwitch>) -> Result<(), ListenError> {
         let (v4, v6) = (self.v4, self.v6);
+        let freebind = self.freebind && dir != OUT;
         let d = &mut self.dirs[dir];
         // Per-port sockets of rules other than `auto` are retried only
         // where there are `auto` rules (as without socket lookup, whose
@@ -462,7 +467,7 @@ impl Listeners {
                     bound_one = true;
                     continue;
                 }
-                match bind_port(dir, r, port, v4, v6, ns) {
+                match bind_port(dir, r, port, v4, v6, ns, freebind) {
                     Ok(fd) => {
                         let e = EpollRef::new(EpollType::Listen, fd.as_raw_fd(), listen_ref(dir, idx, port));
                         if epoll.add(fd.as_raw_fd(), libc::EPOLLIN as u32, e).is_ok() {
@@ -595,7 +600,7 @@ fn sync_steered(
 /// IPv6), an ephemeral port; TCP listening, UDP reporting each datagram's
 /// original destination.
 fn bind_steered(ty: i32, a: Inany, v6only: bool) -> std::io::Result<OwnedFd> {
-    let s = bind_one(ty, a, 0, None, v6only)?;
+    let s = bind_one(ty, a, 0, None, v6only, false)?;
     if ty == libc::SOCK_DGRAM {
         let fd = s.as_raw_fd();
         if a.is_v4() || !v6only {
@@ -610,8 +615,9 @@ fn bind_steered(ty: i32, a: Inany, v6only: bool) -> std::io::Result<OwnedFd> {
 
 /// Bind the socket for `port` of rule `r`: on its address, or on any
 /// address (dual-stack if both versions are on), bound to its interface
-/// if it names one; for [`OUT`] in the target namespace.
-fn bind_port(dir: usize, r: &FwdRule, port: u16, v4: bool, v6: bool, ns: Option<&NsSwitch>) -> std::io::Result<OwnedFd> {
+/// if it names one; for [`OUT`] in the target namespace. `freebind`: see
+/// [`bind_one`].
+fn bind_port(dir: usize, r: &FwdRule, port: u16, v4: bool, v6: bool, ns: Option<&NsSwitch>, freebind: bool) -> std::io::Result<OwnedFd> {
     let ty = match r.proto {
         Proto::Tcp => libc::SOCK_STREAM,
         Proto::Udp => libc::SOCK_DGRAM,
@@ -620,9 +626,9 @@ fn bind_port(dir: usize, r: &FwdRule, port: u16, v4: bool, v6: bool, ns: Option<
     if dir == OUT {
         let Some(ns) = ns else { return Err(std::io::ErrorKind::Unsupported.into()) };
         let ifname = r.ifname.clone();
-        return ns.in_target(move || bind_one(ty, a, port, ifname.as_deref(), v6only))?;
+        return ns.in_target(move || bind_one(ty, a, port, ifname.as_deref(), v6only, freebind))?;
     }
-    bind_one(ty, a, port, r.ifname.as_deref(), v6only)
+    bind_one(ty, a, port, r.ifname.as_deref(), v6only, freebind)
 }
 
 /// The address the sockets of rule `r` bind to, and whether an IPv6 one
@@ -636,11 +642,24 @@ fn listen_addr(r: &FwdRule, v4: bool, v6: bool) -> (Inany, bool) {
     }
 }
 
-/// One listening socket on `a`:`port` (`v6only` for IPv6 addresses).
-fn bind_one(ty: i32, a: Inany, port: u16, ifname: Option<&str>, v6only: bool) -> std::io::Result<OwnedFd> {
+/// One listening socket on `a`:`port` (`v6only` for IPv6 addresses);
+/// with `freebind`, `a` need not be an address of the host (IP_FREEBIND,
+/// ip(7); IPV6_FREEBIND, ipv6(7)): the socket answers once it is added.
+///
+/// # Errors
+/// The OS error of socket(2), setsockopt(2), bind(2) (EADDRNOTAVAIL for an
+/// address the host doesn't have, without `freebind`) or listen(2).
+fn bind_one(ty: i32, a: Inany, port: u16, ifname: Option<&str>, v6only: bool, freebind: bool) -> std::io::Result<OwnedFd> {
     let s = sys::socket(a.is_v4(), ty, 0)?;
     let fd = s.as_raw_fd();
     sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if freebind {
+        if a.is_v4() {
+            sys::set_int_opt(fd, libc::SOL_IP, libc::IP_FREEBIND, 1)?;
+        } else {
+            sys::set_int_opt(fd, libc::SOL_IPV6, libc::IPV6_FREEBIND, 1)?;
+        }
+    }
     if !a.is_v4() {
         sys::set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, i32::from(v6only))?;
     }
@@ -725,6 +744,24 @@ mod tests {
         assert_eq!((tg.proto, tg.port, tg.to), (Proto::Tcp, p, p.wrapping_add(1).max(1)));
         assert!(l.target(listen_ref(IN, 1, p), fd).is_none());
         assert!(l.target(listen_ref(IN, 0, p), fd + 1).is_none(), "not that rule's socket");
+    }
+
+    #[test]
+    fn freebind_binds_an_address_the_host_does_not_have() {
+        // Documentation addresses (RFC 5737, RFC 3849): on no host.
+        for a in ["198.51.100.251", "[2001:db8:ffff::251]"] {
+            let p = free_port();
+            let t = table(&[(FwdOpt::TcpPorts, &format!("{a}/{p}")), (FwdOpt::UdpPorts, &format!("{a}/{p}"))]);
+            let ep = Epoll::new().unwrap();
+            let mut l = Listeners::new(&t, &FwdTable::new(), true, true, true, true);
+            let e = l.sync(IN, &PortSet::new(), &PortSet::new(), &ep, None).unwrap_err();
+            assert!(e.to_string().contains("Cannot assign requested address"), "without --freebind: {e}");
+            let mut l = Listeners::new(&t, &FwdTable::new(), true, true, true, true);
+            l.freebind = true;
+            l.sync(IN, &PortSet::new(), &PortSet::new(), &ep, None).unwrap();
+            assert_eq!(l.bound(IN, Proto::Tcp).iter().collect::<Vec<_>>(), vec![p], "{a}: TCP");
+            assert_eq!(l.bound(IN, Proto::Udp).iter().collect::<Vec<_>>(), vec![p], "{a}: UDP");
+        }
     }
 
     #[test]

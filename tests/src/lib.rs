@@ -74,6 +74,7 @@ pub const CASES: &[&str] = &[
     "36-offload",
     "37-threads",
     "38-tcp-delack",
+    "39-config-copy-freebind",
 ];
 
 /// Why a case did not pass.

@@ -263,6 +263,15 @@ fn tcp_delack() {
     case("38-tcp-delack")
 }
 
+/// --config-net copies the host interface's addresses and routes, or one
+/// address and the default routes with --no-copy-addrs --no-copy-routes;
+/// -t on an address the host doesn't have: refused without --freebind
+/// (no process left behind), forwarded with it once the address exists.
+#[test]
+fn config_copy_freebind() {
+    case("39-config-copy-freebind")
+}
+
 /// 36-offload again with the tap offloads off (`PASST_RS_NO_OFFLOAD=1`):
 /// plain frames of at most one MTU both ways, as with the stream back-end.
 #[test]
