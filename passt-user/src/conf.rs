@@ -168,6 +168,12 @@ pub struct Conf {
     pub gw6: Option<Ipv6Addr>,
     /// `-i/--interface`: host interface to take addresses and routes from.
     pub interface: Option<String>,
+    /// `--outbound-if4`: host interface IPv4 outbound sockets are bound to
+    /// (SO_BINDTODEVICE), and, without `-i`, the one IPv4 addresses and
+    /// routes come from.
+    pub outbound_if4: Option<String>,
+    /// `--outbound-if6`: the same for IPv6.
+    pub outbound_if6: Option<String>,
     /// `-o/--outbound` IPv4 source address for outbound sockets.
     pub outbound4: Option<Ipv4Addr>,
     /// `-o/--outbound` IPv6 source address for outbound sockets.
@@ -631,8 +637,8 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec::value(Opt::Runas, "runas", None),
     OptSpec::value(Opt::LogSize, "log-size", None),
     OptSpec::flag(Opt::Version, "version", None),
-    OptSpec::value(Opt::OutboundIf4, "outbound-if4", None).later(),
-    OptSpec::value(Opt::OutboundIf6, "outbound-if6", None).later(),
+    OptSpec::value(Opt::OutboundIf4, "outbound-if4", None),
+    OptSpec::value(Opt::OutboundIf6, "outbound-if6", None),
     OptSpec::flag(Opt::ConfigNet, "config-net", None).pasta(),
     OptSpec::flag(Opt::NoCopyRoutes, "no-copy-routes", None).pasta(),
     OptSpec::flag(Opt::NoCopyAddrs, "no-copy-addrs", None).pasta(),
@@ -962,6 +968,8 @@ impl Builder {
             gw4: None,
             gw6: None,
             interface: None,
+            outbound_if4: None,
+            outbound_if6: None,
             outbound4: None,
             outbound6: None,
             dns: DnsOpt::Host,
@@ -1132,6 +1140,8 @@ impl Builder {
             Opt::NsMacAddr => self.conf.ns_mac = Some(self.mac(value)?),
             Opt::Gateway => self.gateway(value)?,
             Opt::Interface => self.conf.interface = Some(self.ifname(value)?),
+            Opt::OutboundIf4 => self.conf.outbound_if4 = Some(self.ifname(value)?),
+            Opt::OutboundIf6 => self.conf.outbound_if6 = Some(self.ifname(value)?),
             Opt::NsIfname => self.conf.ns_ifname = Some(self.ifname(value)?),
             Opt::Outbound => self.outbound(value)?,
             Opt::Dns => self.dns(value)?,
@@ -1215,9 +1225,7 @@ impl Builder {
                     .map_err(|_| self.invalid(format!("Invalid --runas option: {t}")))?;
                 self.conf.runas = Some(ids);
             }
-            Opt::OutboundIf4
-            | Opt::OutboundIf6
-            | Opt::RepairPath
+            Opt::RepairPath
             | Opt::MigrateExit
             | Opt::MigrateNoLinger
             | Opt::ConfPath
@@ -1808,6 +1816,10 @@ fn usage(mode: Mode) -> String {
         "-o, --outbound ADDR",
         "Source address of outbound IPv4 or IPv6 sockets",
     );
+    opt(u, "    --outbound-if4 NAME", "Bind IPv4 outbound sockets to NAME");
+    more(u, "and, without -i, take IPv4 addresses and routes from it");
+    opt(u, "    --outbound-if6 NAME", "Bind IPv6 outbound sockets to NAME");
+    more(u, "and, without -i, take IPv6 addresses and routes from it");
     opt(
         u,
         "-D, --dns ADDR",
@@ -2298,9 +2310,9 @@ fn resolve6(conf: &Conf, hif: Option<&HostIf<Ipv6Addr>>, resolv: &Resolv) -> (Ip
 /// `-D` was given; the search list given with `-S` is split on white space.
 ///
 /// # Errors
-/// None today: every combination of options and host facts resolves. The
-/// `Result` leaves room for the checks upstream makes for options not built
-/// yet (`--outbound-if4` naming an unusable interface).
+/// None today: every combination of options and host facts resolves (an
+/// `-i` or `--outbound-if4/6` naming no interface fails before, in
+/// [`crate::host::discover`]).
 ///
 /// # Panics
 /// Never.
@@ -3924,6 +3936,10 @@ mod tests {
         // pasta only, as upstream.
         assert!(passt(&["--no-copy-routes"]).is_err());
         assert!(ok(passt(&["--freebind"])).freebind && ok(pasta(&["--freebind"])).freebind);
+        let c = ok(pasta(&["--outbound-if4", "eth1", "--outbound-if6", "wlan0"]));
+        assert_eq!((c.outbound_if4.as_deref(), c.outbound_if6.as_deref()), (Some("eth1"), Some("wlan0")));
+        assert!(passt(&["--outbound-if4", "a-name-longer-than-15"]).is_err());
+        assert!(passt(&["--outbound-if6", ""]).is_err());
     }
 
     #[test]

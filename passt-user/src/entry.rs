@@ -138,6 +138,8 @@ fn fwd_conf(conf: &Conf, net: &NetConf) -> Fwd {
         splice: conf.mode == Mode::Pasta && !conf.no_splice,
         splice_only: conf.splice_only,
         host_lo_to_ns_lo: conf.host_lo_to_ns_lo,
+        outbound_if4: conf.outbound_if4.clone(),
+        outbound_if6: conf.outbound_if6.clone(),
         ..Fwd::default()
     };
     let some4 = |a: std::net::Ipv4Addr| Some(a).filter(|a| !a.is_unspecified());
@@ -249,7 +251,10 @@ fn discover(conf: &Conf) -> anyhow::Result<(bool, NetConf)> {
         }
     };
     let mut nl = crate::netlink::Netlink::open().context("netlink socket")?;
-    let host = crate::host::discover(&mut nl, conf.interface.as_deref(), !conf.ipv6_only, !conf.ipv4_only)
+    // -i for both versions, else --outbound-if4/6 for theirs (passt(1))
+    let iface4 = conf.interface.as_deref().or(conf.outbound_if4.as_deref());
+    let iface6 = conf.interface.as_deref().or(conf.outbound_if6.as_deref());
+    let host = crate::host::discover(&mut nl, [iface4, iface6], !conf.ipv6_only, !conf.ipv4_only)
         .context("can't read the host's interfaces and routes")?;
     drop(nl);
     let resolv = crate::host::read_resolv_conf(Path::new("/etc/resolv.conf"));

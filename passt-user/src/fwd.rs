@@ -93,6 +93,10 @@ pub struct Fwd {
     pub splice_only: bool,
     /// `--host-lo-to-ns-lo`.
     pub host_lo_to_ns_lo: bool,
+    /// `--outbound-if4`: interface IPv4 outbound sockets are bound to.
+    pub outbound_if4: Option<String>,
+    /// `--outbound-if6`: interface IPv6 outbound sockets are bound to.
+    pub outbound_if6: Option<String>,
 }
 
 /// The L4 protocols that can carry DNS.
@@ -275,6 +279,22 @@ impl Fwd {
             self.v4.outbound.map(Inany::from)
         } else {
             self.v6.outbound.map(Inany::from)
+        }
+    }
+
+    /// Bind `fd`, a new outbound socket of this family towards `dst`, to
+    /// the `--outbound-if4/6` interface (SO_BINDTODEVICE, socket(7));
+    /// nothing without the option, or for a loopback `dst` (as `-o`).
+    ///
+    /// # Errors
+    /// The OS error of setsockopt(2) (ENODEV: no such interface now): the
+    /// caller drops the flow rather than let it out through another
+    /// interface.
+    pub fn bind_outbound_if(&self, fd: std::os::fd::RawFd, v4: bool, dst: Inany) -> std::io::Result<()> {
+        let ifname = if v4 { &self.outbound_if4 } else { &self.outbound_if6 };
+        match ifname {
+            Some(i) if !dst.is_loopback() => crate::sys::bind_to_device(fd, i),
+            _ => Ok(()),
         }
     }
 }

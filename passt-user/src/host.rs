@@ -187,25 +187,26 @@ fn discover_family<A: IpFamily>(
 /// Find the host's outbound interface for IPv4 (if `want4`) and IPv6 (if
 /// `want6`) and read what it holds, as passt(1) describes under -i and -g.
 ///
-/// Without `iface`, the interface of the first default route of that
-/// version is taken (for a multipath default route, the interface and
-/// gateway of the first next hop with the highest weight); if there is no
-/// default route and exactly one non-loopback interface has routes of that
-/// version (link-local prefixes not counted), that one; else none. `iface`
-/// (-i) names the interface for both versions instead. A version whose
+/// `iface` names the interface of each version, IPv4 then IPv6 (-i for
+/// both, else `--outbound-if4` / `--outbound-if6`). Without a name, the
+/// interface of the first default route of that version is taken (for a
+/// multipath default route, the interface and gateway of the first next
+/// hop with the highest weight); if there is no default route and exactly
+/// one non-loopback interface has routes of that version (link-local
+/// prefixes not counted), that one; else none. A version whose
 /// interface has no non-loopback address of that version (deprecated and
 /// DAD-failed addresses left out) is `None`.
 ///
 /// Read-only: RTM_GETLINK, RTM_GETROUTE and RTM_GETADDR dumps.
 ///
 /// # Errors
-/// [`NetlinkError::NotFound`] if `iface` names no interface; any
+/// [`NetlinkError::NotFound`] if a name in `iface` is no interface; any
 /// [`NetlinkError`] from the dumps.
 ///
 /// Syscalls: sendto, recvfrom.
 pub fn discover(
     nl: &mut Netlink,
-    iface: Option<&str>,
+    iface: [Option<&str>; 2],
     want4: bool,
     want6: bool,
 ) -> Result<HostNet, NetlinkError> {
@@ -213,18 +214,20 @@ pub fn discover(
         return Ok(HostNet::default());
     }
     let links = nl.links()?;
-    if let Some(name) = iface {
-        if !links.iter().any(|l| l.name == name) {
-            return Err(NetlinkError::NotFound(format!("interface {name}")));
+    for (name, want) in iface.iter().zip([want4, want6]) {
+        if let Some(name) = name.filter(|_| want) {
+            if !links.iter().any(|l| l.name == name) {
+                return Err(NetlinkError::NotFound(format!("interface {name}")));
+            }
         }
     }
     let v4 = if want4 {
-        discover_family::<Ipv4Addr>(nl, &links, iface)?
+        discover_family::<Ipv4Addr>(nl, &links, iface[0])?
     } else {
         None
     };
     let v6 = if want6 {
-        discover_family::<Ipv6Addr>(nl, &links, iface)?
+        discover_family::<Ipv6Addr>(nl, &links, iface[1])?
     } else {
         None
     };
@@ -655,7 +658,7 @@ mod tests {
                 .unwrap();
             nl.route_add6(b, &default_via(v6("2001:db8:1::fe"), None))
                 .unwrap();
-            let h = discover(nl, None, true, true).unwrap();
+            let h = discover(nl, [None, None], true, true).unwrap();
 
             let h4 = h.v4.unwrap();
             assert_eq!((h4.name.as_str(), h4.index, h4.mtu), ("pa0", a, 1400));
@@ -752,7 +755,7 @@ mod tests {
             ];
             nl.route_add_multipath(Ipv6Addr::UNSPECIFIED, 0, None, &hops6)
                 .unwrap();
-            let h = discover(nl, None, true, true).unwrap();
+            let h = discover(nl, [None, None], true, true).unwrap();
             let (h4, h6) = (h.v4.unwrap(), h.v6.unwrap());
             assert_eq!((h4.name.as_str(), h4.gw), ("pb0", Some(v4("10.1.0.254"))));
             assert_eq!((h6.name.as_str(), h6.gw), ("pa0", Some(v6("2001:db8::fe"))));
@@ -777,7 +780,7 @@ mod tests {
             ];
             nl.route_add_multipath(Ipv4Addr::UNSPECIFIED, 0, None, &hops)
                 .unwrap();
-            let h4 = discover(nl, None, true, false).unwrap().v4.unwrap();
+            let h4 = discover(nl, [None, None], true, false).unwrap().v4.unwrap();
             assert_eq!((h4.name.as_str(), h4.gw), ("pa0", Some(v4("10.0.0.254"))));
         });
     }
@@ -788,7 +791,7 @@ mod tests {
             // pb0 is up with no address: only its fe80::/64 route, which
             // does not count.
             let (a, _) = two_links(nl, false);
-            let h = discover(nl, None, true, true).unwrap();
+            let h = discover(nl, [None, None], true, true).unwrap();
             let (h4, h6) = (h.v4.unwrap(), h.v6.unwrap());
             assert_eq!((h4.index, h4.gw), (a, None));
             assert_eq!((h6.index, h6.gw), (a, None));
@@ -808,7 +811,7 @@ mod tests {
     fn discover_without_default_route_and_two_interfaces_finds_nothing() {
         in_netns(|nl| {
             two_links(nl, true);
-            assert_eq!(discover(nl, None, true, true).unwrap(), HostNet::default());
+            assert_eq!(discover(nl, [None, None], true, true).unwrap(), HostNet::default());
         });
     }
 
@@ -825,11 +828,11 @@ mod tests {
             nl.route_add6(b, &default_via(v6("2001:db8:1::fe"), Some(200)))
                 .unwrap();
 
-            let h = discover(nl, None, true, true).unwrap();
+            let h = discover(nl, [None, None], true, true).unwrap();
             assert_eq!(h.v4.unwrap().name, "pa0");
             assert_eq!(h.v6.unwrap().name, "pa0");
 
-            let h = discover(nl, Some("pb0"), true, true).unwrap();
+            let h = discover(nl, [Some("pb0"), Some("pb0")], true, true).unwrap();
             let (h4, h6) = (h.v4.unwrap(), h.v6.unwrap());
             assert_eq!((h4.name.as_str(), h4.gw), ("pb0", Some(v4("10.1.0.254"))));
             assert_eq!(h4.addrs, vec![(v4("10.1.0.1"), 24)]);
@@ -838,11 +841,15 @@ mod tests {
                 ("pb0", Some(v6("2001:db8:1::fe")))
             );
 
+            // --outbound-if4 alone: IPv4 from pb0, IPv6 by the default route.
+            let h = discover(nl, [Some("pb0"), None], true, true).unwrap();
+            assert_eq!((h.v4.unwrap().name.as_str(), h.v6.unwrap().name.as_str()), ("pb0", "pa0"));
+
             // The peer has no IPv4 address: nothing for IPv4.
-            let h = discover(nl, Some("pb0p"), true, false).unwrap();
+            let h = discover(nl, [Some("pb0p"), Some("pb0p")], true, false).unwrap();
             assert_eq!(h, HostNet::default());
 
-            let e = discover(nl, Some("nosuch0"), true, true).unwrap_err();
+            let e = discover(nl, [Some("nosuch0"), Some("nosuch0")], true, true).unwrap_err();
             assert!(
                 matches!(&e, NetlinkError::NotFound(s) if s.contains("nosuch0")),
                 "{e:?}"
@@ -864,7 +871,7 @@ mod tests {
                 },
             )
             .unwrap();
-            assert_eq!(discover(nl, None, true, false).unwrap().v4, None);
+            assert_eq!(discover(nl, [None, None], true, false).unwrap().v4, None);
         });
     }
 
@@ -872,14 +879,14 @@ mod tests {
     fn discover_skips_unwanted_versions() {
         in_netns(|nl| {
             let (a, _) = two_links(nl, false);
-            let h = discover(nl, None, false, true).unwrap();
+            let h = discover(nl, [None, None], false, true).unwrap();
             assert_eq!(h.v4, None);
             assert_eq!(h.v6.unwrap().index, a);
-            let h = discover(nl, None, true, false).unwrap();
+            let h = discover(nl, [None, None], true, false).unwrap();
             assert_eq!(h.v4.unwrap().index, a);
             assert_eq!(h.v6, None);
             assert_eq!(
-                discover(nl, Some("nosuch0"), false, false).unwrap(),
+                discover(nl, [Some("nosuch0"), Some("nosuch0")], false, false).unwrap(),
                 HostNet::default()
             );
         });
@@ -888,13 +895,13 @@ mod tests {
     #[test]
     fn discover_in_empty_namespace_finds_nothing() {
         in_netns(|nl| {
-            assert_eq!(discover(nl, None, true, true).unwrap(), HostNet::default());
+            assert_eq!(discover(nl, [None, None], true, true).unwrap(), HostNet::default());
             // Loopback up: its routes live in the local table, and lo never
             // qualifies anyway.
             nl.link_set_up(1).unwrap();
-            assert_eq!(discover(nl, None, true, true).unwrap(), HostNet::default());
+            assert_eq!(discover(nl, [None, None], true, true).unwrap(), HostNet::default());
             assert_eq!(
-                discover(nl, Some("lo"), true, true).unwrap(),
+                discover(nl, [Some("lo"), Some("lo")], true, true).unwrap(),
                 HostNet::default()
             );
         });

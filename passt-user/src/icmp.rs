@@ -92,6 +92,11 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Result<Sidx, Refusal> {
         }
     };
     let fd = sock.as_raw_fd();
+    if let Err(e) = ctx.fwd.bind_outbound_if(fd, v4, eaddr) {
+        ctx.counters.drop_socket += 1;
+        log::debug!("ping: --outbound-if{}: {e}", if v4 { 4 } else { 6 });
+        return Err(Refusal::Dropped);
+    }
     let src = ctx.fwd.outbound(v4).filter(|_| !eaddr.is_loopback()).unwrap_or(if v4 { Inany::UNSPEC4 } else { Inany::UNSPEC6 });
     if sys::bind(fd, src, ini.eport).is_err() {
         // Identifier taken or bind refused: let the kernel pick one and map

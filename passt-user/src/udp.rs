@@ -232,6 +232,7 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide) -> Result<Sidx, Refusal> {
         Some(o) if !eaddr.is_loopback() => sys::bind(fd, o, 0),
         _ => Ok(()),
     };
+    let bound = ctx.fwd.bind_outbound_if(fd, v4, eaddr).and(bound);
     if let Err(e) = bound.and_then(|()| sys::connect(fd, eaddr, ini.oport)) {
         ctx.counters.drop_socket += 1;
         log::debug!("UDP: connect to {eaddr}:{}: {e}", ini.oport);

@@ -75,6 +75,7 @@ pub const CASES: &[&str] = &[
     "37-threads",
     "38-tcp-delack",
     "39-config-copy-freebind",
+    "40-outbound-if",
 ];
 
 /// Why a case did not pass.

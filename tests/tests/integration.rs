@@ -272,6 +272,14 @@ fn config_copy_freebind() {
     case("39-config-copy-freebind")
 }
 
+/// --outbound-if4/6: upstream sees the chosen interface's addresses over
+/// TCP and UDP, the namespace gets them, ping works; one family alone; an
+/// unknown interface refused.
+#[test]
+fn outbound_if() {
+    case("40-outbound-if")
+}
+
 /// 36-offload again with the tap offloads off (`PASST_RS_NO_OFFLOAD=1`):
 /// plain frames of at most one MTU both ways, as with the stream back-end.
 #[test]

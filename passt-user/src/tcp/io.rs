@@ -617,6 +617,12 @@ fn open_flow(ctx: &mut Ctx, ini: FlowSide, seg: &SegIn) {
         }
     };
     let fd = sock.as_raw_fd();
+    if let Err(e) = ctx.fwd.bind_outbound_if(fd, v4, eaddr) {
+        log::debug!("TCP: --outbound-if{}: {e}", if v4 { 4 } else { 6 });
+        ctx.counters.drop_socket += 1;
+        refuse(ctx, conn);
+        return;
+    }
     if let Some(o) = ctx.fwd.outbound(v4).filter(|_| !eaddr.is_loopback()) {
         let _ = sys::bind(fd, o, 0);
     }
