@@ -3935,6 +3935,10 @@ mod tests {
         assert_eq!((ip4(&n).copy_addrs.len(), &ip4(&n).copy_routes), (1, &host_v4().routes));
         // pasta only, as upstream.
         assert!(passt(&["--no-copy-routes"]).is_err());
+    }
+
+    #[test]
+    fn freebind_and_outbound_if_parse_in_both_modes() {
         assert!(ok(passt(&["--freebind"])).freebind && ok(pasta(&["--freebind"])).freebind);
         let c = ok(pasta(&["--outbound-if4", "eth1", "--outbound-if6", "wlan0"]));
         assert_eq!((c.outbound_if4.as_deref(), c.outbound_if6.as_deref()), (Some("eth1"), Some("wlan0")));
